@@ -1,0 +1,1 @@
+"""Altar Trader Hub: scheduled OHLCV collection from crypto exchanges."""

@@ -1,0 +1,1 @@
+"""Users, passwords, JWT login and the role guard."""

@@ -1,0 +1,22 @@
+"""Role checks: viewers read, admins read and write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from backend.auth.schemas import User
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def writes_need_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Any signed-in user may read; only admins may change anything."""
+    user = connection.user
+    if not isinstance(user, User):
+        raise NotAuthorizedException("Authentication required")
+    if connection.scope.get("method", "GET") not in READ_METHODS and not user.is_admin:
+        raise PermissionDeniedException("This action needs the admin role")

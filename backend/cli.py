@@ -1,0 +1,166 @@
+"""Command line: ``python -m backend <command>``.
+
+- ``run``: what ``make run`` does locally (embedded PostgreSQL when DATABASE_URL is unset,
+  migrations, a first admin, then the web app).
+- ``release``: the Heroku release phase (migrations, then the admin from ADMIN_EMAIL/ADMIN_PASSWORD).
+- ``migrate``, ``serve``, ``create-user``, ``set-password``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from dataclasses import replace
+
+import uvicorn
+
+from backend.app import create_app
+from backend.auth import repository as users
+from backend.auth.passwords import MIN_PASSWORD_LENGTH, generate_password, hash_password
+from backend.auth.schemas import Role
+from backend.db.embedded import start_embedded_postgres
+from backend.db.migrate import MigrationError, apply_migrations
+from backend.db.pool import create_pool
+from backend.settings import Settings, SettingsError, load_settings
+
+LOCAL_ADMIN_EMAIL = "admin@localhost.dev"
+
+logger = logging.getLogger("backend")
+
+
+def _resolve_database(settings: Settings) -> Settings:
+    """Use DATABASE_URL; locally without one, start the embedded PostgreSQL under .data/."""
+    if settings.database_url is not None:
+        return settings
+    url = start_embedded_postgres()
+    print(f"DATABASE_URL is unset: using the embedded PostgreSQL ({url})")
+    return replace(settings, database_url=url)
+
+
+async def _migrate(settings: Settings) -> None:
+    assert settings.database_url is not None
+    applied = await apply_migrations(settings.database_url)
+    print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", up to date"))
+
+
+async def _ensure_admin(settings: Settings, *, invent_locally: bool) -> None:
+    """Make sure an admin exists: ADMIN_EMAIL/ADMIN_PASSWORD, else (locally only) a generated one."""
+    assert settings.database_url is not None
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        if settings.admin_email and settings.admin_password:
+            found = await users.get_login(pool, email=settings.admin_email)
+            if found is None:
+                await users.create_user(
+                    pool,
+                    email=settings.admin_email,
+                    password_hash=await hash_password(settings.admin_password),
+                    role="admin",
+                )
+                print(f"admin: created {users.normalize_email(settings.admin_email)} from ADMIN_EMAIL")
+            return
+        if await users.any_admin_exists(pool):
+            return
+        if settings.is_production or not invent_locally:
+            print("admin: none exists; set ADMIN_EMAIL and ADMIN_PASSWORD or run `python -m backend create-user`")
+            return
+        password = generate_password()
+        await users.create_user(
+            pool, email=LOCAL_ADMIN_EMAIL, password_hash=await hash_password(password), role="admin"
+        )
+        print(f"admin: created for local use only: {LOCAL_ADMIN_EMAIL} / {password}  (shown once)")
+    finally:
+        await pool.close()
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    print(f"serving on http://{host}:{port}  docs: http://{host}:{port}/docs")
+    print("log in: POST /api/v1/auth/login with your email and password, then Authorize with the token")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=True,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=25,
+    )
+
+
+async def _set_user(settings: Settings, email: str, role: Role | None, password: str) -> None:
+    assert settings.database_url is not None
+    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+    try:
+        password_hash = await hash_password(password)
+        if role is None:
+            if await users.set_password_hash(pool, email=email, password_hash=password_hash) is None:
+                raise SystemExit(f"no user with email {users.normalize_email(email)}")
+            print(f"password set for {users.normalize_email(email)}")
+        else:
+            try:
+                user = await users.create_user(pool, email=email, password_hash=password_hash, role=role)
+            except users.UserExistsError:
+                raise SystemExit(f"a user with email {users.normalize_email(email)} exists already") from None
+            print(f"created {user.role} {user.email} (id {user.id})")
+    finally:
+        await pool.close()
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SystemExit("the passwords differ")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise SystemExit(f"the password needs at least {MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="local: database, migrations, first admin, then serve")
+    serve = commands.add_parser("serve", help="serve the web app (no migrations)")
+    for command in (run, serve):
+        command.add_argument("--host", default="127.0.0.1")
+        command.add_argument("--port", type=int, default=8000)
+    commands.add_parser("migrate", help="apply pending migrations")
+    commands.add_parser("release", help="Heroku release phase: migrate, then ensure the admin")
+    create = commands.add_parser("create-user", help="create a user")
+    create.add_argument("email")
+    create.add_argument("--role", choices=["admin", "viewer"], default="viewer")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    set_password = commands.add_parser("set-password", help="set a user's password")
+    set_password.add_argument("email")
+    set_password.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _resolve_database(settings)
+        if args.command in ("run", "migrate", "release"):
+            asyncio.run(_migrate(settings))
+        if args.command in ("run", "release"):
+            asyncio.run(_ensure_admin(settings, invent_locally=args.command == "run"))
+        if args.command in ("run", "serve"):
+            _serve(settings, args.host, args.port)
+        elif args.command == "create-user":
+            asyncio.run(_set_user(settings, args.email, args.role, _read_password(args.password_stdin)))
+        elif args.command == "set-password":
+            asyncio.run(_set_user(settings, args.email, None, _read_password(args.password_stdin)))
+    except MigrationError as exc:
+        print(f"migration error: {exc}", file=sys.stderr)
+        return 1
+    return 0

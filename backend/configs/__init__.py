@@ -1,0 +1,1 @@
+"""Data-collection configs: which symbol on which exchange, which timeframes, how often."""

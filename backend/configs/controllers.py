@@ -1,0 +1,88 @@
+"""Routes for data-collection configs (contract: "Data collection configs")."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, delete, get, post, put
+from litestar.params import FromQuery, JSONBody, Parameter
+
+from backend.auth.guards import writes_need_admin
+from backend.auth.schemas import User
+from backend.configs import repository
+from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate
+from backend.dependencies import PoolDependency
+from backend.errors import NotFoundError, UnavailableError
+
+ConfigId = Annotated[int, Parameter(ge=1, description="Config id")]
+
+
+def _found(config: Config | None, config_id: int) -> Config:
+    if config is None:
+        raise NotFoundError(f"Config {config_id} not found")
+    return config
+
+
+class ConfigController(Controller):
+    path = "/api/v1/admin/data-collection/configs"
+    tags = ["configs"]
+    guards = [writes_need_admin]
+
+    @get("/", operation_id="listConfigs")
+    async def list_configs(
+        self,
+        pool: PoolDependency,
+        enabled: FromQuery[bool | None] = None,
+        exchange: FromQuery[str | None] = None,
+        skip: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 100,
+    ) -> list[Config]:
+        """List configs by id, optionally only enabled or disabled ones, or one exchange's."""
+        return await repository.list_configs(
+            pool, enabled=enabled, exchange=exchange.lower() if exchange else None, skip=skip, limit=limit
+        )
+
+    @post("/", operation_id="createConfig")
+    async def create_config(
+        self, pool: PoolDependency, request: Request[User, Any, Any], data: JSONBody[ConfigCreate]
+    ) -> Config:
+        """Create a config; when enabled, its job starts by itself. (exchange, symbol) is unique: 409."""
+        return await repository.create_config(pool, data=data, created_by=request.user.id)
+
+    @get("/{config_id:int}", operation_id="getConfig")
+    async def get_config(self, pool: PoolDependency, config_id: ConfigId) -> Config:
+        """One config."""
+        return _found(await repository.get_config(pool, config_id=config_id), config_id)
+
+    @put("/{config_id:int}", operation_id="updateConfig")
+    async def update_config(self, pool: PoolDependency, config_id: ConfigId, data: JSONBody[ConfigUpdate]) -> Config:
+        """Change only the fields sent; the schedule follows at once."""
+        changes = data.changes()
+        if not changes:
+            return _found(await repository.get_config(pool, config_id=config_id), config_id)
+        return _found(await repository.update_config(pool, config_id=config_id, changes=changes), config_id)
+
+    @delete("/{config_id:int}", operation_id="deleteConfig")
+    async def delete_config(self, pool: PoolDependency, config_id: ConfigId) -> None:
+        """Delete a config; its job stops, its execution logs stay (with `config_id` null)."""
+        if not await repository.delete_config(pool, config_id=config_id):
+            raise NotFoundError(f"Config {config_id} not found")
+
+    @post("/{config_id:int}/enable", operation_id="enableConfig", status_code=200)
+    async def enable_config(self, pool: PoolDependency, config_id: ConfigId) -> Config:
+        """Enable a config: its job starts."""
+        return _found(await repository.set_enabled(pool, config_id=config_id, enabled=True), config_id)
+
+    @post("/{config_id:int}/disable", operation_id="disableConfig", status_code=200)
+    async def disable_config(self, pool: PoolDependency, config_id: ConfigId) -> Config:
+        """Disable a config: no new runs start."""
+        return _found(await repository.set_enabled(pool, config_id=config_id, enabled=False), config_id)
+
+    @post("/{config_id:int}/trigger", operation_id="triggerConfig", status_code=202)
+    async def trigger_config(self, pool: PoolDependency, config_id: ConfigId) -> None:
+        """Run the config now, whatever its schedule.
+
+        Answers 503 until a scheduler runs collections in this service.
+        """
+        _found(await repository.get_config(pool, config_id=config_id), config_id)
+        raise UnavailableError("No scheduler runs collections in this service yet; the trigger was not accepted")

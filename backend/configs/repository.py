@@ -1,0 +1,89 @@
+"""SQL for data-collection configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from backend.configs.schemas import Config, ConfigCreate
+from backend.db.pool import Connection, Pool
+
+CONFIG_COLUMNS = """
+    id, symbol, exchange, timeframes, interval_minutes, enabled,
+    'collect_data_' || id AS job_id, created_at, updated_at, description, created_by
+"""
+# columns a partial update may set; the SET clause is built only from these names
+UPDATABLE_COLUMNS = ("symbol", "exchange", "timeframes", "interval_minutes", "enabled", "description")
+
+LIST_CONFIGS = f"""
+SELECT {CONFIG_COLUMNS} FROM data_collection_configs
+WHERE ($1::boolean IS NULL OR enabled = $1) AND ($2::text IS NULL OR exchange = $2)
+ORDER BY id
+OFFSET $3 LIMIT $4
+"""
+GET_CONFIG = f"SELECT {CONFIG_COLUMNS} FROM data_collection_configs WHERE id = $1"
+INSERT_CONFIG = f"""
+INSERT INTO data_collection_configs
+    (symbol, exchange, timeframes, interval_minutes, enabled, description, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING {CONFIG_COLUMNS}
+"""
+SET_ENABLED = f"""
+UPDATE data_collection_configs SET enabled = $2, updated_at = now() WHERE id = $1
+RETURNING {CONFIG_COLUMNS}
+"""
+DELETE_CONFIG = "DELETE FROM data_collection_configs WHERE id = $1 RETURNING id"
+
+
+def _to_config(row: Any) -> Config | None:
+    return None if row is None else msgspec.convert(dict(row), Config)
+
+
+async def list_configs(
+    db: Pool | Connection, *, enabled: bool | None, exchange: str | None, skip: int, limit: int
+) -> list[Config]:
+    rows = await db.fetch(LIST_CONFIGS, enabled, exchange, skip, limit)
+    return [msgspec.convert(dict(row), Config) for row in rows]
+
+
+async def get_config(db: Pool | Connection, *, config_id: int) -> Config | None:
+    return _to_config(await db.fetchrow(GET_CONFIG, config_id))
+
+
+async def create_config(db: Pool | Connection, *, data: ConfigCreate, created_by: int | None) -> Config:
+    row = await db.fetchrow(
+        INSERT_CONFIG,
+        data.symbol,
+        data.exchange,
+        data.timeframes,
+        data.interval_minutes,
+        data.enabled,
+        data.description,
+        created_by,
+    )
+    config = _to_config(row)
+    assert config is not None
+    return config
+
+
+async def update_config(db: Pool | Connection, *, config_id: int, changes: dict[str, Any]) -> Config | None:
+    """Set the given columns (from ``UPDATABLE_COLUMNS`` only) and ``updated_at``."""
+    unknown = set(changes) - set(UPDATABLE_COLUMNS)
+    if unknown:
+        raise ValueError(f"not updatable: {', '.join(sorted(unknown))}")
+    names = [name for name in UPDATABLE_COLUMNS if name in changes]
+    assignments = [f"{name} = ${index}" for index, name in enumerate(names, start=2)]
+    sql = f"""
+        UPDATE data_collection_configs SET {", ".join([*assignments, "updated_at = now()"])}
+        WHERE id = $1 RETURNING {CONFIG_COLUMNS}
+    """
+    return _to_config(await db.fetchrow(sql, config_id, *(changes[name] for name in names)))
+
+
+async def set_enabled(db: Pool | Connection, *, config_id: int, enabled: bool) -> Config | None:
+    return _to_config(await db.fetchrow(SET_ENABLED, config_id, enabled))
+
+
+async def delete_config(db: Pool | Connection, *, config_id: int) -> bool:
+    return await db.fetchval(DELETE_CONFIG, config_id) is not None

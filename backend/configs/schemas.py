@@ -1,0 +1,99 @@
+"""Request and response bodies of the config routes, with the contract's validation."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import ccxt
+import msgspec
+
+Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"]
+KNOWN_EXCHANGES = frozenset(ccxt.exchanges)
+
+Symbol = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9]{1,20}/[A-Za-z0-9]{1,20}$",
+        description="BASE/QUOTE as ccxt writes it, e.g. BTC/USDT (upper-cased on save)",
+        examples=["BTC/USDT"],
+    ),
+]
+ExchangeId = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=40, description="A ccxt exchange id", examples=["binance"])
+]
+Timeframes = Annotated[
+    list[Timeframe],
+    msgspec.Meta(min_length=1, description="Distinct candle timeframes", examples=[["1m", "1h"]]),
+]
+IntervalMinutes = Annotated[int, msgspec.Meta(ge=1, le=1440, description="Minutes between runs")]
+Description = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+def _normalize_symbol(symbol: str) -> str:
+    return symbol.upper()
+
+
+def _check_exchange(exchange: str) -> str:
+    exchange = exchange.lower()
+    if exchange not in KNOWN_EXCHANGES:
+        raise ValueError(f"exchange: {exchange!r} is not an exchange ccxt knows")
+    return exchange
+
+
+def _check_timeframes(timeframes: list[Timeframe]) -> None:
+    if len(set(timeframes)) != len(timeframes):
+        raise ValueError("timeframes: must not contain duplicates")
+
+
+class Config(msgspec.Struct, kw_only=True):
+    """A data-collection config as the API shows it."""
+
+    id: int
+    symbol: str
+    exchange: str
+    timeframes: list[str]
+    interval_minutes: int
+    enabled: bool
+    job_id: str
+    created_at: datetime
+    updated_at: datetime | None = None
+    description: str | None = None
+    created_by: int | None = None
+
+
+class ConfigCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    symbol: Symbol
+    timeframes: Timeframes
+    interval_minutes: IntervalMinutes
+    exchange: ExchangeId = "binance"
+    enabled: bool = True
+    description: Description | None = None
+
+    def __post_init__(self) -> None:
+        self.symbol = _normalize_symbol(self.symbol)
+        self.exchange = _check_exchange(self.exchange)
+        _check_timeframes(self.timeframes)
+
+
+class ConfigUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Partial update: only the fields sent change."""
+
+    symbol: Symbol | msgspec.UnsetType = msgspec.UNSET
+    exchange: ExchangeId | msgspec.UnsetType = msgspec.UNSET
+    timeframes: Timeframes | msgspec.UnsetType = msgspec.UNSET
+    interval_minutes: IntervalMinutes | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if self.symbol is not msgspec.UNSET:
+            self.symbol = _normalize_symbol(self.symbol)
+        if self.exchange is not msgspec.UNSET:
+            self.exchange = _check_exchange(self.exchange)
+        if self.timeframes is not msgspec.UNSET:
+            _check_timeframes(self.timeframes)
+
+    def changes(self) -> dict[str, object]:
+        """The fields the client sent, by column name."""
+        return {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not msgspec.UNSET}

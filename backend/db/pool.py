@@ -1,0 +1,34 @@
+"""The asyncpg connection pool shared by the whole process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+import msgspec
+
+if TYPE_CHECKING:
+    Pool: TypeAlias = asyncpg.Pool[asyncpg.Record]
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+else:  # asyncpg's classes are generic only to the type checker
+    Pool = asyncpg.Pool
+    Connection = asyncpg.Connection
+
+
+async def _init_connection(conn: Connection) -> None:
+    """jsonb columns come back as Python objects and go in from them."""
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_json, decoder=msgspec.json.decode, format="text"
+    )
+
+
+def _encode_json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+    )
+    assert pool is not None
+    return pool

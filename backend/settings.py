@@ -1,0 +1,157 @@
+"""Settings, read once from the environment into a typed object.
+
+This is the only module that reads ``os.environ``. Every invalid value raises
+:class:`SettingsError` whose message is one line that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+SchedulerBackend = Literal["inprocess", "arq"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MIN_SECRET_KEY_LENGTH = 32
+WEAK_SECRET_KEYS = frozenset({"secret", "changeme", "change-me", "dev", "development", "password", "test"})
+DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"  # noqa: S105 - refused in production
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app_env: str = "development"
+    database_url: str | None = None
+    database_pool_min_size: int = 1
+    database_pool_max_size: int = 5
+    redis_url: str | None = None
+    scheduler_backend: SchedulerBackend = "inprocess"
+    secret_key: str = DEV_SECRET_KEY
+    access_token_expire_minutes: int = 60
+    cors_allowed_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    admin_email: str | None = None
+    admin_password: str | None = None
+    login_max_failures_per_email: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window_seconds: int = 900
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ`` (the process environment by default)."""
+    env = os.environ if environ is None else environ
+    app_env = _choice(env, "APP_ENV", ("development", "production", "test"), "development")
+    settings = Settings(
+        app_env=app_env,
+        database_url=_database_url(env, "DATABASE_URL"),
+        database_pool_min_size=_int(env, "DATABASE_POOL_MIN_SIZE", 1, minimum=0),
+        database_pool_max_size=_int(env, "DATABASE_POOL_MAX_SIZE", 5, minimum=1),
+        redis_url=_redis_url(env, "REDIS_URL"),
+        scheduler_backend=_scheduler_backend(env),
+        secret_key=_secret_key(env, production=app_env == "production"),
+        access_token_expire_minutes=_int(env, "ACCESS_TOKEN_EXPIRE_MINUTES", 60, minimum=1),
+        cors_allowed_origins=_list(env, "CORS_ALLOWED_ORIGINS"),
+        log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+        admin_email=_optional(env, "ADMIN_EMAIL"),
+        admin_password=_optional(env, "ADMIN_PASSWORD"),
+        login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
+        login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1),
+        login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1),
+    )
+    if settings.database_pool_min_size > settings.database_pool_max_size:
+        raise SettingsError("DATABASE_POOL_MIN_SIZE: must not exceed DATABASE_POOL_MAX_SIZE")
+    if settings.is_production and settings.database_url is None:
+        raise SettingsError("DATABASE_URL: required when APP_ENV=production")
+    if settings.scheduler_backend == "arq" and settings.redis_url is None:
+        raise SettingsError("REDIS_URL: required when SCHEDULER_BACKEND=arq")
+    return settings
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str, *, upper: bool = False) -> str:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    value = raw.upper() if upper else raw.lower()
+    if value not in allowed:
+        raise SettingsError(f"{name}: expected one of {', '.join(allowed)}, got {raw!r}")
+    return value
+
+
+def _scheduler_backend(env: Mapping[str, str]) -> SchedulerBackend:
+    value = _choice(env, "SCHEDULER_BACKEND", ("inprocess", "arq"), "inprocess")
+    return "arq" if value == "arq" else "inprocess"
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = _optional(env, name)
+    if raw is None:
+        return ()
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _database_url(env: Mapping[str, str], name: str) -> str | None:
+    """Accept Heroku's ``postgres://`` scheme; keep the query (``sslmode``) as it is."""
+    raw = _optional(env, name)
+    if raw is None:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme == "postgres":
+        raw = "postgresql" + raw[len("postgres") :]
+    elif parts.scheme != "postgresql":
+        raise SettingsError(f"{name}: expected a postgresql:// or postgres:// URL")
+    sslmode = parse_qs(parts.query).get("sslmode", [None])[0]
+    allowed = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+    if sslmode is not None and sslmode not in allowed:
+        raise SettingsError(f"{name}: unknown sslmode {sslmode!r}")
+    return raw
+
+
+def _redis_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = _optional(env, name)
+    if raw is None:
+        return None
+    if urlsplit(raw).scheme not in {"redis", "rediss"}:
+        raise SettingsError(f"{name}: expected a redis:// or rediss:// URL")
+    return raw
+
+
+def _secret_key(env: Mapping[str, str], *, production: bool) -> str:
+    raw = _optional(env, "SECRET_KEY")
+    if raw is None:
+        if production:
+            raise SettingsError("SECRET_KEY: required when APP_ENV=production")
+        return DEV_SECRET_KEY
+    weak = raw.lower() in WEAK_SECRET_KEYS or len(set(raw)) < 8 or raw == DEV_SECRET_KEY
+    if production and (len(raw) < MIN_SECRET_KEY_LENGTH or weak):
+        raise SettingsError(
+            f"SECRET_KEY: too weak, use at least {MIN_SECRET_KEY_LENGTH} random characters "
+            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    return raw

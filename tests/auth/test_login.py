@@ -1,0 +1,111 @@
+"""POST /api/v1/auth/login and GET /api/v1/auth/me."""
+
+from __future__ import annotations
+
+import json
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.auth import repository as users
+from backend.auth.passwords import hash_password
+from backend.db.pool import Pool
+from tests.conftest import PASSWORD
+
+LOGIN = "/api/v1/auth/login"
+Client = AsyncTestClient[Litestar]
+
+
+async def _user(pool: Pool, email: str = "trader@example.com", role: users.Role = "admin") -> None:
+    await users.create_user(pool, email=email, password_hash=await hash_password(PASSWORD), role=role)
+
+
+async def test_good_credentials_give_a_bearer_token(client: Client, pool: Pool) -> None:
+    await _user(pool)
+
+    response = await client.post(LOGIN, json={"email": "trader@example.com", "password": PASSWORD})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["access_token"].count(".") == 2
+    assert body["user"]["email"] == "trader@example.com"
+    assert "password" not in response.text
+    assert "hash" not in response.text
+
+
+async def test_login_without_content_type_works(client: Client, pool: Pool) -> None:
+    await _user(pool)
+    body = json.dumps({"email": "trader@example.com", "password": PASSWORD}).encode()
+
+    response = await client.post(LOGIN, content=body, headers={"Content-Type": ""})
+
+    assert response.status_code == 200, response.text
+
+
+async def test_login_as_curl_d_sends_it_works(client: Client, pool: Pool) -> None:
+    await _user(pool)
+    body = json.dumps({"email": "trader@example.com", "password": PASSWORD})
+
+    response = await client.post(LOGIN, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert response.status_code == 200, response.text
+
+
+async def test_email_is_case_insensitive(client: Client, pool: Pool) -> None:
+    await _user(pool)
+
+    response = await client.post(LOGIN, json={"email": "Trader@Example.COM", "password": PASSWORD})
+
+    assert response.status_code == 200
+
+
+async def test_wrong_password_and_unknown_email_get_the_same_401(client: Client, pool: Pool) -> None:
+    await _user(pool)
+
+    wrong_password = await client.post(LOGIN, json={"email": "trader@example.com", "password": "nope-nope"})
+    unknown_email = await client.post(LOGIN, json={"email": "nobody@example.com", "password": PASSWORD})
+
+    assert wrong_password.status_code == unknown_email.status_code == 401
+    assert wrong_password.json()["detail"] == unknown_email.json()["detail"] == "Incorrect email or password"
+
+
+async def test_login_body_missing_a_field_names_it(client: Client) -> None:
+    response = await client.post(LOGIN, json={"email": "trader@example.com"})
+
+    assert response.status_code == 400
+    assert "password" in response.text
+
+
+async def test_repeated_failures_for_one_email_answer_429_with_retry_after(client: Client, pool: Pool) -> None:
+    await _user(pool)
+    for _ in range(5):
+        assert (await client.post(LOGIN, json={"email": "trader@example.com", "password": "bad"})).status_code == 401
+
+    blocked = await client.post(LOGIN, json={"email": "trader@example.com", "password": PASSWORD})
+
+    assert blocked.status_code == 429
+    assert 0 < int(blocked.headers["Retry-After"]) <= 900
+
+
+async def test_repeated_failures_from_one_address_answer_429(client: Client, pool: Pool) -> None:
+    await _user(pool)
+    for n in range(20):
+        await client.post(LOGIN, json={"email": f"guess{n}@example.com", "password": "bad"})
+
+    blocked = await client.post(LOGIN, json={"email": "trader@example.com", "password": PASSWORD})
+
+    assert blocked.status_code == 429
+    assert "Retry-After" in blocked.headers
+
+
+async def test_me_returns_the_token_owner(client: Client, viewer_headers: dict[str, str]) -> None:
+    response = await client.get("/api/v1/auth/me", headers=viewer_headers)
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "viewer@example.com"
+    assert response.json()["role"] == "viewer"
+
+
+async def test_me_without_token_is_401(client: Client) -> None:
+    assert (await client.get("/api/v1/auth/me")).status_code == 401

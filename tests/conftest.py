@@ -1,0 +1,138 @@
+"""Shared fixtures: a real PostgreSQL database per test run, the app, and signed-in clients.
+
+The server is TEST_DATABASE_URL, else the local one on 127.0.0.1:5432, else an embedded
+pgserver under .data/. Each run creates its own database (so parallel runs never meet)
+and every test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from backend.auth import repository as users
+from backend.auth.passwords import hash_password
+from backend.db.embedded import start_embedded_postgres
+from backend.db.migrate import apply_migrations
+from backend.db.pool import Pool, create_pool
+from backend.settings import Settings
+
+LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
+ADMIN_EMAIL = "admin@example.com"
+VIEWER_EMAIL = "viewer@example.com"
+PASSWORD = "correct horse battery staple"
+TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL, pointing at database ``name``."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        return url
+    if _reachable("127.0.0.1", 5432):
+        return LOCAL_SERVER_URL
+    return start_embedded_postgres("test-postgres")
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test run, dropped at the end."""
+    name = f"altar_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    try:
+        await apply_migrations(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def session_pool(database_url: str) -> AsyncIterator[Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def pool(session_pool: Pool) -> Pool:
+    """The test database with every table emptied."""
+    tables = await session_pool.fetch(
+        "SELECT quote_ident(tablename) AS name FROM pg_tables "
+        "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+    )
+    if tables:
+        names = ", ".join(row["name"] for row in tables)
+        await session_pool.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    return session_pool
+
+
+@pytest.fixture
+def settings(pool: Pool, database_url: str) -> Settings:
+    return Settings(app_env="test", database_url=database_url, secret_key=TEST_SECRET_KEY)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+async def _login(client: AsyncTestClient[Litestar], pool: Pool, email: str, role: users.Role) -> str:
+    await users.create_user(pool, email=email, password_hash=await hash_password(PASSWORD), role=role)
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+@pytest.fixture
+async def admin_headers(client: AsyncTestClient[Litestar], pool: Pool) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await _login(client, pool, ADMIN_EMAIL, 'admin')}"}
+
+
+@pytest.fixture
+async def viewer_headers(client: AsyncTestClient[Litestar], pool: Pool) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await _login(client, pool, VIEWER_EMAIL, 'viewer')}"}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (TEST_REDIS_URL or 127.0.0.1:6379). Missing: skip, except in CI."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    parts = urlsplit(url)
+    if not _reachable(parts.hostname or "127.0.0.1", parts.port or 6379):
+        message = f"Redis is not reachable at {url}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (required in CI)")
+        pytest.skip(message)
+    return url

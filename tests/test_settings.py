@@ -1,0 +1,88 @@
+"""Settings come from the environment; a bad value stops start-up naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from backend.settings import SettingsError, load_settings
+
+STRONG_KEY = "k3Y-" + "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def test_defaults_without_environment() -> None:
+    settings = load_settings({})
+
+    assert settings.database_url is None
+    assert settings.database_pool_max_size == 5
+    assert settings.scheduler_backend == "inprocess"
+    assert not settings.is_production
+
+
+def test_heroku_postgres_scheme_becomes_postgresql_and_keeps_sslmode() -> None:
+    settings = load_settings({"DATABASE_URL": "postgres://u:p@db.example.com:5432/d?sslmode=require"})
+
+    assert settings.database_url == "postgresql://u:p@db.example.com:5432/d?sslmode=require"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"DATABASE_URL": "mysql://x/y"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://x/y?sslmode=sometimes"}, "DATABASE_URL"),
+        ({"DATABASE_POOL_MAX_SIZE": "five"}, "DATABASE_POOL_MAX_SIZE"),
+        ({"DATABASE_POOL_MAX_SIZE": "0"}, "DATABASE_POOL_MAX_SIZE"),
+        ({"DATABASE_POOL_MIN_SIZE": "9"}, "DATABASE_POOL_MIN_SIZE"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"SCHEDULER_BACKEND": "celery"}, "SCHEDULER_BACKEND"),
+        ({"SCHEDULER_BACKEND": "arq"}, "REDIS_URL"),
+        ({"ACCESS_TOKEN_EXPIRE_MINUTES": "-1"}, "ACCESS_TOKEN_EXPIRE_MINUTES"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"APP_ENV": "staging"}, "APP_ENV"),
+    ],
+)
+def test_invalid_value_names_the_variable(environ: dict[str, str], variable: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable}:"):
+        load_settings(environ)
+
+
+def test_production_refuses_to_start_without_secret_key() -> None:
+    with pytest.raises(SettingsError, match="^SECRET_KEY: required"):
+        load_settings({"APP_ENV": "production", "DATABASE_URL": "postgresql://x/y"})
+
+
+@pytest.mark.parametrize("weak", ["secret", "changeme", "short-key", "a" * 40])
+def test_production_refuses_a_weak_secret_key(weak: str) -> None:
+    with pytest.raises(SettingsError, match="^SECRET_KEY: too weak"):
+        load_settings({"APP_ENV": "production", "DATABASE_URL": "postgresql://x/y", "SECRET_KEY": weak})
+
+
+def test_production_accepts_a_strong_secret_key() -> None:
+    settings = load_settings({"APP_ENV": "production", "DATABASE_URL": "postgres://x/y", "SECRET_KEY": STRONG_KEY})
+
+    assert settings.is_production
+    assert settings.secret_key == STRONG_KEY
+
+
+def test_cors_origins_are_a_comma_separated_list() -> None:
+    settings = load_settings({"CORS_ALLOWED_ORIGINS": "https://a.example.com, https://b.example.com"})
+
+    assert settings.cors_allowed_origins == ("https://a.example.com", "https://b.example.com")
+
+
+def test_invalid_setting_stops_the_command_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "migrate"],
+        env={"DATABASE_POOL_MAX_SIZE": "lots", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DATABASE_POOL_MAX_SIZE: expected a whole number, got 'lots'"
+    ]
