@@ -6,10 +6,11 @@ This is the only module that reads ``os.environ``. Every invalid value raises
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 SchedulerBackend = Literal["inprocess", "arq"]
@@ -40,6 +41,12 @@ class Settings:
     login_max_failures_per_email: int = 5
     login_max_failures_per_address: int = 20
     login_failure_window_seconds: int = 900
+    forwarded_allow_ips: str = "127.0.0.1"
+    exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
+    job_timeout_seconds: int = 600
+    run_heartbeat_seconds: int = 10
+    exchange_max_retries: int = 4
+    exchange_retry_base_ms: int = 1000
 
     @property
     def is_production(self) -> bool:
@@ -66,6 +73,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
         login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1),
         login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1),
+        forwarded_allow_ips=_optional(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
+        job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 600, minimum=1),
+        run_heartbeat_seconds=_int(env, "RUN_HEARTBEAT_SECONDS", 10, minimum=1),
+        exchange_max_retries=_int(env, "EXCHANGE_MAX_RETRIES", 4, minimum=0),
+        exchange_retry_base_ms=_int(env, "EXCHANGE_RETRY_BASE_MS", 1000, minimum=0),
     )
     if settings.database_pool_min_size > settings.database_pool_max_size:
         raise SettingsError("DATABASE_POOL_MIN_SIZE: must not exceed DATABASE_POOL_MAX_SIZE")
@@ -114,6 +127,23 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     if raw is None:
         return ()
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    """A JSON object whose keys are ccxt exchange ids and values objects of constructor options."""
+    raw = _optional(env, name)
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{name}: expected a JSON object mapping exchange ids to ccxt options")
+    for key, options in value.items():
+        if not isinstance(options, dict):
+            raise SettingsError(f"{name}: the options of {key!r} must be a JSON object")
+    return value
 
 
 def _database_url(env: Mapping[str, str], name: str) -> str | None:

@@ -11,10 +11,10 @@ from backend.db.pool import Connection, Pool
 
 CONFIG_COLUMNS = """
     id, symbol, exchange, timeframes, interval_minutes, enabled,
-    'collect_data_' || id AS job_id, created_at, updated_at, description, created_by
+    'collect_data_' || id AS job_id, created_at, updated_at, description, created_by, backfill_days
 """
 # columns a partial update may set; the SET clause is built only from these names
-UPDATABLE_COLUMNS = ("symbol", "exchange", "timeframes", "interval_minutes", "enabled", "description")
+UPDATABLE_COLUMNS = ("symbol", "exchange", "timeframes", "interval_minutes", "enabled", "description", "backfill_days")
 
 LIST_CONFIGS = f"""
 SELECT {CONFIG_COLUMNS} FROM data_collection_configs
@@ -25,8 +25,8 @@ OFFSET $3 LIMIT $4
 GET_CONFIG = f"SELECT {CONFIG_COLUMNS} FROM data_collection_configs WHERE id = $1"
 INSERT_CONFIG = f"""
 INSERT INTO data_collection_configs
-    (symbol, exchange, timeframes, interval_minutes, enabled, description, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+    (symbol, exchange, timeframes, interval_minutes, enabled, description, created_by, backfill_days)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING {CONFIG_COLUMNS}
 """
 SET_ENABLED = f"""
@@ -61,6 +61,7 @@ async def create_config(db: Pool | Connection, *, data: ConfigCreate, created_by
         data.enabled,
         data.description,
         created_by,
+        data.backfill_days,
     )
     config = _to_config(row)
     assert config is not None

@@ -28,6 +28,9 @@ Timeframes = Annotated[
 ]
 IntervalMinutes = Annotated[int, msgspec.Meta(ge=1, le=1440, description="Minutes between runs")]
 Description = Annotated[str, msgspec.Meta(max_length=200)]
+BackfillDays = Annotated[
+    int, msgspec.Meta(ge=1, le=3650, description="Days of history the first run fetches and gap repair watches")
+]
 
 
 def _normalize_symbol(symbol: str) -> str:
@@ -60,6 +63,7 @@ class Config(msgspec.Struct, kw_only=True):
     updated_at: datetime | None = None
     description: str | None = None
     created_by: int | None = None
+    backfill_days: int = 7
 
 
 class ConfigCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -69,6 +73,7 @@ class ConfigCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     exchange: ExchangeId = "binance"
     enabled: bool = True
     description: Description | None = None
+    backfill_days: BackfillDays = 7
 
     def __post_init__(self) -> None:
         self.symbol = _normalize_symbol(self.symbol)
@@ -85,6 +90,7 @@ class ConfigUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     interval_minutes: IntervalMinutes | msgspec.UnsetType = msgspec.UNSET
     enabled: bool | msgspec.UnsetType = msgspec.UNSET
     description: Description | msgspec.UnsetType | None = msgspec.UNSET
+    backfill_days: BackfillDays | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if self.symbol is not msgspec.UNSET:

@@ -1,0 +1,1 @@
+"""The execution log of collection runs: the write side of ``job_execution_logs``."""

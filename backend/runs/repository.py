@@ -1,0 +1,125 @@
+"""SQL for the life of one run in ``job_execution_logs``: start, heartbeat, complete, or discard.
+
+Every function takes a pool or a connection; the scheduler calls :func:`start_run` inside the
+transaction that claims the slot, so the claim and the ``running`` row commit together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from backend.db.pool import Connection, Pool
+from backend.errors import ConflictError, NotFoundError
+from backend.runs.schemas import FinalStatus, RunningRun, Trigger
+
+# The row copies symbol and exchange so the log stays readable after the config is deleted.
+# A unique key (one running run per config, one run per scheduled slot) makes it insert nothing,
+# without aborting the caller's transaction; WHY_NOT_STARTED then says which.
+START_RUN = """
+INSERT INTO job_execution_logs
+    (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots, heartbeat_at)
+SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'running', $2, $3, $4, now()
+FROM data_collection_configs WHERE id = $1
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+WHY_NOT_STARTED = """
+SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exists,
+       (SELECT id FROM job_execution_logs WHERE config_id = $1 AND status = 'running') AS running_run_id
+"""
+GET_RUNNING_RUN = """
+SELECT id, config_id, trigger, scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'
+"""
+# the run really starts now (a queued run may have waited); the config remembers its latest start
+MARK_RUN_STARTED = """
+WITH run AS (
+    UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
+    WHERE id = $1 AND status = 'running'
+    RETURNING config_id, started_at
+)
+UPDATE data_collection_configs SET last_run_at = run.started_at FROM run WHERE id = run.config_id
+"""
+REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
+COMPLETE_RUN = """
+UPDATE job_execution_logs
+SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = $3, records_collected = $4,
+    error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
+WHERE id = $1 AND status = 'running'
+RETURNING id
+"""
+DELETE_RUN = "DELETE FROM job_execution_logs WHERE id = $1"
+
+
+async def start_run(
+    db: Pool | Connection,
+    *,
+    config_id: int,
+    trigger: Trigger,
+    scheduled_for: datetime | None = None,
+    missed_slots: int = 0,
+) -> int:
+    """Insert the ``running`` row of a new run of ``config_id`` and return its id.
+
+    Raises :class:`ConflictError` (409) when the config already has a running run or the slot
+    ``scheduled_for`` already ran, and :class:`NotFoundError` when the config does not exist. The
+    caller's transaction stays usable either way.
+    """
+    run_id: int | None = await db.fetchval(START_RUN, config_id, trigger, scheduled_for, missed_slots)
+    if run_id is not None:
+        return run_id
+    why = await db.fetchrow(WHY_NOT_STARTED, config_id)
+    assert why is not None
+    if not why["config_exists"]:
+        raise NotFoundError(f"Config {config_id} not found")
+    if why["running_run_id"] is not None:
+        raise ConflictError(f"Config {config_id} is already running (run {why['running_run_id']})")
+    raise ConflictError(f"Config {config_id} already ran its slot {scheduled_for}")
+
+
+async def get_running_run(db: Pool | Connection, *, run_id: int) -> RunningRun | None:
+    """The run ``run_id`` while it is ``running``; None once it ended or never existed."""
+    row = await db.fetchrow(GET_RUNNING_RUN, run_id)
+    return None if row is None else msgspec.convert(dict(row), RunningRun)
+
+
+async def mark_run_started(db: Pool | Connection, *, run_id: int) -> None:
+    """Set the run's ``started_at`` (and its config's ``last_run_at``) to now."""
+    await db.execute(MARK_RUN_STARTED, run_id)
+
+
+async def refresh_heartbeat(db: Pool | Connection, *, run_id: int) -> None:
+    """Show that the run is alive; a run whose heartbeat stops is closed as Interrupted by a scheduler."""
+    await db.execute(REFRESH_HEARTBEAT, run_id)
+
+
+async def complete_run(
+    db: Pool | Connection,
+    *,
+    run_id: int,
+    status: FinalStatus,
+    duration_seconds: float,
+    records_collected: int,
+    error_message: str | None = None,
+    error_type: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> bool:
+    """Close a running run; False when it was no longer running (for example closed as Interrupted)."""
+    closed = await db.fetchval(
+        COMPLETE_RUN,
+        run_id,
+        status,
+        duration_seconds,
+        records_collected,
+        error_message,
+        error_type,
+        metadata,
+    )
+    return closed is not None
+
+
+async def delete_run(db: Pool | Connection, *, run_id: int) -> None:
+    """Remove a run that did nothing (its config was deleted or disabled before it began)."""
+    await db.execute(DELETE_RUN, run_id)

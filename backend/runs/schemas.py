@@ -1,0 +1,32 @@
+"""What a run is and how it ended, as the collector and the scheduler pass them around."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+Trigger = Literal["schedule", "manual"]
+FinalStatus = Literal["success", "partial", "failed"]
+
+
+class RunningRun(msgspec.Struct, kw_only=True, frozen=True):
+    """A ``running`` row of the execution log, as the collector needs it."""
+
+    id: int
+    config_id: int | None
+    trigger: Trigger
+    scheduled_for: datetime | None
+
+
+class RunOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    """How a run ended, exactly as its execution-log row was completed."""
+
+    run_id: int
+    status: FinalStatus
+    records_collected: int
+    duration_seconds: float
+    error_type: str | None = None
+    error_message: str | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
