@@ -33,9 +33,64 @@ CREATE TABLE system_jobs (
 );
 
 -- Every live scheduler (a web process in-process, or an arq worker) beats here; /status reads it.
+-- A scheduler is alive while its lease (expires_at) runs; a clean shutdown deletes its row.
 CREATE TABLE scheduler_heartbeats (
     scheduler_id text        PRIMARY KEY,  -- host and process of the scheduler
     backend      text        NOT NULL CHECK (backend IN ('inprocess', 'arq')),
     started_at   timestamptz NOT NULL DEFAULT now(),
-    heartbeat_at timestamptz NOT NULL DEFAULT now()
+    heartbeat_at timestamptz NOT NULL DEFAULT now(),
+    expires_at   timestamptz NOT NULL
 );
+
+-- Re-enabling a config, or changing its interval, restarts its schedule now: a run at once,
+-- then every interval from there. Done here so that every writer (one route or a bulk action) agrees.
+CREATE FUNCTION restart_config_schedule() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.enabled AND NOT OLD.enabled) OR NEW.interval_minutes <> OLD.interval_minutes THEN
+        NEW.schedule_anchor_at := now();
+        NEW.next_run_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER data_collection_configs_restart_schedule
+    BEFORE UPDATE OF enabled, interval_minutes ON data_collection_configs
+    FOR EACH ROW EXECUTE FUNCTION restart_config_schedule();
+
+-- Wake every listening scheduler (any process) when the schedule changes: a config created,
+-- deleted, enabled, disabled or rescheduled, or a run ended while its config's next slot waits.
+CREATE FUNCTION notify_scheduler_of_config() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('scheduler_wakeup', COALESCE(NEW.id, OLD.id)::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER data_collection_configs_wake_scheduler_on_insert_or_delete
+    AFTER INSERT OR DELETE ON data_collection_configs
+    FOR EACH ROW EXECUTE FUNCTION notify_scheduler_of_config();
+
+CREATE TRIGGER data_collection_configs_wake_scheduler_on_schedule_change
+    AFTER UPDATE OF enabled, interval_minutes ON data_collection_configs
+    FOR EACH ROW
+    WHEN (OLD.enabled IS DISTINCT FROM NEW.enabled OR OLD.interval_minutes IS DISTINCT FROM NEW.interval_minutes)
+    EXECUTE FUNCTION notify_scheduler_of_config();
+
+CREATE FUNCTION notify_scheduler_of_ended_run() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (TG_OP = 'DELETE' OR NEW.status <> 'running') AND EXISTS (
+        SELECT 1 FROM data_collection_configs
+        WHERE id = OLD.config_id AND enabled AND next_run_at <= now()
+    ) THEN
+        PERFORM pg_notify('scheduler_wakeup', OLD.config_id::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER job_execution_logs_wake_scheduler_on_run_end
+    AFTER UPDATE OF status OR DELETE ON job_execution_logs
+    FOR EACH ROW
+    WHEN (OLD.status = 'running' AND OLD.config_id IS NOT NULL)
+    EXECUTE FUNCTION notify_scheduler_of_ended_run();

@@ -1,0 +1,238 @@
+"""SQL of the schedule: claiming due slots, scheduler heartbeats, stale runs, and system jobs.
+
+A config's slots are ``schedule_anchor_at + k * interval``. ``next_run_at`` is the first slot not
+yet claimed. A claim takes the latest due slot of each claimable config (``scheduled_for``), counts
+the older due slots it collapses (``missed_slots``) and moves ``next_run_at`` one interval past
+the claimed slot, all in one statement with ``FOR UPDATE SKIP LOCKED``, so that any number of
+schedulers share the work and none takes a slot twice. The run-log key on (config, slot) backs
+that up if a lock is ever lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from backend.db.pool import Connection, Pool
+from backend.settings import SchedulerBackend
+
+# Due, enabled, not running, unlocked: claim the latest due slot of each, oldest slots first.
+# $1 = seconds in one interval minute (60), $2 = how many configs at most.
+CLAIM_DUE_SLOTS = """
+WITH due AS (
+    SELECT id FROM data_collection_configs AS config
+    WHERE enabled AND next_run_at <= now()
+      AND NOT EXISTS (
+          SELECT FROM job_execution_logs AS log WHERE log.config_id = config.id AND log.status = 'running'
+      )
+    ORDER BY next_run_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+slot AS (
+    SELECT config.id, config.next_run_at AS first_due, config.schedule_anchor_at AS anchor,
+           config.interval_minutes * $1::double precision AS every
+    FROM data_collection_configs AS config JOIN due USING (id)
+),
+latest AS (
+    SELECT id, first_due, every,
+           anchor + make_interval(secs => floor(extract(epoch FROM now() - anchor) / every) * every) AS scheduled_for
+    FROM slot
+)
+UPDATE data_collection_configs AS config
+SET next_run_at = latest.scheduled_for + make_interval(secs => latest.every)
+FROM latest
+WHERE config.id = latest.id
+RETURNING config.id AS config_id, latest.scheduled_for,
+          greatest(0, round(extract(epoch FROM latest.scheduled_for - latest.first_due) / latest.every))::integer
+              AS missed_slots
+"""
+# How long until the next claimable slot (negative when one is due); null without any.
+SECONDS_UNTIL_NEXT_SLOT = """
+SELECT extract(epoch FROM next_run_at - now())::double precision
+FROM data_collection_configs AS config
+WHERE enabled AND NOT EXISTS (
+    SELECT FROM job_execution_logs AS log WHERE log.config_id = config.id AND log.status = 'running'
+)
+ORDER BY next_run_at
+LIMIT 1
+"""
+# Live arq workers and the runs they hold (queued or running): the cluster's free capacity.
+ARQ_LOAD = """
+SELECT (SELECT count(*) FROM scheduler_heartbeats WHERE backend = 'arq' AND expires_at > now()) AS workers,
+       (SELECT count(*) FROM job_execution_logs WHERE status = 'running') AS runs_in_progress
+"""
+
+BEAT = """
+INSERT INTO scheduler_heartbeats (scheduler_id, backend, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (scheduler_id) DO UPDATE SET heartbeat_at = now(), expires_at = EXCLUDED.expires_at
+"""
+REMOVE_HEARTBEAT = "DELETE FROM scheduler_heartbeats WHERE scheduler_id = $1"
+# schedulers whose lease ran out long ago (killed processes); live ones keep their row
+FORGET_DEAD_SCHEDULERS = "DELETE FROM scheduler_heartbeats WHERE expires_at < now() - interval '1 day'"
+
+# A run whose heartbeat stopped: its process died. Whoever sees it first closes it, so that no
+# stale "running" row blocks its config; the next slot runs as usual.
+CLOSE_STALE_RUNS = """
+UPDATE job_execution_logs
+SET status = 'failed', finished_at = greatest(now(), started_at),
+    duration_seconds = greatest(0, extract(epoch FROM now() - started_at)),
+    error_type = 'Interrupted',
+    error_message = 'The process running this job stopped without finishing it (no heartbeat for '
+                    || $1::integer || ' s)'
+WHERE status = 'running' AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1)
+RETURNING id
+"""
+# The scheduler's own guard when a job ends without closing its row (an error before the run began).
+FAIL_RUN_IF_RUNNING = """
+UPDATE job_execution_logs
+SET status = 'failed', finished_at = greatest(now(), started_at),
+    duration_seconds = greatest(0, extract(epoch FROM now() - started_at)),
+    error_type = $2, error_message = $3
+WHERE id = $1 AND status = 'running'
+RETURNING id
+"""
+# Keep a queued run's row from looking dead before a worker starts it; false when it ended meanwhile.
+CLAIM_QUEUED_RUN = """
+UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running' RETURNING id
+"""
+DISCARD_RUN = "DELETE FROM job_execution_logs WHERE id = $1 AND status = 'running'"
+
+# System jobs (log retention) run once a day across all processes: the first scheduler to see
+# the job due moves it to the next midnight UTC.
+ENSURE_SYSTEM_JOB = "INSERT INTO system_jobs (name, next_run_at) VALUES ($1, now()) ON CONFLICT (name) DO NOTHING"
+CLAIM_SYSTEM_JOB = """
+UPDATE system_jobs SET next_run_at = date_trunc('day', now(), 'UTC') + interval '1 day'
+WHERE name = $1 AND next_run_at <= now()
+RETURNING name
+"""
+START_SYSTEM_RUN = """
+INSERT INTO job_execution_logs (job_name, job_type, status, trigger, heartbeat_at)
+VALUES ($1, 'cleanup', 'running', 'system', now())
+RETURNING id
+"""
+# one batch of old logs, oldest first; never a running row
+DELETE_OLD_LOGS = """
+WITH doomed AS (
+    SELECT id FROM job_execution_logs
+    WHERE started_at < now() - make_interval(days => $1) AND status <> 'running'
+    ORDER BY started_at
+    LIMIT $2
+)
+DELETE FROM job_execution_logs WHERE id IN (SELECT id FROM doomed)
+"""
+REFRESH_SYSTEM_RUN = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
+FINISH_SYSTEM_RUN = """
+UPDATE job_execution_logs
+SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = $3,
+    error_type = $4, error_message = $5, metadata = $6, heartbeat_at = now()
+WHERE id = $1 AND status = 'running'
+"""
+
+
+class ClaimedSlot(msgspec.Struct, kw_only=True, frozen=True):
+    """A due slot of one config, now owned by the scheduler that claimed it."""
+
+    config_id: int
+    scheduled_for: datetime
+    missed_slots: int
+
+
+async def claim_due_slots(db: Connection, *, limit: int, interval_unit_seconds: int) -> list[ClaimedSlot]:
+    """Claim up to ``limit`` due slots; run inside the transaction that also starts their runs."""
+    if limit <= 0:
+        return []
+    rows = await db.fetch(CLAIM_DUE_SLOTS, interval_unit_seconds, limit)
+    return [msgspec.convert(dict(row), ClaimedSlot) for row in rows]
+
+
+async def seconds_until_next_slot(db: Pool | Connection) -> float | None:
+    """Seconds until a config can be claimed (0 or less: now); None when nothing is scheduled."""
+    seconds: float | None = await db.fetchval(SECONDS_UNTIL_NEXT_SLOT)
+    return seconds
+
+
+async def arq_free_capacity(db: Pool | Connection, *, jobs_per_worker: int) -> int:
+    """Runs the live arq workers can still take: what they hold counts, queued or running."""
+    row = await db.fetchrow(ARQ_LOAD)
+    assert row is not None
+    workers: int = row["workers"]
+    runs_in_progress: int = row["runs_in_progress"]
+    return max(0, workers * jobs_per_worker - runs_in_progress)
+
+
+async def beat(db: Pool | Connection, *, scheduler_id: str, backend: SchedulerBackend, lease_seconds: float) -> None:
+    """Record that this scheduler is alive for the next ``lease_seconds``."""
+    await db.execute(BEAT, scheduler_id, backend, lease_seconds)
+
+
+async def remove_heartbeat(db: Pool | Connection, *, scheduler_id: str) -> None:
+    await db.execute(REMOVE_HEARTBEAT, scheduler_id)
+
+
+async def forget_dead_schedulers(db: Pool | Connection) -> None:
+    await db.execute(FORGET_DEAD_SCHEDULERS)
+
+
+async def close_stale_runs(db: Pool | Connection, *, stale_after_seconds: int) -> list[int]:
+    """Close runs without a heartbeat for ``stale_after_seconds`` as failed/Interrupted; their ids."""
+    return [row["id"] for row in await db.fetch(CLOSE_STALE_RUNS, stale_after_seconds)]
+
+
+async def fail_run_if_running(db: Pool | Connection, *, run_id: int, error_type: str, error_message: str) -> bool:
+    """Close the run as failed unless it already ended; True when this closed it."""
+    return await db.fetchval(FAIL_RUN_IF_RUNNING, run_id, error_type, error_message) is not None
+
+
+async def claim_queued_run(db: Pool | Connection, *, run_id: int) -> bool:
+    """A worker takes a queued run: True while it is still ``running`` (not closed meanwhile)."""
+    return await db.fetchval(CLAIM_QUEUED_RUN, run_id) is not None
+
+
+async def discard_run(db: Pool | Connection, *, run_id: int) -> None:
+    """Delete a run that never began (it could not be queued)."""
+    await db.execute(DISCARD_RUN, run_id)
+
+
+async def claim_system_job(db: Pool | Connection, *, name: str) -> bool:
+    """True for the one process, across all, that takes today's run of the system job ``name``."""
+    await db.execute(ENSURE_SYSTEM_JOB, name)
+    return await db.fetchval(CLAIM_SYSTEM_JOB, name) is not None
+
+
+async def start_system_run(db: Pool | Connection, *, job_name: str) -> int:
+    run_id: int = await db.fetchval(START_SYSTEM_RUN, job_name)
+    return run_id
+
+
+async def delete_old_logs(db: Pool | Connection, *, older_than_days: int, batch_size: int) -> int:
+    """Delete one batch of logs started more than ``older_than_days`` ago; how many went."""
+    status = await db.execute(DELETE_OLD_LOGS, older_than_days, batch_size)
+    return int(status.split()[-1])
+
+
+async def refresh_system_run(db: Pool | Connection, *, run_id: int) -> None:
+    await db.execute(REFRESH_SYSTEM_RUN, run_id)
+
+
+async def finish_system_run(
+    db: Pool | Connection,
+    *,
+    run_id: int,
+    succeeded: bool,
+    duration_seconds: float,
+    metadata: dict[str, Any],
+    error: BaseException | None = None,
+) -> None:
+    await db.execute(
+        FINISH_SYSTEM_RUN,
+        run_id,
+        "success" if succeeded else "failed",
+        duration_seconds,
+        None if error is None else type(error).__name__,
+        None if error is None else str(error) or type(error).__name__,
+        metadata,
+    )
