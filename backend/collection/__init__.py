@@ -1,0 +1,1 @@
+"""Collecting OHLCV candles from exchanges through ccxt, storing them, and reading them back."""

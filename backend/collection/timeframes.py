@@ -1,0 +1,86 @@
+"""Candle timeframes: their length, where candles begin, and when a candle is closed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+# PostgreSQL interval of each timeframe (months are calendar months)
+SQL_INTERVALS = {
+    "1m": "1 minute",
+    "3m": "3 minutes",
+    "5m": "5 minutes",
+    "15m": "15 minutes",
+    "30m": "30 minutes",
+    "1h": "1 hour",
+    "2h": "2 hours",
+    "4h": "4 hours",
+    "6h": "6 hours",
+    "8h": "8 hours",
+    "12h": "12 hours",
+    "1d": "1 day",
+    "3d": "3 days",
+    "1w": "7 days",
+    "1M": "1 month",
+}
+FIXED_STEPS = {
+    "1m": timedelta(minutes=1),
+    "3m": timedelta(minutes=3),
+    "5m": timedelta(minutes=5),
+    "15m": timedelta(minutes=15),
+    "30m": timedelta(minutes=30),
+    "1h": timedelta(hours=1),
+    "2h": timedelta(hours=2),
+    "4h": timedelta(hours=4),
+    "6h": timedelta(hours=6),
+    "8h": timedelta(hours=8),
+    "12h": timedelta(hours=12),
+    "1d": timedelta(days=1),
+    "3d": timedelta(days=3),
+    "1w": timedelta(days=7),
+}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WEEK_START = datetime(1970, 1, 5, tzinfo=UTC)  # exchanges open weekly candles on Mondays
+MONTH = "1M"
+
+
+def next_open(open_time: datetime, timeframe: str) -> datetime:
+    """When the candle after the one opening at ``open_time`` opens (its close)."""
+    if timeframe == MONTH:
+        year, month = divmod(open_time.month, 12)
+        return open_time.replace(year=open_time.year + year, month=month + 1)
+    return open_time + FIXED_STEPS[timeframe]
+
+
+def floor_open(moment: datetime, timeframe: str) -> datetime:
+    """The open time of the candle that contains ``moment``."""
+    if timeframe == MONTH:
+        return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    origin = WEEK_START if timeframe == "1w" else EPOCH
+    step = FIXED_STEPS[timeframe]
+    return origin + (moment - origin) // step * step
+
+
+def last_closed_open(now: datetime, timeframe: str) -> datetime:
+    """Open time of the newest candle that is closed at ``now`` (the one before the open candle)."""
+    current = floor_open(now, timeframe)
+    if timeframe == MONTH:
+        year, month = divmod(current.month - 2, 12)
+        return current.replace(year=current.year + year, month=month + 1)
+    return current - FIXED_STEPS[timeframe]
+
+
+def candles_between(first: datetime, last: datetime, timeframe: str) -> int:
+    """How many candles open from ``first`` up to ``last`` (both included), on one grid."""
+    if last < first:
+        return 0
+    if timeframe == MONTH:
+        return (last.year - first.year) * 12 + last.month - first.month + 1
+    return (last - first) // FIXED_STEPS[timeframe] + 1
+
+
+def to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)

@@ -1,0 +1,81 @@
+"""Shared exchange clients: options from EXCHANGE_OVERRIDES, markets, and the exchange-wide pause."""
+
+from __future__ import annotations
+
+import ccxt
+import pytest
+
+from backend.collection.exchanges import ExchangeClients, ExchangePause, deep_merge
+from tests.collection.fake_binance import FakeBinance
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_overrides_merge_deeply_over_the_defaults() -> None:
+    merged = deep_merge(
+        {"enableRateLimit": True, "options": {"a": 1, "b": {"c": 2}}},
+        {"options": {"b": {"d": 3}}, "timeout": 500},
+    )
+
+    assert merged == {"enableRateLimit": True, "options": {"a": 1, "b": {"c": 2, "d": 3}}, "timeout": 500}
+
+
+def test_one_client_per_exchange_with_rate_limiting_and_the_overrides(exchanges: ExchangeClients) -> None:
+    client = exchanges.get("binance")
+
+    assert exchanges.get("binance") is client
+    assert client.ccxt.enableRateLimit is True
+    assert client.ccxt.urls["api"]["public"].startswith("http://127.0.0.1:")
+
+
+def test_unknown_exchange_is_not_supported(exchanges: ExchangeClients) -> None:
+    with pytest.raises(ccxt.NotSupported, match="nowhere"):
+        exchanges.get("nowhere")
+
+
+async def test_markets_load_once_for_every_run(exchanges: ExchangeClients, fake: FakeBinance) -> None:
+    client = exchanges.get("binance")
+
+    await client.ensure_markets()
+    fake.symbols.add("SOL/USDT")
+    await client.ensure_markets()
+
+    assert "BTC/USDT" in client.ccxt.markets
+    assert "SOL/USDT" not in client.ccxt.markets
+
+
+async def test_rate_limit_answer_pauses_the_whole_exchange_for_retry_after(
+    exchanges: ExchangeClients, fake: FakeBinance
+) -> None:
+    client = exchanges.get("binance")
+    await client.ensure_markets()
+    fake.fail_klines(429, retry_after=30)
+
+    with pytest.raises(ccxt.DDoSProtection):
+        await client.fetch_ohlcv("BTC/USDT", "1h", 0, 10)
+
+    assert 29 < exchanges.get("binance").pause.remaining_seconds <= 30
+
+
+def test_repeated_bans_get_longer() -> None:
+    clock = FakeMonotonic()
+    pause = ExchangePause(clock)
+
+    first = pause.order(418, retry_after=10)
+    second = pause.order(418, retry_after=10)
+    pause.clear_strikes()
+    after_success = pause.order(418, retry_after=10)
+
+    assert (first, second, after_success) == (10, 20, 10)
+
+
+def test_rate_limit_without_retry_after_backs_off_exponentially() -> None:
+    pause = ExchangePause(FakeMonotonic())
+
+    assert [pause.order(429, retry_after=None) for _ in range(3)] == [1.0, 2.0, 4.0]
