@@ -21,6 +21,8 @@ from litestar.response import Redirect
 from backend.auth.controllers import AuthController
 from backend.auth.throttle import LoginThrottle, MemoryFailureCounter, RedisFailureCounter
 from backend.auth.tokens import create_jwt_auth
+from backend.collection.collector import open_collector
+from backend.collection.controllers import MarketDataController
 from backend.configs.controllers import ConfigController
 from backend.db.pool import Pool, create_pool
 from backend.db.redis import create_redis
@@ -38,6 +40,7 @@ TAGS = [
     Tag(name="auth", description="Login and the current user"),
     Tag(name="configs", description="Data-collection configs: what to collect and how often"),
     Tag(name="health", description="Liveness and readiness"),
+    Tag(name="market data", description="Stored OHLCV candles (JSON or CSV) and the coverage of each series"),
 ]
 
 
@@ -109,9 +112,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return pool
 
     return Litestar(
-        route_handlers=[HealthController, AuthController, ConfigController, docs_redirect],
+        route_handlers=[HealthController, AuthController, ConfigController, MarketDataController, docs_redirect],
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
-        lifespan=[open_services],
+        lifespan=[open_services, open_collector],
         state=State({"settings": settings, "jwt_auth": jwt_auth}),
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers={

@@ -74,13 +74,8 @@ SELECT * FROM (
     LIMIT $6
 ) AS page ORDER BY open_time
 """
-STREAM_CANDLES = """
-SELECT open_time, open, high, low, close, volume FROM candles
-WHERE exchange = $1 AND symbol = $2 AND timeframe = $3
-  AND ($4::timestamptz IS NULL OR open_time >= $4) AND ($5::timestamptz IS NULL OR open_time < $5)
-ORDER BY open_time
-"""
-# Per stored series of one market: its span and count, and its largest holes ($4 per series).
+# Per stored series of one market: its span and count, its holes ($3/$4: each timeframe's
+# interval), and the $5 largest of them.
 COVERAGE = """
 WITH steps AS (
     SELECT timeframe, step FROM unnest($3::text[], $4::text[]::interval[]) AS s(timeframe, step)
@@ -111,6 +106,20 @@ CandleRow = tuple[datetime, float, float, float, float, float]
 class SeriesState(msgspec.Struct, frozen=True):
     newest: datetime | None
     earliest_available: datetime | None
+
+
+class CandleQuery(msgspec.Struct, kw_only=True, frozen=True):
+    """Candles of one series: the first ``limit`` from ``start`` on, else the newest before ``end``."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    start: datetime | None
+    end: datetime | None
+    limit: int
+
+    def arguments(self) -> tuple[object, ...]:
+        return (self.exchange, self.symbol, self.timeframe, self.start, self.end, self.limit)
 
 
 class Hole(msgspec.Struct, frozen=True):
@@ -157,26 +166,15 @@ async def remember_empty_range(
     await db.execute(REMEMBER_EMPTY_RANGE, exchange, symbol, timeframe, start, end)
 
 
-async def read_candles(
-    db: Pool | Connection,
-    *,
-    exchange: str,
-    symbol: str,
-    timeframe: str,
-    start: datetime | None,
-    end: datetime | None,
-    limit: int,
-) -> list[Any]:
-    """Up to ``limit`` candles oldest first: the first from ``start`` on, else the newest before ``end``."""
-    return await db.fetch(READ_CANDLES, exchange, symbol, timeframe, start, end, limit)
+async def read_candles(db: Pool | Connection, query: CandleQuery) -> list[Any]:
+    """The candles ``query`` asks for, oldest first."""
+    return await db.fetch(READ_CANDLES, *query.arguments())
 
 
-async def stream_candles(
-    pool: Pool, *, exchange: str, symbol: str, timeframe: str, start: datetime | None, end: datetime | None
-) -> AsyncIterator[Any]:
-    """Every candle in the range, oldest first, through a server-side cursor (constant memory)."""
+async def stream_candles(pool: Pool, query: CandleQuery) -> AsyncIterator[Any]:
+    """The candles of :func:`read_candles`, through a server-side cursor (never all in memory)."""
     async with pool.acquire() as conn, conn.transaction():
-        async for row in conn.cursor(STREAM_CANDLES, exchange, symbol, timeframe, start, end, prefetch=2000):
+        async for row in conn.cursor(READ_CANDLES, *query.arguments(), prefetch=1000):
             yield row
 
 

@@ -1,0 +1,131 @@
+"""Routes reading stored candles back: OHLCV rows (JSON or streamed CSV) and per-series coverage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, get
+from litestar.exceptions import ValidationException
+from litestar.params import FromQuery, Parameter
+from litestar.response import Stream
+
+from backend.collection import repository
+from backend.collection.repository import CandleQuery
+from backend.collection.schemas import CandleRow, Gap, SeriesCoverage
+from backend.collection.timeframes import candles_between
+from backend.configs.schemas import Timeframe
+from backend.db.pool import Pool
+from backend.dependencies import PoolDependency
+
+MAX_CANDLES = 5000
+LARGEST_GAPS = 5
+CSV_HEADER = "timestamp,datetime,open,high,low,close,volume\r\n"
+
+Exchange = Annotated[str, Parameter(min_length=1, max_length=40, description="ccxt exchange id")]
+Symbol = Annotated[str, Parameter(min_length=3, max_length=41, description="BASE/QUOTE, e.g. BTC/USDT")]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Times without a zone are UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _csv_line(row: Any) -> str:
+    open_time: datetime = row["open_time"]
+    values = ",".join(repr(row[name]) for name in ("open", "high", "low", "close", "volume"))
+    return f"{_ms(open_time)},{open_time.isoformat().replace('+00:00', 'Z')},{values}\r\n"
+
+
+async def _csv(pool: Pool, query: CandleQuery) -> AsyncIterator[str]:
+    yield CSV_HEADER
+    lines: list[str] = []
+    async for row in repository.stream_candles(pool, query):
+        lines.append(_csv_line(row))
+        if len(lines) == 500:
+            yield "".join(lines)
+            lines = []
+    yield "".join(lines)
+
+
+class MarketDataController(Controller):
+    path = "/api/v1/market-data"
+    tags = ["market data"]
+
+    @get("/ohlcv", operation_id="readOhlcv")
+    async def read_ohlcv(
+        self,
+        request: Request[Any, Any, Any],
+        pool: PoolDependency,
+        symbol: Symbol,
+        timeframe: FromQuery[Timeframe],
+        exchange: Exchange = "binance",
+        start: Annotated[datetime | None, Parameter(description="First open time (ISO 8601, UTC if no zone)")] = None,
+        end: Annotated[datetime | None, Parameter(description="Open times before this one only")] = None,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_CANDLES)] = 1000,
+        format: Annotated[
+            Literal["json", "csv"] | None, Parameter(description="csv streams CSV; so does Accept: text/csv")
+        ] = None,
+    ) -> Response[Any]:
+        """Stored candles, oldest first, as `[ts_ms, open, high, low, close, volume]` rows.
+
+        With `start`: the first `limit` candles from there (before `end`). Without: the newest
+        `limit` candles (before `end`). `format=csv` or `Accept: text/csv` streams the same candles
+        as CSV with a header row.
+        """
+        start, end = _utc(start), _utc(end)
+        if start is not None and end is not None and start >= end:
+            raise ValidationException("start: must be before end")
+        query = CandleQuery(
+            exchange=exchange.lower(), symbol=symbol.upper(), timeframe=timeframe, start=start, end=end, limit=limit
+        )
+        wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
+        if wants_csv:
+            filename = f"{query.exchange}_{query.symbol.replace('/', '-')}_{timeframe}.csv"
+            return Stream(
+                _csv(pool, query),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            )
+        rows = await repository.read_candles(pool, query)
+        candles: list[CandleRow] = [
+            (_ms(r["open_time"]), r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in rows
+        ]
+        return Response(candles)
+
+    @get("/coverage", operation_id="readCoverage")
+    async def read_coverage(
+        self, pool: PoolDependency, symbol: Symbol, exchange: Exchange = "binance"
+    ) -> list[SeriesCoverage]:
+        """Per stored series of the market: span, count, expected count, and its largest gaps."""
+        exchange, symbol = exchange.lower(), symbol.upper()
+        rows = await repository.coverage(pool, exchange=exchange, symbol=symbol, largest_gaps=LARGEST_GAPS)
+        return [_coverage(exchange, symbol, row) for row in rows]
+
+
+def _coverage(exchange: str, symbol: str, row: Any) -> SeriesCoverage:
+    timeframe: str = row["timeframe"]
+    expected = candles_between(row["first_candle"], row["last_candle"], timeframe)
+    gaps = [
+        Gap(start=start, end=end, missing_candles=candles_between(start, end, timeframe) - 1)
+        for start, end in row["largest_gaps"]
+    ]
+    return SeriesCoverage(
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        first_candle=row["first_candle"],
+        last_candle=row["last_candle"],
+        candles=row["candles"],
+        expected_candles=expected,
+        missing_candles=expected - row["candles"],
+        gap_count=row["gap_count"],
+        largest_gaps=gaps,
+    )
