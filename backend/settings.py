@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-SchedulerBackend = Literal["inprocess", "arq"]
+SchedulerBackend = Literal["inprocess", "arq", "off"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SECRET_KEY_LENGTH = 32
 WEAK_SECRET_KEYS = frozenset({"secret", "changeme", "change-me", "dev", "development", "password", "test"})
@@ -47,6 +47,14 @@ class Settings:
     run_heartbeat_seconds: int = 10
     exchange_max_retries: int = 4
     exchange_retry_base_ms: int = 1000
+    max_concurrent_jobs: int = 8
+    shutdown_grace_seconds: int = 25
+    stale_run_seconds: int = 60
+    scheduler_heartbeat_seconds: int = 10
+    scheduler_tick_seconds: int = 2
+    interval_unit_seconds: int = 60
+    log_retention_days: int = 30
+    arq_queue_name: str = "arq:queue"
 
     @property
     def is_production(self) -> bool:
@@ -79,6 +87,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         run_heartbeat_seconds=_int(env, "RUN_HEARTBEAT_SECONDS", 10, minimum=1),
         exchange_max_retries=_int(env, "EXCHANGE_MAX_RETRIES", 4, minimum=0),
         exchange_retry_base_ms=_int(env, "EXCHANGE_RETRY_BASE_MS", 1000, minimum=0),
+        max_concurrent_jobs=_int(env, "MAX_CONCURRENT_JOBS", 8, minimum=1),
+        shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0),
+        stale_run_seconds=_int(env, "STALE_RUN_SECONDS", 60, minimum=1),
+        scheduler_heartbeat_seconds=_int(env, "SCHEDULER_HEARTBEAT_SECONDS", 10, minimum=1),
+        scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 2, minimum=1),
+        interval_unit_seconds=_int(env, "INTERVAL_UNIT_SECONDS", 60, minimum=1),
+        log_retention_days=_int(env, "LOG_RETENTION_DAYS", 30, minimum=1),
+        arq_queue_name=_optional(env, "ARQ_QUEUE_NAME") or "arq:queue",
     )
     if settings.database_pool_min_size > settings.database_pool_max_size:
         raise SettingsError("DATABASE_POOL_MIN_SIZE: must not exceed DATABASE_POOL_MAX_SIZE")
@@ -86,6 +102,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("DATABASE_URL: required when APP_ENV=production")
     if settings.scheduler_backend == "arq" and settings.redis_url is None:
         raise SettingsError("REDIS_URL: required when SCHEDULER_BACKEND=arq")
+    if settings.stale_run_seconds < 2 * settings.run_heartbeat_seconds:
+        raise SettingsError("STALE_RUN_SECONDS: must be at least twice RUN_HEARTBEAT_SECONDS")
+    if settings.scheduler_tick_seconds > 30:
+        raise SettingsError(f"SCHEDULER_TICK_SECONDS: must be at most 30, got {settings.scheduler_tick_seconds}")
     return settings
 
 
@@ -118,8 +138,9 @@ def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default
 
 
 def _scheduler_backend(env: Mapping[str, str]) -> SchedulerBackend:
-    value = _choice(env, "SCHEDULER_BACKEND", ("inprocess", "arq"), "inprocess")
-    return "arq" if value == "arq" else "inprocess"
+    backends: tuple[SchedulerBackend, ...] = ("inprocess", "arq", "off")
+    value = _choice(env, "SCHEDULER_BACKEND", backends, "inprocess")
+    return next(backend for backend in backends if backend == value)
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

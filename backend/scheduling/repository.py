@@ -225,14 +225,15 @@ async def finish_system_run(
     succeeded: bool,
     duration_seconds: float,
     metadata: dict[str, Any],
-    error: BaseException | None = None,
+    error_type: str | None = None,
+    error_message: str | None = None,
 ) -> None:
     await db.execute(
         FINISH_SYSTEM_RUN,
         run_id,
         "success" if succeeded else "failed",
         duration_seconds,
-        None if error is None else type(error).__name__,
-        None if error is None else str(error) or type(error).__name__,
+        error_type,
+        error_message,
         metadata,
     )

@@ -1,0 +1,57 @@
+"""The daily log-retention job: delete execution logs older than ``LOG_RETENTION_DAYS``, in batches.
+
+It is itself an execution log (job_type ``cleanup``, trigger ``system``). Which process runs it
+each day is decided by :func:`backend.scheduling.repository.claim_system_job`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from backend.db.pool import Pool
+from backend.scheduling import repository
+from backend.scheduling.runs import LOG_RETENTION_JOB
+
+logger = logging.getLogger(__name__)
+
+# small enough that each DELETE is a short transaction, big enough that a million rows take seconds
+RETENTION_BATCH_SIZE = 5000
+
+
+async def retain_logs(pool: Pool, *, retention_days: int, batch_size: int = RETENTION_BATCH_SIZE) -> int:
+    """Delete logs started more than ``retention_days`` ago, one batch per transaction; the run's id."""
+    run_id = await repository.start_system_run(pool, job_name=LOG_RETENTION_JOB)
+    started = time.monotonic()
+    deleted = 0
+    error_type: str | None = None
+    try:
+        while True:
+            batch = await repository.delete_old_logs(pool, older_than_days=retention_days, batch_size=batch_size)
+            deleted += batch
+            if batch < batch_size:
+                break
+            await repository.refresh_system_run(pool, run_id=run_id)
+        await repository.forget_dead_schedulers(pool)
+    except asyncio.CancelledError:
+        error_type = "Cancelled"
+        raise
+    except Exception as exc:
+        logger.exception("log retention failed")
+        error_type = type(exc).__name__
+        raise
+    finally:
+        await asyncio.shield(
+            repository.finish_system_run(
+                pool,
+                run_id=run_id,
+                succeeded=error_type is None,
+                duration_seconds=time.monotonic() - started,
+                metadata={"deleted_logs": deleted, "retention_days": retention_days, "batch_size": batch_size},
+                error_type=error_type,
+                error_message=None if error_type is None else f"Stopped ({error_type}) after deleting {deleted} logs",
+            )
+        )
+    logger.info("log retention: %d logs older than %d days deleted", deleted, retention_days)
+    return run_id

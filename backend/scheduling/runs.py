@@ -1,0 +1,117 @@
+"""What both backends do around one run: claim due slots and start their runs, start a manual run,
+run a started run to its end, and the periodic housekeeping (heartbeat, dead runs, daily jobs).
+
+The job boundary is :data:`RunJob`: a callable that takes the id of a ``running`` execution log
+and carries the run to its end. Production passes the collector's ``execute_run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+import msgspec
+
+from backend.db.pool import Connection, Pool
+from backend.errors import ConflictError, NotFoundError
+from backend.runs.repository import start_run
+from backend.scheduling import repository
+from backend.settings import SchedulerBackend, Settings
+
+logger = logging.getLogger(__name__)
+
+RunJob = Callable[[int], Awaitable[object]]
+"""Carries the started run with this id to its end (logs it, keeps its heartbeat, honours cancellation)."""
+
+LOG_RETENTION_JOB = "log_retention"
+# a scheduler is presumed dead after this many missed heartbeats
+MISSED_BEATS_BEFORE_DEAD = 3
+
+
+class TriggeredRun(msgspec.Struct, kw_only=True, frozen=True):
+    """A manual run that was started: its execution log, and its arq job when a worker runs it."""
+
+    run_id: int
+    arq_job_id: str | None = None
+
+
+def new_scheduler_id() -> str:
+    """Host and process, plus a random suffix so a restarted process with the same pid is new."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def claim_and_start_runs(pool: Pool, *, limit: int, interval_unit_seconds: int) -> list[int]:
+    """Claim up to ``limit`` due slots and insert their ``running`` logs, in one transaction; the run ids.
+
+    A slot whose run cannot start (its config began a manual run meanwhile, or the slot ran
+    already) is left out; the claim still moved ``next_run_at`` past it.
+    """
+    if limit <= 0:
+        return []
+    run_ids: list[int] = []
+    async with pool.acquire() as proxy, proxy.transaction():
+        conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
+        for slot in await repository.claim_due_slots(conn, limit=limit, interval_unit_seconds=interval_unit_seconds):
+            try:
+                run_id = await start_run(
+                    conn,
+                    config_id=slot.config_id,
+                    trigger="schedule",
+                    scheduled_for=slot.scheduled_for,
+                    missed_slots=slot.missed_slots,
+                )
+            except (ConflictError, NotFoundError) as exc:
+                logger.info("slot %s of config %s not started: %s", slot.scheduled_for, slot.config_id, exc)
+                continue
+            if slot.missed_slots:
+                logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
+            run_ids.append(run_id)
+    return run_ids
+
+
+async def start_manual_run(pool: Pool, *, config_id: int) -> int:
+    """Insert the ``running`` log of a manual run; ConflictError (409) while the config runs already."""
+    return await start_run(pool, config_id=config_id, trigger="manual")
+
+
+async def run_to_end(pool: Pool, run_job: RunJob, run_id: int) -> None:
+    """Run ``run_job`` on a started run; whatever happens, its log never stays ``running``.
+
+    The collector closes its own log (also when cancelled or timed out); this closes it only when
+    the job failed before it could, so that no stale "already running" state remains.
+    """
+    try:
+        await run_job(run_id)
+    except asyncio.CancelledError:
+        await repository.fail_run_if_running(
+            pool, run_id=run_id, error_type="Cancelled", error_message="The run was cancelled at shutdown"
+        )
+        raise
+    except Exception as exc:
+        logger.exception("run %s failed outside the collector", run_id)
+        await repository.fail_run_if_running(
+            pool,
+            run_id=run_id,
+            error_type=type(exc).__name__,
+            error_message="The run stopped on an unexpected error; the server log has the details",
+        )
+
+
+async def housekeeping(pool: Pool, *, settings: Settings, scheduler_id: str, backend: SchedulerBackend) -> bool:
+    """One heartbeat: record this scheduler alive, close runs whose process died, and say whether
+    this process won today's log-retention run (True: the caller starts it)."""
+    await repository.beat(
+        pool,
+        scheduler_id=scheduler_id,
+        backend=backend,
+        lease_seconds=settings.scheduler_heartbeat_seconds * MISSED_BEATS_BEFORE_DEAD,
+    )
+    closed = await repository.close_stale_runs(pool, stale_after_seconds=settings.stale_run_seconds)
+    if closed:
+        logger.warning("closed %d runs whose process stopped as Interrupted: %s", len(closed), closed)
+    return await repository.claim_system_job(pool, name=LOG_RETENTION_JOB)

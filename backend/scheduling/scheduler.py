@@ -1,0 +1,173 @@
+"""The in-process scheduler (``SCHEDULER_BACKEND=inprocess``): one asyncio task in the web process.
+
+It sleeps until the earliest claimable slot, a PostgreSQL ``NOTIFY scheduler_wakeup`` (a config
+created, changed or deleted by any process, or a run ended while its next slot waits), a run of
+its own ending while it was full, or its heartbeat (every ``SCHEDULER_HEARTBEAT_SECONDS``, also
+the safety-net re-check). It never polls in between. Each run is a task of its own, at most
+``MAX_CONCURRENT_JOBS`` at once; shutdown stops claiming, waits ``SHUTDOWN_GRACE_SECONDS`` for the
+runs, then cancels the rest (their logs end ``failed``/``Cancelled``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from backend.db.pool import Connection, Pool
+from backend.errors import UnavailableError
+from backend.scheduling import repository
+from backend.scheduling.retention import retain_logs
+from backend.scheduling.runs import (
+    RunJob,
+    TriggeredRun,
+    claim_and_start_runs,
+    housekeeping,
+    new_scheduler_id,
+    run_to_end,
+    start_manual_run,
+)
+from backend.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WAKEUP_CHANNEL = "scheduler_wakeup"  # notified by the triggers of db/migrations/0003_scheduling.sql
+# when a due slot was just taken by another scheduler, look again after this long rather than spin
+CONTENDED_SLOT_RETRY_SECONDS = 0.05
+DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class InProcessScheduler:
+    """Claims due slots of the shared schedule and runs them as tasks of this process."""
+
+    def __init__(self, pool: Pool, *, settings: Settings, run_job: RunJob) -> None:
+        assert settings.database_url is not None
+        self._pool = pool
+        self._settings = settings
+        self._run_job = run_job
+        self.scheduler_id = new_scheduler_id()
+        self._runs: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._full = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._accepting = False
+        self._listener: Connection | None = None
+
+    @property
+    def runs_in_progress(self) -> int:
+        return len(self._runs)
+
+    async def start(self) -> None:
+        """Beat once (so /status sees it at once), listen for wake-ups, and start the loop."""
+        await self._listen()
+        self._loop_task = asyncio.create_task(self._schedule(), name=f"scheduler {self.scheduler_id}")
+        self._accepting = True
+        logger.info("in-process scheduler %s started", self.scheduler_id)
+
+    async def stop(self) -> None:
+        """Stop claiming; let runs finish within the grace period, then cancel them."""
+        self._accepting = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        if self._runs:
+            logger.info("waiting up to %ss for %d runs", self._settings.shutdown_grace_seconds, len(self._runs))
+            _, pending = await asyncio.wait(set(self._runs), timeout=self._settings.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._listener is not None:
+            with contextlib.suppress(*DATABASE_ERRORS):
+                await self._listener.close()
+            self._listener = None
+        with contextlib.suppress(*DATABASE_ERRORS):
+            await repository.remove_heartbeat(self._pool, scheduler_id=self.scheduler_id)
+        logger.info("in-process scheduler %s stopped", self.scheduler_id)
+
+    async def trigger(self, config_id: int) -> TriggeredRun:
+        """Start a manual run now, whatever the schedule and the number of runs in progress."""
+        if not self._accepting:
+            raise UnavailableError("The scheduler is shutting down; try again in a moment")
+        run_id = await start_manual_run(self._pool, config_id=config_id)
+        self._spawn(run_id)
+        return TriggeredRun(run_id=run_id)
+
+    async def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time()
+        while True:
+            self._wake.clear()
+            try:
+                if loop.time() >= next_beat:
+                    await self._beat()
+                    next_beat = loop.time() + self._settings.scheduler_heartbeat_seconds
+                await self._claim()
+                delay = await self._delay(until_beat=next_beat - loop.time())
+            except DATABASE_ERRORS as exc:
+                logger.warning("scheduler: database unavailable (%s); retrying", type(exc).__name__)
+                delay = self._settings.scheduler_heartbeat_seconds
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _beat(self) -> None:
+        if self._listener is None or self._listener.is_closed():
+            await self._listen()
+        retention_due = await housekeeping(
+            self._pool, settings=self._settings, scheduler_id=self.scheduler_id, backend="inprocess"
+        )
+        if retention_due:
+            self._track(asyncio.create_task(self._retain_logs(), name="log retention"))
+
+    async def _retain_logs(self) -> None:
+        try:
+            await retain_logs(self._pool, retention_days=self._settings.log_retention_days)
+        except Exception:
+            logger.exception("log retention failed")
+
+    async def _claim(self) -> None:
+        free = self._settings.max_concurrent_jobs - len(self._runs)
+        run_ids = await claim_and_start_runs(
+            self._pool, limit=free, interval_unit_seconds=self._settings.interval_unit_seconds
+        )
+        for run_id in run_ids:
+            self._spawn(run_id)
+        self._full = len(self._runs) >= self._settings.max_concurrent_jobs
+
+    async def _delay(self, *, until_beat: float) -> float:
+        """Seconds to sleep: until the next claimable slot, at most until the next beat."""
+        if self._full:
+            return max(0.0, until_beat)  # a run ending wakes us
+        seconds = await repository.seconds_until_next_slot(self._pool)
+        if seconds is None:
+            return max(0.0, until_beat)
+        return max(CONTENDED_SLOT_RETRY_SECONDS, min(seconds, until_beat))
+
+    def _spawn(self, run_id: int) -> None:
+        self._track(asyncio.create_task(run_to_end(self._pool, self._run_job, run_id), name=f"run {run_id}"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._runs.add(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._runs.discard(task)
+        if self._full:
+            self._wake.set()
+
+    async def _listen(self) -> None:
+        """A connection of its own (not the pool's) that LISTENs for wake-ups from any process."""
+        assert self._settings.database_url is not None
+        try:
+            self._listener = await asyncpg.connect(self._settings.database_url)
+            await self._listener.add_listener(WAKEUP_CHANNEL, self._on_notify)
+        except DATABASE_ERRORS as exc:
+            self._listener = None
+            logger.warning("scheduler: cannot LISTEN (%s); relying on the periodic re-check", type(exc).__name__)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
