@@ -1,0 +1,281 @@
+"""Routes for execution logs, stats, status and chart series (contract: "Execution logs", "Stats and status")."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import ResponseHeader
+from litestar.openapi import ResponseSpec
+from litestar.params import FromQuery, Parameter
+from litestar.response import Stream
+
+from backend.auth.guards import writes_need_admin
+from backend.dependencies import PoolDependency
+from backend.errors import NotFoundError
+from backend.monitoring import repository
+from backend.monitoring.csv_export import export_filename, export_logs_csv
+from backend.monitoring.etag import (
+    AnswerCache,
+    current_minute,
+    etag_matches,
+    make_etag,
+    not_modified,
+    polled_headers,
+    read_data_version,
+)
+from backend.monitoring.params import started_range, timeseries_window
+from backend.monitoring.schemas import (
+    BUCKET_MINUTES,
+    MAX_LOG_PAGE,
+    Bucket,
+    ConfigStats,
+    JobExecutionLog,
+    JobExecutionStats,
+    LogFilters,
+    RunStatus,
+    Status,
+    Timeseries,
+)
+from backend.scheduling.status import SchedulerStatus, read_scheduler_status
+
+ADMIN_PATH = "/api/v1/admin/data-collection"
+RECENT_EXECUTIONS = 10
+STATUS_STATS_HOURS = 24
+NOT_MODIFIED = {304: ResponseSpec(data_container=None, description="Not modified: the If-None-Match tag is current")}
+POLLED_HEADERS = [
+    ResponseHeader(
+        name="ETag",
+        documentation_only=True,
+        description="Send it back as If-None-Match to get a 304 while nothing changed",
+    ),
+    ResponseHeader(name="Cache-Control", documentation_only=True, description="no-cache: revalidate every time"),
+]
+
+ConfigIdFilter = Annotated[int | None, Parameter(ge=1, description="Runs of this config")]
+JobTypeFilter = Annotated[str | None, Parameter(description="e.g. data_collection, cleanup")]
+DateFilter = Annotated[
+    str | None, Parameter(description="ISO 8601 date or date-time; without a zone it is UTC; inclusive")
+]
+
+
+def _log_filters(
+    *,
+    job_name: str | None,
+    job_type: str | None,
+    symbol: str | None,
+    status: RunStatus | None,
+    start_date: str | None,
+    end_date: str | None,
+    config_id: int | None,
+    exchange: str | None,
+) -> LogFilters:
+    started_from, started_before = started_range(start_date, end_date)
+    return LogFilters(
+        job_name=job_name,
+        job_type=job_type,
+        symbol=symbol.upper() if symbol else None,
+        status=status,
+        config_id=config_id,
+        exchange=exchange.lower() if exchange else None,
+        started_from=started_from,
+        started_before=started_before,
+    )
+
+
+def _answer_cache(request: Request[Any, Any, Any]) -> AnswerCache:
+    cache: AnswerCache = request.app.state.answer_cache
+    return cache
+
+
+class ExecutionLogController(Controller):
+    path = f"{ADMIN_PATH}/execution-logs"
+    tags = ["execution logs"]
+    guards = [writes_need_admin]
+
+    @get(
+        "/",
+        operation_id="listExecutionLogs",
+        response_headers=[
+            ResponseHeader(name="X-Total-Count", documentation_only=True, description="How many logs match the filters")
+        ],
+    )
+    async def list_logs(
+        self,
+        pool: PoolDependency,
+        job_name: FromQuery[str | None] = None,
+        job_type: JobTypeFilter = None,
+        symbol: FromQuery[str | None] = None,
+        status: FromQuery[RunStatus | None] = None,
+        start_date: DateFilter = None,
+        end_date: DateFilter = None,
+        config_id: ConfigIdFilter = None,
+        exchange: FromQuery[str | None] = None,
+        skip: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=MAX_LOG_PAGE)] = 100,
+    ) -> Response[list[JobExecutionLog]]:
+        """Logs matching every filter given, newest first; `X-Total-Count` has the filtered total."""
+        filters = _log_filters(
+            job_name=job_name,
+            job_type=job_type,
+            symbol=symbol,
+            status=status,
+            start_date=start_date,
+            end_date=end_date,
+            config_id=config_id,
+            exchange=exchange,
+        )
+        logs = await repository.list_logs(pool, filters=filters, skip=skip, limit=limit)
+        total = await repository.count_logs(pool, filters=filters)
+        return Response(logs, headers={"X-Total-Count": str(total)})
+
+    @get("/{log_id:int}", operation_id="getExecutionLog")
+    async def get_log(
+        self, pool: PoolDependency, log_id: Annotated[int, Parameter(ge=1, description="Log id")]
+    ) -> JobExecutionLog:
+        """One execution log."""
+        log = await repository.get_log(pool, log_id=log_id)
+        if log is None:
+            raise NotFoundError(f"Execution log {log_id} not found")
+        return log
+
+    @get("/export.csv", operation_id="exportExecutionLogs", media_type="text/csv")
+    async def export_csv(
+        self,
+        pool: PoolDependency,
+        job_name: FromQuery[str | None] = None,
+        job_type: JobTypeFilter = None,
+        symbol: FromQuery[str | None] = None,
+        status: FromQuery[RunStatus | None] = None,
+        start_date: DateFilter = None,
+        end_date: DateFilter = None,
+        config_id: ConfigIdFilter = None,
+        exchange: FromQuery[str | None] = None,
+    ) -> Stream:
+        """Every log matching the filters, newest first, as CSV (RFC 4180, header row), streamed."""
+        filters = _log_filters(
+            job_name=job_name,
+            job_type=job_type,
+            symbol=symbol,
+            status=status,
+            start_date=start_date,
+            end_date=end_date,
+            config_id=config_id,
+            exchange=exchange,
+        )
+        filename = export_filename(datetime.now(UTC))
+        return Stream(
+            export_logs_csv(pool, filters=filters),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+
+
+class StatsController(Controller):
+    """Polled answers: each has an ETag; If-None-Match with it answers 304 without computing anything."""
+
+    path = ADMIN_PATH
+    tags = ["stats"]
+    guards = [writes_need_admin]
+
+    @get("/stats", operation_id="getStats", responses=NOT_MODIFIED, response_headers=POLLED_HEADERS)
+    async def stats(
+        self,
+        request: Request[Any, Any, Any],
+        pool: PoolDependency,
+        job_type: JobTypeFilter = None,
+        hours: Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")] = 24,
+    ) -> Response[JobExecutionStats]:
+        """Counts, success rate and durations of the runs that started in the last `hours`."""
+        minute = current_minute()
+        etag = make_etag("stats", job_type, hours, minute, await read_data_version(pool))
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return not_modified(etag)
+        since = minute - timedelta(hours=hours)
+        stats = await _answer_cache(request).get_or_compute(
+            etag, lambda: repository.read_stats(pool, since=since, job_type=job_type)
+        )
+        return Response(stats, headers=polled_headers(etag))
+
+    @get("/status", operation_id="getStatus", responses=NOT_MODIFIED, response_headers=POLLED_HEADERS)
+    async def status(self, request: Request[Any, Any, Any], pool: PoolDependency) -> Response[Status]:
+        """Configs, active jobs, the last 10 runs, the last 24 hours' stats, and the scheduler's state.
+
+        The tag leaves out `scheduler.heartbeat_age_seconds`, which ages every second.
+        """
+        minute = current_minute()
+        scheduler = await read_scheduler_status(pool)
+        moving_part = msgspec.structs.replace(scheduler, heartbeat_age_seconds=None)
+        etag = make_etag("status", minute, await read_data_version(pool), msgspec.json.encode(moving_part))
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return not_modified(etag)
+        status = await _answer_cache(request).get_or_compute(etag, lambda: _read_status(pool, minute, scheduler))
+        return Response(msgspec.structs.replace(status, scheduler=scheduler), headers=polled_headers(etag))
+
+    @get(
+        "/stats/timeseries", operation_id="getStatsTimeseries", responses=NOT_MODIFIED, response_headers=POLLED_HEADERS
+    )
+    async def timeseries(
+        self,
+        request: Request[Any, Any, Any],
+        pool: PoolDependency,
+        hours: Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")] = 24,
+        bucket: FromQuery[Bucket] = "1h",
+        job_type: JobTypeFilter = None,
+        config_id: ConfigIdFilter = None,
+    ) -> Response[Timeseries]:
+        """One point per UTC bucket (empty ones included) for charts; at most 2000 points."""
+        minute = current_minute()
+        start, end = timeseries_window(hours=hours, bucket=bucket, now=minute)
+        etag = make_etag("timeseries", hours, bucket, job_type, config_id, minute, await read_data_version(pool))
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return not_modified(etag)
+
+        async def compute() -> Timeseries:
+            points = await repository.read_timeseries(
+                pool,
+                start=start,
+                end=end,
+                bucket_minutes=BUCKET_MINUTES[bucket],
+                job_type=job_type,
+                config_id=config_id,
+            )
+            return Timeseries(bucket=bucket, start=start, end=end, points=points)
+
+        series = await _answer_cache(request).get_or_compute(etag, compute)
+        return Response(series, headers=polled_headers(etag))
+
+    @get("/stats/by-config", operation_id="getStatsByConfig", responses=NOT_MODIFIED, response_headers=POLLED_HEADERS)
+    async def by_config(
+        self,
+        request: Request[Any, Any, Any],
+        pool: PoolDependency,
+        hours: Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")] = 24,
+    ) -> Response[list[ConfigStats]]:
+        """Every config with its runs, failures, success rate, duration and records in the last `hours`."""
+        minute = current_minute()
+        etag = make_etag("by-config", hours, minute, await read_data_version(pool))
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return not_modified(etag)
+        since = minute - timedelta(hours=hours)
+        rows = await _answer_cache(request).get_or_compute(
+            etag, lambda: repository.read_stats_by_config(pool, since=since)
+        )
+        return Response(rows, headers=polled_headers(etag))
+
+
+async def _read_status(pool: PoolDependency, minute: datetime, scheduler: SchedulerStatus) -> Status:
+    counts = await repository.count_configs(pool)
+    recent = await repository.list_logs(pool, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
+    stats = await repository.read_stats(pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=None)
+    return Status(
+        total_configs=counts.total_configs,
+        enabled_configs=counts.enabled_configs,
+        disabled_configs=counts.disabled_configs,
+        active_jobs=scheduler.active_jobs,
+        recent_executions=recent,
+        stats=stats,
+        scheduler=scheduler,
+    )

@@ -1,0 +1,118 @@
+"""Live events: one LISTEN connection per process fans PostgreSQL notifications out to subscribers.
+
+Triggers (migration 0004) send ``run_started``, ``run_finished`` and ``config_changed`` on channel
+``data_collection_events`` when the writing transaction commits, whichever process wrote. When the
+listening connection is lost, subscribers get ``{"type": "resync"}`` once it is back: events may
+have been missed, so clients refetch what they show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from litestar import Litestar
+
+from backend.monitoring.etag import AnswerCache
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "data_collection_events"
+RESYNC = '{"type": "resync"}'
+SUBSCRIBER_QUEUE_SIZE = 1000
+LIVENESS_CHECK_SECONDS = 30.0
+LIVENESS_TIMEOUT_SECONDS = 5.0
+RECONNECT_DELAYS_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Subscription:
+    """The events of one client, in order; ``None`` once it fell too far behind and was dropped."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE_SIZE)
+
+    async def next_event(self) -> str | None:
+        return await self.queue.get()
+
+
+class EventHub:
+    """Subscribers of this process; ``publish`` never waits on a slow one (it is dropped instead)."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+
+    def subscribe(self) -> Subscription:
+        subscription = Subscription()
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    def publish(self, event: str) -> None:
+        for subscription in list(self._subscriptions):
+            try:
+                subscription.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._subscriptions.discard(subscription)
+                subscription.queue.get_nowait()  # make room for the end marker
+                subscription.queue.put_nowait(None)
+
+
+async def listen(dsn: str, hub: EventHub) -> None:
+    """Relay notifications to ``hub`` until cancelled, reconnecting (then sending a resync) when the link drops."""
+    attempt = 0
+    connected_before = False
+    while True:
+        conn: asyncpg.Connection[Any] | None = None
+        try:
+            conn = await asyncpg.connect(dsn)
+            lost = _termination_event(conn)
+            await conn.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: hub.publish(payload))
+            if connected_before:
+                hub.publish(RESYNC)
+            connected_before = True
+            attempt = 0
+            await _wait_until_lost(conn, lost)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            logger.warning("event listener: connection to PostgreSQL lost or refused (%s)", type(exc).__name__)
+        finally:
+            if conn is not None:
+                conn.terminate()
+        await asyncio.sleep(RECONNECT_DELAYS_SECONDS[min(attempt, len(RECONNECT_DELAYS_SECONDS) - 1)])
+        attempt += 1
+
+
+def _termination_event(conn: asyncpg.Connection[Any]) -> asyncio.Event:
+    """An event set when the server or the network closes ``conn``."""
+    lost = asyncio.Event()
+    conn.add_termination_listener(lambda _: lost.set())
+    return lost
+
+
+async def _wait_until_lost(conn: asyncpg.Connection[Any], lost: asyncio.Event) -> None:
+    """Return when the server closes the connection, or when it stops answering a periodic probe."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lost.wait(), LIVENESS_CHECK_SECONDS)
+            return
+        await conn.fetchval("SELECT 1", timeout=LIVENESS_TIMEOUT_SECONDS)
+
+
+@asynccontextmanager
+async def open_monitoring(app: Litestar) -> AsyncIterator[None]:
+    """The answer cache of polled routes, and the event hub with its listener task."""
+    app.state.answer_cache = AnswerCache()
+    app.state.event_hub = EventHub()
+    listener = asyncio.create_task(listen(app.state.settings.database_url, app.state.event_hub))
+    try:
+        yield
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener

@@ -1,0 +1,230 @@
+"""SQL of the monitoring routes. Every aggregate runs in PostgreSQL over an index range.
+
+Log filters are ANDed conditions chosen from ``FILTER_CONDITIONS`` (an allow-list), each with its
+own ``$n`` parameter, so each combination gets a plan that uses the index made for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from backend.db.pool import Connection, Pool
+from backend.monitoring.schemas import (
+    ConfigCounts,
+    ConfigStats,
+    JobExecutionLog,
+    JobExecutionStats,
+    LogFilters,
+    TimeseriesPoint,
+)
+
+LOG_COLUMNS = """
+    id, job_name, job_type, symbol, exchange, timeframe, started_at, finished_at, duration_seconds,
+    status, records_collected, error_message, error_type, metadata, config_id, trigger, scheduled_for,
+    missed_slots
+"""
+# LogFilters field -> condition; "{}" is the parameter number
+FILTER_CONDITIONS = {
+    "job_name": "job_name = ${}",
+    "job_type": "job_type = ${}",
+    "symbol": "symbol = ${}",
+    "status": "status = ${}",
+    "config_id": "config_id = ${}",
+    "exchange": "exchange = ${}",
+    "started_from": "started_at >= ${}",
+    "started_before": "started_at < ${}",
+}
+NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
+
+LIST_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order} OFFSET ${skip} LIMIT ${limit}"
+COUNT_LOGS = "SELECT count(*) FROM job_execution_logs {where}"
+EXPORT_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order}"
+GET_LOG = f"SELECT {LOG_COLUMNS} FROM job_execution_logs WHERE id = $1"
+
+# success_rate: percent of finished runs that succeeded; 0 when none finished
+STATS = """
+SELECT count(*) AS total_executions,
+       count(*) FILTER (WHERE status = 'success') AS successful_executions,
+       count(*) FILTER (WHERE status = 'failed') AS failed_executions,
+       count(*) FILTER (WHERE status = 'running') AS running_executions,
+       count(*) FILTER (WHERE status = 'partial') AS partial_executions,
+       coalesce(round(100.0 * count(*) FILTER (WHERE status = 'success')
+                      / nullif(count(*) FILTER (WHERE status <> 'running'), 0), 2), 0)::float8 AS success_rate,
+       round(avg(duration_seconds)::numeric, 3)::float8 AS average_duration_seconds,
+       coalesce(sum(records_collected), 0)::bigint AS total_records_collected,
+       max(started_at) AS last_execution
+FROM job_execution_logs {where}
+"""
+
+CONFIG_COUNTS = """
+SELECT count(*) AS total_configs,
+       count(*) FILTER (WHERE enabled) AS enabled_configs,
+       count(*) FILTER (WHERE NOT enabled) AS disabled_configs
+FROM data_collection_configs
+"""
+
+# $1 first bucket, $2 end (exclusive), $3 bucket minutes. Buckets are whole minutes of absolute
+# time (make_interval(mins => ...) has no day part), so the session's TimeZone and its daylight
+# saving never move an edge. Lateness is of scheduled runs only.
+TIMESERIES = """
+WITH points AS (
+    SELECT generate_series($1::timestamptz, $2::timestamptz - make_interval(mins => $3), make_interval(mins => $3))
+        AS bucket_start
+), runs AS (
+    SELECT date_bin(make_interval(mins => $3), started_at, $1::timestamptz) AS bucket_start,
+           status, duration_seconds, records_collected,
+           CASE WHEN trigger = 'schedule' THEN extract(epoch FROM started_at - scheduled_for)::float8 END AS lateness
+    FROM job_execution_logs {where}
+), buckets AS (
+    SELECT bucket_start,
+           count(*) AS runs,
+           count(*) FILTER (WHERE status = 'success') AS successes,
+           count(*) FILTER (WHERE status = 'failed') AS failures,
+           count(*) FILTER (WHERE status = 'partial') AS partials,
+           round(100.0 * count(*) FILTER (WHERE status = 'success')
+                 / nullif(count(*) FILTER (WHERE status <> 'running'), 0), 2)::float8 AS success_rate,
+           round(avg(duration_seconds)::numeric, 3)::float8 AS average_duration_seconds,
+           round((percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds))::numeric, 3)::float8
+               AS p95_duration_seconds,
+           coalesce(sum(records_collected), 0)::bigint AS records_collected,
+           round(avg(lateness)::numeric, 3)::float8 AS average_lateness_seconds,
+           round((percentile_cont(0.95) WITHIN GROUP (ORDER BY lateness))::numeric, 3)::float8
+               AS p95_lateness_seconds
+    FROM runs GROUP BY bucket_start
+)
+SELECT points.bucket_start,
+       coalesce(runs, 0) AS runs, coalesce(successes, 0) AS successes, coalesce(failures, 0) AS failures,
+       coalesce(partials, 0) AS partials, success_rate, average_duration_seconds, p95_duration_seconds,
+       coalesce(records_collected, 0) AS records_collected, average_lateness_seconds, p95_lateness_seconds
+FROM points LEFT JOIN buckets USING (bucket_start)
+ORDER BY points.bucket_start
+"""
+
+# Every config, with its runs in the window ($1 = window start); the latest run and the latest
+# error are one index probe each.
+STATS_BY_CONFIG = """
+WITH window_runs AS (
+    SELECT config_id,
+           count(*) AS runs,
+           count(*) FILTER (WHERE status = 'success') AS successes,
+           count(*) FILTER (WHERE status = 'failed') AS failures,
+           count(*) FILTER (WHERE status = 'partial') AS partials,
+           round(100.0 * count(*) FILTER (WHERE status = 'success')
+                 / nullif(count(*) FILTER (WHERE status <> 'running'), 0), 2)::float8 AS success_rate,
+           round(avg(duration_seconds)::numeric, 3)::float8 AS average_duration_seconds,
+           coalesce(sum(records_collected), 0)::bigint AS records_collected
+    FROM job_execution_logs
+    WHERE started_at >= $1 AND config_id IS NOT NULL
+    GROUP BY config_id
+)
+SELECT config.id AS config_id, config.symbol, config.exchange, config.enabled,
+       coalesce(runs, 0) AS runs, coalesce(successes, 0) AS successes, coalesce(failures, 0) AS failures,
+       coalesce(partials, 0) AS partials, success_rate, average_duration_seconds,
+       coalesce(records_collected, 0) AS records_collected,
+       last_run.started_at AS last_run_at, last_run.status AS last_run_status,
+       last_error.error_message AS last_error, last_error.started_at AS last_error_at
+FROM data_collection_configs AS config
+LEFT JOIN window_runs ON window_runs.config_id = config.id
+LEFT JOIN LATERAL (
+    SELECT started_at, status FROM job_execution_logs
+    WHERE config_id = config.id ORDER BY started_at DESC LIMIT 1
+) AS last_run ON true
+LEFT JOIN LATERAL (
+    SELECT started_at, error_message FROM job_execution_logs
+    WHERE config_id = config.id AND status IN ('failed', 'partial') ORDER BY started_at DESC LIMIT 1
+) AS last_error ON true
+ORDER BY config.id
+"""
+
+EXPORT_BATCH_ROWS = 1000
+
+
+def where_clause(filters: LogFilters, first_parameter: int = 1) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``filters`` (empty when none is set) and its parameters, in order."""
+    conditions: list[str] = []
+    parameters: list[Any] = []
+    for name, condition in FILTER_CONDITIONS.items():
+        value = getattr(filters, name)
+        if value is not None:
+            parameters.append(value)
+            conditions.append(condition.format(first_parameter + len(parameters) - 1))
+    return ("WHERE " + " AND ".join(conditions) if conditions else ""), parameters
+
+
+def _to_log(row: Any) -> JobExecutionLog:
+    return msgspec.convert(dict(row), JobExecutionLog)
+
+
+async def list_logs(db: Pool | Connection, *, filters: LogFilters, skip: int, limit: int) -> list[JobExecutionLog]:
+    """One page of the filtered logs, newest first."""
+    where, parameters = where_clause(filters)
+    sql = LIST_LOGS.format(
+        columns=LOG_COLUMNS, where=where, order=NEWEST_FIRST, skip=len(parameters) + 1, limit=len(parameters) + 2
+    )
+    return [_to_log(row) for row in await db.fetch(sql, *parameters, skip, limit)]
+
+
+async def count_logs(db: Pool | Connection, *, filters: LogFilters) -> int:
+    where, parameters = where_clause(filters)
+    count: int = await db.fetchval(COUNT_LOGS.format(where=where), *parameters)
+    return count
+
+
+async def get_log(db: Pool | Connection, *, log_id: int) -> JobExecutionLog | None:
+    row = await db.fetchrow(GET_LOG, log_id)
+    return None if row is None else _to_log(row)
+
+
+async def stream_logs(pool: Pool, *, filters: LogFilters) -> AsyncIterator[list[JobExecutionLog]]:
+    """The filtered logs, newest first, in batches, through a server-side cursor.
+
+    One pooled connection is held, in the read-only transaction the cursor needs, until the
+    iteration ends or is closed.
+    """
+    where, parameters = where_clause(filters)
+    sql = EXPORT_LOGS.format(columns=LOG_COLUMNS, where=where, order=NEWEST_FIRST)
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        batch: list[JobExecutionLog] = []
+        async for row in conn.cursor(sql, *parameters, prefetch=EXPORT_BATCH_ROWS):
+            batch.append(_to_log(row))
+            if len(batch) == EXPORT_BATCH_ROWS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+async def read_stats(db: Pool | Connection, *, since: datetime, job_type: str | None) -> JobExecutionStats:
+    """Stats of the runs that started at or after ``since`` (of one job type, or all)."""
+    where, parameters = where_clause(LogFilters(started_from=since, job_type=job_type))
+    row = await db.fetchrow(STATS.format(where=where), *parameters)
+    return msgspec.convert(dict(row or {}), JobExecutionStats)
+
+
+async def count_configs(db: Pool | Connection) -> ConfigCounts:
+    return msgspec.convert(dict(await db.fetchrow(CONFIG_COUNTS) or {}), ConfigCounts)
+
+
+async def read_timeseries(
+    db: Pool | Connection,
+    *,
+    start: datetime,
+    end: datetime,
+    bucket_minutes: int,
+    job_type: str | None,
+    config_id: int | None,
+) -> list[TimeseriesPoint]:
+    """One point per bucket in [start, end), empty buckets included; ``start`` is a bucket edge."""
+    filters = LogFilters(started_from=start, started_before=end, job_type=job_type, config_id=config_id)
+    where, parameters = where_clause(filters, first_parameter=4)
+    rows = await db.fetch(TIMESERIES.format(where=where), start, end, bucket_minutes, *parameters)
+    return [msgspec.convert(dict(row), TimeseriesPoint) for row in rows]
+
+
+async def read_stats_by_config(db: Pool | Connection, *, since: datetime) -> list[ConfigStats]:
+    rows = await db.fetch(STATS_BY_CONFIG, since)
+    return [msgspec.convert(dict(row), ConfigStats) for row in rows]

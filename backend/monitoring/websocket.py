@@ -1,0 +1,96 @@
+"""``/api/v1/admin/data-collection/events``: the live events as a WebSocket, with the REST routes' auth.
+
+Browsers cannot set headers on a WebSocket, so the JWT comes as the ``token`` query parameter, or
+as the first message (the bare token or ``{"token": "..."}``); an ``Authorization`` header works
+too. The server answers ``{"type": "ready"}``, then sends each event as one JSON text message.
+A missing or bad token closes the connection with code 1008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
+from litestar.security.jwt import JWTAuth
+from litestar.status_codes import WS_1008_POLICY_VIOLATION
+
+from backend.auth.schemas import User
+from backend.auth.tokens import retrieve_user
+from backend.monitoring.events import EventHub, Subscription
+
+EVENTS_PATH = "/api/v1/admin/data-collection/events"
+FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
+READY = '{"type": "ready"}'
+TOO_SLOW_CLOSE_CODE = 1013  # "try again later": the client fell too far behind
+
+
+class TokenMessage(msgspec.Struct):
+    token: str
+
+
+async def _token(socket: WebSocket[Any, Any, Any]) -> str:
+    token: str | None = socket.query_params.get("token")
+    if token:
+        return token
+    scheme, _, credentials = socket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials:
+        return credentials
+    message = (await asyncio.wait_for(socket.receive_text(), FIRST_MESSAGE_TIMEOUT_SECONDS)).strip()
+    if message.startswith("{"):
+        return msgspec.json.decode(message, type=TokenMessage).token
+    return message
+
+
+async def _authenticate(socket: WebSocket[Any, Any, Any]) -> User | None:
+    """The active user whose valid token the client sent, as every REST route checks it."""
+    jwt_auth: JWTAuth[User] = socket.app.state.jwt_auth
+    try:
+        encoded = await _token(socket)
+        token = jwt_auth.token_cls.decode(encoded, secret=jwt_auth.token_secret, algorithm=jwt_auth.algorithm)
+    except (NotAuthorizedException, WebSocketDisconnect, TimeoutError, msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return await retrieve_user(token, socket)
+
+
+async def _send_events(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
+    while (event := await subscription.next_event()) is not None:
+        await socket.send_text(event)
+    await socket.close(code=TOO_SLOW_CLOSE_CODE, reason="Too many events waiting: reconnect and refetch")
+
+
+async def _until_client_leaves(socket: WebSocket[Any, Any, Any]) -> None:
+    async for _ in socket.iter_data("text"):
+        pass  # clients have nothing to say after the token
+
+
+@websocket(EVENTS_PATH, opt={"exclude_from_auth": True})
+async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
+    """Run started / finished and config changed events, as they are committed by any process."""
+    await socket.accept()
+    if await _authenticate(socket) is None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
+            await socket.close(code=WS_1008_POLICY_VIOLATION, reason="A valid access token is required")
+        return
+    hub: EventHub = socket.app.state.event_hub
+    subscription = hub.subscribe()
+    try:
+        await socket.send_text(READY)
+        tasks = {
+            asyncio.create_task(_send_events(socket, subscription)),
+            asyncio.create_task(_until_client_leaves(socket)),
+        }
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await task
+        for task in done:
+            with contextlib.suppress(WebSocketDisconnect):
+                task.result()
+    finally:
+        hub.unsubscribe(subscription)

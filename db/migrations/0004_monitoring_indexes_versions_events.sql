@@ -1,0 +1,135 @@
+-- Monitoring: the indexes the log, stats and chart queries need; a data version per table that
+-- ETags are made of (so a poll that changes nothing costs one primary-key read); and NOTIFY
+-- triggers that feed the live event stream from whichever process wrote the row.
+
+-- Newest first, and every aggregate over a time window, as index-only scans: this index replaces
+-- the plain (started_at DESC, id DESC) one of 0001 with the same key plus the columns the
+-- stats, timeseries and by-config queries read.
+DROP INDEX job_execution_logs_started_at_idx;
+CREATE INDEX job_execution_logs_started_at_covering_idx ON job_execution_logs (started_at DESC, id DESC)
+    INCLUDE (job_type, status, duration_seconds, records_collected, config_id, trigger, scheduled_for);
+-- log filters that narrow a lot
+CREATE INDEX job_execution_logs_symbol_started_at_idx ON job_execution_logs (symbol, started_at DESC);
+CREATE INDEX job_execution_logs_job_name_started_at_idx ON job_execution_logs (job_name, started_at DESC);
+-- the latest error of each config (by-config)
+CREATE INDEX job_execution_logs_config_errors_idx ON job_execution_logs (config_id, started_at DESC)
+    WHERE status IN ('failed', 'partial');
+
+-- One row per table whose changes monitoring answers depend on. Bumped in the writing
+-- transaction, so a reader never sees a new version with old data. changed_at tells a
+-- version apart from the same number after a reset (TRUNCATE).
+CREATE TABLE data_versions (
+    source     text        PRIMARY KEY CHECK (source IN ('job_execution_logs', 'data_collection_configs')),
+    version    bigint      NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+CREATE FUNCTION bump_data_version(changed_table text) RETURNS void
+    LANGUAGE sql
+    BEGIN ATOMIC
+        INSERT INTO data_versions AS v (source, version) VALUES (changed_table, 1)
+        ON CONFLICT (source) DO UPDATE SET version = v.version + 1, changed_at = clock_timestamp();
+    END;
+
+-- INSERT / DELETE statements (one bump per statement, none when no row was touched)
+CREATE FUNCTION bump_data_version_when_rows() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM changed_rows) THEN
+        PERFORM bump_data_version(TG_TABLE_NAME);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- UPDATE rows (the WHEN clause of each trigger leaves out bookkeeping columns) and TRUNCATE
+CREATE FUNCTION bump_data_version_always() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM bump_data_version(TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER job_execution_logs_version_insert AFTER INSERT ON job_execution_logs
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_when_rows();
+CREATE TRIGGER job_execution_logs_version_delete AFTER DELETE ON job_execution_logs
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_when_rows();
+-- a heartbeat of a running run changes nothing that monitoring shows
+CREATE TRIGGER job_execution_logs_version_update AFTER UPDATE ON job_execution_logs FOR EACH ROW
+    WHEN (to_jsonb(OLD) - 'heartbeat_at' IS DISTINCT FROM to_jsonb(NEW) - 'heartbeat_at')
+    EXECUTE FUNCTION bump_data_version_always();
+CREATE TRIGGER job_execution_logs_version_truncate AFTER TRUNCATE ON job_execution_logs
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_always();
+
+CREATE TRIGGER data_collection_configs_version_insert AFTER INSERT ON data_collection_configs
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_when_rows();
+CREATE TRIGGER data_collection_configs_version_delete AFTER DELETE ON data_collection_configs
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_when_rows();
+-- the scheduler advancing a config's slot changes nothing that monitoring shows
+CREATE TRIGGER data_collection_configs_version_update AFTER UPDATE ON data_collection_configs FOR EACH ROW
+    WHEN (
+        to_jsonb(OLD) - ARRAY['next_run_at', 'last_run_at', 'schedule_anchor_at']
+        IS DISTINCT FROM to_jsonb(NEW) - ARRAY['next_run_at', 'last_run_at', 'schedule_anchor_at']
+    )
+    EXECUTE FUNCTION bump_data_version_always();
+CREATE TRIGGER data_collection_configs_version_truncate AFTER TRUNCATE ON data_collection_configs
+    FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_always();
+
+-- Live events on channel data_collection_events, sent at commit by PostgreSQL to every
+-- listening process. Payloads stay small (NOTIFY allows 8000 bytes): clients fetch details.
+CREATE FUNCTION notify_run_event() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('data_collection_events', json_build_object(
+        'type', CASE WHEN NEW.status = 'running' THEN 'run_started' ELSE 'run_finished' END,
+        'log_id', NEW.id,
+        'config_id', NEW.config_id,
+        'job_name', NEW.job_name,
+        'job_type', NEW.job_type,
+        'symbol', NEW.symbol,
+        'exchange', NEW.exchange,
+        'status', NEW.status,
+        'trigger', NEW.trigger,
+        'started_at', NEW.started_at,
+        'finished_at', NEW.finished_at,
+        'duration_seconds', NEW.duration_seconds,
+        'records_collected', NEW.records_collected,
+        'error_type', NEW.error_type
+    )::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER job_execution_logs_notify_insert AFTER INSERT ON job_execution_logs
+    FOR EACH ROW EXECUTE FUNCTION notify_run_event();
+CREATE TRIGGER job_execution_logs_notify_finish AFTER UPDATE OF status ON job_execution_logs FOR EACH ROW
+    WHEN (OLD.status = 'running' AND NEW.status <> 'running')
+    EXECUTE FUNCTION notify_run_event();
+
+CREATE FUNCTION notify_config_event() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    config data_collection_configs;
+BEGIN
+    config := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    PERFORM pg_notify('data_collection_events', json_build_object(
+        'type', 'config_changed',
+        'action', CASE TG_OP WHEN 'INSERT' THEN 'created' WHEN 'UPDATE' THEN 'updated' ELSE 'deleted' END,
+        'config_id', config.id,
+        'symbol', config.symbol,
+        'exchange', config.exchange,
+        'enabled', config.enabled
+    )::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER data_collection_configs_notify_insert_delete AFTER INSERT OR DELETE ON data_collection_configs
+    FOR EACH ROW EXECUTE FUNCTION notify_config_event();
+CREATE TRIGGER data_collection_configs_notify_update AFTER UPDATE ON data_collection_configs FOR EACH ROW
+    WHEN (
+        to_jsonb(OLD) - ARRAY['next_run_at', 'last_run_at', 'schedule_anchor_at']
+        IS DISTINCT FROM to_jsonb(NEW) - ARRAY['next_run_at', 'last_run_at', 'schedule_anchor_at']
+    )
+    EXECUTE FUNCTION notify_config_event();
