@@ -28,6 +28,9 @@ from backend.db.pool import Pool, create_pool
 from backend.db.redis import create_redis
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.health import HealthController
+from backend.monitoring.controllers import ExecutionLogController, StatsController
+from backend.monitoring.events import open_monitoring
+from backend.monitoring.websocket import stream_events
 from backend.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -36,11 +39,15 @@ API_DESCRIPTION = """Collects OHLCV candles from crypto exchanges on admin-defin
 
 Log in with `POST /api/v1/auth/login`, then press **Authorize** and paste the `access_token`.
 """
+# response headers a frontend on another origin must be able to read
+EXPOSED_HEADERS = ["X-Total-Count", "ETag", "Content-Disposition"]
 TAGS = [
     Tag(name="auth", description="Login and the current user"),
     Tag(name="configs", description="Data-collection configs: what to collect and how often"),
     Tag(name="health", description="Liveness and readiness"),
     Tag(name="market data", description="Stored OHLCV candles (JSON or CSV) and the coverage of each series"),
+    Tag(name="execution logs", description="Every run of every job, filtered, paged and exported as CSV"),
+    Tag(name="stats", description="Polled aggregates for the dashboard, with ETags for cheap polling"),
 ]
 
 
@@ -112,9 +119,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return pool
 
     return Litestar(
-        route_handlers=[HealthController, AuthController, ConfigController, MarketDataController, docs_redirect],
+        route_handlers=[
+            HealthController,
+            AuthController,
+            ConfigController,
+            MarketDataController,
+            ExecutionLogController,
+            StatsController,
+            stream_events,
+            docs_redirect,
+        ],
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
-        lifespan=[open_services, open_collector],
+        lifespan=[open_services, open_collector, open_monitoring],
         state=State({"settings": settings, "jwt_auth": jwt_auth}),
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers={
@@ -127,7 +143,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncpg.InterfaceError: _database_down,
             ConnectionRefusedError: _database_down,
         },
-        cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins))
+        cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins), expose_headers=EXPOSED_HEADERS)
         if settings.cors_allowed_origins
         else None,
         openapi_config=OpenAPIConfig(
