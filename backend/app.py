@@ -23,6 +23,7 @@ from backend.auth.throttle import LoginThrottle, MemoryFailureCounter, RedisFail
 from backend.auth.tokens import create_jwt_auth
 from backend.collection.collector import open_collector
 from backend.collection.controllers import MarketDataController
+from backend.configs.bulk import BulkConfigController
 from backend.configs.controllers import ConfigController
 from backend.db.pool import Pool, create_pool
 from backend.db.redis import create_redis
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             HealthController,
             AuthController,
             ConfigController,
+            BulkConfigController,
             MarketDataController,
             ExecutionLogController,
             StatsController,

@@ -1,0 +1,96 @@
+"""``POST /configs/bulk``: enable, disable or delete many configs at once, all or nothing.
+
+Each id goes through the same repository function as its single-config route, inside one
+transaction that first locks every id. One unknown id and nothing changes: the answer is a 404
+whose ``results`` say which ids are unknown.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, cast
+
+import msgspec
+from litestar import Controller, Response, post
+from litestar.openapi import ResponseSpec
+from litestar.params import JSONBody
+
+from backend.auth.guards import writes_need_admin
+from backend.configs import repository
+from backend.db.pool import Connection, Pool
+from backend.dependencies import PoolDependency
+
+BulkAction = Literal["enable", "disable", "delete"]
+Outcome = Literal["enabled", "disabled", "deleted", "unchanged", "not_found", "not_applied"]
+MAX_BULK_IDS = 1000
+
+LOCK_CONFIGS = "SELECT id, enabled FROM data_collection_configs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+
+
+class BulkRequest(msgspec.Struct, forbid_unknown_fields=True):
+    action: BulkAction
+    ids: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=1)]],
+        msgspec.Meta(min_length=1, max_length=MAX_BULK_IDS, description="Distinct config ids"),
+    ]
+
+    def __post_init__(self) -> None:
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("ids: must not contain duplicates")
+
+
+class BulkItemResult(msgspec.Struct):
+    """What happened to one id: ``unchanged`` when it already was as asked; ``not_applied`` when
+    another id was unknown and so nothing was done."""
+
+    id: int
+    outcome: Outcome
+
+
+class BulkResult(msgspec.Struct):
+    action: BulkAction
+    applied: bool
+    results: list[BulkItemResult]
+
+
+async def apply_bulk_action(pool: Pool, *, action: BulkAction, ids: list[int]) -> BulkResult:
+    """Apply ``action`` to every id in one transaction, or to none when an id is unknown."""
+    async with pool.acquire() as proxy, proxy.transaction():
+        conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
+        enabled_by_id = {row["id"]: row["enabled"] for row in await conn.fetch(LOCK_CONFIGS, ids)}
+        if len(enabled_by_id) < len(ids):
+            results = [BulkItemResult(i, "not_applied" if i in enabled_by_id else "not_found") for i in ids]
+            return BulkResult(action=action, applied=False, results=results)
+        return BulkResult(
+            action=action, applied=True, results=[await _apply(conn, action, i, enabled_by_id[i]) for i in ids]
+        )
+
+
+async def _apply(conn: Connection, action: BulkAction, config_id: int, enabled: bool) -> BulkItemResult:
+    if action == "delete":
+        await repository.delete_config(conn, config_id=config_id)
+        return BulkItemResult(config_id, "deleted")
+    wanted = action == "enable"
+    if enabled == wanted:
+        return BulkItemResult(config_id, "unchanged")
+    await repository.set_enabled(conn, config_id=config_id, enabled=wanted)
+    return BulkItemResult(config_id, "enabled" if wanted else "disabled")
+
+
+class BulkConfigController(Controller):
+    path = "/api/v1/admin/data-collection/configs/bulk"
+    tags = ["configs"]
+    guards = [writes_need_admin]
+
+    @post(
+        "/",
+        operation_id="bulkConfigs",
+        status_code=200,
+        responses={404: ResponseSpec(BulkResult, description="Some ids are unknown: nothing was changed")},
+    )
+    async def bulk(self, pool: PoolDependency, data: JSONBody[BulkRequest]) -> Response[BulkResult]:
+        """Enable, disable or delete the listed configs (admin): all of them in one transaction, or none.
+
+        `results` has one entry per id, in the order sent.
+        """
+        result = await apply_bulk_action(pool, action=data.action, ids=data.ids)
+        return Response(result, status_code=200 if result.applied else 404)

@@ -1,0 +1,124 @@
+"""POST /configs/bulk: enable, disable or delete many configs in one transaction, all or nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.db.pool import Pool
+
+CONFIGS = "/api/v1/admin/data-collection/configs"
+BULK = f"{CONFIGS}/bulk"
+Client = AsyncTestClient[Litestar]
+
+
+async def _create(client: Client, headers: dict[str, str], symbol: str, enabled: bool = True) -> int:
+    body = {"symbol": symbol, "timeframes": ["1m"], "interval_minutes": 10, "enabled": enabled}
+    response = await client.post(CONFIGS, json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    config_id: int = response.json()["id"]
+    return config_id
+
+
+async def _enabled(pool: Pool) -> dict[int, bool]:
+    return {row["id"]: row["enabled"] for row in await pool.fetch("SELECT id, enabled FROM data_collection_configs")}
+
+
+async def test_bulk_disable_reports_each_id(client: Client, admin_headers: dict[str, str], pool: Pool) -> None:
+    a = await _create(client, admin_headers, "BTC/USDT")
+    b = await _create(client, admin_headers, "ETH/USDT", enabled=False)
+
+    response = await client.post(BULK, json={"action": "disable", "ids": [a, b]}, headers=admin_headers)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "action": "disable",
+        "applied": True,
+        "results": [{"id": a, "outcome": "disabled"}, {"id": b, "outcome": "unchanged"}],
+    }
+    assert await _enabled(pool) == {a: False, b: False}
+
+
+async def test_bulk_enable(client: Client, admin_headers: dict[str, str], pool: Pool) -> None:
+    a = await _create(client, admin_headers, "BTC/USDT", enabled=False)
+    b = await _create(client, admin_headers, "ETH/USDT", enabled=False)
+
+    response = await client.post(BULK, json={"action": "enable", "ids": [b, a]}, headers=admin_headers)
+
+    assert [item["outcome"] for item in response.json()["results"]] == ["enabled", "enabled"]
+    assert await _enabled(pool) == {a: True, b: True}
+
+
+async def test_bulk_delete_keeps_the_logs(client: Client, admin_headers: dict[str, str], pool: Pool) -> None:
+    a = await _create(client, admin_headers, "BTC/USDT")
+    b = await _create(client, admin_headers, "ETH/USDT")
+    await pool.execute(
+        "INSERT INTO job_execution_logs (job_name, job_type, config_id, status, finished_at) "
+        "VALUES ('collect_data_' || $1::bigint, 'data_collection', $1, 'success', now())",
+        a,
+    )
+
+    response = await client.post(BULK, json={"action": "delete", "ids": [a, b]}, headers=admin_headers)
+
+    assert response.status_code == 200
+    assert [item["outcome"] for item in response.json()["results"]] == ["deleted", "deleted"]
+    assert await _enabled(pool) == {}
+    assert await pool.fetchval("SELECT count(*) FROM job_execution_logs WHERE config_id IS NULL") == 1
+
+
+@pytest.mark.parametrize("action", ["enable", "disable", "delete"])
+async def test_an_unknown_id_changes_nothing_and_is_reported(
+    client: Client, admin_headers: dict[str, str], pool: Pool, action: str
+) -> None:
+    a = await _create(client, admin_headers, "BTC/USDT")
+    b = await _create(client, admin_headers, "ETH/USDT", enabled=False)
+    before = await _enabled(pool)
+
+    response = await client.post(BULK, json={"action": action, "ids": [a, 999_999, b]}, headers=admin_headers)
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "action": action,
+        "applied": False,
+        "results": [
+            {"id": a, "outcome": "not_applied"},
+            {"id": 999_999, "outcome": "not_found"},
+            {"id": b, "outcome": "not_applied"},
+        ],
+    }
+    assert await _enabled(pool) == before
+
+
+async def test_viewer_cannot_bulk(
+    client: Client, admin_headers: dict[str, str], viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    a = await _create(client, admin_headers, "BTC/USDT")
+
+    response = await client.post(BULK, json={"action": "disable", "ids": [a]}, headers=viewer_headers)
+
+    assert response.status_code == 403
+    assert await _enabled(pool) == {a: True}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "pause", "ids": [1]}, "action"),
+        ({"action": "enable", "ids": []}, "ids"),
+        ({"action": "enable", "ids": [1, 1]}, "ids"),
+        ({"action": "enable", "ids": [0]}, "ids"),
+        ({"action": "enable", "ids": list(range(1, 1002))}, "ids"),
+        ({"action": "enable"}, "ids"),
+        ({"ids": [1]}, "action"),
+    ],
+)
+async def test_invalid_bulk_request_is_400_naming_the_field(
+    client: Client, admin_headers: dict[str, str], body: dict[str, Any], field: str
+) -> None:
+    response = await client.post(BULK, json=body, headers=admin_headers)
+
+    assert response.status_code == 400
+    assert field in response.text
