@@ -41,10 +41,14 @@ class Subscription:
 
 
 class EventHub:
-    """Subscribers of this process; ``publish`` never waits on a slow one (it is dropped instead)."""
+    """Subscribers of this process; ``publish`` never waits on a slow one (it is dropped instead).
+
+    ``listening`` is set while the process is LISTENing, i.e. while no event can be missed.
+    """
 
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
+        self.listening = asyncio.Event()
 
     def subscribe(self) -> Subscription:
         subscription = Subscription()
@@ -78,10 +82,12 @@ async def listen(dsn: str, hub: EventHub) -> None:
                 hub.publish(RESYNC)
             connected_before = True
             attempt = 0
+            hub.listening.set()
             await _wait_until_lost(conn, lost)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             logger.warning("event listener: connection to PostgreSQL lost or refused (%s)", type(exc).__name__)
         finally:
+            hub.listening.clear()
             if conn is not None:
                 conn.terminate()
         await asyncio.sleep(RECONNECT_DELAYS_SECONDS[min(attempt, len(RECONNECT_DELAYS_SECONDS) - 1)])

@@ -3,7 +3,8 @@
 Browsers cannot set headers on a WebSocket, so the JWT comes as the ``token`` query parameter, or
 as the first message (the bare token or ``{"token": "..."}``); an ``Authorization`` header works
 too. The server answers ``{"type": "ready"}``, then sends each event as one JSON text message.
-A missing or bad token closes the connection with code 1008.
+A missing or bad token closes the connection with code 1008; 1011 when this process cannot listen
+to PostgreSQL, 1013 when the client reads too slowly (reconnect and refetch).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import NotAuthorizedException, WebSocketDisconnect
 from litestar.security.jwt import JWTAuth
-from litestar.status_codes import WS_1008_POLICY_VIOLATION
+from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1011_INTERNAL_ERROR
 
 from backend.auth.schemas import User
 from backend.auth.tokens import retrieve_user
@@ -24,6 +25,7 @@ from backend.monitoring.events import EventHub, Subscription
 
 EVENTS_PATH = "/api/v1/admin/data-collection/events"
 FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
+LISTENER_WAIT_SECONDS = 5.0  # "ready" is sent once this process listens: no event after it is missed
 READY = '{"type": "ready"}'
 TOO_SLOW_CLOSE_CODE = 1013  # "try again later": the client fell too far behind
 
@@ -78,6 +80,11 @@ async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
     hub: EventHub = socket.app.state.event_hub
     subscription = hub.subscribe()
     try:
+        try:
+            await asyncio.wait_for(hub.listening.wait(), LISTENER_WAIT_SECONDS)
+        except TimeoutError:
+            await socket.close(code=WS_1011_INTERNAL_ERROR, reason="Live events are unavailable, retry shortly")
+            return
         await socket.send_text(READY)
         tasks = {
             asyncio.create_task(_send_events(socket, subscription)),

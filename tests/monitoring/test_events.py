@@ -1,0 +1,162 @@
+"""The events WebSocket, end to end: a real server, a real client, rows written by other connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+import uvicorn
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from backend.settings import Settings
+from tests.monitoring.conftest import ADMIN_PATH
+
+EVENTS = f"{ADMIN_PATH}/events"
+RECEIVE_TIMEOUT = 10.0
+
+
+@pytest.fixture
+async def events_url(settings: Settings) -> AsyncIterator[str]:
+    """The app served by uvicorn on a free port of 127.0.0.1, for the duration of the test."""
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"ws://127.0.0.1:{port}{EVENTS}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def writer(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """Another connection, as another process (a scheduler, a worker) would write."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+def _token(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+async def _next_json(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    message = await ws.receive(timeout=RECEIVE_TIMEOUT)
+    assert message.type == aiohttp.WSMsgType.TEXT, message
+    event: dict[str, Any] = json.loads(message.data)
+    return event
+
+
+async def test_run_started_and_finished_written_elsewhere_are_pushed(
+    events_url: str, viewer_headers: dict[str, str], writer: asyncpg.Connection[Any]
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{events_url}?token={_token(viewer_headers)}") as ws,
+    ):
+        assert await _next_json(ws) == {"type": "ready"}
+
+        log_id = await writer.fetchval(
+            "INSERT INTO job_execution_logs (job_name, job_type, symbol, exchange, status, trigger) "
+            "VALUES ('collect_data_1', 'data_collection', 'BTC/USDT', 'binance', 'running', 'manual') RETURNING id"
+        )
+        started = await _next_json(ws)
+        await writer.execute(
+            "UPDATE job_execution_logs SET status = 'success', finished_at = now(), duration_seconds = 1.5, "
+            "records_collected = 42 WHERE id = $1",
+            log_id,
+        )
+        finished = await _next_json(ws)
+
+    assert (started["type"], started["log_id"], started["status"], started["symbol"]) == (
+        "run_started",
+        log_id,
+        "running",
+        "BTC/USDT",
+    )
+    assert (finished["type"], finished["log_id"], finished["status"], finished["records_collected"]) == (
+        "run_finished",
+        log_id,
+        "success",
+        42,
+    )
+
+
+async def test_a_heartbeat_sends_nothing(
+    events_url: str, viewer_headers: dict[str, str], writer: asyncpg.Connection[Any]
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{events_url}?token={_token(viewer_headers)}") as ws,
+    ):
+        await _next_json(ws)
+        log_id = await writer.fetchval(
+            "INSERT INTO job_execution_logs (job_name, job_type, status) "
+            "VALUES ('collect_data_1', 'data_collection', 'running') RETURNING id"
+        )
+        assert (await _next_json(ws))["type"] == "run_started"
+
+        await writer.execute("UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1", log_id)
+        await writer.execute(
+            "UPDATE job_execution_logs SET status = 'failed', finished_at = now() WHERE id = $1", log_id
+        )
+
+        assert (await _next_json(ws))["type"] == "run_finished"
+
+
+async def test_config_changes_through_the_api_are_pushed(
+    events_url: str, client: AsyncTestClient[Litestar], admin_headers: dict[str, str]
+) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(events_url) as ws:
+        await ws.send_str(json.dumps({"token": _token(admin_headers)}))  # the token as the first message
+        assert await _next_json(ws) == {"type": "ready"}
+
+        body = {"symbol": "ETH/USDT", "timeframes": ["1h"], "interval_minutes": 5}
+        config_id = (await client.post(f"{ADMIN_PATH}/configs", json=body, headers=admin_headers)).json()["id"]
+        created = await _next_json(ws)
+        await client.post(f"{ADMIN_PATH}/configs/{config_id}/disable", headers=admin_headers)
+        disabled = await _next_json(ws)
+        await client.delete(f"{ADMIN_PATH}/configs/{config_id}", headers=admin_headers)
+        deleted = await _next_json(ws)
+
+    assert created == {
+        "type": "config_changed",
+        "action": "created",
+        "config_id": config_id,
+        "symbol": "ETH/USDT",
+        "exchange": "binance",
+        "enabled": True,
+    }
+    assert (disabled["action"], disabled["enabled"]) == ("updated", False)
+    assert (deleted["action"], deleted["config_id"]) == ("deleted", config_id)
+
+
+async def test_a_bare_token_as_first_message_works(events_url: str, viewer_headers: dict[str, str]) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(events_url) as ws:
+        await ws.send_str(_token(viewer_headers))
+
+        assert await _next_json(ws) == {"type": "ready"}
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"])
+async def test_a_bad_token_closes_the_connection(events_url: str, token: str) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{events_url}?token={token}") as ws:
+        message = await ws.receive(timeout=RECEIVE_TIMEOUT)
+
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert message.data == 1008
+
+
+async def test_a_bad_first_message_closes_the_connection(events_url: str) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(events_url) as ws:
+        await ws.send_str('{"token": 42}')
+        message = await ws.receive(timeout=RECEIVE_TIMEOUT)
+
+    assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008)
