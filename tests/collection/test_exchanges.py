@@ -79,3 +79,17 @@ def test_rate_limit_without_retry_after_backs_off_exponentially() -> None:
     pause = ExchangePause(FakeMonotonic())
 
     assert [pause.order(429, retry_after=None) for _ in range(3)] == [1.0, 2.0, 4.0]
+
+
+async def test_error_messages_never_show_credentials() -> None:
+    clients = ExchangeClients({"binance": {"apiKey": "key-1234567890", "secret": "s3cr3t-value"}})
+    client = clients.get("binance")
+    await clients.close()
+    error = ccxt.ExchangeError("binance GET http://user:pw@proxy:8080/x?k=key-1234567890 failed: s3cr3t-value\nline2")
+
+    message = client.safe_message(error)
+
+    assert "key-1234567890" not in message
+    assert "s3cr3t-value" not in message
+    assert "user:pw" not in message
+    assert "\n" not in message
