@@ -32,6 +32,7 @@ from backend.health import HealthController
 from backend.monitoring.controllers import ExecutionLogController, StatsController
 from backend.monitoring.events import open_monitoring
 from backend.monitoring.websocket import stream_events
+from backend.scheduling.lifespan import open_scheduling
 from backend.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             docs_redirect,
         ],
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
-        lifespan=[open_services, open_collector, open_monitoring],
+        lifespan=[open_services, open_collector, open_monitoring, open_scheduling],
         state=State({"settings": settings, "jwt_auth": jwt_auth}),
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers={
@@ -143,7 +144,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             asyncpg.CheckViolationError: _check_violation,
             asyncpg.PostgresConnectionError: _database_down,
             asyncpg.InterfaceError: _database_down,
-            ConnectionRefusedError: _database_down,
+            OSError: _database_down,  # asyncpg cannot reach the server (refused, socket gone)
         },
         cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins), expose_headers=EXPOSED_HEADERS)
         if settings.cors_allowed_origins

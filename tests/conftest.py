@@ -93,7 +93,8 @@ async def pool(session_pool: Pool) -> Pool:
 
 @pytest.fixture
 def settings(pool: Pool, database_url: str) -> Settings:
-    return Settings(app_env="test", database_url=database_url, secret_key=TEST_SECRET_KEY)
+    # no scheduler: tests that need one start it themselves (tests/scheduling)
+    return Settings(app_env="test", database_url=database_url, secret_key=TEST_SECRET_KEY, scheduler_backend="off")
 
 
 @pytest.fixture

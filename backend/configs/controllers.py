@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put
+from litestar.datastructures import State
 from litestar.params import FromQuery, JSONBody, Parameter
 
 from backend.auth.guards import writes_need_admin
 from backend.auth.schemas import User
 from backend.configs import repository
-from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate
+from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate, TriggerAccepted
 from backend.dependencies import PoolDependency
-from backend.errors import NotFoundError, UnavailableError
+from backend.errors import NotFoundError
+from backend.scheduling.runs import ManualTrigger
 
 ConfigId = Annotated[int, Parameter(ge=1, description="Config id")]
 
@@ -79,10 +81,19 @@ class ConfigController(Controller):
         return _found(await repository.set_enabled(pool, config_id=config_id, enabled=False), config_id)
 
     @post("/{config_id:int}/trigger", operation_id="triggerConfig", status_code=202)
-    async def trigger_config(self, pool: PoolDependency, config_id: ConfigId) -> None:
-        """Run the config now, whatever its schedule.
+    async def trigger_config(self, pool: PoolDependency, state: State, config_id: ConfigId) -> TriggerAccepted:
+        """Run the config now, whatever its schedule, also when it is disabled (the schedule stays off).
 
-        Answers 503 until a scheduler runs collections in this service.
+        `run_id` is the execution log of the run (`running` until it ends); with SCHEDULER_BACKEND=arq,
+        `arq_job_id` is the worker's job. 409 while a run of this config is in progress; 503 when
+        runs cannot start (Redis unavailable with SCHEDULER_BACKEND=arq, or SCHEDULER_BACKEND=off).
         """
-        _found(await repository.get_config(pool, config_id=config_id), config_id)
-        raise UnavailableError("No scheduler runs collections in this service yet; the trigger was not accepted")
+        config = _found(await repository.get_config(pool, config_id=config_id), config_id)
+        manual_trigger: ManualTrigger = state.manual_trigger
+        run = await manual_trigger.trigger(config_id)
+        return TriggerAccepted(
+            message=f"Data collection triggered for {config.symbol}",
+            config_id=config_id,
+            run_id=run.run_id,
+            arq_job_id=run.arq_job_id,
+        )

@@ -11,7 +11,8 @@ from backend.db.pool import Connection, Pool
 
 CONFIG_COLUMNS = """
     id, symbol, exchange, timeframes, interval_minutes, enabled,
-    'collect_data_' || id AS job_id, created_at, updated_at, description, created_by, backfill_days
+    'collect_data_' || id AS job_id, created_at, updated_at, description, created_by, backfill_days,
+    CASE WHEN enabled THEN next_run_at END AS next_run_at, last_run_at
 """
 # columns a partial update may set; the SET clause is built only from these names
 UPDATABLE_COLUMNS = ("symbol", "exchange", "timeframes", "interval_minutes", "enabled", "description", "backfill_days")

@@ -64,6 +64,17 @@ class Config(msgspec.Struct, kw_only=True):
     description: str | None = None
     created_by: int | None = None
     backfill_days: int = 7
+    next_run_at: datetime | None = None  # the next slot of the schedule; null while disabled
+    last_run_at: datetime | None = None  # start of the latest run
+
+
+class TriggerAccepted(msgspec.Struct, kw_only=True):
+    """``POST /configs/{id}/trigger``: the contract's message and config_id, plus the run to follow."""
+
+    message: str
+    config_id: int
+    run_id: int  # the execution log of this run: GET /execution-logs/{run_id}
+    arq_job_id: str | None = None  # the worker's job when SCHEDULER_BACKEND=arq
 
 
 class ConfigCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

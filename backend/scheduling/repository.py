@@ -95,10 +95,6 @@ SET status = 'failed', finished_at = greatest(now(), started_at),
 WHERE id = $1 AND status = 'running'
 RETURNING id
 """
-# Keep a queued run's row from looking dead before a worker starts it; false when it ended meanwhile.
-CLAIM_QUEUED_RUN = """
-UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running' RETURNING id
-"""
 DISCARD_RUN = "DELETE FROM job_execution_logs WHERE id = $1 AND status = 'running'"
 
 # System jobs (log retention) run once a day across all processes: the first scheduler to see
@@ -185,11 +181,6 @@ async def close_stale_runs(db: Pool | Connection, *, stale_after_seconds: int) -
 async def fail_run_if_running(db: Pool | Connection, *, run_id: int, error_type: str, error_message: str) -> bool:
     """Close the run as failed unless it already ended; True when this closed it."""
     return await db.fetchval(FAIL_RUN_IF_RUNNING, run_id, error_type, error_message) is not None
-
-
-async def claim_queued_run(db: Pool | Connection, *, run_id: int) -> bool:
-    """A worker takes a queued run: True while it is still ``running`` (not closed meanwhile)."""
-    return await db.fetchval(CLAIM_QUEUED_RUN, run_id) is not None
 
 
 async def discard_run(db: Pool | Connection, *, run_id: int) -> None:

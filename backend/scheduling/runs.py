@@ -13,12 +13,13 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
-from typing import cast
+from datetime import datetime
+from typing import Protocol, cast
 
 import msgspec
 
 from backend.db.pool import Connection, Pool
-from backend.errors import ConflictError, NotFoundError
+from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.runs.repository import start_run
 from backend.scheduling import repository
 from backend.settings import SchedulerBackend, Settings
@@ -33,6 +34,14 @@ LOG_RETENTION_JOB = "log_retention"
 MISSED_BEATS_BEFORE_DEAD = 3
 
 
+class StartedRun(msgspec.Struct, kw_only=True, frozen=True):
+    """A scheduled run whose ``running`` log was just inserted for its slot."""
+
+    run_id: int
+    config_id: int
+    scheduled_for: datetime
+
+
 class TriggeredRun(msgspec.Struct, kw_only=True, frozen=True):
     """A manual run that was started: its execution log, and its arq job when a worker runs it."""
 
@@ -40,20 +49,36 @@ class TriggeredRun(msgspec.Struct, kw_only=True, frozen=True):
     arq_job_id: str | None = None
 
 
+class ManualTrigger(Protocol):
+    """Starts a manual run of a config now (``POST /configs/{id}/trigger``), in whichever backend runs it."""
+
+    async def trigger(self, config_id: int) -> TriggeredRun:
+        """ConflictError while the config runs, NotFoundError for an unknown config, UnavailableError
+        when runs cannot start now (the message names what is missing)."""
+        ...
+
+
+class SchedulingOff:
+    """``SCHEDULER_BACKEND=off``: this service runs no collections, so a trigger cannot be accepted."""
+
+    async def trigger(self, config_id: int) -> TriggeredRun:
+        raise UnavailableError("SCHEDULER_BACKEND=off: this service runs no collections; the trigger was not accepted")
+
+
 def new_scheduler_id() -> str:
     """Host and process, plus a random suffix so a restarted process with the same pid is new."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-async def claim_and_start_runs(pool: Pool, *, limit: int, interval_unit_seconds: int) -> list[int]:
-    """Claim up to ``limit`` due slots and insert their ``running`` logs, in one transaction; the run ids.
+async def claim_and_start_runs(pool: Pool, *, limit: int, interval_unit_seconds: int) -> list[StartedRun]:
+    """Claim up to ``limit`` due slots and insert their ``running`` logs, in one transaction.
 
     A slot whose run cannot start (its config began a manual run meanwhile, or the slot ran
     already) is left out; the claim still moved ``next_run_at`` past it.
     """
     if limit <= 0:
         return []
-    run_ids: list[int] = []
+    started: list[StartedRun] = []
     async with pool.acquire() as proxy, proxy.transaction():
         conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
         for slot in await repository.claim_due_slots(conn, limit=limit, interval_unit_seconds=interval_unit_seconds):
@@ -70,8 +95,8 @@ async def claim_and_start_runs(pool: Pool, *, limit: int, interval_unit_seconds:
                 continue
             if slot.missed_slots:
                 logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
-            run_ids.append(run_id)
-    return run_ids
+            started.append(StartedRun(run_id=run_id, config_id=slot.config_id, scheduled_for=slot.scheduled_for))
+    return started
 
 
 async def start_manual_run(pool: Pool, *, config_id: int) -> int:

@@ -131,11 +131,11 @@ class InProcessScheduler:
 
     async def _claim(self) -> None:
         free = self._settings.max_concurrent_jobs - len(self._runs)
-        run_ids = await claim_and_start_runs(
+        started = await claim_and_start_runs(
             self._pool, limit=free, interval_unit_seconds=self._settings.interval_unit_seconds
         )
-        for run_id in run_ids:
-            self._spawn(run_id)
+        for run in started:
+            self._spawn(run.run_id)
         self._full = len(self._runs) >= self._settings.max_concurrent_jobs
 
     async def _delay(self, *, until_beat: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +30,7 @@ def _iso(moment: datetime) -> str:
 async def far_east_client(settings: Settings) -> AsyncIterator[Client]:
     """The app on database sessions whose TimeZone is +13:45 (Chatham Islands, with daylight saving)."""
     url = f"{settings.database_url}?timezone=Pacific/Chatham"
-    app = create_app(Settings(app_env="test", database_url=url, secret_key=settings.secret_key))
+    app = create_app(dataclasses.replace(settings, database_url=url))
     async with AsyncTestClient(app=app) as test_client:
         yield test_client
 

@@ -4,17 +4,28 @@ with seconds-long interval units, and a job that stands in for the collector at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from itertools import count
 from typing import Any, Protocol
 
 import pytest
+from arq.worker import Worker
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 
+from backend.auth import repository as users
+from backend.auth.passwords import hash_password
 from backend.db.pool import Pool
 from backend.runs.repository import complete_run, mark_run_started, refresh_heartbeat
 from backend.scheduling.scheduler import InProcessScheduler
+from backend.scheduling.worker import worker_options
 from backend.settings import Settings
+from tests.collection.fake_binance import FakeBinance, running_fake_binance
+from tests.conftest import ADMIN_EMAIL, PASSWORD
 
 _symbols = count(1)
 
@@ -134,3 +145,69 @@ async def eventually(probe: Callable[[], Awaitable[Any]], *, timeout: float = 10
         if loop.time() > deadline:
             pytest.fail(f"still not true after {timeout}s: {probe.__qualname__}")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeBinance]:
+    """A fake Binance on real time, for runs of the real collector through real ccxt."""
+    async with running_fake_binance(["BTC/USDT", "ETH/USDT"]) as server:
+        yield server
+
+
+@pytest.fixture
+def collecting_settings(scheduling_settings: Settings, fake: FakeBinance) -> Settings:
+    """The scheduling settings with ccxt pointed at the fake through EXCHANGE_OVERRIDES."""
+    return replace(
+        scheduling_settings,
+        exchange_overrides=fake.exchange_overrides(),
+        exchange_retry_base_ms=10,
+        exchange_max_retries=1,
+        job_timeout_seconds=60,
+    )
+
+
+async def login_admin(client: AsyncTestClient[Litestar], pool: Pool) -> dict[str, str]:
+    """Create an admin and log in through the API; the Authorization header."""
+    await users.create_user(pool, email=ADMIN_EMAIL, password_hash=await hash_password(PASSWORD), role="admin")
+    response = await client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def arq_settings(scheduling_settings: Settings, redis_url: str) -> Settings:
+    """SCHEDULER_BACKEND=arq on the test Redis, on a queue of this test's own, ticking every second."""
+    return replace(
+        scheduling_settings,
+        scheduler_backend="arq",
+        redis_url=redis_url,
+        arq_queue_name=f"test-scheduling:{uuid.uuid4().hex[:10]}",
+        scheduler_tick_seconds=1,
+    )
+
+
+StartWorker = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(arq_settings: Settings) -> AsyncIterator[StartWorker]:
+    """Run real arq Workers in this process (``job``: the stand-in at the job boundary; None: the real
+    collector); all stop at the end, and the test queue's keys leave Redis."""
+    workers: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(job: Callable[[int], Awaitable[Any]] | None, **changes: Any) -> Worker:
+        options = worker_options(replace(arq_settings, **changes), run_job=job)
+        worker = Worker(**options, handle_signals=False, poll_delay=0.05)
+        workers.append((worker, asyncio.create_task(worker.async_run())))
+        return worker
+
+    yield start
+    for worker, task in workers:
+        await worker.close()  # also runs on_shutdown of a worker whose main task ended (SIGTERM)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    redis = Redis.from_url(arq_settings.redis_url or "")
+    keys = [key async for key in redis.scan_iter(match=f"*{arq_settings.arq_queue_name}*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()

@@ -1,0 +1,65 @@
+"""The arq queue as both sides see it: job names and ids, and enqueueing a started run.
+
+Job ids are deterministic, so a run is never queued twice: a scheduled run by its config and slot
+(a second claim of the slot, were it possible, would find the job there), a manual run by its id.
+They start with the queue's name, so that deployments sharing one Redis never meet.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from backend.db.pool import Pool
+from backend.errors import UnavailableError
+from backend.scheduling import repository
+from backend.scheduling.runs import StartedRun, TriggeredRun, start_manual_run
+
+logger = logging.getLogger(__name__)
+
+COLLECT_JOB = "collect"
+CLEANUP_JOB = "cleanup_logs"
+REDIS_ERRORS = (RedisError, OSError)
+
+
+def scheduled_job_id(queue_name: str, run: StartedRun) -> str:
+    slot = run.scheduled_for.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{queue_name}:collect_data_{run.config_id}:slot:{slot}"
+
+
+def manual_job_id(queue_name: str, config_id: int, run_id: int) -> str:
+    return f"{queue_name}:collect_data_{config_id}:run:{run_id}"
+
+
+def cleanup_job_id(queue_name: str, day: datetime) -> str:
+    return f"{queue_name}:{CLEANUP_JOB}:{day.astimezone(UTC):%Y-%m-%d}"
+
+
+async def enqueue_run(redis: ArqRedis, *, run_id: int, job_id: str, queue_name: str) -> None:
+    """Queue the ``collect`` job of a started run (a job with this id already queued: nothing)."""
+    await redis.enqueue_job(COLLECT_JOB, run_id, _job_id=job_id, _queue_name=queue_name)
+
+
+class ArqRunQueue:
+    """``SCHEDULER_BACKEND=arq`` in the web process: manual runs start here and run on a worker."""
+
+    def __init__(self, pool: Pool, redis: ArqRedis, *, queue_name: str) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._queue_name = queue_name
+
+    async def trigger(self, config_id: int) -> TriggeredRun:
+        """Insert the ``running`` log (409 while the config runs), then queue it; with Redis down the
+        log is removed again and the answer is 503 naming Redis."""
+        run_id = await start_manual_run(self._pool, config_id=config_id)
+        job_id = manual_job_id(self._queue_name, config_id, run_id)
+        try:
+            await enqueue_run(self._redis, run_id=run_id, job_id=job_id, queue_name=self._queue_name)
+        except REDIS_ERRORS as exc:
+            logger.warning("cannot queue run %s: Redis unavailable (%s)", run_id, type(exc).__name__)
+            await repository.discard_run(self._pool, run_id=run_id)
+            raise UnavailableError("Redis is unavailable, so the run could not be queued; try again shortly") from None
+        return TriggeredRun(run_id=run_id, arq_job_id=job_id)

@@ -1,0 +1,208 @@
+"""SCHEDULER_BACKEND=arq: real arq Workers in the test process, real Redis, real PostgreSQL; one
+interval minute lasts one second and the workers' cron tick comes every second."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import replace
+from datetime import timedelta
+from itertools import pairwise
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from backend.app import create_app
+from backend.db.pool import Pool
+from backend.scheduling.status import read_scheduler_status
+from backend.settings import Settings
+from tests.collection.fake_binance import FakeBinance
+from tests.scheduling.conftest import MakeConfig, StandInJob, StartWorker, eventually, login_admin
+
+CONFIGS = "/api/v1/admin/data-collection/configs"
+
+
+async def _runs(pool: Pool, config_id: int) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT id, trigger, status, scheduled_for, missed_slots, started_at, error_type, records_collected "
+        "FROM job_execution_logs WHERE config_id = $1 ORDER BY scheduled_for, id",
+        config_id,
+    )
+    return [dict(row) for row in rows]
+
+
+async def _finished_runs(pool: Pool, config_id: int, at_least: int) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]]:
+        runs = [run for run in await _runs(pool, config_id) if run["status"] != "running"]
+        return runs if len(runs) >= at_least else []
+
+    result: list[dict[str, Any]] = await eventually(probe, timeout=15)
+    return result
+
+
+async def _anchor(pool: Pool, config_id: int) -> Any:
+    return await pool.fetchval("SELECT schedule_anchor_at FROM data_collection_configs WHERE id = $1", config_id)
+
+
+async def test_a_worker_runs_each_slot_on_its_anchor_and_records_lateness(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    config_id = await make_config(interval_minutes=2)
+    await start_worker(StandInJob(pool))
+
+    runs = (await _finished_runs(pool, config_id, 3))[:3]
+
+    anchor = await _anchor(pool, config_id)
+    assert [run["scheduled_for"] - anchor for run in runs] == [timedelta(seconds=s) for s in (0, 2, 4)]
+    assert all(run["trigger"] == "schedule" and run["status"] == "success" for run in runs)
+    assert all(run["started_at"] >= run["scheduled_for"] for run in runs)
+
+
+async def test_two_workers_run_each_slot_of_each_config_exactly_once(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    config_ids = [await make_config(interval_minutes=1) for _ in range(10)]
+    one, two = StandInJob(pool, seconds=0.05), StandInJob(pool, seconds=0.05)
+    await start_worker(one)
+    await start_worker(two)
+    await asyncio.sleep(5)
+
+    duplicates = await pool.fetch(
+        "SELECT config_id, scheduled_for FROM job_execution_logs GROUP BY 1, 2 HAVING count(*) > 1"
+    )
+    assert duplicates == []
+    assert not set(one.run_ids) & set(two.run_ids)
+    for config_id in config_ids:
+        runs = await _runs(pool, config_id)
+        assert len(runs) >= 3
+        gaps = [
+            (later["scheduled_for"] - earlier["scheduled_for"], later["missed_slots"])
+            for earlier, later in pairwise(runs)
+        ]
+        assert all(gap == timedelta(seconds=1 + missed) for gap, missed in gaps)
+
+
+async def test_slots_due_while_no_worker_ran_collapse_into_one_run(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    config_id = await make_config(interval_minutes=1)
+    await pool.execute(
+        "UPDATE data_collection_configs SET schedule_anchor_at = now() - interval '5.5 seconds', "
+        "next_run_at = now() - interval '5.5 seconds' WHERE id = $1",
+        config_id,
+    )
+
+    await start_worker(StandInJob(pool))
+
+    first = (await _finished_runs(pool, config_id, 1))[0]
+    assert first["missed_slots"] >= 5
+    assert (first["scheduled_for"] - await _anchor(pool, config_id)) % timedelta(seconds=1) == timedelta(0)
+
+
+async def test_a_dead_workers_run_is_closed_as_interrupted(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker, insert_running_log: Any
+) -> None:
+    config_id = await make_config(interval_minutes=60, enabled=False)
+    dead_run = await insert_running_log(config_id=config_id, age_seconds=30)
+
+    await start_worker(StandInJob(pool))
+
+    [run] = await _finished_runs(pool, config_id, 1)
+    assert run["id"] == dead_run
+    assert run["status"] == "failed"
+    assert run["error_type"] == "Interrupted"
+
+
+async def test_a_live_worker_shows_in_the_status_as_arq(pool: Pool, start_worker: StartWorker) -> None:
+    await start_worker(StandInJob(pool))
+
+    async def alive() -> Any:
+        status = await read_scheduler_status(pool)
+        return status if status.alive else None
+
+    status = await eventually(alive)
+    assert status.backend == "arq"
+
+
+async def test_the_worker_runs_the_daily_log_retention(pool: Pool, start_worker: StartWorker) -> None:
+    await pool.execute(
+        "INSERT INTO job_execution_logs (job_name, job_type, status, started_at, finished_at) "
+        "VALUES ('collect_data_1', 'data_collection', 'success', now() - interval '40 days', "
+        "now() - interval '40 days')"
+    )
+
+    await start_worker(StandInJob(pool))
+
+    sql = "SELECT metadata FROM job_execution_logs WHERE job_type = 'cleanup' AND status = 'success'"
+    metadata = await eventually(lambda: pool.fetchval(sql))
+    assert metadata["deleted_logs"] == 1
+
+
+async def test_a_manual_trigger_through_the_api_runs_on_a_worker_with_the_real_collector(
+    pool: Pool, arq_settings: Settings, fake: FakeBinance, start_worker: StartWorker
+) -> None:
+    settings = replace(arq_settings, exchange_overrides=fake.exchange_overrides())
+    await start_worker(None, exchange_overrides=fake.exchange_overrides())
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        headers = await login_admin(client, pool)
+        body = {
+            "symbol": "BTC/USDT",
+            "timeframes": ["1h"],
+            "interval_minutes": 60,
+            "backfill_days": 1,
+            "enabled": False,
+        }
+        config = (await client.post(CONFIGS, json=body, headers=headers)).json()
+
+        response = await client.post(f"{CONFIGS}/{config['id']}/trigger", headers=headers)
+
+    assert response.status_code == 202
+    assert response.json()["message"] == "Data collection triggered for BTC/USDT"
+    assert response.json()["arq_job_id"].endswith(f"collect_data_{config['id']}:run:{response.json()['run_id']}")
+    [run] = await _finished_runs(pool, config["id"], 1)
+    assert run["id"] == response.json()["run_id"]
+    assert run["trigger"] == "manual"
+    assert run["status"] == "success"
+    assert run["records_collected"] > 0
+
+
+async def test_sigterm_lets_the_grace_period_pass_then_cancels_the_run(
+    pool: Pool, make_config: MakeConfig, fake: FakeBinance, start_worker: StartWorker
+) -> None:
+    fake.latency_seconds = 4  # longer than the grace period; the fake's teardown waits for it
+    await pool.execute(
+        "INSERT INTO data_collection_configs (symbol, exchange, timeframes, interval_minutes, backfill_days) "
+        "VALUES ('BTC/USDT', 'binance', ARRAY['1h'], 60, 1)"
+    )
+    worker = await start_worker(None, exchange_overrides=fake.exchange_overrides(), shutdown_grace_seconds=1)
+    run_id = await eventually(lambda: pool.fetchval("SELECT id FROM job_execution_logs WHERE config_id IS NOT NULL"))
+    await asyncio.sleep(0.5)
+
+    worker.handle_sig_wait_for_completion(signal.SIGTERM)
+    await eventually(lambda: pool.fetchval("SELECT status <> 'running' FROM job_execution_logs WHERE id = $1", run_id))
+
+    row = await pool.fetchrow("SELECT status, error_type FROM job_execution_logs WHERE id = $1", run_id)
+    assert row is not None
+    assert dict(row) == {"status": "failed", "error_type": "Cancelled"}
+
+
+async def test_redis_down_keeps_the_api_up_readiness_names_it_and_trigger_is_503(
+    pool: Pool, arq_settings: Settings, make_config: MakeConfig, unused_tcp_port: int
+) -> None:
+    settings = replace(arq_settings, redis_url=f"redis://127.0.0.1:{unused_tcp_port}/0")
+    config_id = await make_config(interval_minutes=60)
+    # a token from a process without Redis (login throttling itself needs Redis when it is configured)
+    async with AsyncTestClient(app=create_app(replace(arq_settings, scheduler_backend="off", redis_url=None))) as other:
+        headers = await login_admin(other, pool)
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        listed = await client.get(CONFIGS, headers=headers)
+        ready = await client.get("/health/ready")
+        trigger = await client.post(f"{CONFIGS}/{config_id}/trigger", headers=headers)
+
+    assert listed.status_code == 200
+    assert ready.status_code == 503
+    assert ready.json()["components"]["database"] == "ok"
+    assert ready.json()["components"]["redis"].startswith("unavailable")
+    assert trigger.status_code == 503
+    assert "Redis" in trigger.json()["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM job_execution_logs") == 0
