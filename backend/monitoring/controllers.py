@@ -19,12 +19,12 @@ from backend.monitoring import repository
 from backend.monitoring.csv_export import export_filename, export_logs_csv
 from backend.monitoring.etag import (
     AnswerCache,
+    current_data_version,
     current_minute,
     etag_matches,
     make_etag,
     not_modified,
     polled_headers,
-    read_data_version,
 )
 from backend.monitoring.params import started_range, timeseries_window
 from backend.monitoring.schemas import (
@@ -190,7 +190,7 @@ class StatsController(Controller):
     ) -> Response[JobExecutionStats]:
         """Counts, success rate and durations of the runs that started in the last `hours`."""
         minute = current_minute()
-        etag = make_etag("stats", job_type, hours, minute, await read_data_version(pool))
+        etag = make_etag("stats", job_type, hours, minute, await current_data_version(request, pool))
         if etag_matches(request.headers.get("if-none-match"), etag):
             return not_modified(etag)
         since = minute - timedelta(hours=hours)
@@ -208,7 +208,7 @@ class StatsController(Controller):
         minute = current_minute()
         scheduler = await read_scheduler_status(pool)
         moving_part = msgspec.structs.replace(scheduler, heartbeat_age_seconds=None)
-        etag = make_etag("status", minute, await read_data_version(pool), msgspec.json.encode(moving_part))
+        etag = make_etag("status", minute, await current_data_version(request, pool), msgspec.json.encode(moving_part))
         if etag_matches(request.headers.get("if-none-match"), etag):
             return not_modified(etag)
         status = await _answer_cache(request).get_or_compute(etag, lambda: _read_status(pool, minute, scheduler))
@@ -229,7 +229,9 @@ class StatsController(Controller):
         """One point per UTC bucket (empty ones included) for charts; at most 2000 points."""
         minute = current_minute()
         start, end = timeseries_window(hours=hours, bucket=bucket, now=minute)
-        etag = make_etag("timeseries", hours, bucket, job_type, config_id, minute, await read_data_version(pool))
+        etag = make_etag(
+            "timeseries", hours, bucket, job_type, config_id, minute, await current_data_version(request, pool)
+        )
         if etag_matches(request.headers.get("if-none-match"), etag):
             return not_modified(etag)
 
@@ -256,7 +258,7 @@ class StatsController(Controller):
     ) -> Response[list[ConfigStats]]:
         """Every config with its runs, failures, success rate, duration and records in the last `hours`."""
         minute = current_minute()
-        etag = make_etag("by-config", hours, minute, await read_data_version(pool))
+        etag = make_etag("by-config", hours, minute, await current_data_version(request, pool))
         if etag_matches(request.headers.get("if-none-match"), etag):
             return not_modified(etag)
         since = minute - timedelta(hours=hours)

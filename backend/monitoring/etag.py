@@ -1,38 +1,74 @@
 """Cheap polling: ETags from the data's version, 304 without running the aggregate, answers kept per tag.
 
 A polled answer depends on the route and its parameters, on the data (``data_versions``, bumped
-by triggers in the writing transaction), and on the clock through its window: windows start on
-a whole minute, so the minute is part of the tag too. Same tag, same answer: a matching
-``If-None-Match`` gets a 304 after one primary-key read, and a client without it gets the
-answer computed for that tag by an earlier request of this process.
+by triggers in the writing transaction and announced on channel ``data_versions`` at commit), and
+on the clock through its window: windows start on a whole minute, so the minute is part of the
+tag too. Same tag, same answer: a matching ``If-None-Match`` gets a 304 without any query, and a
+client without it gets the answer computed for that tag by an earlier request of this process.
+
+Each process follows the version through its LISTEN connection (:class:`DataVersions`); while that
+connection is down, the version is read from the table instead. A change becomes visible to a
+process when its notification arrives (milliseconds after the commit); an answer computed in
+between carries the older tag and is replaced at the next poll after it.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from litestar import Response
+from litestar import Request, Response
 
 from backend.db.pool import Connection, Pool
 
 T = TypeVar("T")
 
-READ_DATA_VERSION = """
-SELECT coalesce(string_agg(source || ':' || version || ':' || changed_at, ';' ORDER BY source), '')
-FROM data_versions
-"""
+READ_DATA_VERSIONS = "SELECT data_version_token(v) AS token FROM data_versions AS v"
 CACHE_CONTROL = "no-cache"
 CACHED_ANSWERS = 256
 
 
-async def read_data_version(db: Pool | Connection) -> str:
+async def read_data_version_tokens(db: Pool | Connection) -> list[str]:
+    """One ``source:version:changed_at`` token per versioned table, as NOTIFY sends them."""
+    return [row["token"] for row in await db.fetch(READ_DATA_VERSIONS)]
+
+
+class DataVersions:
+    """The data version as this process's LISTEN connection reports it; ``known`` while it listens."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}
+        self.known = False
+
+    def reset(self, tokens: list[str]) -> None:
+        """Start from the tokens read after LISTEN began (notifications then only move them forward)."""
+        self._tokens = {token.partition(":")[0]: token for token in tokens}
+        self.known = True
+
+    def apply(self, token: str) -> None:
+        """A notification: the latest version of its table (PostgreSQL delivers them in commit order)."""
+        self._tokens[token.partition(":")[0]] = token
+
+    def forget(self) -> None:
+        self.known = False
+
+    def current(self) -> str:
+        return combine_tokens(self._tokens.values())
+
+
+def combine_tokens(tokens: Iterable[str]) -> str:
+    return ";".join(sorted(tokens))
+
+
+async def current_data_version(request: Request[Any, Any, Any], pool: Pool) -> str:
     """The version of everything monitoring answers are computed from; changes with every change."""
-    version: str = await db.fetchval(READ_DATA_VERSION)
-    return version
+    versions: DataVersions = request.app.state.data_versions
+    if versions.known:
+        return versions.current()
+    return combine_tokens(await read_data_version_tokens(pool))
 
 
 def current_minute() -> datetime:

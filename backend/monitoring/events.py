@@ -18,11 +18,12 @@ from typing import Any
 import asyncpg
 from litestar import Litestar
 
-from backend.monitoring.etag import AnswerCache
+from backend.monitoring.etag import AnswerCache, DataVersions, read_data_version_tokens
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "data_collection_events"
+VERSIONS_CHANNEL = "data_versions"
 RESYNC = '{"type": "resync"}'
 SUBSCRIBER_QUEUE_SIZE = 1000
 LIVENESS_CHECK_SECONDS = 30.0
@@ -68,8 +69,12 @@ class EventHub:
                 subscription.queue.put_nowait(None)
 
 
-async def listen(dsn: str, hub: EventHub) -> None:
-    """Relay notifications to ``hub`` until cancelled, reconnecting (then sending a resync) when the link drops."""
+async def listen(dsn: str, hub: EventHub, versions: DataVersions) -> None:
+    """Relay events to ``hub`` and data versions to ``versions`` until cancelled.
+
+    When the link drops, ``versions`` is forgotten (readers fall back to the table) and, once it
+    is back, subscribers get a resync.
+    """
     attempt = 0
     connected_before = False
     while True:
@@ -78,6 +83,8 @@ async def listen(dsn: str, hub: EventHub) -> None:
             conn = await asyncpg.connect(dsn)
             lost = _termination_event(conn)
             await conn.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: hub.publish(payload))
+            await conn.add_listener(VERSIONS_CHANNEL, lambda _conn, _pid, _channel, token: versions.apply(token))
+            versions.reset(await read_data_version_tokens(conn))
             if connected_before:
                 hub.publish(RESYNC)
             connected_before = True
@@ -88,6 +95,7 @@ async def listen(dsn: str, hub: EventHub) -> None:
             logger.warning("event listener: connection to PostgreSQL lost or refused (%s)", type(exc).__name__)
         finally:
             hub.listening.clear()
+            versions.forget()
             if conn is not None:
                 conn.terminate()
         await asyncio.sleep(RECONNECT_DELAYS_SECONDS[min(attempt, len(RECONNECT_DELAYS_SECONDS) - 1)])
@@ -112,10 +120,13 @@ async def _wait_until_lost(conn: asyncpg.Connection[Any], lost: asyncio.Event) -
 
 @asynccontextmanager
 async def open_monitoring(app: Litestar) -> AsyncIterator[None]:
-    """The answer cache of polled routes, and the event hub with its listener task."""
+    """The answer cache of polled routes, the event hub and data versions, and their listener task."""
     app.state.answer_cache = AnswerCache()
     app.state.event_hub = EventHub()
-    listener = asyncio.create_task(listen(app.state.settings.database_url, app.state.event_hub))
+    app.state.data_versions = DataVersions()
+    listener = asyncio.create_task(
+        listen(app.state.settings.database_url, app.state.event_hub, app.state.data_versions)
+    )
     try:
         yield
     finally:

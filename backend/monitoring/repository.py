@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from asyncpg import Record
 
 from backend.db.pool import Connection, Pool
 from backend.monitoring.schemas import (
@@ -45,19 +46,26 @@ COUNT_LOGS = "SELECT count(*) FROM job_execution_logs {where}"
 EXPORT_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order}"
 GET_LOG = f"SELECT {LOG_COLUMNS} FROM job_execution_logs WHERE id = $1"
 
-# success_rate: percent of finished runs that succeeded; 0 when none finished
+# Grouped by status first (one hash lookup per run), then folded into one row.
+# success_rate: percent of finished runs that succeeded; 0 when none finished.
 STATS = """
-SELECT count(*) AS total_executions,
-       count(*) FILTER (WHERE status = 'success') AS successful_executions,
-       count(*) FILTER (WHERE status = 'failed') AS failed_executions,
-       count(*) FILTER (WHERE status = 'running') AS running_executions,
-       count(*) FILTER (WHERE status = 'partial') AS partial_executions,
-       coalesce(round(100.0 * count(*) FILTER (WHERE status = 'success')
-                      / nullif(count(*) FILTER (WHERE status <> 'running'), 0), 2), 0)::float8 AS success_rate,
-       round(avg(duration_seconds)::numeric, 3)::float8 AS average_duration_seconds,
-       coalesce(sum(records_collected), 0)::bigint AS total_records_collected,
-       max(started_at) AS last_execution
-FROM job_execution_logs {where}
+WITH by_status AS (
+    SELECT status, count(*) AS runs, sum(duration_seconds) AS duration, count(duration_seconds) AS timed,
+           sum(records_collected) AS records, max(started_at) AS last_started
+    FROM job_execution_logs {where}
+    GROUP BY status
+)
+SELECT coalesce(sum(runs), 0)::bigint AS total_executions,
+       coalesce(sum(runs) FILTER (WHERE status = 'success'), 0)::bigint AS successful_executions,
+       coalesce(sum(runs) FILTER (WHERE status = 'failed'), 0)::bigint AS failed_executions,
+       coalesce(sum(runs) FILTER (WHERE status = 'running'), 0)::bigint AS running_executions,
+       coalesce(sum(runs) FILTER (WHERE status = 'partial'), 0)::bigint AS partial_executions,
+       coalesce(round(100.0 * sum(runs) FILTER (WHERE status = 'success')
+                      / nullif(sum(runs) FILTER (WHERE status <> 'running'), 0), 2), 0)::float8 AS success_rate,
+       round((sum(duration) / nullif(sum(timed), 0))::numeric, 3)::float8 AS average_duration_seconds,
+       coalesce(sum(records), 0)::bigint AS total_records_collected,
+       max(last_started) AS last_execution
+FROM by_status
 """
 
 CONFIG_COUNTS = """
@@ -140,7 +148,40 @@ LEFT JOIN LATERAL (
 ORDER BY config.id
 """
 
-EXPORT_BATCH_ROWS = 1000
+# The CSV export's columns, formatted by PostgreSQL: times as ISO 8601 UTC, metadata as JSON text.
+EXPORT_COLUMNS = (
+    "id",
+    "job_name",
+    "job_type",
+    "config_id",
+    "symbol",
+    "exchange",
+    "timeframe",
+    "status",
+    "trigger",
+    "started_at",
+    "finished_at",
+    "duration_seconds",
+    "records_collected",
+    "scheduled_for",
+    "missed_slots",
+    "error_type",
+    "error_message",
+    "metadata",
+)
+TIME_COLUMNS = ("started_at", "finished_at", "scheduled_for")
+
+
+def _export_expression(name: str) -> str:
+    if name in TIME_COLUMNS:
+        return f"""to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS {name}"""
+    if name == "metadata":
+        return "metadata::text AS metadata"
+    return name
+
+
+EXPORT_SELECT = ", ".join(_export_expression(name) for name in EXPORT_COLUMNS)
+EXPORT_BATCH_ROWS = 2000
 
 
 def where_clause(filters: LogFilters, first_parameter: int = 1) -> tuple[str, list[Any]]:
@@ -179,22 +220,17 @@ async def get_log(db: Pool | Connection, *, log_id: int) -> JobExecutionLog | No
     return None if row is None else _to_log(row)
 
 
-async def stream_logs(pool: Pool, *, filters: LogFilters) -> AsyncIterator[list[JobExecutionLog]]:
-    """The filtered logs, newest first, in batches, through a server-side cursor.
+async def stream_export_rows(pool: Pool, *, filters: LogFilters) -> AsyncIterator[list[Record]]:
+    """The filtered logs as ``EXPORT_COLUMNS`` rows, newest first, in batches from a server-side cursor.
 
     One pooled connection is held, in the read-only transaction the cursor needs, until the
     iteration ends or is closed.
     """
     where, parameters = where_clause(filters)
-    sql = EXPORT_LOGS.format(columns=LOG_COLUMNS, where=where, order=NEWEST_FIRST)
+    sql = EXPORT_LOGS.format(columns=EXPORT_SELECT, where=where, order=NEWEST_FIRST)
     async with pool.acquire() as conn, conn.transaction(readonly=True):
-        batch: list[JobExecutionLog] = []
-        async for row in conn.cursor(sql, *parameters, prefetch=EXPORT_BATCH_ROWS):
-            batch.append(_to_log(row))
-            if len(batch) == EXPORT_BATCH_ROWS:
-                yield batch
-                batch = []
-        if batch:
+        cursor = await conn.cursor(sql, *parameters)
+        while batch := await cursor.fetch(EXPORT_BATCH_ROWS):
             yield batch
 
 

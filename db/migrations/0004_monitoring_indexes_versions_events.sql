@@ -1,13 +1,11 @@
--- Monitoring: the indexes the log, stats and chart queries need; a data version per table that
+-- Monitoring: the indexes the log, stats and chart queries need (newest-first lists use 0001's); a data version per table that
 -- ETags are made of (so a poll that changes nothing costs one primary-key read); and NOTIFY
 -- triggers that feed the live event stream from whichever process wrote the row.
 
--- Newest first, and every aggregate over a time window, as index-only scans: this index replaces
--- the plain (started_at DESC, id DESC) one of 0001 with the same key plus the columns the
--- stats, timeseries and by-config queries read.
-DROP INDEX job_execution_logs_started_at_idx;
-CREATE INDEX job_execution_logs_started_at_covering_idx ON job_execution_logs (started_at DESC, id DESC)
-    INCLUDE (job_type, status, duration_seconds, records_collected, config_id, trigger, scheduled_for);
+-- Every aggregate over a time window (stats, status, timeseries, by-config) scans this range;
+-- /stats and /status read nothing else (index-only scans, kept narrow so a day of runs is few pages).
+CREATE INDEX job_execution_logs_stats_idx ON job_execution_logs (started_at)
+    INCLUDE (job_type, status, duration_seconds, records_collected);
 -- log filters that narrow a lot
 CREATE INDEX job_execution_logs_symbol_started_at_idx ON job_execution_logs (symbol, started_at DESC);
 CREATE INDEX job_execution_logs_job_name_started_at_idx ON job_execution_logs (job_name, started_at DESC);
@@ -16,20 +14,31 @@ CREATE INDEX job_execution_logs_config_errors_idx ON job_execution_logs (config_
     WHERE status IN ('failed', 'partial');
 
 -- One row per table whose changes monitoring answers depend on. Bumped in the writing
--- transaction, so a reader never sees a new version with old data. changed_at tells a
--- version apart from the same number after a reset (TRUNCATE).
+-- transaction, so a reader never sees a new version with old data, and announced on channel
+-- data_versions at commit, so that every process knows the current version without asking.
+-- changed_at tells a version apart from the same number after a reset (TRUNCATE).
 CREATE TABLE data_versions (
     source     text        PRIMARY KEY CHECK (source IN ('job_execution_logs', 'data_collection_configs')),
     version    bigint      NOT NULL,
     changed_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
+-- "source:version:changed_at in microseconds": the same text whatever the session's settings
+CREATE FUNCTION data_version_token(v data_versions) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    RETURN v.source || ':' || v.version || ':' || (extract(epoch FROM v.changed_at) * 1000000)::bigint;
+
 CREATE FUNCTION bump_data_version(changed_table text) RETURNS void
-    LANGUAGE sql
-    BEGIN ATOMIC
-        INSERT INTO data_versions AS v (source, version) VALUES (changed_table, 1)
-        ON CONFLICT (source) DO UPDATE SET version = v.version + 1, changed_at = clock_timestamp();
-    END;
+    LANGUAGE plpgsql AS $$
+DECLARE
+    bumped data_versions;
+BEGIN
+    INSERT INTO data_versions AS v (source, version) VALUES (changed_table, 1)
+    ON CONFLICT (source) DO UPDATE SET version = v.version + 1, changed_at = clock_timestamp()
+    RETURNING * INTO bumped;
+    PERFORM pg_notify('data_versions', data_version_token(bumped));
+END
+$$;
 
 -- INSERT / DELETE statements (one bump per statement, none when no row was touched)
 CREATE FUNCTION bump_data_version_when_rows() RETURNS trigger

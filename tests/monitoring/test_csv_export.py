@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.db.pool import Pool
-from backend.monitoring.csv_export import CSV_COLUMNS
+from backend.monitoring.repository import EXPORT_COLUMNS as CSV_COLUMNS
 from tests.monitoring.conftest import ADMIN_PATH, InsertLog
 
 Client = AsyncTestClient[Litestar]
@@ -47,7 +48,7 @@ async def test_error_messages_with_commas_quotes_and_newlines_survive(
 
     record = dict(zip(header, row, strict=True))
     assert record["error_message"] == NASTY
-    assert record["metadata"] == '{"timeframes":["1m"]}'
+    assert json.loads(record["metadata"]) == {"timeframes": ["1m"]}
     assert '"fetch_ohlcv failed: ""BadSymbol"", market BTC/XYZ,\r\nsecond line\nthird, line"' in text
     assert text.endswith("\r\n")
 

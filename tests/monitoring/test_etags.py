@@ -6,6 +6,7 @@ import asyncio
 
 import asyncpg
 import pytest
+from httpx import Response
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -13,6 +14,21 @@ from tests.monitoring.conftest import ADMIN_PATH, InsertConfig, InsertLog
 
 Client = AsyncTestClient[Litestar]
 POLLED = ["/stats", "/status", "/stats/timeseries?hours=6&bucket=15m", "/stats/by-config"]
+NOTIFY_WAIT_SECONDS = 5.0
+
+
+async def _poll_until_modified(client: Client, url: str, headers: dict[str, str], etag: str) -> Response:
+    """Poll with If-None-Match as a dashboard does, until the change (its NOTIFY reaches the app)."""
+    deadline = asyncio.get_running_loop().time() + NOTIFY_WAIT_SECONDS
+    while True:
+        response = await client.get(url, headers={**headers, "If-None-Match": etag})
+        if response.status_code != 304 or asyncio.get_running_loop().time() > deadline:
+            return response
+        await asyncio.sleep(0.01)
+
+
+async def _versions(pool: asyncpg.Pool) -> dict[str, int]:
+    return {row["source"]: row["version"] for row in await pool.fetch("SELECT source, version FROM data_versions")}
 
 
 @pytest.mark.parametrize("path", POLLED)
@@ -58,9 +74,7 @@ async def test_a_new_log_changes_the_tag_and_the_answer(
     first = await client.get(f"{ADMIN_PATH}{path}", headers=admin_headers)
 
     await insert_log(config_id=config_id)
-    response = await client.get(
-        f"{ADMIN_PATH}{path}", headers={**admin_headers, "If-None-Match": first.headers["ETag"]}
-    )
+    response = await _poll_until_modified(client, f"{ADMIN_PATH}{path}", admin_headers, first.headers["ETag"])
 
     assert response.status_code == 200
     assert response.headers["ETag"] != first.headers["ETag"]
@@ -77,7 +91,7 @@ async def test_a_finished_run_changes_the_tag(
         "UPDATE job_execution_logs SET status = 'success', finished_at = now(), duration_seconds = 1 WHERE id = $1",
         log_id,
     )
-    response = await client.get(f"{ADMIN_PATH}/stats", headers={**admin_headers, "If-None-Match": etag})
+    response = await _poll_until_modified(client, f"{ADMIN_PATH}/stats", admin_headers, etag)
 
     assert response.status_code == 200
     assert response.json()["successful_executions"] == 1
@@ -88,10 +102,12 @@ async def test_a_heartbeat_keeps_the_tag(
 ) -> None:
     log_id = await insert_log(status="running")
     etag = (await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)).headers["ETag"]
+    before = await _versions(session_pool)
 
     await session_pool.execute("UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1", log_id)
     response = await client.get(f"{ADMIN_PATH}/stats", headers={**admin_headers, "If-None-Match": etag})
 
+    assert await _versions(session_pool) == before
     assert response.status_code == 304
 
 
@@ -101,7 +117,7 @@ async def test_a_config_change_changes_the_status_tag(
     etag = (await client.get(f"{ADMIN_PATH}/status", headers=admin_headers)).headers["ETag"]
 
     await insert_config()
-    response = await client.get(f"{ADMIN_PATH}/status", headers={**admin_headers, "If-None-Match": etag})
+    response = await _poll_until_modified(client, f"{ADMIN_PATH}/status", admin_headers, etag)
 
     assert response.status_code == 200
     assert response.json()["total_configs"] == 1
@@ -125,3 +141,29 @@ async def test_304_runs_no_query_over_the_logs(
         await locker.close()
 
     assert response.status_code == 304
+
+
+async def test_without_the_listener_the_version_is_read_from_the_table(
+    app: Litestar, client: Client, admin_headers: dict[str, str], insert_log: InsertLog
+) -> None:
+    app.state.data_versions.forget()  # as while the LISTEN connection is down
+    etag = (await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)).headers["ETag"]
+
+    await insert_log()
+    response = await client.get(f"{ADMIN_PATH}/stats", headers={**admin_headers, "If-None-Match": etag})
+
+    assert response.status_code == 200
+
+
+async def test_the_notified_and_the_stored_version_make_the_same_tag(
+    app: Litestar, client: Client, admin_headers: dict[str, str], insert_log: InsertLog
+) -> None:
+    """So processes that learnt the version either way (several dynos) agree on tags."""
+    first = await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)
+    await insert_log()
+    notified = await _poll_until_modified(client, f"{ADMIN_PATH}/stats", admin_headers, first.headers["ETag"])
+
+    app.state.data_versions.forget()
+    stored = await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)
+
+    assert notified.headers["ETag"] == stored.headers["ETag"]
