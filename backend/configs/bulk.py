@@ -1,8 +1,12 @@
-"""``POST /configs/bulk``: enable, disable or delete many configs at once, all or nothing.
+"""``POST /configs/bulk``: enable, disable, delete or trigger many configs at once.
 
-Each id goes through the same repository function as its single-config route, inside one
-transaction that first locks every id. One unknown id and nothing changes: the answer is a 404
-whose ``results`` say which ids are unknown.
+Enable, disable and delete are all or nothing: each id goes through the same repository function
+as its single-config route, inside one transaction that first locks every id. One unknown id and
+nothing changes: the answer is a 404 whose ``results`` say which ids are unknown.
+
+Trigger starts each config's run as ``POST /configs/{id}/trigger`` does (the app's manual
+trigger); runs are independent, so each id has its own outcome (``triggered`` with its
+``run_id``, ``already_running``, ``not_found``), and the answer is a 200.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import Annotated, Literal, cast
 
 import msgspec
 from litestar import Controller, Response, post
+from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 from litestar.params import JSONBody
 
@@ -18,9 +23,22 @@ from backend.auth.guards import writes_need_admin
 from backend.configs import repository
 from backend.db.pool import Connection, Pool
 from backend.dependencies import PoolDependency
+from backend.errors import ConflictError, NotFoundError, UnavailableError
+from backend.scheduling.runs import ManualTrigger
 
-BulkAction = Literal["enable", "disable", "delete"]
-Outcome = Literal["enabled", "disabled", "deleted", "unchanged", "not_found", "not_applied"]
+BulkAction = Literal["enable", "disable", "delete", "trigger"]
+ChangeAction = Literal["enable", "disable", "delete"]
+Outcome = Literal[
+    "enabled",
+    "disabled",
+    "deleted",
+    "unchanged",
+    "not_found",
+    "not_applied",
+    "triggered",
+    "already_running",
+    "unavailable",
+]
 MAX_BULK_IDS = 1000
 
 LOCK_CONFIGS = "SELECT id, enabled FROM data_collection_configs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
@@ -38,21 +56,26 @@ class BulkRequest(msgspec.Struct, forbid_unknown_fields=True):
             raise ValueError("ids: must not contain duplicates")
 
 
-class BulkItemResult(msgspec.Struct):
+class BulkItemResult(msgspec.Struct, omit_defaults=True):
     """What happened to one id: ``unchanged`` when it already was as asked; ``not_applied`` when
-    another id was unknown and so nothing was done."""
+    another id was unknown and so nothing was done; for a trigger, the ``run_id`` of the run
+    started, or why none was (``detail``)."""
 
     id: int
     outcome: Outcome
+    run_id: int | None = None
+    detail: str | None = None
 
 
 class BulkResult(msgspec.Struct):
+    """``applied``: the action was carried out for every id."""
+
     action: BulkAction
     applied: bool
     results: list[BulkItemResult]
 
 
-async def apply_bulk_action(pool: Pool, *, action: BulkAction, ids: list[int]) -> BulkResult:
+async def apply_bulk_change(pool: Pool, *, action: ChangeAction, ids: list[int]) -> BulkResult:
     """Apply ``action`` to every id in one transaction, or to none when an id is unknown."""
     async with pool.acquire() as proxy, proxy.transaction():
         conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
@@ -65,7 +88,7 @@ async def apply_bulk_action(pool: Pool, *, action: BulkAction, ids: list[int]) -
         )
 
 
-async def _apply(conn: Connection, action: BulkAction, config_id: int, enabled: bool) -> BulkItemResult:
+async def _apply(conn: Connection, action: ChangeAction, config_id: int, enabled: bool) -> BulkItemResult:
     if action == "delete":
         await repository.delete_config(conn, config_id=config_id)
         return BulkItemResult(config_id, "deleted")
@@ -74,6 +97,26 @@ async def _apply(conn: Connection, action: BulkAction, config_id: int, enabled: 
         return BulkItemResult(config_id, "unchanged")
     await repository.set_enabled(conn, config_id=config_id, enabled=wanted)
     return BulkItemResult(config_id, "enabled" if wanted else "disabled")
+
+
+async def trigger_each(manual_trigger: ManualTrigger, ids: list[int]) -> BulkResult:
+    """Trigger every id in turn; an unavailable backend before the first run fails the request (503)."""
+    results: list[BulkItemResult] = []
+    for config_id in ids:
+        try:
+            run = await manual_trigger.trigger(config_id)
+        except NotFoundError:
+            results.append(BulkItemResult(config_id, "not_found"))
+        except ConflictError as exc:
+            results.append(BulkItemResult(config_id, "already_running", detail=str(exc)))
+        except UnavailableError as exc:
+            if not results:
+                raise
+            results.append(BulkItemResult(config_id, "unavailable", detail=str(exc)))
+        else:
+            results.append(BulkItemResult(config_id, "triggered", run_id=run.run_id))
+    applied = all(result.outcome == "triggered" for result in results)
+    return BulkResult(action="trigger", applied=applied, results=results)
 
 
 class BulkConfigController(Controller):
@@ -87,10 +130,13 @@ class BulkConfigController(Controller):
         status_code=200,
         responses={404: ResponseSpec(BulkResult, description="Some ids are unknown: nothing was changed")},
     )
-    async def bulk(self, pool: PoolDependency, data: JSONBody[BulkRequest]) -> Response[BulkResult]:
-        """Enable, disable or delete the listed configs (admin): all of them in one transaction, or none.
+    async def bulk(self, pool: PoolDependency, state: State, data: JSONBody[BulkRequest]) -> Response[BulkResult]:
+        """Enable, disable or delete the listed configs (admin) all in one transaction, or none of them
+        (404 naming the unknown ids); or trigger a run of each (per-id outcomes; 503 when runs cannot start).
 
         `results` has one entry per id, in the order sent.
         """
-        result = await apply_bulk_action(pool, action=data.action, ids=data.ids)
+        if data.action == "trigger":
+            return Response(await trigger_each(state.manual_trigger, data.ids))
+        result = await apply_bulk_change(pool, action=data.action, ids=data.ids)
         return Response(result, status_code=200 if result.applied else 404)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
 from backend.db.pool import Pool
+from backend.settings import Settings
+from tests.collection.fake_binance import running_fake_binance
 
 CONFIGS = "/api/v1/admin/data-collection/configs"
 BULK = f"{CONFIGS}/bulk"
@@ -122,3 +127,52 @@ async def test_invalid_bulk_request_is_400_naming_the_field(
 
     assert response.status_code == 400
     assert field in response.text
+
+
+@pytest.fixture
+async def scheduling_client(settings: Settings) -> AsyncIterator[Client]:
+    """The app with the in-process scheduler, ccxt pointed at a fake Binance."""
+    async with running_fake_binance(["BTC/USDT", "ETH/USDT"]) as fake:
+        scheduling = replace(
+            settings,
+            scheduler_backend="inprocess",
+            exchange_overrides=fake.exchange_overrides(),
+            shutdown_grace_seconds=1,
+        )
+        async with AsyncTestClient(app=create_app(scheduling)) as test_client:
+            yield test_client
+
+
+async def test_bulk_trigger_starts_a_manual_run_of_each_config_and_reports_the_rest(
+    scheduling_client: Client, admin_headers: dict[str, str], pool: Pool
+) -> None:
+    btc = await _create(scheduling_client, admin_headers, "BTC/USDT", enabled=False)
+    eth = await _create(scheduling_client, admin_headers, "ETH/USDT", enabled=False)
+    busy = await _create(scheduling_client, admin_headers, "XRP/USDT", enabled=False)
+    await pool.execute(
+        "INSERT INTO job_execution_logs (job_name, job_type, config_id, status, trigger, heartbeat_at) "
+        "VALUES ('collect_data_' || $1::bigint, 'data_collection', $1, 'running', 'manual', now())",
+        busy,
+    )
+
+    response = await scheduling_client.post(
+        BULK, json={"action": "trigger", "ids": [btc, 999_999, busy, eth]}, headers=admin_headers
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["applied"] is False
+    outcomes = {item["id"]: item["outcome"] for item in body["results"]}
+    assert outcomes == {btc: "triggered", 999_999: "not_found", busy: "already_running", eth: "triggered"}
+    run_ids = [item["run_id"] for item in body["results"] if item["outcome"] == "triggered"]
+    runs = await pool.fetch("SELECT config_id, trigger FROM job_execution_logs WHERE id = ANY($1::bigint[])", run_ids)
+    assert sorted((row["config_id"], row["trigger"]) for row in runs) == [(btc, "manual"), (eth, "manual")]
+
+
+async def test_bulk_trigger_without_a_scheduler_is_503(client: Client, admin_headers: dict[str, str]) -> None:
+    config_id = await _create(client, admin_headers, "BTC/USDT")
+
+    response = await client.post(BULK, json={"action": "trigger", "ids": [config_id]}, headers=admin_headers)
+
+    assert response.status_code == 503
+    assert "SCHEDULER_BACKEND" in response.json()["detail"]
