@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol, cast
 
+import asyncpg
 import msgspec
 
 from backend.db.pool import Connection, Pool
@@ -113,18 +114,20 @@ async def run_to_end(pool: Pool, run_job: RunJob, run_id: int) -> None:
     try:
         await run_job(run_id)
     except asyncio.CancelledError:
-        await repository.fail_run_if_running(
-            pool, run_id=run_id, error_type="Cancelled", error_message="The run was cancelled at shutdown"
-        )
+        await _close_if_running(pool, run_id, "Cancelled", "The run was cancelled at shutdown")
         raise
     except Exception as exc:
         logger.exception("run %s failed outside the collector", run_id)
-        await repository.fail_run_if_running(
-            pool,
-            run_id=run_id,
-            error_type=type(exc).__name__,
-            error_message="The run stopped on an unexpected error; the server log has the details",
-        )
+        message = "The run stopped on an unexpected error; the server log has the details"
+        await _close_if_running(pool, run_id, type(exc).__name__, message)
+
+
+async def _close_if_running(pool: Pool, run_id: int, error_type: str, error_message: str) -> None:
+    """Close the run's log unless the collector did; failing that, stale-run recovery will."""
+    try:
+        await repository.fail_run_if_running(pool, run_id=run_id, error_type=error_type, error_message=error_message)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        logger.warning("run %s: could not close its log (%s); stale-run recovery will", run_id, type(exc).__name__)
 
 
 async def housekeeping(pool: Pool, *, settings: Settings, scheduler_id: str, backend: SchedulerBackend) -> bool:

@@ -37,6 +37,8 @@ WAKEUP_CHANNEL = "scheduler_wakeup"  # notified by the triggers of db/migrations
 # when a due slot was just taken by another scheduler, look again after this long rather than spin
 CONTENDED_SLOT_RETRY_SECONDS = 0.05
 DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# a claim chosen as the victim of a deadlock or serialization conflict: nothing was claimed, try again
+TRANSIENT_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 class InProcessScheduler:
@@ -107,6 +109,9 @@ class InProcessScheduler:
                     next_beat = loop.time() + self._settings.scheduler_heartbeat_seconds
                 await self._claim()
                 delay = await self._delay(until_beat=next_beat - loop.time())
+            except TRANSIENT_ERRORS as exc:
+                logger.info("scheduler: claim rolled back (%s); retrying at once", type(exc).__name__)
+                delay = CONTENDED_SLOT_RETRY_SECONDS
             except DATABASE_ERRORS as exc:
                 logger.warning("scheduler: database unavailable (%s); retrying", type(exc).__name__)
                 delay = self._settings.scheduler_heartbeat_seconds

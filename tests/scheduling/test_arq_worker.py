@@ -65,7 +65,7 @@ async def test_two_workers_run_each_slot_of_each_config_exactly_once(
     one, two = StandInJob(pool, seconds=0.05), StandInJob(pool, seconds=0.05)
     await start_worker(one)
     await start_worker(two)
-    await asyncio.sleep(5)
+    await eventually(lambda: _every_config_ran(pool, configs=10, runs=4), timeout=30)
 
     duplicates = await pool.fetch(
         "SELECT config_id, scheduled_for FROM job_execution_logs GROUP BY 1, 2 HAVING count(*) > 1"
@@ -206,3 +206,11 @@ async def test_redis_down_keeps_the_api_up_readiness_names_it_and_trigger_is_503
     assert trigger.status_code == 503
     assert "Redis" in trigger.json()["detail"]
     assert await pool.fetchval("SELECT count(*) FROM job_execution_logs") == 0
+
+
+async def _every_config_ran(pool: Pool, *, configs: int, runs: int) -> bool:
+    sql = (
+        "SELECT count(*) FROM (SELECT config_id FROM job_execution_logs WHERE trigger = 'schedule' "
+        "AND status <> 'running' GROUP BY config_id HAVING count(*) >= $1) AS done"
+    )
+    return bool(await pool.fetchval(sql, runs) == configs)

@@ -179,7 +179,7 @@ async def test_two_schedulers_run_each_slot_of_each_config_exactly_once(
     one, two = StandInJob(pool, seconds=0.05), StandInJob(pool, seconds=0.05)
     await start_scheduler(one)
     await start_scheduler(two)
-    await asyncio.sleep(5)
+    await eventually(lambda: _every_config_ran(pool, configs=20, runs=4), timeout=30)
 
     rows = await pool.fetch(
         "SELECT config_id, scheduled_for, count(*) AS runs FROM job_execution_logs "
@@ -305,3 +305,11 @@ async def test_a_running_scheduler_shows_in_the_status_and_leaves_it_when_stoppe
 async def _alive(pool: Pool) -> Any:
     status = await read_scheduler_status(pool)
     return status if status.alive else None
+
+
+async def _every_config_ran(pool: Pool, *, configs: int, runs: int) -> bool:
+    sql = (
+        "SELECT count(*) FROM (SELECT config_id FROM job_execution_logs WHERE trigger = 'schedule' "
+        "AND status <> 'running' GROUP BY config_id HAVING count(*) >= $1) AS done"
+    )
+    return bool(await pool.fetchval(sql, runs) == configs)
