@@ -142,3 +142,87 @@ CREATE TRIGGER data_collection_configs_notify_update AFTER UPDATE ON data_collec
         IS DISTINCT FROM to_jsonb(NEW) - ARRAY['next_run_at', 'last_run_at', 'schedule_anchor_at']
     )
     EXECUTE FUNCTION notify_config_event();
+
+-- Runs per minute, job type and status, kept equal to job_execution_logs by the triggers below
+-- (in the writing transaction), so that /stats and /status sum at most a few thousand rows for
+-- a day whatever the number of runs. Minutes are absolute (UTC) and windows start on a minute.
+CREATE TABLE job_execution_minutes (
+    minute            timestamptz      NOT NULL,
+    job_type          text             NOT NULL,
+    status            text             NOT NULL,
+    runs              bigint           NOT NULL,
+    timed_runs        bigint           NOT NULL,  -- runs with a duration (finished ones)
+    duration_seconds  double precision NOT NULL,  -- sum
+    records_collected bigint           NOT NULL,  -- sum
+    PRIMARY KEY (minute, job_type, status)
+);
+
+CREATE FUNCTION log_minute(started_at timestamptz) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN date_bin('1 minute', started_at, TIMESTAMPTZ '2000-01-01 00:00:00+00');
+
+-- Add +1 per new row and -1 per old row to their minutes, keys in one order (no deadlock between
+-- two writers); a heartbeat nets to nothing and writes nothing. Minutes left with no run go.
+CREATE FUNCTION count_runs_per_minute() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    changed_rows text := CASE TG_OP
+        WHEN 'INSERT' THEN 'SELECT *, 1 AS sign FROM new_rows'
+        WHEN 'DELETE' THEN 'SELECT *, -1 AS sign FROM old_rows'
+        ELSE 'SELECT *, 1 AS sign FROM new_rows UNION ALL SELECT *, -1 AS sign FROM old_rows'
+    END;
+BEGIN
+    EXECUTE format($sql$
+        INSERT INTO job_execution_minutes AS m
+        SELECT log_minute(started_at), job_type, status, sum(sign), sum(sign * (duration_seconds IS NOT NULL)::int),
+               sum(sign * coalesce(duration_seconds, 0)), sum(sign * coalesce(records_collected, 0))
+        FROM (%s) AS changes
+        GROUP BY 1, 2, 3
+        HAVING sum(sign) <> 0 OR sum(sign * (duration_seconds IS NOT NULL)::int) <> 0
+            OR sum(sign * coalesce(duration_seconds, 0)) <> 0 OR sum(sign * coalesce(records_collected, 0)) <> 0
+        ORDER BY 1, 2, 3
+        ON CONFLICT (minute, job_type, status) DO UPDATE
+            SET runs = m.runs + excluded.runs, timed_runs = m.timed_runs + excluded.timed_runs,
+                duration_seconds = m.duration_seconds + excluded.duration_seconds,
+                records_collected = m.records_collected + excluded.records_collected
+    $sql$, changed_rows);
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM job_execution_minutes AS m
+        USING (SELECT DISTINCT log_minute(started_at) AS minute, job_type, status FROM old_rows) AS touched
+        WHERE m.runs = 0 AND (m.minute, m.job_type, m.status) = (touched.minute, touched.job_type, touched.status);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER job_execution_logs_minutes_insert AFTER INSERT ON job_execution_logs
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION count_runs_per_minute();
+CREATE TRIGGER job_execution_logs_minutes_update AFTER UPDATE ON job_execution_logs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION count_runs_per_minute();
+CREATE TRIGGER job_execution_logs_minutes_delete AFTER DELETE ON job_execution_logs
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION count_runs_per_minute();
+
+CREATE FUNCTION forget_runs_per_minute() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM job_execution_minutes;  -- not TRUNCATE: that one may be part of the same statement
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER job_execution_logs_minutes_truncate AFTER TRUNCATE ON job_execution_logs
+    FOR EACH STATEMENT EXECUTE FUNCTION forget_runs_per_minute();
+
+-- after a load that skipped triggers (or to repair): recount every minute from the logs
+CREATE FUNCTION recount_runs_per_minute() RETURNS void
+    LANGUAGE sql
+    BEGIN ATOMIC
+        DELETE FROM job_execution_minutes;
+        INSERT INTO job_execution_minutes
+        SELECT log_minute(started_at), job_type, status, count(*), count(duration_seconds),
+               coalesce(sum(duration_seconds), 0), coalesce(sum(records_collected), 0)
+        FROM job_execution_logs
+        GROUP BY 1, 2, 3;
+    END;
+
+SELECT recount_runs_per_minute();

@@ -51,8 +51,8 @@ INSERT INTO data_collection_configs (symbol, exchange, timeframes, interval_minu
 SELECT 'C' || n || '/USDT', 'binance', '{{1m,5m,1h}}', 10, true FROM generate_series(1, {CONFIGS}) AS n
 """
 # One run every ~2.6 s over 30 days: 90 % success, 5 % failed, 5 % partial; the newest run of each
-# config is still running. Triggers are skipped for the bulk load (no NOTIFY storm; the data
-# version is bumped once afterwards).
+# config is still running. Triggers are skipped for the bulk load (no NOTIFY storm); the
+# per-minute counts are recounted and the data version bumped once afterwards.
 SEED_LOGS = f"""
 INSERT INTO job_execution_logs
     (job_name, job_type, config_id, symbol, exchange, status, trigger, started_at, scheduled_for, finished_at,
@@ -108,6 +108,7 @@ async def _seed(url: str) -> None:
         await conn.execute(SEED_CONFIGS)
         await conn.execute(SEED_LOGS)
         await conn.execute("SET session_replication_role = origin")
+        await conn.execute("SELECT recount_runs_per_minute()")
         await conn.execute("SELECT bump_data_version('job_execution_logs')")
         seeded = time.perf_counter() - started
         await conn.execute("VACUUM ANALYZE job_execution_logs")
@@ -149,7 +150,7 @@ async def _compare_with_load_and_sum(pool: Pool) -> float:
     sql_ms = await _median_ms(lambda: repository.read_stats(pool, since=since, job_type="data_collection"), 20)
     python_ms = await _median_ms(load_and_sum, 5)
     print(f"/stats over 24 h ({window_rows:,} runs), median of repeated runs, no HTTP, no cache:")
-    print(f"  one SQL aggregate over the covering index:   {sql_ms:8.2f} ms")
+    print(f"  one SQL query (per-minute counts + index):   {sql_ms:8.2f} ms")
     print(f"  load the rows and sum in Python (old way):   {python_ms:8.2f} ms")
     print(f"  ratio: the SQL aggregate is {python_ms / sql_ms:.0f}x faster")
     return python_ms

@@ -53,13 +53,13 @@ def _since(hours: int) -> datetime:
     return datetime.now(UTC) - timedelta(hours=hours)
 
 
-async def test_stats_of_a_day_read_only_the_stats_index(seeded: Pool) -> None:
-    where, parameters = repository.where_clause(LogFilters(started_from=_since(24), job_type="data_collection"))
+async def test_stats_of_a_day_sum_the_minute_counts_and_probe_the_stats_index(seeded: Pool) -> None:
+    since = _since(24).replace(second=0, microsecond=0)
 
-    plan = await _plan(seeded, repository.STATS.format(where=where), *parameters)
+    plan = await _plan(seeded, repository.STATS, since, "data_collection")
 
-    assert _index_names(plan) == {"job_execution_logs_stats_idx"}
-    assert '"Index Only Scan"' in msgspec.json.encode(plan).decode()
+    assert _index_names(plan) == {"job_execution_minutes_pkey", "job_execution_logs_stats_idx"}
+    assert '"Seq Scan"' not in msgspec.json.encode(plan).decode()
 
 
 async def test_timeseries_of_a_week_scans_a_started_at_index_range(seeded: Pool) -> None:
@@ -101,3 +101,31 @@ async def test_newest_page_without_filters_reads_the_start_index_backwards_from_
     plan = await _plan(seeded, sql, 0, 100)
 
     assert _index_names(plan) == {"job_execution_logs_started_at_idx"}
+
+
+async def test_minute_counts_always_equal_the_logs(seeded: Pool) -> None:
+    """Inserts, finishes, moved starts, heartbeats and deletes keep job_execution_minutes exact."""
+    await seeded.execute(
+        "UPDATE job_execution_logs SET status = 'running', finished_at = NULL, duration_seconds = NULL, "
+        "records_collected = NULL WHERE id % 97 = 0"
+    )
+    await seeded.execute("UPDATE job_execution_logs SET heartbeat_at = now() WHERE status = 'running'")
+    await seeded.execute(
+        "UPDATE job_execution_logs SET status = 'partial', finished_at = now(), duration_seconds = 1.25, "
+        "records_collected = 3 WHERE id % 194 = 0"
+    )
+    await seeded.execute(
+        "UPDATE job_execution_logs SET started_at = started_at - interval '90 seconds' WHERE id % 7 = 0"
+    )
+    await seeded.execute("DELETE FROM job_execution_logs WHERE id % 5 = 0 OR started_at < now() - interval '20 days'")
+
+    recounted = await seeded.fetch(
+        "SELECT log_minute(started_at) AS minute, job_type, status, count(*) AS runs, "
+        "count(duration_seconds) AS timed_runs, round(coalesce(sum(duration_seconds), 0)::numeric, 6) AS duration, "
+        "coalesce(sum(records_collected), 0) AS records FROM job_execution_logs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+    kept = await seeded.fetch(
+        "SELECT minute, job_type, status, runs, timed_runs, round(duration_seconds::numeric, 6) AS duration, "
+        "records_collected AS records FROM job_execution_minutes ORDER BY 1, 2, 3"
+    )
+    assert [tuple(row) for row in kept] == [tuple(row) for row in recounted]
