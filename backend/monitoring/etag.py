@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 READ_DATA_VERSIONS = "SELECT data_version_token(v) AS token FROM data_versions AS v"
 CACHE_CONTROL = "no-cache"
-CACHED_ANSWERS = 256
+CACHED_ANSWERS = 32  # a few dashboards poll a few parameter sets; the minute in the tag retires old ones
 
 
 async def read_data_version_tokens(db: Pool | Connection) -> list[str]:

@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "data_collection_events"
 VERSIONS_CHANNEL = "data_versions"
+LISTENER_APPLICATION_NAME = "altar-events-listener"  # how operators spot it in pg_stat_activity
 RESYNC = '{"type": "resync"}'
 SUBSCRIBER_QUEUE_SIZE = 1000
 LIVENESS_CHECK_SECONDS = 30.0
@@ -80,7 +81,7 @@ async def listen(dsn: str, hub: EventHub, versions: DataVersions) -> None:
     while True:
         conn: asyncpg.Connection[Any] | None = None
         try:
-            conn = await asyncpg.connect(dsn)
+            conn = await asyncpg.connect(dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME})
             lost = _termination_event(conn)
             await conn.add_listener(CHANNEL, lambda _conn, _pid, _channel, payload: hub.publish(payload))
             await conn.add_listener(VERSIONS_CHANNEL, lambda _conn, _pid, _channel, token: versions.apply(token))
@@ -93,6 +94,8 @@ async def listen(dsn: str, hub: EventHub, versions: DataVersions) -> None:
             await _wait_until_lost(conn, lost)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             logger.warning("event listener: connection to PostgreSQL lost or refused (%s)", type(exc).__name__)
+        except Exception:
+            logger.exception("event listener: unexpected error; reconnecting")
         finally:
             hub.listening.clear()
             versions.forget()

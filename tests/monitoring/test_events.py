@@ -15,7 +15,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
+from backend.monitoring.events import LISTENER_APPLICATION_NAME
 from backend.settings import Settings
+from tests.conftest import VIEWER_EMAIL
 from tests.monitoring.conftest import ADMIN_PATH
 
 EVENTS = f"{ADMIN_PATH}/events"
@@ -157,6 +159,43 @@ async def test_a_bad_token_closes_the_connection(events_url: str, token: str) ->
 async def test_a_bad_first_message_closes_the_connection(events_url: str) -> None:
     async with aiohttp.ClientSession() as session, session.ws_connect(events_url) as ws:
         await ws.send_str('{"token": 42}')
+        message = await ws.receive(timeout=RECEIVE_TIMEOUT)
+
+    assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008)
+
+
+async def test_a_lost_listener_connection_comes_back_with_a_resync(
+    events_url: str, viewer_headers: dict[str, str], writer: asyncpg.Connection[Any]
+) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{events_url}?token={_token(viewer_headers)}") as ws,
+    ):
+        await _next_json(ws)
+
+        await writer.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND datname = current_database()",
+            LISTENER_APPLICATION_NAME,
+        )
+        assert await _next_json(ws) == {"type": "resync"}
+
+        await writer.execute(
+            "INSERT INTO job_execution_logs (job_name, job_type, status) "
+            "VALUES ('collect_data_1', 'data_collection', 'running')"
+        )
+        assert (await _next_json(ws))["type"] == "run_started"
+
+
+async def test_a_deactivated_users_token_closes_the_connection(
+    events_url: str, viewer_headers: dict[str, str], writer: asyncpg.Connection[Any]
+) -> None:
+    await writer.execute("UPDATE users SET is_active = false WHERE email = $1", VIEWER_EMAIL)
+
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{events_url}?token={_token(viewer_headers)}") as ws,
+    ):
         message = await ws.receive(timeout=RECEIVE_TIMEOUT)
 
     assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008)
