@@ -63,6 +63,8 @@ async def _ensure_admin(settings: Settings, *, invent_locally: bool) -> None:
                 print(f"admin: created {users.normalize_email(settings.admin_email)} from ADMIN_EMAIL")
             return
         if await users.any_admin_exists(pool):
+            if invent_locally:
+                print("admin: exists (forgot its password? `.venv/bin/python -m backend set-password <email>`)")
             return
         if settings.is_production or not invent_locally:
             print("admin: none exists; set ADMIN_EMAIL and ADMIN_PASSWORD or run `python -m backend create-user`")
@@ -84,6 +86,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        workers=1,  # one process: the app object is passed directly (Heroku sets WEB_CONCURRENCY)
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=25,
     )
@@ -142,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # lines reach logs at once
     try:
         settings = load_settings()
     except SettingsError as exc:
