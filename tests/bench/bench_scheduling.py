@@ -1,0 +1,171 @@
+"""Scheduling benchmark: 1,000 enabled configs due every minute, two in-process schedulers on one
+database (as two web dynos), the real claim path, and a no-network stand-in for the collector at the
+job boundary (it writes what the collector writes: the run's start and its completion).
+
+Two loads: every config on the same second (the worst burst), then the 1,000 slots spread over the
+minute (configs created at different times). For each: lateness of each run against its slot
+(``started_at - scheduled_for``: p50, p99, max), runs per second, duplicate runs of a slot (must be
+0), the share each scheduler took; and the CPU both schedulers spend over the idle rest of a minute.
+Takes about two minutes: real minutes. Goals: p99 lateness under 1 s, idle CPU under 1 %.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from backend.db.embedded import start_embedded_postgres
+from backend.db.migrate import apply_migrations
+from backend.db.pool import Pool, create_pool
+from backend.runs.repository import complete_run, mark_run_started
+from backend.scheduling.scheduler import InProcessScheduler
+from backend.settings import Settings
+from tests.conftest import LOCAL_SERVER_URL, with_database
+
+CONFIGS = 1000
+FIRST_SLOT_IN_SECONDS = 5
+RUNS_DEADLINE_SECONDS = 90  # report what finished by then rather than wait forever
+
+# config n's first slot is $2 + n * $3 seconds (0: all on the same second)
+INSERT_CONFIGS = """
+INSERT INTO data_collection_configs
+    (symbol, exchange, timeframes, interval_minutes, schedule_anchor_at, next_run_at)
+SELECT $4 || n || '/USDT', 'binance', ARRAY['1m'], 1, slot, slot
+FROM generate_series(0, $1 - 1) AS n, LATERAL (SELECT $2::timestamptz + make_interval(secs => n * $3::double precision) AS slot) AS first
+"""
+FINISHED_SINCE = """
+SELECT count(*) FROM job_execution_logs WHERE trigger = 'schedule' AND status <> 'running' AND scheduled_for >= $1
+"""
+FIGURES = """
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lateness) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY lateness) AS p99,
+       max(lateness) AS max, count(*) AS runs,
+       extract(epoch FROM max(finished_at) - min(scheduled_for))::float8 AS seconds
+FROM (
+    SELECT extract(epoch FROM started_at - scheduled_for) AS lateness, scheduled_for, finished_at
+    FROM job_execution_logs WHERE trigger = 'schedule' AND scheduled_for >= $1
+) AS runs
+"""
+FAILED_SINCE = """
+SELECT count(*) FROM job_execution_logs WHERE trigger = 'schedule' AND status = 'failed' AND scheduled_for >= $1
+"""
+DUPLICATES = """
+SELECT count(*) FROM (
+    SELECT 1 FROM job_execution_logs WHERE trigger = 'schedule' GROUP BY config_id, scheduled_for HAVING count(*) > 1
+) AS twice
+"""
+DISABLE_ALL = "UPDATE data_collection_configs SET enabled = false"
+
+
+class StandInCollector:
+    """The benchmark's stand-in at the job boundary: the collector's database writes, no exchange."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.runs = 0
+
+    async def __call__(self, run_id: int) -> None:
+        self.runs += 1
+        await mark_run_started(self.pool, run_id=run_id)
+        await complete_run(self.pool, run_id=run_id, status="success", duration_seconds=0.0, records_collected=0)
+
+
+async def _wait_for_runs(pool: Pool, since: datetime) -> int:
+    """Wait until every config ran once since ``since`` (or the deadline passed); how many did."""
+    deadline = time.monotonic() + RUNS_DEADLINE_SECONDS
+    while (finished := await pool.fetchval(FINISHED_SINCE, since)) < CONFIGS and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return int(finished)
+
+
+async def _sleep_until(moment: datetime) -> None:
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+async def _one_load(pool: Pool, jobs: list[StandInCollector], *, name: str, spread_seconds: float) -> datetime:
+    """Insert the configs, wait for one run of each, print the figures; the first slot."""
+    for job in jobs:
+        job.runs = 0
+    first_slot = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+    await pool.execute(INSERT_CONFIGS, CONFIGS, first_slot, spread_seconds / CONFIGS, name)
+    finished = await _wait_for_runs(pool, first_slot)
+    figures = await pool.fetchrow(FIGURES, first_slot)
+    assert figures is not None
+    failed = await pool.fetchval(FAILED_SINCE, first_slot)
+    if finished < CONFIGS or failed:
+        print(
+            f"  only {finished - failed} of {CONFIGS} runs succeeded within {RUNS_DEADLINE_SECONDS} s ({failed} failed)"
+        )
+    print(
+        f"  lateness over {figures['runs']} runs: p50 {figures['p50'] * 1000:.0f} ms, "
+        f"p99 {figures['p99'] * 1000:.0f} ms, max {figures['max'] * 1000:.0f} ms (goal: p99 < 1000 ms); "
+        f"{finished / figures['seconds']:.0f} runs/s from the first slot to the last run finished "
+        f"({figures['seconds']:.2f} s); runs per scheduler {jobs[0].runs} / {jobs[1].runs}"
+    )
+    return first_slot
+
+
+async def bench_two_schedulers(url: str) -> None:
+    settings = Settings(app_env="test", database_url=url)
+    pools = [await create_pool(url, min_size=1, max_size=10) for _ in range(2)]
+    jobs = [StandInCollector(pool) for pool in pools]
+    schedulers = [
+        InProcessScheduler(pool, settings=settings, run_job=job) for pool, job in zip(pools, jobs, strict=True)
+    ]
+    print(
+        f"{CONFIGS} configs due every minute; 2 in-process schedulers on one database, "
+        f"MAX_CONCURRENT_JOBS={settings.max_concurrent_jobs} each"
+    )
+    for scheduler in schedulers:
+        await scheduler.start()
+    try:
+        print("- all on the same second (worst burst):")
+        slot = await _one_load(pools[0], jobs, name="B", spread_seconds=0)
+        await asyncio.sleep(1)  # nothing is due until the next slot: the rest of the minute is idle
+        cpu, wall = time.process_time(), time.monotonic()
+        await _sleep_until(slot + timedelta(seconds=59))
+        idle_cpu, idle_wall = time.process_time() - cpu, time.monotonic() - wall
+        await pools[0].execute(DISABLE_ALL)
+        print("- spread over the minute (configs created at different times):")
+        await _one_load(pools[0], jobs, name="S", spread_seconds=60)
+    finally:
+        for scheduler in schedulers:
+            await scheduler.stop()
+    duplicates = await pools[0].fetchval(DUPLICATES)
+    for pool in pools:
+        await pool.close()
+    print(f"duplicates (runs of one config's slot beyond the first): {duplicates} (must be 0)")
+    print(
+        f"idle with {CONFIGS} configs scheduled: {idle_cpu:.3f} CPU s over {idle_wall:.1f} s for both schedulers = "
+        f"{100 * idle_cpu / idle_wall:.3f} % of one core (goal: < 1 %)"
+    )
+
+
+def _local_postgres_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def main() -> None:
+    server = os.environ.get("TEST_DATABASE_URL") or (
+        LOCAL_SERVER_URL if _local_postgres_answers() else start_embedded_postgres("test-postgres")
+    )
+    name = f"altar_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(server, name)
+    try:
+        await apply_migrations(url)
+        await bench_two_schedulers(url)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
