@@ -56,6 +56,7 @@ POLLED_HEADERS = [
 
 ConfigIdFilter = Annotated[int | None, Parameter(ge=1, description="Runs of this config")]
 JobTypeFilter = Annotated[str | None, Parameter(description="e.g. data_collection, cleanup")]
+Hours = Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")]
 DateFilter = Annotated[
     str | None, Parameter(description="ISO 8601 date or date-time; without a zone it is UTC; inclusive")
 ]
@@ -186,7 +187,7 @@ class StatsController(Controller):
         request: Request[Any, Any, Any],
         pool: PoolDependency,
         job_type: JobTypeFilter = None,
-        hours: Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")] = 24,
+        hours: Hours = 24,
     ) -> Response[JobExecutionStats]:
         """Counts, success rate and durations of the runs that started in the last `hours`."""
         minute = current_minute()
@@ -221,7 +222,7 @@ class StatsController(Controller):
         self,
         request: Request[Any, Any, Any],
         pool: PoolDependency,
-        hours: Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")] = 24,
+        hours: Hours = 24,
         bucket: FromQuery[Bucket] = "1h",
         job_type: JobTypeFilter = None,
         config_id: ConfigIdFilter = None,
@@ -254,7 +255,7 @@ class StatsController(Controller):
         self,
         request: Request[Any, Any, Any],
         pool: PoolDependency,
-        hours: Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")] = 24,
+        hours: Hours = 24,
     ) -> Response[list[ConfigStats]]:
         """Every config with its runs, failures, success rate, duration and records in the last `hours`."""
         minute = current_minute()
