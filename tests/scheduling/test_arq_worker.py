@@ -214,3 +214,24 @@ async def _every_config_ran(pool: Pool, *, configs: int, runs: int) -> bool:
         "AND status <> 'running' GROUP BY config_id HAVING count(*) >= $1) AS done"
     )
     return bool(await pool.fetchval(sql, runs) == configs)
+
+
+async def test_disabling_stops_the_workers_runs_and_deleting_keeps_the_logs(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    disabled, deleted = await make_config(interval_minutes=1), await make_config(interval_minutes=1)
+    await start_worker(StandInJob(pool))
+    await _finished_runs(pool, disabled, 1)
+    deleted_runs = await _finished_runs(pool, deleted, 1)
+
+    await pool.execute("UPDATE data_collection_configs SET enabled = false WHERE id = $1", disabled)
+    await pool.execute("DELETE FROM data_collection_configs WHERE id = $1", deleted)
+    disabled_count = len(await _runs(pool, disabled))
+    await asyncio.sleep(3)
+
+    assert len(await _runs(pool, disabled)) <= disabled_count + 1  # at most the slot claimed while disabling
+    orphans = await pool.fetch(
+        "SELECT id FROM job_execution_logs WHERE config_id IS NULL AND job_type = 'data_collection'"
+    )
+    assert {run["id"] for run in deleted_runs} <= {row["id"] for row in orphans}
+    assert len(orphans) <= len(deleted_runs) + 2  # runs in progress or queued when it was deleted
