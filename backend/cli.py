@@ -89,7 +89,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         workers=1,  # one process: the app object is passed directly (Heroku sets WEB_CONCURRENCY)
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=25,
+        # open requests get 3 s, then the scheduler its SHUTDOWN_GRACE_SECONDS: within Heroku's 30 s
+        timeout_graceful_shutdown=3,
     )
 
 

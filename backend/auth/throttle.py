@@ -1,17 +1,22 @@
 """Failed-login limits per email and per client address.
 
-Counts live in Redis when it is configured (so every process shares them), else
-in this process's memory. A key that reached its limit answers with the seconds
-left in its window, which the login route sends as ``Retry-After``.
+Counts live in Redis when it is configured (so every process shares them), else in this
+process's memory; while Redis is unreachable, in memory too, so logins keep working. A key
+that reached its limit answers with the seconds left in its window, which the login route
+sends as ``Retry-After``.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,22 +59,33 @@ class MemoryFailureCounter:
 class RedisFailureCounter:
     redis: Redis
     prefix: str = "login-failures:"
+    fallback: MemoryFailureCounter = field(default_factory=MemoryFailureCounter)
 
     async def count(self, key: str) -> tuple[int, int]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(self.prefix + key)
-            pipe.ttl(self.prefix + key)
-            value, ttl = await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.get(self.prefix + key)
+                pipe.ttl(self.prefix + key)
+                value, ttl = await pipe.execute()
+        except RedisError as exc:
+            logger.warning("login throttle: Redis unavailable (%s), counting in memory", type(exc).__name__)
+            return await self.fallback.count(key)
         return int(value or 0), max(int(ttl), 0)
 
     async def add(self, key: str, window_seconds: int) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(self.prefix + key)
-            pipe.expire(self.prefix + key, window_seconds, nx=True)
-            await pipe.execute()
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(self.prefix + key)
+                pipe.expire(self.prefix + key, window_seconds, nx=True)
+                await pipe.execute()
+        except RedisError:
+            await self.fallback.add(key, window_seconds)
 
     async def clear(self, key: str) -> None:
-        await self.redis.delete(self.prefix + key)
+        try:
+            await self.redis.delete(self.prefix + key)
+        except RedisError:
+            await self.fallback.clear(key)
 
 
 @dataclass(slots=True)

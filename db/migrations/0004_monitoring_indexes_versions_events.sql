@@ -51,7 +51,23 @@ BEGIN
 END
 $$;
 
--- UPDATE rows (the WHEN clause of each trigger leaves out bookkeeping columns) and TRUNCATE
+-- UPDATE statements: one bump when a row changed in more than the bookkeeping columns named in
+-- the trigger's arguments. Statement-level like every other trigger on these tables, so that all
+-- of them take their locks in one order (trigger name order): no deadlock between writers.
+CREATE FUNCTION bump_data_version_when_changed() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (
+        SELECT FROM old_rows AS o JOIN new_rows AS n USING (id)
+        WHERE to_jsonb(o) - TG_ARGV IS DISTINCT FROM to_jsonb(n) - TG_ARGV
+    ) THEN
+        PERFORM bump_data_version(TG_TABLE_NAME);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- TRUNCATE
 CREATE FUNCTION bump_data_version_always() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
@@ -65,9 +81,9 @@ CREATE TRIGGER job_execution_logs_version_insert AFTER INSERT ON job_execution_l
 CREATE TRIGGER job_execution_logs_version_delete AFTER DELETE ON job_execution_logs
     REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_when_rows();
 -- a heartbeat of a running run changes nothing that monitoring shows
-CREATE TRIGGER job_execution_logs_version_update AFTER UPDATE ON job_execution_logs FOR EACH ROW
-    WHEN (to_jsonb(OLD) - 'heartbeat_at' IS DISTINCT FROM to_jsonb(NEW) - 'heartbeat_at')
-    EXECUTE FUNCTION bump_data_version_always();
+CREATE TRIGGER job_execution_logs_version_update AFTER UPDATE ON job_execution_logs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION bump_data_version_when_changed('heartbeat_at');
 CREATE TRIGGER job_execution_logs_version_truncate AFTER TRUNCATE ON job_execution_logs
     FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_always();
 
@@ -76,12 +92,9 @@ CREATE TRIGGER data_collection_configs_version_insert AFTER INSERT ON data_colle
 CREATE TRIGGER data_collection_configs_version_delete AFTER DELETE ON data_collection_configs
     REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_when_rows();
 -- the scheduler advancing a config's slot changes nothing that monitoring shows
-CREATE TRIGGER data_collection_configs_version_update AFTER UPDATE ON data_collection_configs FOR EACH ROW
-    WHEN (
-        to_jsonb(OLD) - ARRAY['next_run_at', 'last_run_at', 'schedule_anchor_at']
-        IS DISTINCT FROM to_jsonb(NEW) - ARRAY['next_run_at', 'last_run_at', 'schedule_anchor_at']
-    )
-    EXECUTE FUNCTION bump_data_version_always();
+CREATE TRIGGER data_collection_configs_version_update AFTER UPDATE ON data_collection_configs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION bump_data_version_when_changed('next_run_at', 'last_run_at', 'schedule_anchor_at');
 CREATE TRIGGER data_collection_configs_version_truncate AFTER TRUNCATE ON data_collection_configs
     FOR EACH STATEMENT EXECUTE FUNCTION bump_data_version_always();
 
