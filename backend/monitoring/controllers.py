@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
@@ -62,17 +63,17 @@ DateFilter = Annotated[
 ]
 
 
-def _log_filters(
-    *,
-    job_name: str | None,
-    job_type: str | None,
-    symbol: str | None,
-    status: RunStatus | None,
-    start_date: str | None,
-    end_date: str | None,
-    config_id: int | None,
-    exchange: str | None,
+def provide_log_filters(
+    job_name: FromQuery[str | None] = None,
+    job_type: JobTypeFilter = None,
+    symbol: FromQuery[str | None] = None,
+    status: FromQuery[RunStatus | None] = None,
+    start_date: DateFilter = None,
+    end_date: DateFilter = None,
+    config_id: ConfigIdFilter = None,
+    exchange: FromQuery[str | None] = None,
 ) -> LogFilters:
+    """The log filters of the query string, shared by the list and the CSV export."""
     started_from, started_before = started_range(start_date, end_date)
     return LogFilters(
         job_name=job_name,
@@ -95,6 +96,7 @@ class ExecutionLogController(Controller):
     path = f"{ADMIN_PATH}/execution-logs"
     tags = ["execution logs"]
     guards = [writes_need_admin]
+    dependencies = {"filters": Provide(provide_log_filters, sync_to_thread=False)}
 
     @get(
         "/",
@@ -106,28 +108,11 @@ class ExecutionLogController(Controller):
     async def list_logs(
         self,
         pool: PoolDependency,
-        job_name: FromQuery[str | None] = None,
-        job_type: JobTypeFilter = None,
-        symbol: FromQuery[str | None] = None,
-        status: FromQuery[RunStatus | None] = None,
-        start_date: DateFilter = None,
-        end_date: DateFilter = None,
-        config_id: ConfigIdFilter = None,
-        exchange: FromQuery[str | None] = None,
+        filters: NamedDependency[LogFilters],
         skip: Annotated[int, Parameter(ge=0)] = 0,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LOG_PAGE)] = 100,
     ) -> Response[list[JobExecutionLog]]:
         """Logs matching every filter given, newest first; `X-Total-Count` has the filtered total."""
-        filters = _log_filters(
-            job_name=job_name,
-            job_type=job_type,
-            symbol=symbol,
-            status=status,
-            start_date=start_date,
-            end_date=end_date,
-            config_id=config_id,
-            exchange=exchange,
-        )
         logs = await repository.list_logs(pool, filters=filters, skip=skip, limit=limit)
         total = await repository.count_logs(pool, filters=filters)
         return Response(logs, headers={"X-Total-Count": str(total)})
@@ -146,26 +131,9 @@ class ExecutionLogController(Controller):
     async def export_csv(
         self,
         pool: PoolDependency,
-        job_name: FromQuery[str | None] = None,
-        job_type: JobTypeFilter = None,
-        symbol: FromQuery[str | None] = None,
-        status: FromQuery[RunStatus | None] = None,
-        start_date: DateFilter = None,
-        end_date: DateFilter = None,
-        config_id: ConfigIdFilter = None,
-        exchange: FromQuery[str | None] = None,
+        filters: NamedDependency[LogFilters],
     ) -> Stream:
         """Every log matching the filters, newest first, as CSV (RFC 4180, header row), streamed."""
-        filters = _log_filters(
-            job_name=job_name,
-            job_type=job_type,
-            symbol=symbol,
-            status=status,
-            start_date=start_date,
-            end_date=end_date,
-            config_id=config_id,
-            exchange=exchange,
-        )
         filename = export_filename(datetime.now(UTC))
         return Stream(
             export_logs_csv(pool, filters=filters),

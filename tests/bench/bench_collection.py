@@ -10,16 +10,11 @@ through the real ccxt client: wall time, candles stored, requests, peak memory o
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
-import socket
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import asyncpg
 
 from backend.collection import repository as candles
 from backend.collection.collector import Collector
@@ -27,11 +22,9 @@ from backend.collection.exchanges import ExchangeClients
 from backend.collection.repository import CandleRow
 from backend.configs import repository as configs
 from backend.configs.schemas import ConfigCreate
-from backend.db.embedded import start_embedded_postgres
-from backend.db.migrate import apply_migrations
 from backend.db.pool import Pool, create_pool
 from backend.settings import Settings
-from tests.conftest import LOCAL_SERVER_URL, with_database
+from tests.bench.throwaway import throwaway_database
 
 PAGE = 1000
 ROW_BY_ROW_SAMPLE = 20_000
@@ -169,30 +162,11 @@ async def bench_full_run(pool: Pool, database_url: str) -> None:
         await server.wait()
 
 
-def _local_postgres_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 async def main() -> None:
-    server = os.environ.get("TEST_DATABASE_URL") or (
-        LOCAL_SERVER_URL if _local_postgres_answers() else start_embedded_postgres("test-postgres")
-    )
-    name = f"altar_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
-    try:
-        await apply_migrations(url)
+    async with throwaway_database("altar_bench") as url:
         pool = await create_pool(url, min_size=1, max_size=10)
         try:
             await bench_storage(pool)
             await bench_full_run(pool, url)
         finally:
             await pool.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

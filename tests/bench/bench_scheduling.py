@@ -12,21 +12,14 @@ Takes about two minutes: real minutes. Goals: p99 lateness under 1 s, idle CPU u
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
-
-from backend.db.embedded import start_embedded_postgres
-from backend.db.migrate import apply_migrations
 from backend.db.pool import Pool, create_pool
 from backend.runs.repository import complete_run, mark_run_started
 from backend.scheduling.scheduler import InProcessScheduler
 from backend.settings import Settings
-from tests.conftest import LOCAL_SERVER_URL, with_database
+from tests.bench.throwaway import throwaway_database
 
 CONFIGS = 1000
 FIRST_SLOT_IN_SECONDS = 5
@@ -151,25 +144,6 @@ async def bench_two_schedulers(url: str) -> None:
         )
 
 
-def _local_postgres_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 async def main() -> None:
-    server = os.environ.get("TEST_DATABASE_URL") or (
-        LOCAL_SERVER_URL if _local_postgres_answers() else start_embedded_postgres("test-postgres")
-    )
-    name = f"altar_bench_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
-    try:
-        await apply_migrations(url)
+    async with throwaway_database("altar_bench") as url:
         await bench_two_schedulers(url)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

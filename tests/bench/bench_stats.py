@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,11 +29,10 @@ import asyncpg
 
 from backend.auth import repository as users
 from backend.auth.passwords import hash_password
-from backend.db.embedded import start_embedded_postgres
-from backend.db.migrate import apply_migrations
 from backend.db.pool import Pool, create_pool
 from backend.monitoring import repository
-from tests.conftest import LOCAL_SERVER_URL, TEST_SECRET_KEY, with_database
+from tests.bench.throwaway import throwaway_database
+from tests.conftest import TEST_SECRET_KEY
 
 LOGS = 1_000_000
 CONFIGS = 200
@@ -76,14 +74,6 @@ FROM (
 """
 # what the service this replaces did for /stats: load the window's rows, count and sum in Python
 LOAD_WINDOW = "SELECT * FROM job_execution_logs WHERE started_at >= $1 AND job_type = $2"
-
-
-def _local_postgres_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _free_port() -> int:
@@ -301,15 +291,7 @@ async def main() -> None:
     if shutil.which("hey") is None:
         print("skipped: the load tool 'hey' is missing (Debian: apt-get install hey)")
         return
-    server = os.environ.get("TEST_DATABASE_URL") or (
-        LOCAL_SERVER_URL if _local_postgres_answers() else start_embedded_postgres("test-postgres")
-    )
-    name = f"altar_bench_stats_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
-    try:
-        await apply_migrations(url)
+    async with throwaway_database("altar_bench_stats") as url:
         await _seed(url)
         pool = await create_pool(url, min_size=1, max_size=4)
         try:
@@ -330,6 +312,3 @@ async def main() -> None:
             f"goals: /stats p95 {stats['p95']:.1f} ms and /status p95 {status['p95']:.1f} ms (< 25 ms); "
             f"304s at {not_modified:,.0f} req/s (>= 2,000)"
         )
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
