@@ -18,6 +18,24 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SECRET_KEY_LENGTH = 32
 WEAK_SECRET_KEYS = frozenset({"secret", "changeme", "change-me", "dev", "development", "password", "test"})
 DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"  # noqa: S105 - refused in production
+# CANDLE_RETENTION_DAYS_<suffix> per timeframe (environment names ignore case, so the monthly 1M is 1MO)
+CANDLE_RETENTION_SUFFIXES = {
+    "1m": "1M",
+    "3m": "3M",
+    "5m": "5M",
+    "15m": "15M",
+    "30m": "30M",
+    "1h": "1H",
+    "2h": "2H",
+    "4h": "4H",
+    "6h": "6H",
+    "8h": "8H",
+    "12h": "12H",
+    "1d": "1D",
+    "3d": "3D",
+    "1w": "1W",
+    "1M": "1MO",
+}
 
 
 class SettingsError(ValueError):
@@ -55,6 +73,7 @@ class Settings:
     interval_unit_seconds: int = 60
     log_retention_days: int = 30
     arq_queue_name: str = "arq:queue"
+    candle_retention_days: Mapping[str, int] = field(default_factory=dict)  # timeframe -> days; absent: kept
 
     @property
     def is_production(self) -> bool:
@@ -95,6 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         interval_unit_seconds=_int(env, "INTERVAL_UNIT_SECONDS", 60, minimum=1),
         log_retention_days=_int(env, "LOG_RETENTION_DAYS", 30, minimum=1),
         arq_queue_name=_optional(env, "ARQ_QUEUE_NAME") or "arq:queue",
+        candle_retention_days=_candle_retention_days(env),
     )
     if settings.database_pool_min_size > settings.database_pool_max_size:
         raise SettingsError("DATABASE_POOL_MIN_SIZE: must not exceed DATABASE_POOL_MAX_SIZE")
@@ -125,6 +145,14 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
     if value < minimum:
         raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
     return value
+
+
+def _candle_retention_days(env: Mapping[str, str]) -> dict[str, int]:
+    days = {
+        timeframe: _int(env, f"CANDLE_RETENTION_DAYS_{suffix}", 0, minimum=1)
+        for timeframe, suffix in CANDLE_RETENTION_SUFFIXES.items()
+    }
+    return {timeframe: value for timeframe, value in days.items() if value}
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str, *, upper: bool = False) -> str:

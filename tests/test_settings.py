@@ -86,3 +86,16 @@ def test_invalid_setting_stops_the_command_with_one_line() -> None:
     assert result.stderr.strip().splitlines() == [
         "configuration error: DATABASE_POOL_MAX_SIZE: expected a whole number, got 'lots'"
     ]
+
+
+def test_candle_retention_is_off_by_default_and_set_per_timeframe() -> None:
+    assert load_settings({}).candle_retention_days == {}
+
+    settings = load_settings({"CANDLE_RETENTION_DAYS_1M": "30", "CANDLE_RETENTION_DAYS_1MO": "3650"})
+
+    assert settings.candle_retention_days == {"1m": 30, "1M": 3650}
+
+
+def test_candle_retention_of_zero_days_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="^CANDLE_RETENTION_DAYS_1H:"):
+        load_settings({"CANDLE_RETENTION_DAYS_1H": "0"})

@@ -25,6 +25,7 @@ from litestar import Litestar
 from backend.collection import repository as candles
 from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryPolicy, open_exchange_clients
 from backend.collection.repository import CandleRow, Hole
+from backend.collection.storage import PartitionCache, SeriesWriter, StoredPage
 from backend.collection.timeframes import (
     FIXED_STEPS,
     candles_between,
@@ -70,10 +71,10 @@ class TimeframeProgress:
     def succeeded(self) -> bool:
         return self.done and self.error_type is None
 
-    def stored(self, page: list[CandleRow], count: int) -> None:
-        self.records += count
-        self.first_candle = min(page[0][0], self.first_candle or page[0][0])
-        self.last_candle = max(page[-1][0], self.last_candle or page[-1][0])
+    def stored(self, page: StoredPage) -> None:
+        self.records += page.records
+        self.first_candle = min(page.first, self.first_candle or page.first)
+        self.last_candle = max(page.last, self.last_candle or page.last)
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -95,6 +96,7 @@ class Series:
     exchange: str
     symbol: str
     timeframe: str
+    writer: SeriesWriter
 
 
 class Collector:
@@ -112,6 +114,7 @@ class Collector:
         self.exchanges = exchanges
         self.settings = settings
         self.clock = clock
+        self.partitions = PartitionCache(pool)
         self.retry = RetryPolicy(
             max_retries=settings.exchange_max_retries, base_seconds=settings.exchange_retry_base_ms / 1000
         )
@@ -243,11 +246,15 @@ class Collector:
 
     async def _collect_timeframe(self, client: ExchangeClient, config: Config, item: TimeframeProgress) -> None:
         started = time.monotonic()
-        series = Series(client, config.exchange, config.symbol, item.timeframe)
         try:
             client.check_can_fetch(config.symbol, item.timeframe)
-            await self._forward(series, config, item)
-            await self._repair_holes(series, config, item)
+            stored = await candles.open_series(
+                self.pool, exchange=config.exchange, symbol=config.symbol, timeframe=item.timeframe
+            )
+            async with SeriesWriter(self.pool, stored, self.partitions, on_committed=item.stored) as writer:
+                series = Series(client, config.exchange, config.symbol, item.timeframe, writer)
+                await self._forward(series, config, item, stored.newest, stored.earliest_available)
+                await self._repair_holes(series, config, item)
             item.done = True
         except Exception as exc:
             self._record_failure(item, exc, config.exchange, client)
@@ -255,7 +262,10 @@ class Collector:
             item.duration_seconds = time.monotonic() - started
 
     def _window_start(self, config: Config, timeframe: str, earliest_available: datetime | None) -> datetime:
-        start = floor_open(self.clock() - timedelta(days=config.backfill_days), timeframe)
+        days = config.backfill_days
+        if (retention := self.settings.candle_retention_days.get(timeframe)) is not None:
+            days = min(days, retention)  # never fetch what retention drops
+        start = floor_open(self.clock() - timedelta(days=days), timeframe)
         return max(start, earliest_available) if earliest_available else start
 
     async def _fetch_page(
@@ -283,22 +293,20 @@ class Collector:
                 page[open_time] = (open_time, o, h, low, c, v)
         return [page[open_time] for open_time in sorted(page)]
 
-    async def _store(self, series: Series, item: TimeframeProgress, page: list[CandleRow]) -> None:
-        count = await candles.store_candles(
-            self.pool, exchange=series.exchange, symbol=series.symbol, timeframe=series.timeframe, rows=page
-        )
-        item.stored(page, count)
-
-    async def _forward(self, series: Series, config: Config, item: TimeframeProgress) -> None:
+    async def _forward(
+        self,
+        series: Series,
+        config: Config,
+        item: TimeframeProgress,
+        newest: datetime | None,
+        earliest_available: datetime | None,
+    ) -> None:
         """From after the newest stored candle (or the window start) up to the newest closed candle."""
-        state = await candles.series_state(
-            self.pool, exchange=series.exchange, symbol=series.symbol, timeframe=series.timeframe
-        )
-        leading = state.newest is None
-        if state.newest is None:
-            since = self._window_start(config, series.timeframe, state.earliest_available)
+        leading = newest is None
+        if newest is None:
+            since = self._window_start(config, series.timeframe, earliest_available)
         else:
-            since = next_open(state.newest, series.timeframe)
+            since = next_open(newest, series.timeframe)
         newest_closed = last_closed_open(self.clock(), series.timeframe)
         limit = series.client.page_limit(series.symbol)
         while since <= newest_closed:
@@ -315,11 +323,11 @@ class Collector:
                     earliest=page[0][0],
                 )
             leading = False
-            await self._store(series, item, page)
+            await series.writer.store(page)
             since = next_open(page[-1][0], series.timeframe)  # always advances: the page is >= since
 
     async def _repair_holes(self, series: Series, config: Config, item: TimeframeProgress) -> None:
-        state = await candles.series_state(
+        state = await candles.open_series(
             self.pool, exchange=series.exchange, symbol=series.symbol, timeframe=series.timeframe
         )
         holes = await candles.find_holes(
@@ -369,7 +377,7 @@ class Collector:
             inside = [candle for candle in page if candle[0] < hole.end]
             if not inside:
                 return True
-            await self._store(series, item, inside)
+            await series.writer.store(inside)
             since = next_open(inside[-1][0], series.timeframe)
         return True
 

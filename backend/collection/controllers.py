@@ -14,7 +14,7 @@ from litestar.response import Stream
 from backend.collection import repository
 from backend.collection.repository import CandleQuery
 from backend.collection.schemas import CandleRow, Gap, SeriesCoverage
-from backend.collection.timeframes import candles_between
+from backend.collection.timeframes import candles_between, from_minute, next_open
 from backend.configs.schemas import Timeframe
 from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
@@ -34,14 +34,14 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
+MINUTE_MS = 60_000
 
 
 def _csv_line(row: Any) -> str:
-    open_time: datetime = row["open_time"]
+    open_minute: int = row["open_minute"]
     values = ",".join(repr(row[name]) for name in ("open", "high", "low", "close", "volume"))
-    return f"{_ms(open_time)},{open_time.isoformat().replace('+00:00', 'Z')},{values}\r\n"
+    iso = from_minute(open_minute).isoformat().replace("+00:00", "Z")
+    return f"{open_minute * MINUTE_MS},{iso},{values}\r\n"
 
 
 async def _csv(pool: Pool, query: CandleQuery) -> AsyncIterator[str]:
@@ -96,7 +96,7 @@ class MarketDataController(Controller):
             )
         rows = await repository.read_candles(pool, query)
         candles: list[CandleRow] = [
-            (_ms(r["open_time"]), r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in rows
+            (r["open_minute"] * MINUTE_MS, r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in rows
         ]
         return Response(candles)
 
@@ -110,22 +110,24 @@ class MarketDataController(Controller):
         return [_coverage(exchange, symbol, row) for row in rows]
 
 
+def _gap(after_minute: int, next_minute: int, timeframe: str) -> Gap:
+    start, end = next_open(from_minute(after_minute), timeframe), from_minute(next_minute)
+    return Gap(start=start, end=end, missing_candles=candles_between(start, end, timeframe) - 1)
+
+
 def _coverage(exchange: str, symbol: str, row: Any) -> SeriesCoverage:
     timeframe: str = row["timeframe"]
-    expected = candles_between(row["first_candle"], row["last_candle"], timeframe)
-    gaps = [
-        Gap(start=start, end=end, missing_candles=candles_between(start, end, timeframe) - 1)
-        for start, end in row["largest_gaps"]
-    ]
+    first, last = from_minute(row["first_minute"]), from_minute(row["last_minute"])
+    expected = candles_between(first, last, timeframe)
     return SeriesCoverage(
         exchange=exchange,
         symbol=symbol,
         timeframe=timeframe,
-        first_candle=row["first_candle"],
-        last_candle=row["last_candle"],
+        first_candle=first,
+        last_candle=last,
         candles=row["candles"],
         expected_candles=expected,
         missing_candles=expected - row["candles"],
         gap_count=row["gap_count"],
-        largest_gaps=gaps,
+        largest_gaps=[_gap(after, following, timeframe) for after, following in row["largest_gaps"]],
     )

@@ -1,4 +1,10 @@
-"""SQL for stored candles: bulk idempotent writes, what a series knows, its holes, and reads."""
+"""SQL for stored candles: series, time partitions, appends and merges, the coverage summary, reads.
+
+Candles live in ``candle_data`` keyed by (series id, open minute), partitioned per timeframe and
+period (``db/migrations/0006_compact_partitioned_candles.sql``). Writers go through
+:mod:`backend.collection.storage`, which keeps the summary (``candle_counts``, ``candle_gaps``)
+in the same transaction; coverage and hole finding read the summary, never the candles.
+"""
 
 from __future__ import annotations
 
@@ -8,103 +14,156 @@ from typing import Any
 
 import msgspec
 
-from backend.collection.timeframes import SQL_INTERVALS
+from backend.collection.summary import Period, SummaryChange
+from backend.collection.timeframes import EPOCH, MINUTE, from_minute, to_minute
 from backend.db.pool import Connection, Pool
 
-# A page is COPied into this per-connection staging table, then merged in one statement.
-CREATE_STAGING = """
-CREATE TEMPORARY TABLE IF NOT EXISTS candles_staging (
-    open_time timestamptz, open double precision, high double precision, low double precision,
-    close double precision, volume double precision
-) ON COMMIT DELETE ROWS
+SERIES = """
+SELECT s.id, s.earliest_available, (SELECT max(last_minute) FROM candle_counts WHERE series_id = s.id) AS newest
+FROM candle_series AS s WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
 """
-STAGING_COLUMNS = ("open_time", "open", "high", "low", "close", "volume")
-# Inserts new candles and rewrites a stored one only when the exchange changed it; the command's
-# row count is then exactly the candles inserted or changed.
-MERGE_STAGED = """
-INSERT INTO candles AS c (exchange, symbol, timeframe, open_time, open, high, low, close, volume)
-SELECT $1, $2, $3, open_time, open, high, low, close, volume FROM candles_staging
-ON CONFLICT (exchange, symbol, timeframe, open_time) DO UPDATE
-SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, volume = excluded.volume
-WHERE (c.open, c.high, c.low, c.close, c.volume)
-    IS DISTINCT FROM (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume)
-"""
-SERIES_STATE = """
-SELECT (SELECT max(open_time) FROM candles WHERE exchange = $1 AND symbol = $2 AND timeframe = $3) AS newest,
-       (SELECT earliest_available FROM candle_series
-        WHERE exchange = $1 AND symbol = $2 AND timeframe = $3) AS earliest_available
+# A series id is its timeframe's block plus a number (see the migration).
+CREATE_SERIES = """
+INSERT INTO candle_series (id, exchange, symbol, timeframe)
+SELECT t.series_block * 100000000 + nextval('candle_series_number'), $1, $2, $3
+FROM candle_timeframes() AS t WHERE t.timeframe = $3
+ON CONFLICT (exchange, symbol, timeframe) DO NOTHING
 """
 SET_EARLIEST_AVAILABLE = """
-INSERT INTO candle_series (exchange, symbol, timeframe, earliest_available) VALUES ($1, $2, $3, $4)
-ON CONFLICT (exchange, symbol, timeframe) DO UPDATE SET earliest_available = excluded.earliest_available
+UPDATE candle_series SET earliest_available = $4 WHERE exchange = $1 AND symbol = $2 AND timeframe = $3
 """
-# Holes among the stored candles from $4 on (and before the first one, when the window starts
-# earlier), skipping those the exchange confirmed empty. $5 is the timeframe's interval.
+CREATE_PARTITIONS = "SELECT partition_name, period_start, period_end FROM create_candle_partitions($1, $2, $3)"
+# Taken first in each writing transaction: one writer per series at a time. NEWEST then reads the
+# newest stored candle as that writer must see it (in a statement of its own: a statement's
+# snapshot is older than the lock it waited for).
+LOCK_SERIES = "SELECT pg_advisory_xact_lock($1)"
+NEWEST = "SELECT max(last_minute) FROM candle_counts WHERE series_id = $1"
+CANDLE_COLUMNS = ("series_id", "open_minute", "open", "high", "low", "close", "volume")
+# Inserts the candles not stored yet and rewrites a stored one only when the exchange changed it:
+# the open minutes inserted (those not stored before the statement), and how many were inserted
+# or changed. Callers hold the series lock, so nobody else inserts meanwhile.
+MERGE = """
+WITH page AS (
+    SELECT * FROM unnest($2::integer[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])
+        AS p(open_minute, open, high, low, close, volume)
+), stored AS (
+    SELECT open_minute FROM candle_data WHERE series_id = $1 AND open_minute = ANY($2::integer[])
+), written AS (
+    INSERT INTO candle_data AS c (series_id, open_minute, open, high, low, close, volume)
+    SELECT $1, open_minute, open, high, low, close, volume FROM page
+    ON CONFLICT (series_id, open_minute) DO UPDATE
+    SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, volume = excluded.volume
+    WHERE (c.open, c.high, c.low, c.close, c.volume)
+        IS DISTINCT FROM (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume)
+    RETURNING 1
+)
+SELECT ARRAY(SELECT open_minute FROM page EXCEPT SELECT open_minute FROM stored ORDER BY 1) AS inserted,
+       (SELECT count(*) FROM written) AS written
+"""
+# The summary around [$2, $3] before an insert there: first and last candle, overlapping gaps.
+SUMMARY_AROUND = """
+SELECT (SELECT min(first_minute) FROM candle_counts WHERE series_id = $1) AS first,
+       (SELECT max(last_minute) FROM candle_counts WHERE series_id = $1) AS last,
+       ARRAY(
+           SELECT ARRAY[after_minute, next_minute] FROM candle_gaps
+           WHERE series_id = $1 AND next_minute > $2 AND after_minute < $3 ORDER BY after_minute
+       ) AS gaps
+"""
+# Applies a SummaryChange. The gaps removed and the gaps written never share a key.
+APPLY_SUMMARY = """
+WITH removed AS (
+    DELETE FROM candle_gaps WHERE series_id = $1 AND after_minute = ANY($6::integer[])
+), written AS (
+    INSERT INTO candle_gaps AS g (series_id, after_minute, next_minute)
+    SELECT $1, a, n FROM unnest($7::integer[], $8::integer[]) AS w(a, n)
+    ON CONFLICT (series_id, after_minute) DO UPDATE SET next_minute = excluded.next_minute
+)
+INSERT INTO candle_counts AS c (series_id, period_start, candles, first_minute, last_minute)
+SELECT $1, s, n, f, l FROM unnest($2::integer[], $3::integer[], $4::integer[], $5::integer[]) AS p(s, n, f, l)
+ON CONFLICT (series_id, period_start) DO UPDATE
+SET candles = c.candles + excluded.candles, first_minute = least(c.first_minute, excluded.first_minute),
+    last_minute = greatest(c.last_minute, excluded.last_minute)
+"""
+# Holes of a series from minute $4 on, oldest first: its gaps, and the stretch before its first
+# candle when the window starts earlier; minus those the exchange confirmed empty.
 FIND_HOLES = """
-WITH stored AS (
-    SELECT open_time, lead(open_time) OVER (ORDER BY open_time) AS next_time
-    FROM candles WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND open_time >= $4
+WITH series AS (
+    SELECT s.id, t.step FROM candle_series AS s JOIN candle_timeframes() AS t USING (timeframe)
+    WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
 ), holes AS (
-    SELECT open_time + $5::text::interval AS hole_start, next_time AS hole_end
-    FROM stored WHERE next_time > open_time + $5::text::interval
+    SELECT greatest(candle_next_open(g.after_minute, series.step), $4) AS hole_start, g.next_minute AS hole_end
+    FROM series JOIN candle_gaps AS g ON g.series_id = series.id
+    WHERE g.next_minute > $4
     UNION ALL
-    SELECT $4, min(open_time) FROM stored HAVING min(open_time) > $4
+    SELECT $4, min(c.first_minute) FROM series JOIN candle_counts AS c ON c.series_id = series.id
+    HAVING min(c.first_minute) > $4
 )
 SELECT hole_start, hole_end FROM holes
 WHERE NOT EXISTS (
-    SELECT FROM candle_empty_ranges e
+    SELECT FROM candle_empty_ranges AS e
     WHERE e.exchange = $1 AND e.symbol = $2 AND e.timeframe = $3
-      AND e.range_start <= holes.hole_start AND e.range_end >= holes.hole_end
+      AND e.range_start <= to_timestamp(holes.hole_start * 60.0) AND e.range_end >= to_timestamp(holes.hole_end * 60.0)
 )
 ORDER BY hole_start
-LIMIT $6
+LIMIT $5
 """
 REMEMBER_EMPTY_RANGE = """
 INSERT INTO candle_empty_ranges (exchange, symbol, timeframe, range_start, range_end) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (exchange, symbol, timeframe, range_start)
 DO UPDATE SET range_end = greatest(candle_empty_ranges.range_end, excluded.range_end), confirmed_at = now()
 """
-# The newest $6 candles before $5 (or the first $6 from $4 on), returned oldest first.
-READ_CANDLES = """
-SELECT * FROM (
-    SELECT open_time, open, high, low, close, volume FROM candles
-    WHERE exchange = $1 AND symbol = $2 AND timeframe = $3
-      AND ($4::timestamptz IS NULL OR open_time >= $4) AND ($5::timestamptz IS NULL OR open_time < $5)
-    ORDER BY CASE WHEN $4::timestamptz IS NULL THEN open_time END DESC, open_time
-    LIMIT $6
-) AS page ORDER BY open_time
+SERIES_ID = "SELECT id FROM candle_series WHERE exchange = $1 AND symbol = $2 AND timeframe = $3"
+# The first $4 candles of series $1 from minute $2 on, before minute $3.
+READ_FROM_START = """
+SELECT open_minute, open, high, low, close, volume FROM candle_data
+WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+ORDER BY open_minute LIMIT $4
 """
-# Per stored series of one market: its span and count, its holes ($3/$4: each timeframe's
-# interval), and the $5 largest of them.
+# The newest $4 candles of series $1 before minute $3 (from minute $2 on), newest first.
+READ_NEWEST = """
+SELECT open_minute, open, high, low, close, volume FROM candle_data
+WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+ORDER BY open_minute DESC LIMIT $4
+"""
+# Where the newest $4 candles of series $1 before minute $3 begin (from minute $2 on).
+NEWEST_START = """
+SELECT min(open_minute) FROM (
+    SELECT open_minute FROM candle_data
+    WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+    ORDER BY open_minute DESC LIMIT $4
+) AS newest
+"""
+# Per series of one market with candles: count, first and last from the summary, its gaps.
 COVERAGE = """
-WITH steps AS (
-    SELECT timeframe, step FROM unnest($3::text[], $4::text[]::interval[]) AS s(timeframe, step)
-), series AS (
-    SELECT timeframe, min(open_time) AS first_candle, max(open_time) AS last_candle, count(*) AS candles
-    FROM candles WHERE exchange = $1 AND symbol = $2 GROUP BY timeframe
-), gaps AS (
-    SELECT n.timeframe, n.open_time + s.step AS gap_start, n.next_time AS gap_end
-    FROM (
-        SELECT timeframe, open_time, lead(open_time) OVER (PARTITION BY timeframe ORDER BY open_time) AS next_time
-        FROM candles WHERE exchange = $1 AND symbol = $2
-    ) AS n JOIN steps AS s USING (timeframe)
-    WHERE n.next_time > n.open_time + s.step
-)
-SELECT s.timeframe, s.first_candle, s.last_candle, s.candles,
-       (SELECT count(*) FROM gaps AS g WHERE g.timeframe = s.timeframe) AS gap_count,
+SELECT s.timeframe, c.candles, c.first_minute, c.last_minute,
+       (SELECT count(*) FROM candle_gaps AS g WHERE g.series_id = s.id) AS gap_count,
        ARRAY(
-           SELECT ARRAY[g.gap_start, g.gap_end] FROM gaps AS g WHERE g.timeframe = s.timeframe
-           ORDER BY g.gap_end - g.gap_start DESC, g.gap_start LIMIT $5
+           SELECT ARRAY[g.after_minute, g.next_minute] FROM candle_gaps AS g WHERE g.series_id = s.id
+           ORDER BY g.next_minute - g.after_minute DESC, g.after_minute LIMIT $3
        ) AS largest_gaps
-FROM series AS s
+FROM candle_series AS s
+CROSS JOIN LATERAL (
+    SELECT sum(candles)::bigint AS candles, min(first_minute) AS first_minute, max(last_minute) AS last_minute
+    FROM candle_counts WHERE series_id = s.id
+) AS c
+WHERE s.exchange = $1 AND s.symbol = $2 AND c.candles IS NOT NULL
 ORDER BY s.timeframe
 """
 
 CandleRow = tuple[datetime, float, float, float, float, float]
+"""A candle as the collector hands it over: open time (a whole minute), open, high, low, close, volume."""
+FIRST_MINUTE = -(2**31)
+END_MINUTE = 2**31 - 1
 
 
-class SeriesState(msgspec.Struct, frozen=True):
-    newest: datetime | None
+class StoredSeries(msgspec.Struct, kw_only=True, frozen=True):
+    """One series' id and what is known of it."""
+
+    id: int
+    exchange: str
+    symbol: str
+    timeframe: str
+    newest: datetime | None  # the newest stored candle
     earliest_available: datetime | None
 
 
@@ -118,31 +177,33 @@ class CandleQuery(msgspec.Struct, kw_only=True, frozen=True):
     end: datetime | None
     limit: int
 
-    def arguments(self) -> tuple[object, ...]:
-        return (self.exchange, self.symbol, self.timeframe, self.start, self.end, self.limit)
-
 
 class Hole(msgspec.Struct, frozen=True):
     start: datetime  # first missing open time
     end: datetime  # open time of the next stored candle
 
 
-async def store_candles(pool: Pool, *, exchange: str, symbol: str, timeframe: str, rows: Sequence[CandleRow]) -> int:
-    """Store one page in its own transaction; returns how many candles were inserted or changed.
-
-    ``rows`` must not repeat an open time.
-    """
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(CREATE_STAGING)
-        await conn.copy_records_to_table("candles_staging", records=rows, columns=STAGING_COLUMNS)
-        status = await conn.execute(MERGE_STAGED, exchange, symbol, timeframe)
-    return int(status.rsplit(" ", 1)[-1])
+class Merged(msgspec.Struct, frozen=True):
+    inserted: list[int]  # open minutes, ascending
+    written: int  # inserted or changed
 
 
-async def series_state(db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str) -> SeriesState:
-    row = await db.fetchrow(SERIES_STATE, exchange, symbol, timeframe)
-    assert row is not None
-    return SeriesState(newest=row["newest"], earliest_available=row["earliest_available"])
+async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str) -> StoredSeries:
+    """The series, created when it is new."""
+    row = await db.fetchrow(SERIES, exchange, symbol, timeframe)
+    if row is None:
+        await db.execute(CREATE_SERIES, exchange, symbol, timeframe)
+        row = await db.fetchrow(SERIES, exchange, symbol, timeframe)
+        assert row is not None
+    newest = from_minute(row["newest"]) if row["newest"] is not None else None
+    return StoredSeries(
+        id=row["id"],
+        exchange=exchange,
+        symbol=symbol,
+        timeframe=timeframe,
+        newest=newest,
+        earliest_available=row["earliest_available"],
+    )
 
 
 async def set_earliest_available(
@@ -151,12 +212,64 @@ async def set_earliest_available(
     await db.execute(SET_EARLIEST_AVAILABLE, exchange, symbol, timeframe, earliest)
 
 
+async def create_partitions(db: Pool | Connection, *, timeframe: str, first: int, last: int) -> list[Period]:
+    """The partitions holding minutes ``first``..``last``, created when missing (in a transaction of their own)."""
+    rows = await db.fetch(CREATE_PARTITIONS, timeframe, first, last)
+    return [Period(row["period_start"], row["period_end"]) for row in rows]
+
+
+async def lock_series(conn: Connection, *, series_id: int) -> int | None:
+    """Inside a writing transaction: wait for other writers of the series; its newest stored minute."""
+    await conn.execute(LOCK_SERIES, series_id)
+    newest: int | None = await conn.fetchval(NEWEST, series_id)
+    return newest
+
+
+async def copy_candles(conn: Connection, *, series_id: int, minutes: Sequence[int], rows: Sequence[CandleRow]) -> None:
+    """Append candles none of which can be stored already (COPY: no staging, no conflict check).
+
+    ``minutes`` are the rows' open times as stored minutes.
+    """
+    records = ((series_id, minute, *row[1:]) for minute, row in zip(minutes, rows, strict=True))
+    await conn.copy_records_to_table("candle_data", records=records, columns=CANDLE_COLUMNS)
+
+
+async def merge_candles(
+    conn: Connection, *, series_id: int, minutes: Sequence[int], rows: Sequence[CandleRow]
+) -> Merged:
+    """Insert or update candles some of which may be stored (rows must not repeat an open time)."""
+    columns = list(zip(*rows, strict=True))
+    row = await conn.fetchrow(MERGE, series_id, minutes, *columns[1:])
+    assert row is not None
+    return Merged(inserted=list(row["inserted"]), written=row["written"])
+
+
+async def summary_around(conn: Connection, *, series_id: int, first: int, last: int) -> Any:
+    """First and last stored minute, and the gaps overlapping ``first``..``last``."""
+    return await conn.fetchrow(SUMMARY_AROUND, series_id, first, last)
+
+
+async def apply_summary(conn: Connection, *, series_id: int, change: SummaryChange) -> None:
+    counts = change.counts
+    await conn.execute(
+        APPLY_SUMMARY,
+        series_id,
+        [c.start for c in counts],
+        [c.candles for c in counts],
+        [c.first for c in counts],
+        [c.last for c in counts],
+        change.removed_gaps,
+        [after for after, _ in change.gaps],
+        [following for _, following in change.gaps],
+    )
+
+
 async def find_holes(
     db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, since: datetime, limit: int
 ) -> list[Hole]:
     """Missing stretches of the series from ``since`` on, oldest first, not known to be empty."""
-    rows = await db.fetch(FIND_HOLES, exchange, symbol, timeframe, since, SQL_INTERVALS[timeframe], limit)
-    return [Hole(start=row["hole_start"], end=row["hole_end"]) for row in rows]
+    rows = await db.fetch(FIND_HOLES, exchange, symbol, timeframe, to_minute(since), limit)
+    return [Hole(start=from_minute(row["hole_start"]), end=from_minute(row["hole_end"])) for row in rows]
 
 
 async def remember_empty_range(
@@ -166,20 +279,46 @@ async def remember_empty_range(
     await db.execute(REMEMBER_EMPTY_RANGE, exchange, symbol, timeframe, start, end)
 
 
+def _minute_at_or_after(moment: datetime | None, default: int) -> int:
+    """The first stored minute at or after ``moment`` (candles open on whole minutes), within int4."""
+    if moment is None:
+        return default
+    return max(FIRST_MINUTE, min(END_MINUTE, -((EPOCH - moment) // MINUTE)))
+
+
+def _bounds(query: CandleQuery) -> tuple[int, int]:
+    """Open minutes from ``start`` on and before ``end``: ``start <= open_minute < end``."""
+    return _minute_at_or_after(query.start, FIRST_MINUTE), _minute_at_or_after(query.end, END_MINUTE)
+
+
 async def read_candles(db: Pool | Connection, query: CandleQuery) -> list[Any]:
-    """The candles ``query`` asks for, oldest first."""
-    return await db.fetch(READ_CANDLES, *query.arguments())
+    """The candles ``query`` asks for, oldest first (``open_minute``, ``open`` ... ``volume``)."""
+    series_id = await db.fetchval(SERIES_ID, query.exchange, query.symbol, query.timeframe)
+    if series_id is None:
+        return []
+    start, end = _bounds(query)
+    if query.start is not None:
+        return await db.fetch(READ_FROM_START, series_id, start, end, query.limit)
+    rows = await db.fetch(READ_NEWEST, series_id, start, end, query.limit)
+    rows.reverse()
+    return rows
 
 
 async def stream_candles(pool: Pool, query: CandleQuery) -> AsyncIterator[Any]:
     """The candles of :func:`read_candles`, through a server-side cursor (never all in memory)."""
     async with pool.acquire() as conn, conn.transaction():
-        async for row in conn.cursor(READ_CANDLES, *query.arguments(), prefetch=1000):
+        series_id = await conn.fetchval(SERIES_ID, query.exchange, query.symbol, query.timeframe)
+        if series_id is None:
+            return
+        start, end = _bounds(query)
+        if query.start is None:
+            # the newest `limit` candles: find where they begin, then read forward from there
+            start = await conn.fetchval(NEWEST_START, series_id, start, end, query.limit)
+            if start is None:
+                return
+        async for row in conn.cursor(READ_FROM_START, series_id, start, end, query.limit, prefetch=1000):
             yield row
 
 
 async def coverage(db: Pool | Connection, *, exchange: str, symbol: str, largest_gaps: int) -> list[Any]:
-    timeframes = list(SQL_INTERVALS)
-    return await db.fetch(
-        COVERAGE, exchange, symbol, timeframes, [SQL_INTERVALS[tf] for tf in timeframes], largest_gaps
-    )
+    return await db.fetch(COVERAGE, exchange, symbol, largest_gaps)

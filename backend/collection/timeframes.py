@@ -38,9 +38,11 @@ FIXED_STEPS = {
     "3d": timedelta(days=3),
     "1w": timedelta(days=7),
 }
+STEP_MINUTES = {timeframe: int(step.total_seconds()) // 60 for timeframe, step in FIXED_STEPS.items()}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEK_START = datetime(1970, 1, 5, tzinfo=UTC)  # exchanges open weekly candles on Mondays
 MONTH = "1M"
+MINUTE = timedelta(minutes=1)
 
 
 def next_open(open_time: datetime, timeframe: str) -> datetime:
@@ -84,3 +86,20 @@ def to_datetime(ms: int) -> datetime:
 
 def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def to_minute(moment: datetime) -> int:
+    """``moment`` in whole minutes since the epoch, as candles are stored (open times are whole minutes)."""
+    return (moment - EPOCH) // MINUTE
+
+
+def from_minute(minute: int) -> datetime:
+    return EPOCH + minute * MINUTE
+
+
+def next_open_minute(open_minute: int, timeframe: str) -> int:
+    """:func:`next_open` in stored minutes."""
+    step = STEP_MINUTES.get(timeframe)
+    if step is None:
+        return to_minute(next_open(from_minute(open_minute), timeframe))
+    return open_minute + step

@@ -1,4 +1,5 @@
-"""The daily log-retention job: delete execution logs older than ``LOG_RETENTION_DAYS``, in batches.
+"""The daily retention job: delete execution logs older than ``LOG_RETENTION_DAYS``, in batches, then
+keep the candle partitions (create the coming ones, drop those past ``CANDLE_RETENTION_DAYS_*``).
 
 It is itself an execution log (job_type ``cleanup``, trigger ``system``). Which process runs it
 each day is decided by :func:`backend.scheduling.repository.claim_system_job`.
@@ -9,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 
+from backend.collection.partitions import PartitionUpkeep, keep_partitions
 from backend.db.pool import Pool
 from backend.scheduling import repository
 from backend.scheduling.runs import LOG_RETENTION_JOB
@@ -20,11 +24,19 @@ logger = logging.getLogger(__name__)
 RETENTION_BATCH_SIZE = 5000
 
 
-async def retain_logs(pool: Pool, *, retention_days: int, batch_size: int = RETENTION_BATCH_SIZE) -> int:
-    """Delete logs started more than ``retention_days`` ago, one batch per transaction; the run's id."""
+async def retain_logs(
+    pool: Pool,
+    *,
+    retention_days: int,
+    candle_retention_days: Mapping[str, int] | None = None,
+    batch_size: int = RETENTION_BATCH_SIZE,
+) -> int:
+    """Delete logs started more than ``retention_days`` ago, one batch per transaction, then keep the
+    candle partitions (``candle_retention_days``: timeframe -> days, absent: kept); the run's id."""
     run_id = await repository.start_system_run(pool, job_name=LOG_RETENTION_JOB)
     started = time.monotonic()
     deleted = 0
+    partitions = PartitionUpkeep(created=[], dropped=[])
     error_type: str | None = None
     try:
         while True:
@@ -34,6 +46,7 @@ async def retain_logs(pool: Pool, *, retention_days: int, batch_size: int = RETE
                 break
             await repository.refresh_system_run(pool, run_id=run_id)
         await repository.forget_dead_schedulers(pool)
+        partitions = await keep_partitions(pool, retention_days=candle_retention_days or {}, now=datetime.now(UTC))
     except asyncio.CancelledError:
         error_type = "Cancelled"
         raise
@@ -48,7 +61,13 @@ async def retain_logs(pool: Pool, *, retention_days: int, batch_size: int = RETE
                 run_id=run_id,
                 succeeded=error_type is None,
                 duration_seconds=time.monotonic() - started,
-                metadata={"deleted_logs": deleted, "retention_days": retention_days, "batch_size": batch_size},
+                metadata={
+                    "deleted_logs": deleted,
+                    "retention_days": retention_days,
+                    "batch_size": batch_size,
+                    "created_partitions": partitions.created,
+                    "dropped_partitions": partitions.dropped,
+                },
                 error_type=error_type,
                 error_message=None if error_type is None else f"Stopped ({error_type}) after deleting {deleted} logs",
             )

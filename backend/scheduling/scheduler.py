@@ -130,7 +130,11 @@ class InProcessScheduler:
 
     async def _retain_logs(self) -> None:
         try:
-            await retain_logs(self._pool, retention_days=self._settings.log_retention_days)
+            await retain_logs(
+                self._pool,
+                retention_days=self._settings.log_retention_days,
+                candle_retention_days=self._settings.candle_retention_days,
+            )
         except Exception:
             logger.exception("log retention failed")
 

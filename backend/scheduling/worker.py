@@ -55,7 +55,11 @@ async def collect(ctx: dict[str, Any], run_id: int) -> None:
 async def cleanup_logs(ctx: dict[str, Any]) -> int:
     """Today's log retention; its execution log's id."""
     settings: Settings = ctx["settings"]
-    return await retain_logs(ctx["pool"], retention_days=settings.log_retention_days)
+    return await retain_logs(
+        ctx["pool"],
+        retention_days=settings.log_retention_days,
+        candle_retention_days=settings.candle_retention_days,
+    )
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> int:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from backend.collection import repository as candles
+from backend.collection import storage as candles
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
 from backend.collection.repository import CandleRow

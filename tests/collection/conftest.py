@@ -87,3 +87,32 @@ async def stored_open_times(pool: Pool, timeframe: str = "1h", symbol: str = "BT
         "SELECT open_time FROM candles WHERE symbol = $1 AND timeframe = $2 ORDER BY open_time", symbol, timeframe
     )
     return [row["open_time"] for row in rows]
+
+
+RECOUNT_PERIODS = """
+SELECT p.period_start, count(*)::integer AS candles, min(c.open_minute) AS first_minute,
+       max(c.open_minute) AS last_minute
+FROM candle_data AS c JOIN candle_partitions AS p ON p.partition_name = c.tableoid::regclass::text
+WHERE c.series_id = $1 GROUP BY p.period_start ORDER BY p.period_start
+"""
+SUMMARY_PERIODS = """
+SELECT period_start, candles, first_minute, last_minute FROM candle_counts WHERE series_id = $1 ORDER BY period_start
+"""
+RECOUNT_GAPS = """
+SELECT open_minute AS after_minute, next_minute FROM (
+    SELECT open_minute, lead(open_minute) OVER (ORDER BY open_minute) AS next_minute
+    FROM candle_data WHERE series_id = $1
+) AS pairs
+WHERE next_minute - open_minute > $2 ORDER BY open_minute
+"""
+SUMMARY_GAPS = "SELECT after_minute, next_minute FROM candle_gaps WHERE series_id = $1 ORDER BY after_minute"
+
+
+async def assert_summary_equals_recount(pool: Pool, series_id: int, step_minutes: int) -> None:
+    """The coverage summary of a series (fixed ``step_minutes``) is what a recount of its candles gives."""
+    assert [tuple(r) for r in await pool.fetch(SUMMARY_PERIODS, series_id)] == [
+        tuple(r) for r in await pool.fetch(RECOUNT_PERIODS, series_id)
+    ]
+    assert [tuple(r) for r in await pool.fetch(SUMMARY_GAPS, series_id)] == [
+        tuple(r) for r in await pool.fetch(RECOUNT_GAPS, series_id, step_minutes)
+    ]

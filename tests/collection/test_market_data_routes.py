@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.collection import repository as candles
+from backend.collection import storage as candles
 from backend.collection.collector import Collector
 from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
@@ -154,3 +154,56 @@ async def test_coverage_of_an_unknown_market_is_empty(
 async def test_app_lifespan_opens_a_collector_for_the_process(app: Litestar, client: AsyncTestClient[Litestar]) -> None:
     assert isinstance(app.state.collector, Collector)
     assert app.state.collector.exchanges is app.state.exchanges
+
+
+async def test_ohlcv_start_between_minutes_begins_at_the_next_candle(
+    client: AsyncTestClient[Litestar], viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    await _store_hours(pool, range(5))
+
+    response = await client.get(
+        OHLCV,
+        params={"symbol": "BTC/USDT", "timeframe": "1h", "start": "2025-01-01T01:00:00.500Z", "limit": 2},
+        headers=viewer_headers,
+    )
+
+    assert [row[0] for row in response.json()] == [to_ms(START + h * HOUR) for h in (2, 3)]
+
+
+async def test_ohlcv_with_an_end_far_in_the_future_returns_the_newest(
+    client: AsyncTestClient[Litestar], viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    await _store_hours(pool, range(5))
+
+    response = await client.get(
+        OHLCV,
+        params={"symbol": "BTC/USDT", "timeframe": "1h", "end": "9999-12-31T00:00:00Z", "limit": 1},
+        headers=viewer_headers,
+    )
+
+    assert response.status_code == 200
+    assert [row[0] for row in response.json()] == [to_ms(START + 4 * HOUR)]
+
+
+async def test_ohlcv_csv_without_start_streams_the_newest_candles(
+    client: AsyncTestClient[Litestar], viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    await _store_hours(pool, range(10))
+
+    response = await client.get(
+        OHLCV, params={"symbol": "BTC/USDT", "timeframe": "1h", "format": "csv", "limit": 2}, headers=viewer_headers
+    )
+
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert [row[0] for row in rows[1:]] == [str(to_ms(START + h * HOUR)) for h in (8, 9)]
+
+
+async def test_coverage_lists_each_timeframe_of_the_market(
+    client: AsyncTestClient[Litestar], viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    await _store_hours(pool, range(3))
+    await _store_hours(pool, range(0, 5, 4), timeframe="4h")
+
+    response = await client.get(COVERAGE, params={"symbol": "BTC/USDT"}, headers=viewer_headers)
+
+    assert [(s["timeframe"], s["candles"], s["gap_count"]) for s in response.json()] == [("1h", 3, 0), ("4h", 2, 0)]

@@ -42,7 +42,13 @@ async def test_the_job_is_logged_as_a_cleanup_with_what_it_deleted(pool: Pool) -
     assert row["trigger"] == "system"
     assert row["status"] == "success"
     assert row["finished_at"] is not None
-    assert row["metadata"] == {"deleted_logs": 25, "retention_days": 30, "batch_size": 10}
+    assert row["metadata"] == {
+        "deleted_logs": 25,
+        "retention_days": 30,
+        "batch_size": 10,
+        "created_partitions": [],
+        "dropped_partitions": [],
+    }
 
 
 async def test_a_run_still_going_is_never_deleted(pool: Pool) -> None:

@@ -1,0 +1,135 @@
+"""Writing candles: appends and merges, pages sharing a transaction, partitions made on demand."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backend.collection import repository
+from backend.collection.repository import CandleRow
+from backend.collection.storage import (
+    MAX_PAGES_PER_TRANSACTION,
+    PartitionCache,
+    SeriesWriter,
+    StoredPage,
+    store_candles,
+)
+from backend.db.pool import Pool
+from tests.collection.conftest import assert_summary_equals_recount, stored_open_times
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def _hours(first: int, count: int, price: float = 100.0) -> list[CandleRow]:
+    return [(START + h * HOUR, price, price + 1, price - 1, price + 0.5, 2.0) for h in range(first, first + count)]
+
+
+async def _store(pool: Pool, rows: list[CandleRow]) -> int:
+    return await store_candles(pool, exchange="binance", symbol="BTC/USDT", timeframe="1h", rows=rows)
+
+
+async def _writer(pool: Pool, committed: list[StoredPage]) -> SeriesWriter:
+    series = await repository.open_series(pool, exchange="binance", symbol="BTC/USDT", timeframe="1h")
+    return SeriesWriter(pool, series, PartitionCache(pool), on_committed=committed.append)
+
+
+async def test_new_candles_are_stored_and_counted(pool: Pool) -> None:
+    assert await _store(pool, _hours(0, 24)) == 24
+
+    assert await stored_open_times(pool) == [START + h * HOUR for h in range(24)]
+
+
+async def test_storing_the_same_candles_again_changes_nothing(pool: Pool) -> None:
+    await _store(pool, _hours(0, 24))
+
+    assert await _store(pool, _hours(0, 24)) == 0
+    assert len(await stored_open_times(pool)) == 24
+
+
+async def test_a_candle_the_exchange_changed_is_rewritten(pool: Pool) -> None:
+    await _store(pool, _hours(0, 24))
+
+    assert await _store(pool, _hours(5, 1, price=200.0)) == 1
+
+    row = await pool.fetchrow("SELECT open, close FROM candles WHERE open_time = $1", START + 5 * HOUR)
+    assert row is not None
+    assert (row["open"], row["close"]) == (200.0, 200.5)
+
+
+async def test_a_page_overlapping_stored_candles_adds_only_the_missing_ones(pool: Pool) -> None:
+    await _store(pool, _hours(0, 10))
+    await _store(pool, _hours(20, 10))
+
+    assert await _store(pool, _hours(5, 20)) == 10
+
+    assert await stored_open_times(pool) == [START + h * HOUR for h in range(30)]
+    series_id = await pool.fetchval("SELECT id FROM candle_series")
+    await assert_summary_equals_recount(pool, series_id, 60)
+
+
+async def test_pages_sharing_a_transaction_are_invisible_until_it_commits(pool: Pool) -> None:
+    committed: list[StoredPage] = []
+    writer = await _writer(pool, committed)
+    async with writer:
+        await writer.store(_hours(0, 10), more_coming=True)
+        await writer.store(_hours(10, 10), more_coming=True)
+
+        assert await stored_open_times(pool) == []
+        assert committed == []
+
+    assert len(await stored_open_times(pool)) == 20
+    assert [page.records for page in committed] == [10, 10]
+
+
+async def test_a_failure_loses_only_the_uncommitted_pages_and_the_next_writer_resumes_after_the_rest(
+    pool: Pool,
+) -> None:
+    committed: list[StoredPage] = []
+    writer = await _writer(pool, committed)
+
+    async def die_with_a_page_pending() -> None:
+        async with writer:
+            await writer.store(_hours(0, 10))
+            await writer.store(_hours(10, 10), more_coming=True)
+            raise RuntimeError("the process dies here")
+
+    with pytest.raises(RuntimeError):
+        await die_with_a_page_pending()
+
+    series = await repository.open_series(pool, exchange="binance", symbol="BTC/USDT", timeframe="1h")
+    assert series.newest == START + 9 * HOUR
+    assert [page.records for page in committed] == [10]
+    assert len(await stored_open_times(pool)) == 10
+
+
+async def test_a_transaction_holds_at_most_a_bounded_number_of_pages(pool: Pool) -> None:
+    committed: list[StoredPage] = []
+    writer = await _writer(pool, committed)
+    async with writer:
+        for page in range(MAX_PAGES_PER_TRANSACTION + 1):
+            await writer.store(_hours(page, 1), more_coming=True)
+
+        assert len(committed) == MAX_PAGES_PER_TRANSACTION
+
+
+async def test_candles_of_a_month_without_a_partition_get_one(pool: Pool) -> None:
+    old = datetime(2019, 6, 30, 23, 0, tzinfo=UTC)
+
+    await store_candles(
+        pool, exchange="binance", symbol="BTC/USDT", timeframe="1m", rows=[(old, 1.0, 2.0, 0.5, 1.5, 3.0)]
+    )
+
+    names = await pool.fetch("SELECT partition_name FROM candle_partitions WHERE timeframe = '1m'")
+    assert "candle_data_1m_2019_06" in {row["partition_name"] for row in names}
+
+
+async def test_two_writers_of_one_series_at_once_store_every_candle_once(pool: Pool) -> None:
+    counts = await asyncio.gather(_store(pool, _hours(0, 300)), _store(pool, _hours(100, 300)))
+
+    assert sum(counts) == 400
+    assert await stored_open_times(pool) == [START + h * HOUR for h in range(400)]
+    series_id = await pool.fetchval("SELECT id FROM candle_series")
+    await assert_summary_equals_recount(pool, series_id, 60)
