@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate lint format bench procfile-check lock
+.PHONY: help install run test migrate lint format bench bench-scale procfile-check lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ format: install ## Format and auto-fix the code
 
 bench: install ## Print benchmark figures
 	$(BIN)/python -m tests.bench
+
+bench-scale: install ## Candle storage at 100M candles: reads, coverage, size, partition drop (<= 20 min, ~15 GB)
+	$(BIN)/python -m tests.bench.scale_storage
 
 procfile-check: install ## Start the Procfile's release and web processes with honcho, check /health
 	$(BIN)/python -m pytest tests/test_heroku_files.py -k procfile

@@ -309,22 +309,39 @@ class Collector:
             since = next_open(newest, series.timeframe)
         newest_closed = last_closed_open(self.clock(), series.timeframe)
         limit = series.client.page_limit(series.symbol)
-        while since <= newest_closed:
-            page = await self._fetch_page(series, item, since, limit)
-            if not page:
-                break  # nothing at or after `since` yet: caught up (an empty page never loops)
-            if leading and page[0][0] > since:
-                # the exchange has nothing older (listing, or it keeps limited history): never ask again
-                await candles.set_earliest_available(
-                    self.pool,
-                    exchange=series.exchange,
-                    symbol=series.symbol,
-                    timeframe=series.timeframe,
-                    earliest=page[0][0],
-                )
-            leading = False
-            await series.writer.store(page)
-            since = next_open(page[-1][0], series.timeframe)  # always advances: the page is >= since
+        fetching = self._fetch_ahead(series, item, since, limit) if since <= newest_closed else None
+        try:
+            while fetching is not None:
+                page = await fetching
+                fetching = None
+                if not page:
+                    break  # nothing at or after `since` yet: caught up (an empty page never loops)
+                if leading and page[0][0] > since:
+                    # the exchange has nothing older (listing, or it keeps limited history): never ask again
+                    await candles.set_earliest_available(
+                        self.pool,
+                        exchange=series.exchange,
+                        symbol=series.symbol,
+                        timeframe=series.timeframe,
+                        earliest=page[0][0],
+                    )
+                leading = False
+                since = next_open(page[-1][0], series.timeframe)  # always advances: the page is >= since
+                # the next page is fetched (and waits for the rate limiter) while this one is stored
+                if since <= newest_closed:
+                    fetching = self._fetch_ahead(series, item, since, limit)
+                await series.writer.store(page, more_coming=fetching is not None)
+                if fetching is None or not fetching.done():
+                    await series.writer.commit()  # the exchange is the slower: commit while it answers
+        finally:
+            if fetching is not None:
+                fetching.cancel()
+                await asyncio.gather(fetching, return_exceptions=True)
+
+    def _fetch_ahead(
+        self, series: Series, item: TimeframeProgress, since: datetime, limit: int
+    ) -> asyncio.Task[list[CandleRow]]:
+        return asyncio.create_task(self._fetch_page(series, item, since, limit), name=f"fetch {series.timeframe}")
 
     async def _repair_holes(self, series: Series, config: Config, item: TimeframeProgress) -> None:
         state = await candles.open_series(

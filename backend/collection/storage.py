@@ -21,7 +21,7 @@ from asyncpg.transaction import Transaction
 
 from backend.collection import repository
 from backend.collection.repository import CandleRow, StoredSeries
-from backend.collection.summary import Period, change_after_insert
+from backend.collection.summary import Period, SummaryChange, change_after_insert
 from backend.collection.timeframes import to_minute
 from backend.db.pool import Connection, Pool
 
@@ -94,6 +94,7 @@ class SeriesWriter:
         self._conn: Connection | None = None
         self._transaction: Transaction | None = None
         self._uncommitted: list[StoredPage] = []
+        self._appended: SummaryChange | None = None  # the summary change of appends not applied yet
 
     async def __aenter__(self) -> SeriesWriter:
         return self
@@ -124,11 +125,18 @@ class SeriesWriter:
         series_id = self.series.id
         if self._newest is None or minutes[0] > self._newest:
             await repository.copy_candles(conn, series_id=series_id, minutes=minutes, rows=rows)
-            written, inserted = len(rows), minutes
+            written = len(rows)
             change = change_after_insert(
-                timeframe, inserted, first=self._newest, last=self._newest, gaps=[], periods=periods
+                timeframe, minutes, first=self._newest, last=self._newest, gaps=[], periods=periods
             )
+            # appends only ever add to the summary: apply them once, before the commit
+            if self._appended is None:
+                self._appended = change
+            else:
+                self._appended.then(change)
+            self._newest = minutes[-1]
         else:
+            await self._apply_appended()  # the merge below reads the summary
             merged = await repository.merge_candles(conn, series_id=series_id, minutes=minutes, rows=rows)
             written, inserted = merged.written, merged.inserted
             if inserted:
@@ -143,16 +151,25 @@ class SeriesWriter:
                     gaps=[(after, following) for after, following in around["gaps"]],
                     periods=periods,
                 )
-        if inserted:
-            await repository.apply_summary(conn, series_id=series_id, change=change)
-            self._newest = max(inserted[-1], self._newest if self._newest is not None else inserted[-1])
+                await repository.apply_summary(conn, series_id=series_id, change=change)
+                self._newest = max(inserted[-1], self._newest)
         self._uncommitted.append(StoredPage(first=rows[0][0], last=rows[-1][0], records=written))
         if not more_coming or len(self._uncommitted) >= MAX_PAGES_PER_TRANSACTION:
             await self.commit()
 
     async def commit(self) -> None:
         """Commit the pages stored so far (nothing when none is pending)."""
+        try:
+            await self._apply_appended()
+        except BaseException:
+            await self._end(commit=False)
+            raise
         await self._end(commit=True)
+
+    async def _apply_appended(self) -> None:
+        if self._appended is not None and self._conn is not None:
+            await repository.apply_summary(self._conn, series_id=self.series.id, change=self._appended)
+        self._appended = None
 
     async def _begin(self) -> Connection:
         if self._conn is None:
@@ -168,6 +185,7 @@ class SeriesWriter:
         if proxy is None or conn is None or transaction is None:
             return
         self._proxy, self._conn, self._transaction, self._uncommitted = None, None, None, []
+        self._appended = None
         try:
             if commit:
                 await transaction.commit()

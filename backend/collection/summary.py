@@ -41,6 +41,20 @@ class SummaryChange:
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (after, next), new or with a new next
     removed_gaps: list[int] = field(default_factory=list)  # the ``after`` of gaps that are gone
 
+    def then(self, later: SummaryChange) -> None:
+        """Add the change of a later insert that touched no gap this one wrote (an append after it)."""
+        counts = {count.start: count for count in self.counts}
+        for count in later.counts:
+            earlier = counts.get(count.start)
+            counts[count.start] = (
+                count
+                if earlier is None
+                else PeriodCount(count.start, earlier.candles + count.candles, earlier.first, count.last)
+            )
+        self.counts = sorted(counts.values(), key=lambda count: count.start)
+        self.gaps += later.gaps
+        self.removed_gaps += later.removed_gaps
+
 
 def count_by_period(minutes: Sequence[int], periods: Sequence[Period]) -> list[PeriodCount]:
     """Candles per period of sorted ``minutes``; ``periods`` (sorted) cover them all."""
