@@ -3,8 +3,8 @@
 A page newer than everything stored is appended with a plain COPY (no staging, no conflict
 check); any other page (hole repair, a range fetched again) is merged, which rewrites a stored
 candle only when the exchange changed it. The coverage summary is updated in the same
-transaction. Consecutive pages may share a transaction: a crash then loses only candles newer
-than the newest committed one, which the next run fetches again from there.
+transaction. Consecutive appended pages may share a transaction (and one COPY): a crash then
+loses only candles newer than the newest committed one, which the next run fetches again.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, cast
-
-from asyncpg.pool import PoolConnectionProxy
-from asyncpg.transaction import Transaction
+from typing import cast
 
 from backend.collection import repository
 from backend.collection.repository import CandleRow, StoredSeries
-from backend.collection.summary import Period, SummaryChange, change_after_insert
+from backend.collection.summary import Period, change_after_insert
 from backend.collection.timeframes import to_minute
 from backend.db.pool import Connection, Pool
 
@@ -70,11 +67,22 @@ class PartitionCache:
         return periods
 
 
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """A page waiting for its transaction: its rows and their open minutes."""
+
+    rows: Sequence[CandleRow]
+    minutes: list[int]
+
+
 class SeriesWriter:
     """Stores the pages of one series, oldest to newest or not; use it as ``async with``.
 
-    ``on_committed`` hears of every page once it is committed. Leaving the block commits what is
-    pending, or rolls it back when the block raised (or was cancelled).
+    Pages newer than everything stored wait in memory and go in with one COPY when the transaction
+    commits: after each page unless the caller says ``more_coming``, and at most every
+    ``MAX_PAGES_PER_TRANSACTION`` pages. Any other page is merged at once, in a transaction of its
+    own. ``on_committed`` hears of every page once it is committed. Leaving the block commits what
+    is pending; when the block raised (or was cancelled), the pending pages are dropped.
     """
 
     def __init__(
@@ -89,12 +97,9 @@ class SeriesWriter:
         self._pool = pool
         self._partitions = partitions
         self._on_committed = on_committed
-        self._newest: int | None = None  # read under the series lock when a transaction begins
-        self._proxy: PoolConnectionProxy[Any] | None = None
-        self._conn: Connection | None = None
-        self._transaction: Transaction | None = None
-        self._uncommitted: list[StoredPage] = []
-        self._appended: SummaryChange | None = None  # the summary change of appends not applied yet
+        # the newest candle stored or waiting; checked again under the series lock at each commit
+        self._newest: int | None = to_minute(series.newest) if series.newest is not None else None
+        self._appends: list[_Page] = []
 
     async def __aenter__(self) -> SeriesWriter:
         return self
@@ -105,97 +110,82 @@ class SeriesWriter:
         if exc_type is None:
             await self.commit()
         else:
-            await self._end(commit=False)
+            self._appends = []
 
     async def store(self, rows: Sequence[CandleRow], *, more_coming: bool = False) -> None:
         """Store one page (open times ascending, none repeated).
 
-        It is committed now unless ``more_coming`` says the caller has the next page at hand; then
-        the transaction stays open for it, up to ``MAX_PAGES_PER_TRANSACTION`` pages.
+        A page newer than everything stored waits for the commit, which happens now unless
+        ``more_coming`` says the caller has the next page at hand (then up to
+        ``MAX_PAGES_PER_TRANSACTION`` pages share one transaction and one COPY).
         """
         if not rows:
             return
-        minutes = [to_minute(row[0]) for row in rows]
-        timeframe = self.series.timeframe
-        periods = self._partitions.covering(timeframe, minutes[0], minutes[-1])
-        if periods is None:
-            await self.commit()  # creating a partition waits for no writer, but must not hold their locks
-            periods = await self._partitions.ensure(timeframe, minutes[0], minutes[-1])
-        conn = await self._begin()
-        series_id = self.series.id
-        if self._newest is None or minutes[0] > self._newest:
-            await repository.copy_candles(conn, series_id=series_id, minutes=minutes, rows=rows)
-            written = len(rows)
-            change = change_after_insert(
-                timeframe, minutes, first=self._newest, last=self._newest, gaps=[], periods=periods
-            )
-            # appends only ever add to the summary: apply them once, before the commit
-            if self._appended is None:
-                self._appended = change
-            else:
-                self._appended.then(change)
-            self._newest = minutes[-1]
-        else:
-            await self._apply_appended()  # the merge below reads the summary
-            merged = await repository.merge_candles(conn, series_id=series_id, minutes=minutes, rows=rows)
-            written, inserted = merged.written, merged.inserted
-            if inserted:
-                around = await repository.summary_around(
-                    conn, series_id=series_id, first=inserted[0], last=inserted[-1]
-                )
-                change = change_after_insert(
-                    timeframe,
-                    inserted,
-                    first=around["first"],
-                    last=around["last"],
-                    gaps=[(after, following) for after, following in around["gaps"]],
-                    periods=periods,
-                )
-                await repository.apply_summary(conn, series_id=series_id, change=change)
-                self._newest = max(inserted[-1], self._newest)
-        self._uncommitted.append(StoredPage(first=rows[0][0], last=rows[-1][0], records=written))
-        if not more_coming or len(self._uncommitted) >= MAX_PAGES_PER_TRANSACTION:
+        page = _Page(rows, [to_minute(row[0]) for row in rows])
+        if self._newest is not None and page.minutes[0] <= self._newest:
+            await self.commit()  # what waits is older: it goes first
+            await self._merge(page)
+            return
+        self._appends.append(page)
+        self._newest = page.minutes[-1]
+        if not more_coming or len(self._appends) >= MAX_PAGES_PER_TRANSACTION:
             await self.commit()
 
     async def commit(self) -> None:
-        """Commit the pages stored so far (nothing when none is pending)."""
-        try:
-            await self._apply_appended()
-        except BaseException:
-            await self._end(commit=False)
-            raise
-        await self._end(commit=True)
-
-    async def _apply_appended(self) -> None:
-        if self._appended is not None and self._conn is not None:
-            await repository.apply_summary(self._conn, series_id=self.series.id, change=self._appended)
-        self._appended = None
-
-    async def _begin(self) -> Connection:
-        if self._conn is None:
-            self._proxy = await self._pool.acquire()
-            conn = self._conn = cast(Connection, self._proxy)  # the pool hands out a proxy of a Connection
-            self._transaction = conn.transaction()
-            await self._transaction.start()
-            self._newest = await repository.lock_series(conn, series_id=self.series.id)
-        return self._conn
-
-    async def _end(self, *, commit: bool) -> None:
-        proxy, conn, transaction, pages = self._proxy, self._conn, self._transaction, self._uncommitted
-        if proxy is None or conn is None or transaction is None:
+        """Write and commit the pages waiting (nothing when none is)."""
+        pages, self._appends = self._appends, []
+        if not pages:
             return
-        self._proxy, self._conn, self._transaction, self._uncommitted = None, None, None, []
-        self._appended = None
-        try:
-            if commit:
-                await transaction.commit()
-            elif not conn.is_closed():
-                await transaction.rollback()
-        finally:
-            await self._pool.release(proxy)
-        if commit:
-            for page in pages:
-                self._on_committed(page)
+        minutes = [minute for page in pages for minute in page.minutes]
+        periods = await self._periods(minutes[0], minutes[-1])
+        series_id = self.series.id
+        async with self._pool.acquire() as proxy, proxy.transaction():
+            conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
+            newest = await repository.lock_series(conn, series_id=series_id)
+            if newest is not None and minutes[0] <= newest:
+                # another writer stored some of these meanwhile: merge them instead
+                written = [await self._merge_in(conn, page, periods) for page in pages]
+            else:
+                rows = [row for page in pages for row in page.rows]
+                await repository.copy_candles(conn, series_id=series_id, minutes=minutes, rows=rows)
+                change = change_after_insert(
+                    self.series.timeframe, minutes, first=newest, last=newest, gaps=[], periods=periods
+                )
+                await repository.apply_summary(conn, series_id=series_id, change=change)
+                written = [len(page.rows) for page in pages]
+        for page, records in zip(pages, written, strict=True):
+            self._on_committed(StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=records))
+
+    async def _merge(self, page: _Page) -> None:
+        periods = await self._periods(page.minutes[0], page.minutes[-1])
+        async with self._pool.acquire() as proxy, proxy.transaction():
+            conn = cast(Connection, proxy)
+            await repository.lock_series(conn, series_id=self.series.id)
+            written = await self._merge_in(conn, page, periods)
+        self._on_committed(StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=written))
+
+    async def _merge_in(self, conn: Connection, page: _Page, periods: list[Period]) -> int:
+        """Merge one page inside the caller's transaction (which holds the series lock); records written."""
+        series_id = self.series.id
+        merged = await repository.merge_candles(conn, series_id=series_id, minutes=page.minutes, rows=page.rows)
+        inserted = merged.inserted
+        if inserted:
+            around = await repository.summary_around(conn, series_id=series_id, first=inserted[0], last=inserted[-1])
+            change = change_after_insert(
+                self.series.timeframe,
+                inserted,
+                first=around["first"],
+                last=around["last"],
+                gaps=[(after, following) for after, following in around["gaps"]],
+                periods=periods,
+            )
+            await repository.apply_summary(conn, series_id=series_id, change=change)
+            self._newest = max(inserted[-1], self._newest if self._newest is not None else inserted[-1])
+        return merged.written
+
+    async def _periods(self, first: int, last: int) -> list[Period]:
+        """The partitions for minutes ``first``..``last``, created first when missing (outside any transaction)."""
+        return await self._partitions.ensure(self.series.timeframe, first, last)
 
 
 async def store_candles(pool: Pool, *, exchange: str, symbol: str, timeframe: str, rows: Sequence[CandleRow]) -> int:

@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from backend.collection.timeframes import next_open_minute
+from backend.collection.timeframes import STEP_MINUTES, next_open_minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,20 +40,6 @@ class SummaryChange:
     counts: list[PeriodCount] = field(default_factory=list)
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (after, next), new or with a new next
     removed_gaps: list[int] = field(default_factory=list)  # the ``after`` of gaps that are gone
-
-    def then(self, later: SummaryChange) -> None:
-        """Add the change of a later insert that touched no gap this one wrote (an append after it)."""
-        counts = {count.start: count for count in self.counts}
-        for count in later.counts:
-            earlier = counts.get(count.start)
-            counts[count.start] = (
-                count
-                if earlier is None
-                else PeriodCount(count.start, earlier.candles + count.candles, earlier.first, count.last)
-            )
-        self.counts = sorted(counts.values(), key=lambda count: count.start)
-        self.gaps += later.gaps
-        self.removed_gaps += later.removed_gaps
 
 
 def count_by_period(minutes: Sequence[int], periods: Sequence[Period]) -> list[PeriodCount]:
@@ -102,10 +88,18 @@ def change_after_insert(
         position = end
         ends = [after] if after is not None else []
         chain = [*ends, *inserted[start:end], *([following] if following is not None else [])]
-        new = [(a, b) for a, b in itertools.pairwise(chain) if b > next_open_minute(a, timeframe)]
+        new = _gaps(chain, timeframe)
         change.gaps += new
         if after is not None and following is not None and after not in {a for a, _ in new}:
             change.removed_gaps.append(after)
     if position != len(inserted):
         raise ValueError("an inserted candle falls on no stretch: it was stored already")
     return change
+
+
+def _gaps(minutes: Sequence[int], timeframe: str) -> list[tuple[int, int]]:
+    """Consecutive pairs of ``minutes`` (ascending) with a candle missing between them."""
+    step = STEP_MINUTES.get(timeframe)
+    if step is None:  # calendar months
+        return [(a, b) for a, b in itertools.pairwise(minutes) if b > next_open_minute(a, timeframe)]
+    return [(a, b) for a, b in itertools.pairwise(minutes) if b - a > step]
