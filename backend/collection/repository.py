@@ -291,15 +291,16 @@ def _bounds(query: CandleQuery) -> tuple[int, int]:
     return _minute_at_or_after(query.start, FIRST_MINUTE), _minute_at_or_after(query.end, END_MINUTE)
 
 
-async def read_candles(db: Pool | Connection, query: CandleQuery) -> list[Any]:
+async def read_candles(pool: Pool, query: CandleQuery) -> list[Any]:
     """The candles ``query`` asks for, oldest first (``open_minute``, ``open`` ... ``volume``)."""
-    series_id = await db.fetchval(SERIES_ID, query.exchange, query.symbol, query.timeframe)
-    if series_id is None:
-        return []
-    start, end = _bounds(query)
-    if query.start is not None:
-        return await db.fetch(READ_FROM_START, series_id, start, end, query.limit)
-    rows = await db.fetch(READ_NEWEST, series_id, start, end, query.limit)
+    async with pool.acquire() as conn:  # one connection for both statements
+        series_id = await conn.fetchval(SERIES_ID, query.exchange, query.symbol, query.timeframe)
+        if series_id is None:
+            return []
+        start, end = _bounds(query)
+        if query.start is not None:
+            return await conn.fetch(READ_FROM_START, series_id, start, end, query.limit)
+        rows = await conn.fetch(READ_NEWEST, series_id, start, end, query.limit)
     rows.reverse()
     return rows
 
