@@ -12,7 +12,8 @@ from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
 from backend.runs import repository as runs
 from tests.collection.conftest import Clock, create_config, stored_open_times
-from tests.collection.fake_binance import FakeBinance, candle_values
+from tests.collection.fake_binance import FakeBinance
+from tests.collection.fake_exchange import candle_values
 
 HOUR = timedelta(hours=1)
 WEEK_OF_HOURS = 7 * 24  # candles of 1h in the default 7-day backfill
@@ -101,7 +102,7 @@ async def test_failed_page_ends_the_timeframe_there_and_the_next_run_leaves_no_h
     fake.page_limit = 50
     config_id = await create_config(pool)
     window_start = clock.now.replace(minute=0, second=0) - timedelta(days=7)
-    fake.fail_klines(503, times=100, from_ms=to_ms(window_start + 100 * HOUR))
+    fake.fail_candles(503, times=100, from_ms=to_ms(window_start + 100 * HOUR))
 
     first = await collector.collect_now(config_id)
     stored_after_failure = await stored_open_times(pool)
@@ -195,7 +196,7 @@ async def test_exchange_with_limited_history_is_not_asked_again_for_older_candle
 async def test_rate_limit_answer_is_retried_and_the_run_succeeds(
     pool: Pool, collector: Collector, fake: FakeBinance
 ) -> None:
-    fake.fail_klines(429, retry_after=1)
+    fake.fail_candles(429, retry_after=1)
 
     outcome = await collector.collect_now(await create_config(pool))
 

@@ -55,7 +55,7 @@ async def test_rate_limit_answer_pauses_the_whole_exchange_for_retry_after(
 ) -> None:
     client = exchanges.get("binance")
     await client.ensure_markets()
-    fake.fail_klines(429, retry_after=30)
+    fake.fail_candles(429, retry_after=30)
 
     with pytest.raises(ccxt.DDoSProtection):
         await client.fetch_ohlcv("BTC/USDT", "1h", 0, 10)
@@ -63,22 +63,58 @@ async def test_rate_limit_answer_pauses_the_whole_exchange_for_retry_after(
     assert 29 < exchanges.get("binance").pause.remaining_seconds <= 30
 
 
-def test_repeated_bans_get_longer() -> None:
-    clock = FakeMonotonic()
-    pause = ExchangePause(clock)
+def test_repeated_bans_get_longer_until_an_answer_succeeds() -> None:
+    pause = ExchangePause(FakeMonotonic())
 
-    first = pause.order(418, retry_after=10)
-    second = pause.order(418, retry_after=10)
+    first = pause.ban(retry_after=10)
+    second = pause.ban(retry_after=10)
     pause.clear_strikes()
-    after_success = pause.order(418, retry_after=10)
+    after_success = pause.ban(retry_after=10)
 
     assert (first, second, after_success) == (10, 20, 10)
 
 
-def test_rate_limit_without_retry_after_backs_off_exponentially() -> None:
+def test_bans_far_apart_do_not_escalate() -> None:
+    clock = FakeMonotonic()
+    pause = ExchangePause(clock)
+
+    pause.ban(retry_after=10)
+    clock.now += 10 + 601
+    second = pause.ban(retry_after=10)
+
+    assert second == 10
+
+
+def test_rate_limits_do_not_count_toward_a_ban() -> None:
     pause = ExchangePause(FakeMonotonic())
 
-    assert [pause.order(429, retry_after=None) for _ in range(3)] == [1.0, 2.0, 4.0]
+    for _ in range(10):
+        pause.throttle(retry_after=None)
+    ban = pause.ban(retry_after=1)
+
+    assert ban == 1
+
+
+def test_rate_limit_without_retry_after_pauses_one_second_each_time() -> None:
+    pause = ExchangePause(FakeMonotonic())
+
+    assert [pause.throttle(retry_after=None) for _ in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_escalated_ban_is_capped_at_ten_minutes() -> None:
+    pause = ExchangePause(FakeMonotonic())
+
+    bans = [pause.ban(retry_after=None) for _ in range(6)]
+
+    assert bans == [60, 120, 240, 480, 600, 600]
+    assert pause.remaining_seconds == 600
+
+
+def test_retry_after_longer_than_the_cap_is_honoured() -> None:
+    pause = ExchangePause(FakeMonotonic())
+
+    assert (pause.ban(retry_after=1200), pause.throttle(retry_after=3600)) == (1200, 3600)
+    assert pause.remaining_seconds == 3600
 
 
 async def test_error_messages_never_show_credentials() -> None:
