@@ -250,8 +250,12 @@ class SeriesWalk:
             self.progress.holes_repaired += 1
 
     async def _repair(self, hole: Hole) -> None:
-        """Ask for one hole again; what the exchange confirms has no candles is remembered as empty."""
+        """Ask for one hole again; what the exchange confirms has no candles is remembered as empty.
+
+        Empty windows in a row (windowed dialects) make one empty stretch, remembered once.
+        """
         since = hole.start
+        empty_from: datetime | None = None  # start of the stretch confirmed empty so far
         while since < hole.end:
             # the hole's candles plus the stored one after it, which confirms an empty stretch
             at_most = _approximate_candles(since, hole.end, self.series.timeframe) + 1
@@ -260,16 +264,21 @@ class SeriesWalk:
             if first is None:
                 if fetched.window_end is None:
                     return
-                await self._remember_empty(since, min(fetched.window_end, hole.end))
+                empty_from = empty_from or since
                 since = fetched.window_end
                 continue
-            if page.trusted and first > since:
-                await self._remember_empty(since, min(first, hole.end))
+            if page.trusted:
+                await self._remember_empty(empty_from or since, min(first, hole.end))
+            elif empty_from is not None:
+                await self._remember_empty(empty_from, since)
+            empty_from = None
             inside = [row for row in page.rows if row[0] < hole.end]
             if inside:
                 await self._store(inside)
             assert page.last_open is not None
             since = next_open(page.last_open, self.series.timeframe)
+        if empty_from is not None:
+            await self._remember_empty(empty_from, hole.end)
 
     async def _remember_empty(self, start: datetime, end: datetime) -> None:
         if end > start:
