@@ -74,6 +74,11 @@ ON CONFLICT (exchange, symbol, timeframe, range_start)
 DO UPDATE SET range_end = greatest(candle_empty_ranges.range_end, excluded.range_end),
               confirmed_at = excluded.confirmed_at
 """
+# Before a hole is asked again: what was confirmed about it no longer holds once re-checked.
+FORGET_EMPTY_RANGES_IN = """
+DELETE FROM candle_empty_ranges
+WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND range_start < $5 AND range_end > $4
+"""
 EMPTY_RANGES = """
 SELECT timeframe, range_start, range_end FROM candle_empty_ranges
 WHERE exchange = $1 AND symbol = $2
@@ -238,6 +243,13 @@ async def remember_empty_range(
 ) -> None:
     """The exchange confirmed it has no candles from ``start`` up to (not including) ``end``."""
     await db.execute(REMEMBER_EMPTY_RANGE, exchange, symbol, timeframe, start, end, confirmed_at)
+
+
+async def forget_empty_ranges_in(
+    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, start: datetime, end: datetime
+) -> None:
+    """Forget the confirmed-empty stretches overlapping ``[start, end)`` (it is being asked again)."""
+    await db.execute(FORGET_EMPTY_RANGES_IN, exchange, symbol, timeframe, start, end)
 
 
 async def empty_ranges(db: Pool | Connection, *, exchange: str, symbol: str) -> list[EmptyRange]:

@@ -85,3 +85,14 @@ def shift_open(open_time: datetime, timeframe: str, candles: int) -> datetime:
         year, month = divmod(open_time.month - 1 + candles, 12)
         return open_time.replace(year=open_time.year + year, month=month + 1)
     return open_time + candles * FIXED_STEPS[timeframe]
+
+
+def candles_in(start: datetime, end: datetime, timeframe: str) -> int:
+    """How many candles open from ``start`` up to (not including) ``end``."""
+    first = floor_open(start, timeframe)
+    if first < start:
+        first = next_open(first, timeframe)
+    last = floor_open(end, timeframe)
+    if last == end:
+        last = shift_open(last, timeframe, -1)
+    return candles_between(first, last, timeframe)

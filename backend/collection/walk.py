@@ -78,8 +78,9 @@ class TimeframeProgress:
     error_type: str | None = None
     error: str | None = None
     done: bool = False
-    rejected_candles: int = 0
+    rejected_candles: int = 0  # distinct candles
     invalid_candles: list[Rejection] = field(default_factory=list)
+    _rejected_at: set[datetime] = field(default_factory=set)
 
     @property
     def succeeded(self) -> bool:
@@ -96,9 +97,11 @@ class TimeframeProgress:
         self.last_candle = max(page[-1][0], self.last_candle or page[-1][0])
 
     def reject(self, rejections: list[Rejection]) -> None:
-        self.rejected_candles += len(rejections)
+        new = [r for r in rejections if r.open_time is None or r.open_time not in self._rejected_at]
+        self._rejected_at.update(r.open_time for r in new if r.open_time is not None)
+        self.rejected_candles += len(new)
         room = INVALID_CANDLES_IN_METADATA - len(self.invalid_candles)
-        self.invalid_candles.extend(rejections[: max(0, room)])
+        self.invalid_candles.extend(new[: max(0, room)])
 
     def fail(self, error_type: str, message: str) -> None:
         self.error_type, self.error, self.done = error_type, message, True
@@ -254,6 +257,7 @@ class SeriesWalk:
 
         Empty windows in a row (windowed dialects) make one empty stretch, remembered once.
         """
+        await candles.forget_empty_ranges_in(self.pool, **self._key(), start=hole.start, end=hole.end)
         since = hole.start
         empty_from: datetime | None = None  # start of the stretch confirmed empty so far
         while since < hole.end:
@@ -306,8 +310,8 @@ class SeriesWalk:
             page = check_candles(raw, timeframe=series.timeframe, since=since, newest_closed=self._newest_closed())
             if any(r.open_time not in self._known_rejected for r in page.rejected):
                 raise InvalidCandle(series.exchange, page)
-            if page.first_open is None and not client.dialect.windowed:
-                await self._check_nothing_later(since, known_later)
+            if page.first_open is None:
+                await self._check_nothing_later(since, request.window_end, known_later)
             return page
 
         try:
@@ -318,20 +322,32 @@ class SeriesWalk:
             await self._reject(page.rejected)
         return Fetched(page, request.window_end)
 
-    async def _check_nothing_later(self, since: datetime, known_later: datetime | None) -> None:
-        """An empty answer from ``since``: raise ``BadResponse`` if the exchange has later candles."""
+    async def _check_nothing_later(
+        self, since: datetime, window_end: datetime | None, known_later: datetime | None
+    ) -> None:
+        """An empty answer from ``since`` (up to ``window_end``, if windowed): ``BadResponse`` if wrong.
+
+        It is wrong when it covers a candle the exchange is known to have (``known_later``), or,
+        while the series is more than ``CAUGHT_UP_SLACK`` candles behind, one the exchange serves
+        when asked from near the newest closed candle.
+        """
         series, later = self.series, known_later
         if later is None:
             newest_closed = self._newest_closed()
             probe_since = shift_open(newest_closed, series.timeframe, -CAUGHT_UP_SLACK)
-            if since >= probe_since:
-                return  # close enough to the newest closed candle: caught up
-            limit = CAUGHT_UP_SLACK + 1
-            raw = await self.client.fetch_ohlcv(series.symbol, series.timeframe, to_ms(probe_since), limit)
+            if since >= probe_since or (window_end is not None and window_end <= probe_since):
+                return  # caught up, or an empty window well before the newest candles
+            probe = self.client.dialect.page_request(
+                self.client, series.symbol, series.timeframe, probe_since, self.clock(), CAUGHT_UP_SLACK + 1
+            )
+            raw = await self.client.fetch_ohlcv(
+                series.symbol, series.timeframe, to_ms(probe_since), probe.limit, probe.params
+            )
             self.progress.pages += 1
-            probe = check_candles(raw, timeframe=series.timeframe, since=probe_since, newest_closed=newest_closed)
-            later = probe.first_open
-        if later is not None:
+            later = check_candles(
+                raw, timeframe=series.timeframe, since=probe_since, newest_closed=newest_closed
+            ).first_open
+        if later is not None and (window_end is None or later < window_end):
             raise ccxt.BadResponse(
                 f"{series.exchange} answered no candles from {since.isoformat()} "
                 f"although it has one at {later.isoformat()}"
