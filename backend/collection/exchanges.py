@@ -261,11 +261,11 @@ class RetryPolicy:
         return self.base_seconds * 2.0**attempt * random.uniform(0.5, 1.5)
 
     async def call(
-        self, operation: Callable[[], Awaitable[T]], *, on_retry: Callable[[BaseException, float], None]
+        self, operation: Callable[[], Awaitable[T]], *, on_retry: Callable[[BaseException, int, float], None]
     ) -> T:
         """Run ``operation``; retry it up to ``max_retries`` times, backing off between attempts.
 
-        ``on_retry(error, backoff seconds)`` is called before each retry. A rate limit also paused
+        ``on_retry(error, retry number from 1, backoff seconds)`` is called before each retry. A rate limit also paused
         the exchange, which the next request waits out on top of the backoff.
         """
         attempt = 0
@@ -276,7 +276,7 @@ class RetryPolicy:
                 if attempt >= self.max_retries:
                     raise
                 seconds = self.backoff_seconds(attempt)
-                on_retry(exc, seconds)
+                on_retry(exc, attempt + 1, seconds)
                 await asyncio.sleep(seconds)
                 attempt += 1
 

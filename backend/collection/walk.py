@@ -353,13 +353,13 @@ class SeriesWalk:
                 f"although it has one at {later.isoformat()}"
             )
 
-    def _retrying(self, exc: BaseException, seconds: float) -> None:
+    def _retrying(self, exc: BaseException, retry: int, seconds: float) -> None:
         self.progress.retries += 1
         paused = self.client.pause.remaining_seconds
         logger.info(
             "%s: retry %d of %d in %.1f s%s after %s: %s",
             self.series,
-            self.progress.retries,
+            retry,
             self.retry.max_retries,
             seconds,
             f" (exchange paused for {paused:.1f} s)" if paused else "",

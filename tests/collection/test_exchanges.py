@@ -1,12 +1,20 @@
-"""Shared exchange clients: options from EXCHANGE_OVERRIDES, markets, and the exchange-wide pause."""
+"""Shared exchange clients: options from EXCHANGE_OVERRIDES, markets, and the exchange-wide pause.
+
+Through real ccxt against the fakes, on both dialects where the behaviour is the exchange's own.
+"""
 
 from __future__ import annotations
 
 import ccxt
 import pytest
 
+from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients, ExchangePause, deep_merge
+from backend.db.pool import Pool
+from backend.settings import Settings
+from tests.collection.conftest import EXCHANGES, NewConfig
 from tests.collection.fake_binance import FakeBinance
+from tests.collection.fake_exchange import FakeExchange
 
 
 class FakeMonotonic:
@@ -129,3 +137,106 @@ async def test_error_messages_never_show_credentials() -> None:
     assert "s3cr3t-value" not in message
     assert "user:pw" not in message
     assert "\n" not in message
+
+
+EMPTY_MARKETS = {
+    "binance": '{"timezone": "UTC", "serverTime": 0, "rateLimits": [], "exchangeFilters": [], "symbols": []}',
+    "okx": '{"code": "0", "msg": "", "data": []}',
+}
+
+
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+@pytest.mark.parametrize("answer", ["{}", "empty list"])
+async def test_a_failed_or_empty_market_load_is_not_kept(
+    exchanges: ExchangeClients, fake: FakeExchange, exchange_id: str, answer: str
+) -> None:
+    client = exchanges.get(exchange_id)
+    fake.answer_markets("{}" if answer == "{}" else EMPTY_MARKETS[exchange_id])
+
+    with pytest.raises(ccxt.BadResponse):
+        await client.ensure_markets()
+    await client.ensure_markets()
+
+    assert "BTC/USDT" in client.ccxt.markets
+    assert fake.market_requests == 2
+
+
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+async def test_run_after_an_empty_market_list_loads_the_markets_again(
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, exchange_id: str
+) -> None:
+    config_id = await new_config()
+    fake.answer_markets(EMPTY_MARKETS[exchange_id], times=100)
+    first = await collector.collect_now(config_id)
+    fake.clear_failures()
+
+    second = await collector.collect_now(config_id)
+
+    assert first is not None
+    assert (first.status, first.error_type) == ("failed", "BadResponse")
+    assert second is not None
+    assert (second.status, second.records_collected) == ("success", 7 * 24)
+
+
+async def test_unknown_symbol_reloads_markets_older_than_five_minutes_once(
+    collection_settings: Settings, fake: FakeExchange
+) -> None:
+    clock = FakeMonotonic()
+    clients = ExchangeClients(collection_settings.exchange_overrides, clock=clock)
+    client = clients.get("binance")
+    await client.ensure_markets()
+    fake.symbols.add("SOL/USDT")
+
+    clock.now += 60
+    with pytest.raises(ccxt.BadSymbol):
+        await client.check_can_fetch("SOL/USDT", "1h")
+    requests_within_five_minutes = fake.market_requests
+    clock.now += 300
+    await client.check_can_fetch("SOL/USDT", "1h")
+    with pytest.raises(ccxt.BadSymbol):
+        await client.check_can_fetch("XRP/USDT", "1h")
+    await clients.close()
+
+    assert requests_within_five_minutes == 1
+    assert fake.market_requests == 2
+
+
+async def test_rate_limit_answers_do_not_lengthen_a_later_ban(exchanges: ExchangeClients, fake: FakeExchange) -> None:
+    client = exchanges.get("binance")
+    await client.ensure_markets()
+    fake.fail_candles(429, retry_after=0, times=10)
+    fake.fail_candles(418, retry_after=1)
+
+    for _ in range(11):
+        with pytest.raises(ccxt.DDoSProtection):
+            await client.fetch_ohlcv("BTC/USDT", "1h", 0, 10)
+
+    assert 0 < client.pause.remaining_seconds <= 1
+
+
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+@pytest.mark.parametrize("status", [400, 503])
+async def test_rate_limit_signalled_in_the_body_pauses_the_exchange(
+    exchanges: ExchangeClients, fake: FakeExchange, exchange_id: str, status: int
+) -> None:
+    client = exchanges.get(exchange_id)
+    await client.ensure_markets()
+    fake.rate_limit_candles(status)
+
+    with pytest.raises(ccxt.RateLimitExceeded):
+        await client.fetch_ohlcv("BTC/USDT", "1h", 0, 10)
+
+    assert client.pause.remaining_seconds > 0
+
+
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+async def test_run_rides_out_rate_limits_signalled_in_the_body(
+    collector: Collector, new_config: NewConfig, fake: FakeExchange
+) -> None:
+    fake.rate_limit_candles(400, times=2)
+
+    outcome = await collector.collect_now(await new_config())
+
+    assert outcome is not None
+    assert (outcome.status, outcome.records_collected) == ("success", 7 * 24)
+    assert outcome.metadata["by_timeframe"]["1h"]["retries"] == 2
