@@ -184,13 +184,16 @@ class Collector:
         client: ExchangeClient,
         progress: dict[str, TimeframeProgress],
         exc: BaseException,
+        retry: int,
         seconds: float,
     ) -> None:
         for item in progress.values():
             item.retries += 1
         logger.info(
-            "%s: loading markets, retry in %.1f s after %s: %s",
+            "%s: loading markets, retry %d of %d in %.1f s after %s: %s",
             label,
+            retry,
+            self.retry.max_retries,
             seconds,
             type(exc).__name__,
             client.safe_message(exc),
