@@ -73,6 +73,7 @@ class ExchangePause:
         self._until = 0.0
         self._ban_strikes = 0
         self._last_ban_until = 0.0
+        self._last_order: float | None = None
 
     @property
     def remaining_seconds(self) -> float:
@@ -97,9 +98,14 @@ class ExchangePause:
     def clear_strikes(self) -> None:
         self._ban_strikes = 0
 
+    def ordered_since(self, moment: float) -> bool:
+        """Whether a rate limit or a ban was recorded at or after ``moment`` (of the same clock)."""
+        return self._last_order is not None and self._last_order >= moment
+
     def _pause(self, seconds: float, retry_after: float | None) -> float:
         seconds = min(seconds, max(MAX_PAUSE_SECONDS, retry_after or 0.0))
-        self._until = max(self._until, self._clock() + seconds)
+        self._last_order = self._clock()
+        self._until = max(self._until, self._last_order + seconds)
         return seconds
 
     async def wait(self) -> None:
@@ -163,10 +169,11 @@ class ExchangeClient:
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """One request once the exchange's pause is over; a rate limit, however signalled, pauses it."""
         await self.pause.wait()
+        started = self._clock()
         try:
             return await operation()
         except THROTTLED:
-            if self.pause.remaining_seconds == 0:  # signalled in the body: no 429/418 set a pause
+            if not self.pause.ordered_since(started):  # signalled in the body: no 429/418 paused yet
                 self.pause.throttle(None)
             raise
 
