@@ -55,9 +55,8 @@ class Binance(Dialect):
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if path.endswith("/klines") and not isinstance(answer, list):
             return "a klines answer that is not a list"
-        if path.endswith("/exchangeInfo") and not (
-            isinstance(answer, dict) and isinstance(answer.get("symbols"), list)
-        ):
+        listed = isinstance(answer, dict) and any(isinstance(answer.get(k), list) for k in ("symbols", "optionSymbols"))
+        if path.endswith("/exchangeInfo") and not listed:
             return "an exchangeInfo answer without a list of symbols"
         return None
 
@@ -96,5 +95,10 @@ DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (Binance(),
 DEFAULT = Dialect()
 
 
-def dialect_for(exchange_id: str) -> Dialect:
-    return DIALECTS.get(exchange_id, DEFAULT)
+def dialect_for(exchange: Any) -> Dialect:
+    """The dialect of a ccxt exchange object; ccxt's variants of an exchange (``binanceus``,
+    ``okxus``...) are subclasses of it and speak its dialect."""
+    for cls in type(exchange).__mro__:
+        if cls.__name__ in DIALECTS:
+            return DIALECTS[cls.__name__]
+    return DEFAULT

@@ -121,7 +121,7 @@ class ExchangeClient:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
-        self.dialect: Dialect = dialect_for(exchange_id)
+        self.dialect: Dialect = dialect_for(self.ccxt)
         self.pause = ExchangePause(clock)
         self._clock = clock
         self._markets_loaded_at: float | None = None
