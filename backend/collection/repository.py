@@ -4,6 +4,10 @@ Candles live in ``candle_data`` keyed by (series id, open minute), partitioned p
 period (``db/migrations/0006_compact_partitioned_candles.sql``). Writers go through
 :mod:`backend.collection.storage`, which keeps the summary (``candle_counts``, ``candle_gaps``)
 in the same transaction; coverage and hole finding read the summary, never the candles.
+
+What a series knows beside its candles: where the exchange's history begins (and from which
+window start that was asked), stretches the exchange confirmed empty (asked again once older
+than a given age), and candles it sent that broke the rules (never stored, counted).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from backend.collection.timeframes import EPOCH, MINUTE, from_minute, to_minute
 from backend.db.pool import Connection, Pool
 
 SERIES = """
-SELECT s.id, s.earliest_available, (SELECT max(last_minute) FROM candle_counts WHERE series_id = s.id) AS newest
+SELECT s.id, s.earliest_available, s.earliest_asked_from,
+       (SELECT max(last_minute) FROM candle_counts WHERE series_id = s.id) AS newest
 FROM candle_series AS s WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
 """
 # A series id is its timeframe's block plus a number (see the migration).
@@ -30,7 +35,8 @@ FROM candle_timeframes() AS t WHERE t.timeframe = $3
 ON CONFLICT (exchange, symbol, timeframe) DO NOTHING
 """
 SET_EARLIEST_AVAILABLE = """
-UPDATE candle_series SET earliest_available = $4 WHERE exchange = $1 AND symbol = $2 AND timeframe = $3
+UPDATE candle_series SET earliest_available = $4, earliest_asked_from = $5
+WHERE exchange = $1 AND symbol = $2 AND timeframe = $3
 """
 CREATE_PARTITIONS = "SELECT partition_name, period_start, period_end FROM create_candle_partitions($1, $2, $3)"
 # Taken first in each writing transaction: one writer per series at a time. NEWEST then reads the
@@ -85,7 +91,7 @@ SET candles = c.candles + excluded.candles, first_minute = least(c.first_minute,
     last_minute = greatest(c.last_minute, excluded.last_minute)
 """
 # Holes of a series from minute $4 on, oldest first: its gaps, and the stretch before its first
-# candle when the window starts earlier; minus those the exchange confirmed empty.
+# candle when the window starts earlier; minus those the exchange confirmed empty since $6.
 FIND_HOLES = """
 WITH series AS (
     SELECT s.id, t.step FROM candle_series AS s JOIN candle_timeframes() AS t USING (timeframe)
@@ -103,14 +109,57 @@ WHERE NOT EXISTS (
     SELECT FROM candle_empty_ranges AS e
     WHERE e.exchange = $1 AND e.symbol = $2 AND e.timeframe = $3
       AND e.range_start <= to_timestamp(holes.hole_start * 60.0) AND e.range_end >= to_timestamp(holes.hole_end * 60.0)
+      AND e.confirmed_at > $6
 )
 ORDER BY hole_start
 LIMIT $5
 """
 REMEMBER_EMPTY_RANGE = """
-INSERT INTO candle_empty_ranges (exchange, symbol, timeframe, range_start, range_end) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO candle_empty_ranges (exchange, symbol, timeframe, range_start, range_end, confirmed_at)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (exchange, symbol, timeframe, range_start)
-DO UPDATE SET range_end = greatest(candle_empty_ranges.range_end, excluded.range_end), confirmed_at = now()
+DO UPDATE SET range_end = greatest(candle_empty_ranges.range_end, excluded.range_end),
+              confirmed_at = excluded.confirmed_at
+"""
+# Before a hole is asked again: what was confirmed about it no longer holds once re-checked.
+FORGET_EMPTY_RANGES_IN = """
+DELETE FROM candle_empty_ranges
+WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND range_start < $5 AND range_end > $4
+"""
+EMPTY_RANGES = """
+SELECT timeframe, range_start, range_end FROM candle_empty_ranges
+WHERE exchange = $1 AND symbol = $2
+ORDER BY timeframe, range_start
+"""
+# $3 NULL: every timeframe of the market
+CLEAR_EMPTY_RANGES = """
+DELETE FROM candle_empty_ranges WHERE exchange = $1 AND symbol = $2 AND ($3::text IS NULL OR timeframe = $3)
+"""
+CLEAR_EARLIEST_AVAILABLE = """
+UPDATE candle_series SET earliest_available = NULL, earliest_asked_from = NULL
+WHERE exchange = $1 AND symbol = $2 AND ($3::text IS NULL OR timeframe = $3) AND earliest_available IS NOT NULL
+"""
+RECORD_REJECTIONS = """
+INSERT INTO candle_rejections (exchange, symbol, timeframe, open_time, reason, rejected_at)
+SELECT $1, $2, $3, open_time, reason, $6 FROM unnest($4::timestamptz[], $5::text[]) AS r(open_time, reason)
+ON CONFLICT (exchange, symbol, timeframe, open_time)
+DO UPDATE SET reason = excluded.reason, rejected_at = excluded.rejected_at
+"""
+REJECTED_OPEN_TIMES = """
+SELECT open_time FROM candle_rejections
+WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND open_time >= $4
+"""
+# Per timeframe of one market: rejected candles that no good candle has replaced since (one whose
+# open time is not a whole minute never is).
+COUNT_REJECTED = """
+SELECT r.timeframe, count(*) AS rejected
+FROM candle_rejections AS r JOIN candle_series AS s USING (exchange, symbol, timeframe)
+WHERE r.exchange = $1 AND r.symbol = $2 AND NOT EXISTS (
+    SELECT FROM candle_data AS c
+    WHERE c.series_id = s.id AND c.open_minute = candle_minute(r.open_time AT TIME ZONE 'UTC')
+      AND r.open_time = date_trunc('minute', r.open_time)
+)
+GROUP BY r.timeframe
 """
 SERIES_ID = "SELECT id FROM candle_series WHERE exchange = $1 AND symbol = $2 AND timeframe = $3"
 # The first $4 candles of series $1 from minute $2 on, before minute $3.
@@ -164,7 +213,8 @@ class StoredSeries(msgspec.Struct, kw_only=True, frozen=True):
     symbol: str
     timeframe: str
     newest: datetime | None  # the newest stored candle
-    earliest_available: datetime | None
+    earliest_available: datetime | None  # the exchange said it has nothing before this...
+    earliest_asked_from: datetime | None  # ...when asked for candles from this time on
 
 
 class CandleQuery(msgspec.Struct, kw_only=True, frozen=True):
@@ -181,6 +231,12 @@ class CandleQuery(msgspec.Struct, kw_only=True, frozen=True):
 class Hole(msgspec.Struct, frozen=True):
     start: datetime  # first missing open time
     end: datetime  # open time of the next stored candle
+
+
+class EmptyRange(msgspec.Struct, frozen=True):
+    timeframe: str
+    start: datetime
+    end: datetime  # excluded
 
 
 class Merged(msgspec.Struct, frozen=True):
@@ -203,13 +259,15 @@ async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, time
         timeframe=timeframe,
         newest=newest,
         earliest_available=row["earliest_available"],
+        earliest_asked_from=row["earliest_asked_from"],
     )
 
 
 async def set_earliest_available(
-    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, earliest: datetime
+    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, earliest: datetime, asked_from: datetime
 ) -> None:
-    await db.execute(SET_EARLIEST_AVAILABLE, exchange, symbol, timeframe, earliest)
+    """Asked for candles from ``asked_from`` on, the exchange's first one opened at ``earliest``."""
+    await db.execute(SET_EARLIEST_AVAILABLE, exchange, symbol, timeframe, earliest, asked_from)
 
 
 async def create_partitions(db: Pool | Connection, *, timeframe: str, first: int, last: int) -> list[Period]:
@@ -265,18 +323,89 @@ async def apply_summary(conn: Connection, *, series_id: int, change: SummaryChan
 
 
 async def find_holes(
-    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, since: datetime, limit: int
+    db: Pool | Connection,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    since: datetime,
+    confirmed_after: datetime,
+    limit: int,
 ) -> list[Hole]:
-    """Missing stretches of the series from ``since`` on, oldest first, not known to be empty."""
-    rows = await db.fetch(FIND_HOLES, exchange, symbol, timeframe, to_minute(since), limit)
+    """Missing stretches of the series from ``since`` on, oldest first.
+
+    A stretch the exchange confirmed empty after ``confirmed_after`` is not one; older
+    confirmations are asked again.
+    """
+    rows = await db.fetch(FIND_HOLES, exchange, symbol, timeframe, to_minute(since), limit, confirmed_after)
     return [Hole(start=from_minute(row["hole_start"]), end=from_minute(row["hole_end"])) for row in rows]
 
 
 async def remember_empty_range(
-    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, start: datetime, end: datetime
+    db: Pool | Connection,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    start: datetime,
+    end: datetime,
+    confirmed_at: datetime,
 ) -> None:
     """The exchange confirmed it has no candles from ``start`` up to (not including) ``end``."""
-    await db.execute(REMEMBER_EMPTY_RANGE, exchange, symbol, timeframe, start, end)
+    await db.execute(REMEMBER_EMPTY_RANGE, exchange, symbol, timeframe, start, end, confirmed_at)
+
+
+async def forget_empty_ranges_in(
+    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, start: datetime, end: datetime
+) -> None:
+    """Forget the confirmed-empty stretches overlapping ``[start, end)`` (it is being asked again)."""
+    await db.execute(FORGET_EMPTY_RANGES_IN, exchange, symbol, timeframe, start, end)
+
+
+async def empty_ranges(db: Pool | Connection, *, exchange: str, symbol: str) -> list[EmptyRange]:
+    """Every stretch the exchange confirmed empty, of every timeframe of one market."""
+    rows = await db.fetch(EMPTY_RANGES, exchange, symbol)
+    return [EmptyRange(timeframe=row["timeframe"], start=row["range_start"], end=row["range_end"]) for row in rows]
+
+
+async def forget_confirmations(db: Pool, *, exchange: str, symbol: str, timeframe: str | None) -> tuple[int, int]:
+    """Forget what the exchange confirmed it does not have (empty stretches, where history begins).
+
+    ``timeframe`` None: every timeframe of the market. Returns (empty ranges, history starts) forgotten.
+    """
+    async with db.acquire() as conn, conn.transaction():
+        ranges = await conn.execute(CLEAR_EMPTY_RANGES, exchange, symbol, timeframe)
+        starts = await conn.execute(CLEAR_EARLIEST_AVAILABLE, exchange, symbol, timeframe)
+    return int(ranges.rsplit(" ", 1)[-1]), int(starts.rsplit(" ", 1)[-1])
+
+
+async def record_rejected_candles(
+    db: Pool | Connection,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    rejections: Sequence[tuple[datetime, str]],
+    rejected_at: datetime,
+) -> None:
+    """The exchange kept sending these (open time, broken rule) candles: they were not stored."""
+    times = [open_time for open_time, _ in rejections]
+    reasons = [reason for _, reason in rejections]
+    await db.execute(RECORD_REJECTIONS, exchange, symbol, timeframe, times, reasons, rejected_at)
+
+
+async def rejected_open_times(
+    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, since: datetime
+) -> set[datetime]:
+    """Open times from ``since`` on of candles the exchange sent broken before."""
+    rows = await db.fetch(REJECTED_OPEN_TIMES, exchange, symbol, timeframe, since)
+    return {row["open_time"] for row in rows}
+
+
+async def count_rejected(db: Pool | Connection, *, exchange: str, symbol: str) -> dict[str, int]:
+    """Per timeframe of one market: candles rejected and not replaced by a good one since."""
+    rows = await db.fetch(COUNT_REJECTED, exchange, symbol)
+    return {row["timeframe"]: row["rejected"] for row in rows}
 
 
 def _minute_at_or_after(moment: datetime | None, default: int) -> int:

@@ -1,5 +1,7 @@
 -- Candles at scale: a compact series key, time partitions per timeframe, and a coverage summary
 -- kept as candles are stored. Converts the candles stored so far in place, one series at a time.
+-- (What 0005 added keeps its shape: candle_series gains an id beside earliest_available and
+-- earliest_asked_from; candle_rejections and candle_empty_ranges stay keyed by market.)
 --
 -- candle_data holds one row per candle, keyed by (series_id, open_minute): 48 bytes of values
 -- and no padding, so a million candles take about 77 MB of heap and 20 MB of primary key.
@@ -23,9 +25,9 @@ VALUES ('1m', 1, interval '1 minute', 1, '1m'), ('3m', 2, interval '3 minutes', 
        ('1M', 15, interval '1 month', 12, '1mo')
 $$;
 
--- Open times are whole minutes since 1970-01-01 UTC.
+-- Open times are whole minutes since 1970-01-01 UTC (a moment within a minute: that minute).
 CREATE FUNCTION candle_minute(moment timestamp) RETURNS integer
-    LANGUAGE sql IMMUTABLE RETURN (extract(epoch FROM moment) / 60)::integer;
+    LANGUAGE sql IMMUTABLE RETURN floor(extract(epoch FROM moment) / 60)::integer;
 
 CREATE FUNCTION candle_next_open(open_minute integer, step interval) RETURNS integer
     LANGUAGE sql IMMUTABLE RETURN candle_minute((to_timestamp(open_minute * 60.0) AT TIME ZONE 'UTC') + step);

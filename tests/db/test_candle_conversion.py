@@ -102,7 +102,13 @@ async def test_the_summary_of_converted_series_matches_their_candles(converted: 
 async def test_what_was_known_of_each_series_is_kept(converted: Pool) -> None:
     series = await repository.open_series(converted, exchange="binance", symbol="BTC/USDT", timeframe="1h")
     holes = await repository.find_holes(
-        converted, exchange="binance", symbol="BTC/USDT", timeframe="1h", since=START, limit=10
+        converted,
+        exchange="binance",
+        symbol="BTC/USDT",
+        timeframe="1h",
+        since=START,
+        confirmed_after=START - timedelta(days=1),
+        limit=10,
     )
 
     assert series.earliest_available == START - timedelta(days=30)
