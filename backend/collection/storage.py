@@ -10,6 +10,7 @@ loses only candles newer than the newest committed one, which the next run fetch
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +23,10 @@ from backend.collection.summary import Period, change_after_insert
 from backend.collection.timeframes import to_minute
 from backend.db.pool import Connection, Pool
 
-# pages one transaction may hold while more keep coming (a crash loses at most these)
+# appended pages one transaction may hold while more keep coming, and how long the first of them
+# may wait for it (a crash loses at most these; the next run fetches them again)
 MAX_PAGES_PER_TRANSACTION = 20
+COMMIT_WITHIN_SECONDS = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +82,11 @@ class SeriesWriter:
     """Stores the pages of one series, oldest to newest or not; use it as ``async with``.
 
     Pages newer than everything stored wait in memory and go in with one COPY when the transaction
-    commits: after each page unless the caller says ``more_coming``, and at most every
-    ``MAX_PAGES_PER_TRANSACTION`` pages. Any other page is merged at once, in a transaction of its
-    own. ``on_committed`` hears of every page once it is committed. Leaving the block commits what
-    is pending; when the block raised (or was cancelled), the pending pages are dropped.
+    commits: after each page unless the caller says ``more_coming``, and at least every
+    ``MAX_PAGES_PER_TRANSACTION`` pages or ``COMMIT_WITHIN_SECONDS`` (a caller waiting for its next
+    page asks :meth:`seconds_until_commit`). Any other page is merged at once, in a transaction of
+    its own. ``on_committed`` hears of every page once it is committed. Leaving the block commits
+    what is pending; when the block raised (or was cancelled), the pending pages are dropped.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class SeriesWriter:
         # the newest candle stored or waiting; checked again under the series lock at each commit
         self._newest: int | None = to_minute(series.newest) if series.newest is not None else None
         self._appends: list[_Page] = []
+        self._first_waiting_since = 0.0  # monotonic time the first waiting page was stored
 
     async def __aenter__(self) -> SeriesWriter:
         return self
@@ -116,7 +121,7 @@ class SeriesWriter:
         """Store one page (open times ascending, none repeated).
 
         A page newer than everything stored waits for the commit, which happens now unless
-        ``more_coming`` says the caller has the next page at hand (then up to
+        ``more_coming`` says the caller is fetching the next page (then up to
         ``MAX_PAGES_PER_TRANSACTION`` pages share one transaction and one COPY).
         """
         if not rows:
@@ -126,10 +131,19 @@ class SeriesWriter:
             await self.commit()  # what waits is older: it goes first
             await self._merge(page)
             return
+        if not self._appends:
+            self._first_waiting_since = time.monotonic()
         self._appends.append(page)
         self._newest = page.minutes[-1]
-        if not more_coming or len(self._appends) >= MAX_PAGES_PER_TRANSACTION:
+        due = self.seconds_until_commit() == 0.0
+        if not more_coming or len(self._appends) >= MAX_PAGES_PER_TRANSACTION or due:
             await self.commit()
+
+    def seconds_until_commit(self) -> float | None:
+        """How long the pages waiting may wait still (None: none waits)."""
+        if not self._appends:
+            return None
+        return max(0.0, self._first_waiting_since + COMMIT_WITHIN_SECONDS - time.monotonic())
 
     async def commit(self) -> None:
         """Write and commit the pages waiting (nothing when none is)."""

@@ -39,8 +39,10 @@ FIXED_STEPS = {
     "1w": timedelta(days=7),
 }
 STEP_MINUTES = {timeframe: int(step.total_seconds()) // 60 for timeframe, step in FIXED_STEPS.items()}
+STEP_MS = {timeframe: minutes * 60_000 for timeframe, minutes in STEP_MINUTES.items()}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEK_START = datetime(1970, 1, 5, tzinfo=UTC)  # exchanges open weekly candles on Mondays
+WEEK_START_MS = 4 * 86_400_000
 MONTH = "1M"
 MINUTE = timedelta(minutes=1)
 
@@ -115,3 +117,12 @@ def next_open_minute(open_minute: int, timeframe: str) -> int:
     if step is None:
         return to_minute(next_open(from_minute(open_minute), timeframe))
     return open_minute + step
+
+
+def floor_open_ms(moment_ms: int, timeframe: str) -> int:
+    """:func:`floor_open` in milliseconds since the epoch (no datetime on the way for fixed steps)."""
+    step = STEP_MS.get(timeframe)
+    if step is None:
+        return to_ms(floor_open(to_datetime(moment_ms), timeframe))
+    origin = WEEK_START_MS if timeframe == "1w" else 0
+    return moment_ms - (moment_ms - origin) % step

@@ -236,7 +236,7 @@ class SeriesWalk:
         try:
             while pending is not None:
                 since, fetching = pending
-                fetched = await fetching
+                fetched = await self._answer_committing(fetching)
                 pending = None
                 page, first = fetched.page, fetched.page.first_open
                 if first is None:
@@ -256,12 +256,20 @@ class SeriesWalk:
                 pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
                 if page.rows:
                     await self._store(page.rows, more_coming=pending is not None)
-                if pending is None or not pending[1].done():
-                    await self._committed()  # the exchange is the slower side: commit while it answers
         finally:
             if pending is not None:
                 pending[1].cancel()
                 await asyncio.gather(pending[1], return_exceptions=True)
+
+    async def _answer_committing(self, fetching: asyncio.Task[Fetched]) -> Fetched:
+        """The answer being fetched; meanwhile, the pages waiting are committed once they are due."""
+        assert self._writer is not None
+        while (delay := self._writer.seconds_until_commit()) is not None:
+            done, _ = await asyncio.wait({fetching}, timeout=delay)
+            if done:
+                break
+            await self._writer.commit()
+        return await fetching
 
     def _ask(self, since: datetime) -> tuple[datetime, asyncio.Task[Fetched]] | None:
         """Start fetching the page from ``since`` (None past the newest closed candle)."""
@@ -410,10 +418,6 @@ class SeriesWalk:
         """The one place a page of checked candles is stored (see ``SeriesWriter.store``)."""
         assert self._writer is not None
         await self._writer.store(rows, more_coming=more_coming)
-
-    async def _committed(self) -> None:
-        assert self._writer is not None
-        await self._writer.commit()
 
 
 def _approximate_candles(start: datetime, end: datetime, timeframe: str) -> int:

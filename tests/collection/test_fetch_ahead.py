@@ -3,34 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import asyncpg
 
 from backend.collection import repository
 from backend.collection.collector import Collector
+from backend.collection.storage import MAX_PAGES_PER_TRANSACTION
+from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
-from tests.collection.conftest import create_config, stored_open_times
+from tests.collection.conftest import Clock, create_config, stored_open_times
 from tests.collection.fake_binance import FakeBinance
 
 WEEK_OF_HOURS = 7 * 24
+HOUR = timedelta(hours=1)
 
 
-async def test_the_next_page_is_fetched_while_storing_waits_and_no_further(
+async def _until_requests_stop(fake: FakeBinance) -> int:
+    """Wait until the fake gets no new request for a while; how many it got."""
+    async with asyncio.timeout(30):
+        while True:
+            seen = len(fake.requests)
+            await asyncio.sleep(0.3)
+            if seen and len(fake.requests) == seen:
+                return seen
+
+
+async def test_fetching_goes_on_while_pages_wait_to_be_written_and_stops_one_page_beyond_them(
     pool: Pool, collector: Collector, fake: FakeBinance, database_url: str
 ) -> None:
-    fake.page_limit = 20
+    fake.page_limit = 4  # 42 pages: more than a transaction holds
     config_id = await create_config(pool)
     series = await repository.open_series(pool, exchange="binance", symbol="BTC/USDT", timeframe="1h")
     blocker = await asyncpg.connect(database_url)
-    await blocker.execute("SELECT pg_advisory_lock($1)", series.id)  # the writer of the series must wait
+    await blocker.execute("SELECT pg_advisory_lock($1)", series.id)  # every write of the series must wait
     run = asyncio.create_task(collector.collect_now(config_id))
     try:
-        async with asyncio.timeout(30):
-            while len(fake.requests) < 2:
-                await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)  # room for a third request, were it allowed
+        requests = await _until_requests_stop(fake)
 
-        assert len(fake.requests) == 2
+        assert 2 <= requests <= MAX_PAGES_PER_TRANSACTION + 1
         assert await stored_open_times(pool) == []
     finally:
         await blocker.execute("SELECT pg_advisory_unlock($1)", series.id)
@@ -40,3 +51,21 @@ async def test_the_next_page_is_fetched_while_storing_waits_and_no_further(
     assert outcome is not None
     assert (outcome.status, outcome.records_collected) == ("success", WEEK_OF_HOURS)
     assert len(await stored_open_times(pool)) == WEEK_OF_HOURS
+
+
+async def test_a_page_waiting_for_a_slow_next_one_is_committed_meanwhile(
+    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
+) -> None:
+    fake.page_limit = 50
+    window_start = clock.now.replace(minute=0, second=0) - timedelta(days=7)
+    fake.stall_candles(30, times=10, from_ms=to_ms(window_start + 50 * HOUR))  # the second page hangs
+    run = asyncio.create_task(collector.collect_now(await create_config(pool)))
+    try:
+        async with asyncio.timeout(30):
+            while len(await stored_open_times(pool)) < 50:
+                await asyncio.sleep(0.05)
+    finally:
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+
+    assert (await stored_open_times(pool))[0] == window_start

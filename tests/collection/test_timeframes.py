@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from backend.collection.timeframes import SQL_INTERVALS, floor_open, next_open_minute, to_minute
+from backend.collection.timeframes import (
+    SQL_INTERVALS,
+    floor_open,
+    floor_open_ms,
+    next_open_minute,
+    to_datetime,
+    to_minute,
+    to_ms,
+)
 from backend.db.pool import Pool
 
 SAMPLE = datetime(2024, 1, 31, 13, 7, tzinfo=UTC)
@@ -29,3 +37,12 @@ async def test_the_next_open_time_is_the_same_in_sql(pool: Pool) -> None:
             "SELECT candle_next_open($1, step) FROM candle_timeframes() WHERE timeframe = $2", minute, timeframe
         )
         assert in_sql == next_open_minute(minute, timeframe), timeframe
+
+
+def test_the_open_time_in_milliseconds_is_the_one_of_datetimes() -> None:
+    moments = [SAMPLE, datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC), datetime(1969, 12, 29, 7, tzinfo=UTC)]
+    for timeframe in SQL_INTERVALS:
+        for moment in moments:
+            moment_ms = to_ms(moment) + 1234
+            expected = to_ms(floor_open(to_datetime(moment_ms), timeframe))
+            assert floor_open_ms(moment_ms, timeframe) == expected, timeframe
