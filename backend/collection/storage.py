@@ -10,6 +10,7 @@ loses only candles newer than the newest committed one, which the next run fetch
 from __future__ import annotations
 
 import bisect
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from backend.collection.repository import CandleRow, StoredSeries
 from backend.collection.summary import Period, change_after_insert
 from backend.collection.timeframes import to_minute
 from backend.db.pool import Connection, Pool
+
+logger = logging.getLogger(__name__)
 
 # appended pages one transaction may hold while more keep coming, and how long the first of them
 # may wait for it (a crash loses at most these; the next run fetches them again)
@@ -86,7 +89,7 @@ class SeriesWriter:
     ``MAX_PAGES_PER_TRANSACTION`` pages or ``COMMIT_WITHIN_SECONDS`` (a caller waiting for its next
     page asks :meth:`seconds_until_commit`). Any other page is merged at once, in a transaction of
     its own. ``on_committed`` hears of every page once it is committed. Leaving the block commits
-    what is pending; when the block raised (or was cancelled), the pending pages are dropped.
+    what is pending, also when the block raised; when it was cancelled, the pending pages are dropped.
     """
 
     def __init__(
@@ -114,8 +117,21 @@ class SeriesWriter:
     ) -> None:
         if exc_type is None:
             await self.commit()
+        elif issubclass(exc_type, Exception):
+            # a failed request ends a walk there: what it stored before is good, keep it
+            try:
+                await self.commit()
+            except Exception:
+                series = self.series
+                logger.warning(
+                    "%s %s %s: the pages waiting could not be committed",
+                    series.exchange,
+                    series.symbol,
+                    series.timeframe,
+                    exc_info=True,
+                )
         else:
-            self._appends = []
+            self._appends = []  # cancelled: the next run fetches them again
 
     async def store(self, rows: Sequence[CandleRow], *, more_coming: bool = False) -> None:
         """Store one page (open times ascending, none repeated).

@@ -84,23 +84,39 @@ async def test_pages_sharing_a_transaction_are_invisible_until_it_commits(pool: 
     assert [page.records for page in committed] == [10, 10]
 
 
-async def test_a_failure_loses_only_the_uncommitted_pages_and_the_next_writer_resumes_after_the_rest(
+async def test_a_cancelled_writer_loses_only_the_pages_waiting_and_the_next_one_resumes_after_the_rest(
     pool: Pool,
 ) -> None:
     committed: list[StoredPage] = []
     writer = await _writer(pool, committed)
 
-    async def die_with_a_page_pending() -> None:
+    async def cancelled_with_a_page_waiting() -> None:
         async with writer:
             await writer.store(_hours(0, 10))
             await writer.store(_hours(10, 10), more_coming=True)
-            raise RuntimeError("the process dies here")
+            raise asyncio.CancelledError
 
-    with pytest.raises(RuntimeError):
-        await die_with_a_page_pending()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled_with_a_page_waiting()
 
     series = await repository.open_series(pool, exchange="binance", symbol="BTC/USDT", timeframe="1h")
     assert series.newest == START + 9 * HOUR
+    assert [page.records for page in committed] == [10]
+    assert len(await stored_open_times(pool)) == 10
+
+
+async def test_pages_waiting_when_a_walk_fails_are_kept(pool: Pool) -> None:
+    committed: list[StoredPage] = []
+    writer = await _writer(pool, committed)
+
+    async def failing_with_a_page_waiting() -> None:
+        async with writer:
+            await writer.store(_hours(0, 10), more_coming=True)
+            raise RuntimeError("the next page failed after its retries")
+
+    with pytest.raises(RuntimeError):
+        await failing_with_a_page_waiting()
+
     assert [page.records for page in committed] == [10]
     assert len(await stored_open_times(pool)) == 10
 
