@@ -16,6 +16,7 @@ import logging
 
 import asyncpg
 
+from backend.backoff import Backoff
 from backend.db.pool import Connection, Pool
 from backend.errors import UnavailableError
 from backend.scheduling import repository
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 WAKEUP_CHANNEL = "scheduler_wakeup"  # notified by the triggers of db/migrations/0003_scheduling.sql
 # when a due slot was just taken by another scheduler, look again after this long rather than spin
 CONTENDED_SLOT_RETRY_SECONDS = 0.05
+# after an error the loop beats again this soon, then backs off up to SCHEDULER_HEARTBEAT_SECONDS
+FIRST_RETRY_SECONDS = 0.5
 DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # a claim chosen as the victim of a deadlock or serialization conflict: nothing was claimed, try again
 TRANSIENT_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -99,8 +102,11 @@ class InProcessScheduler:
         return TriggeredRun(run_id=run_id)
 
     async def _schedule(self) -> None:
+        """Beat, claim, sleep; forever. Whatever an iteration raises is logged, backed off from, and
+        followed by a new beat: the loop only ends when ``stop()`` cancels it."""
         loop = asyncio.get_running_loop()
         next_beat = loop.time()
+        backoff = Backoff(first_seconds=FIRST_RETRY_SECONDS, max_seconds=self._settings.scheduler_heartbeat_seconds)
         while True:
             self._wake.clear()
             try:
@@ -109,12 +115,17 @@ class InProcessScheduler:
                     next_beat = loop.time() + self._settings.scheduler_heartbeat_seconds
                 await self._claim()
                 delay = await self._delay(until_beat=next_beat - loop.time())
+                backoff.reset()
             except TRANSIENT_ERRORS as exc:
                 logger.info("scheduler: claim rolled back (%s); retrying at once", type(exc).__name__)
                 delay = CONTENDED_SLOT_RETRY_SECONDS
             except DATABASE_ERRORS as exc:
-                logger.warning("scheduler: database unavailable (%s); retrying", type(exc).__name__)
-                delay = self._settings.scheduler_heartbeat_seconds
+                delay = backoff.next_delay()
+                name = type(exc).__name__
+                logger.warning("scheduler: database unavailable (%s); beating again in %.1f s", name, delay)
+            except Exception:
+                delay = backoff.next_delay()
+                logger.exception("scheduler: unexpected error; beating again in %.1f s", delay)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
