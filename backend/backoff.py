@@ -15,7 +15,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Record one more failure; the seconds to wait before the next attempt."""
-        delay = min(self.max_seconds, self.first_seconds * 2**self.failures)
+        delay = min(self.max_seconds, self.first_seconds * 2.0**self.failures)
         self.failures += 1
         return delay
 

@@ -43,11 +43,13 @@ WITH run AS (
 UPDATE data_collection_configs SET last_run_at = run.started_at FROM run WHERE id = run.config_id
 """
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
+# The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
+# stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome.
 COMPLETE_RUN = """
 UPDATE job_execution_logs
 SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = $3, records_collected = $4,
     error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
-WHERE id = $1 AND status = 'running'
+WHERE id = $1 AND (status = 'running' OR error_type = 'Interrupted')
 RETURNING id
 """
 DELETE_RUN = "DELETE FROM job_execution_logs WHERE id = $1"
@@ -106,7 +108,7 @@ async def complete_run(
     error_type: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> bool:
-    """Close a running run; False when it was no longer running (for example closed as Interrupted)."""
+    """Close a running run (or correct one closed as Interrupted); False when it had ended otherwise."""
     closed = await db.fetchval(
         COMPLETE_RUN,
         run_id,
