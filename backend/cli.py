@@ -3,6 +3,8 @@
 - ``run``: what ``make run`` does locally (embedded PostgreSQL when DATABASE_URL is unset,
   migrations, a first admin, then the web app).
 - ``release``: the Heroku release phase (migrations, then the admin from ADMIN_EMAIL/ADMIN_PASSWORD).
+- ``worker``: an arq worker (``SCHEDULER_BACKEND=arq``), the Procfile's ``worker`` process;
+  ``worker --check``: exit 0 when a worker recorded its health lately.
 - ``migrate``, ``serve``, ``create-user``, ``set-password``.
 """
 
@@ -24,6 +26,7 @@ from backend.auth.schemas import Role
 from backend.db.embedded import start_embedded_postgres
 from backend.db.migrate import MigrationError, apply_migrations
 from backend.db.pool import create_pool
+from backend.scheduling.worker import check_worker_health, run_worker
 from backend.settings import Settings, SettingsError, load_settings
 
 LOCAL_ADMIN_EMAIL = "admin@localhost.dev"
@@ -133,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     for command in (run, serve):
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=8000)
+    worker = commands.add_parser("worker", help="run an arq worker (SCHEDULER_BACKEND=arq)")
+    worker.add_argument("--check", action="store_true", help="exit 0 when a worker recorded its health lately")
     commands.add_parser("migrate", help="apply pending migrations")
     commands.add_parser("release", help="Heroku release phase: migrate, then ensure the admin")
     create = commands.add_parser("create-user", help="create a user")
@@ -162,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_ensure_admin(settings, invent_locally=args.command == "run"))
         if args.command in ("run", "serve"):
             _serve(settings, args.host, args.port)
+        elif args.command == "worker":
+            if args.check:
+                return check_worker_health(settings)
+            run_worker(settings)
         elif args.command == "create-user":
             asyncio.run(_set_user(settings, args.email, args.role, _read_password(args.password_stdin)))
         elif args.command == "set-password":

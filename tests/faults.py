@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import signal
 import socket
@@ -47,6 +48,7 @@ class ThrowawayPostgres:
     """
 
     def __init__(self) -> None:
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
         self.directory = Path(tempfile.mkdtemp(prefix="throwaway-postgres-")) / "pg"
         self._server: Any = None
         self.start()

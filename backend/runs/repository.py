@@ -1,4 +1,4 @@
-"""SQL for the life of one run in ``job_execution_logs``: start, heartbeat, complete, or discard.
+"""SQL for the life of one run in ``job_execution_logs``: queued, started, heartbeat, complete, or discard.
 
 Every function takes a pool or a connection; the scheduler calls :func:`start_run` inside the
 transaction that claims the slot, so the claim and the ``running`` row commit together.
@@ -18,10 +18,12 @@ from backend.runs.schemas import FinalStatus, RunningRun, Trigger
 # The row copies symbol and exchange so the log stays readable after the config is deleted.
 # A unique key (one running run per config, one run per scheduled slot) makes it insert nothing,
 # without aborting the caller's transaction; WHY_NOT_STARTED then says which.
+# The run is queued: status 'running' (as the API shows it) without a heartbeat until a process
+# starts it (MARK_RUN_STARTED), so that stale-run detection never mistakes a queued run for a dead one.
 START_RUN = """
 INSERT INTO job_execution_logs
-    (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots, heartbeat_at)
-SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'running', $2, $3, $4, now()
+    (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots)
+SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'running', $2, $3, $4
 FROM data_collection_configs WHERE id = $1
 ON CONFLICT DO NOTHING
 RETURNING id
@@ -63,7 +65,7 @@ async def start_run(
     scheduled_for: datetime | None = None,
     missed_slots: int = 0,
 ) -> int:
-    """Insert the ``running`` row of a new run of ``config_id`` and return its id.
+    """Insert the ``running`` row of a new run of ``config_id`` (queued: no heartbeat yet) and return its id.
 
     Raises :class:`ConflictError` (409) when the config already has a running run or the slot
     ``scheduled_for`` already ran, and :class:`NotFoundError` when the config does not exist. The
@@ -88,7 +90,7 @@ async def get_running_run(db: Pool | Connection, *, run_id: int) -> RunningRun |
 
 
 async def mark_run_started(db: Pool | Connection, *, run_id: int) -> None:
-    """Set the run's ``started_at`` (and its config's ``last_run_at``) to now."""
+    """A process starts the run: its ``started_at``, first heartbeat (and its config's ``last_run_at``) are now."""
     await db.execute(MARK_RUN_STARTED, run_id)
 
 

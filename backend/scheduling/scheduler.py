@@ -138,6 +138,14 @@ class InProcessScheduler:
         )
         if retention_due:
             self._track(asyncio.create_task(self._retain_logs(), name="log retention"))
+        orphans = await repository.adopt_queued_runs(
+            self._pool,
+            older_than_seconds=self._settings.stale_run_seconds,
+            limit=self._settings.max_concurrent_jobs - len(self._runs),
+        )
+        for run_id in orphans:
+            logger.warning("run %s was queued by a process that stopped before starting it: running it here", run_id)
+            self._spawn(run_id)
 
     async def _retain_logs(self) -> None:
         try:

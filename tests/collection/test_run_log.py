@@ -17,7 +17,7 @@ async def _config_id(pool: Pool) -> int:
     return (await configs.create_config(pool, data=data, created_by=None)).id
 
 
-async def test_start_run_writes_a_running_row_named_after_the_config(pool: Pool) -> None:
+async def test_start_run_writes_a_queued_running_row_named_after_the_config(pool: Pool) -> None:
     config_id = await _config_id(pool)
 
     run_id = await runs.start_run(pool, config_id=config_id, trigger="manual")
@@ -28,7 +28,7 @@ async def test_start_run_writes_a_running_row_named_after_the_config(pool: Pool)
     assert row["job_name"] == f"collect_data_{config_id}"
     assert row["job_type"] == "data_collection"
     assert (row["symbol"], row["exchange"], row["trigger"]) == ("BTC/USDT", "binance", "manual")
-    assert row["heartbeat_at"] is not None
+    assert row["heartbeat_at"] is None  # queued: no process has started it yet
 
 
 async def test_second_start_while_running_is_a_conflict_naming_the_run(pool: Pool) -> None:
