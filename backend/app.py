@@ -25,7 +25,7 @@ from backend.collection.collector import open_collector
 from backend.collection.controllers import MarketDataController
 from backend.configs.bulk import BulkConfigController
 from backend.configs.controllers import ConfigController
-from backend.db.pool import Pool, create_pool
+from backend.db.pool import Pool, close_pool, create_pool
 from backend.db.redis import create_redis
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.health import HealthController
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             if app.state.redis is not None:
                 await app.state.redis.aclose()
-            await app.state.pool.close()
+            await close_pool(app.state.pool)
 
     def provide_pool(state: State) -> Pool:
         pool: Pool = state.pool

@@ -92,7 +92,7 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         workers=1,  # one process: the app object is passed directly (Heroku sets WEB_CONCURRENCY)
         log_level=settings.log_level.lower(),
-        # open requests get 3 s, then the scheduler its SHUTDOWN_GRACE_SECONDS: within Heroku's 30 s
+        # on SIGTERM open requests get 3 s, runs SHUTDOWN_GRACE_SECONDS (15), their logs 2 s: ~20 s of Heroku's 30 s
         timeout_graceful_shutdown=3,
     )
 

@@ -48,7 +48,7 @@ class Settings:
     exchange_max_retries: int = 4
     exchange_retry_base_ms: int = 1000
     max_concurrent_jobs: int = 8
-    shutdown_grace_seconds: int = 25
+    shutdown_grace_seconds: int = 15
     stale_run_seconds: int = 60
     scheduler_heartbeat_seconds: int = 10
     scheduler_tick_seconds: int = 2
@@ -88,7 +88,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         exchange_max_retries=_int(env, "EXCHANGE_MAX_RETRIES", 4, minimum=0),
         exchange_retry_base_ms=_int(env, "EXCHANGE_RETRY_BASE_MS", 1000, minimum=0),
         max_concurrent_jobs=_int(env, "MAX_CONCURRENT_JOBS", 8, minimum=1),
-        shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0),
+        shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 15, minimum=0),
         stale_run_seconds=_int(env, "STALE_RUN_SECONDS", 60, minimum=1),
         scheduler_heartbeat_seconds=_int(env, "SCHEDULER_HEARTBEAT_SECONDS", 10, minimum=1),
         scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 2, minimum=1),

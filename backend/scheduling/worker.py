@@ -34,7 +34,7 @@ from backend.backoff import Backoff
 from backend.collection.collector import Collector
 from backend.collection.exchanges import open_exchange_clients
 from backend.db.outage import is_outage
-from backend.db.pool import Pool
+from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
 from backend.scheduling import repository
 from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
@@ -90,7 +90,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     pool = await create_database_pool(
         settings.database_url, min_size=settings.database_pool_min_size, max_size=settings.database_pool_max_size
     )
-    stack.push_async_callback(pool.close)
+    stack.push_async_callback(close_pool, pool)
     if ctx.get("run_job") is None:
         exchanges = await stack.enter_async_context(open_exchange_clients(settings.exchange_overrides))
         ctx["run_job"] = Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run

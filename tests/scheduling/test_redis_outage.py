@@ -4,8 +4,8 @@ workers (everything queued in it is lost) and started again a few missed slots l
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
