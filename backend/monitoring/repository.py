@@ -43,7 +43,10 @@ NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
 LIST_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order} OFFSET ${skip} LIMIT ${limit}"
 COUNT_LOGS = "SELECT count(*) FROM job_execution_logs {where}"
-EXPORT_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order}"
+EXPORT_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order} LIMIT ${limit}"
+# the next batch of an export: rows after the last one sent, in NEWEST_FIRST order (its started_at
+# as exported, ISO 8601 to the microsecond, and its id)
+EXPORT_AFTER = "(started_at, id) < (${}::text::timestamptz, ${}::bigint)"
 GET_LOG = f"SELECT {LOG_COLUMNS} FROM job_execution_logs WHERE id = $1"
 
 # Summed from the per-minute counts (job_execution_minutes, kept by triggers): a day is at most
@@ -218,17 +221,29 @@ async def get_log(db: Pool | Connection, *, log_id: int) -> JobExecutionLog | No
 
 
 async def stream_export_rows(pool: Pool, *, filters: LogFilters) -> AsyncIterator[list[Record]]:
-    """The filtered logs as ``EXPORT_COLUMNS`` rows, newest first, in batches from a server-side cursor.
+    """The filtered logs as ``EXPORT_COLUMNS`` rows, newest first, ``EXPORT_BATCH_ROWS`` at a time.
 
-    One pooled connection is held, in the read-only transaction the cursor needs, until the
-    iteration ends or is closed.
+    Each batch is one short query on a pooled connection, released before the batch is handed on:
+    a client that reads slowly (or stops) holds no connection while it takes its time. A batch
+    starts after the last row of the one before (keyset on ``started_at, id``), so each row comes
+    once, as it stood when its batch was read.
     """
     where, parameters = where_clause(filters)
-    sql = EXPORT_LOGS.format(columns=EXPORT_SELECT, where=where, order=NEWEST_FIRST)
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        cursor = await conn.cursor(sql, *parameters)
-        while batch := await cursor.fetch(EXPORT_BATCH_ROWS):
-            yield batch
+    after = EXPORT_AFTER.format(len(parameters) + 1, len(parameters) + 2)
+    first_sql = EXPORT_LOGS.format(columns=EXPORT_SELECT, where=where, order=NEWEST_FIRST, limit=len(parameters) + 1)
+    next_sql = EXPORT_LOGS.format(
+        columns=EXPORT_SELECT,
+        where=f"{where} AND {after}" if where else f"WHERE {after}",
+        order=NEWEST_FIRST,
+        limit=len(parameters) + 3,
+    )
+    batch = await pool.fetch(first_sql, *parameters, EXPORT_BATCH_ROWS)
+    while batch:
+        yield batch
+        if len(batch) < EXPORT_BATCH_ROWS:
+            return
+        last = batch[-1]
+        batch = await pool.fetch(next_sql, *parameters, last["started_at"], last["id"], EXPORT_BATCH_ROWS)
 
 
 async def read_stats(db: Pool | Connection, *, since: datetime, job_type: str | None) -> JobExecutionStats:
