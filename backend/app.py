@@ -105,8 +105,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         counter = RedisFailureCounter(app.state.redis) if app.state.redis else MemoryFailureCounter()
         app.state.login_throttle = LoginThrottle(
             counter=counter,
-            max_failures_per_email=settings.login_max_failures_per_email,
+            max_failures_per_email_and_address=settings.login_max_failures_per_email_and_address,
             max_failures_per_address=settings.login_max_failures_per_address,
+            max_failures_per_email=settings.login_max_failures_per_email,
             window_seconds=settings.login_failure_window_seconds,
         )
         try:

@@ -38,8 +38,9 @@ class Settings:
     log_level: str = "INFO"
     admin_email: str | None = None
     admin_password: str | None = None
-    login_max_failures_per_email: int = 5
+    login_max_failures_per_email_and_address: int = 5
     login_max_failures_per_address: int = 20
+    login_max_failures_per_email: int = 50
     login_failure_window_seconds: int = 900
     forwarded_allow_ips: str = "127.0.0.1"
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -78,8 +79,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
         admin_email=_optional(env, "ADMIN_EMAIL"),
         admin_password=_optional(env, "ADMIN_PASSWORD"),
-        login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
+        login_max_failures_per_email_and_address=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS", 5, minimum=1),
         login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1),
+        login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 50, minimum=1),
         login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1),
         forwarded_allow_ips=_optional(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1",
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
