@@ -13,9 +13,10 @@ import pytest
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
 from backend.db.pool import Pool
+from backend.scheduling.status import read_scheduler_status
 from backend.settings import Settings
 from tests.faults import ThrowawayRedis
-from tests.scheduling.conftest import StartWorker, eventually
+from tests.scheduling.conftest import MakeConfig, StandInJob, StartWorker, eventually
 
 CONFIGS = """
 INSERT INTO data_collection_configs (symbol, exchange, timeframes, interval_minutes, backfill_days)
@@ -105,3 +106,29 @@ async def _slots_missed(pool: Pool, *, at_least: int) -> bool:
 
 async def _both_took_runs_since(one: RecordingJob, two: RecordingJob, before: tuple[int, int]) -> bool:
     return len(one.run_ids) > before[0] and len(two.run_ids) > before[1]
+
+
+async def test_a_worker_started_while_redis_is_down_beats_waits_for_it_and_then_runs(
+    pool: Pool, make_config: MakeConfig, throwaway_redis: ThrowawayRedis, start_worker: StartWorker
+) -> None:
+    throwaway_redis.kill()
+    config_id = await make_config(interval_minutes=60)
+    worker = await start_worker(StandInJob(pool), redis_url=throwaway_redis.url)
+
+    status = await eventually(lambda: _alive(pool))
+    throwaway_redis.start()
+
+    assert await eventually(lambda: _finished(pool, config_id), timeout=30) == "success"
+    assert status.backend == "arq"
+    assert worker.main_task is not None
+    assert not worker.main_task.done()
+
+
+async def _alive(pool: Pool) -> Any:
+    status = await read_scheduler_status(pool)
+    return status if status.alive else None
+
+
+async def _finished(pool: Pool, config_id: int) -> Any:
+    sql = "SELECT status FROM job_execution_logs WHERE config_id = $1 AND status <> 'running'"
+    return await pool.fetchval(sql, config_id)
