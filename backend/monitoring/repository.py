@@ -43,7 +43,10 @@ NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
 LIST_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order} OFFSET ${skip} LIMIT ${limit}"
 COUNT_LOGS = "SELECT count(*) FROM job_execution_logs {where}"
-EXPORT_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order} LIMIT ${limit}"
+# the columns are formatted under their own names, so the order names the table's (an index range)
+EXPORT_LOGS = """
+SELECT {columns} FROM job_execution_logs AS log {where} ORDER BY log.started_at DESC, log.id DESC LIMIT ${limit}
+"""
 # the next batch of an export: rows after the last one sent, in NEWEST_FIRST order (its started_at
 # as exported, ISO 8601 to the microsecond, and its id)
 EXPORT_AFTER = "(started_at, id) < (${}::text::timestamptz, ${}::bigint)"
@@ -220,6 +223,18 @@ async def get_log(db: Pool | Connection, *, log_id: int) -> JobExecutionLog | No
     return None if row is None else _to_log(row)
 
 
+def export_queries(filters: LogFilters) -> tuple[str, str, list[Any]]:
+    """The export's first batch and next batches: SQL taking the filter parameters, then (next
+    batches only) the last row's ``started_at`` and ``id``, then the batch size."""
+    where, parameters = where_clause(filters)
+    after = EXPORT_AFTER.format(len(parameters) + 1, len(parameters) + 2)
+    first_sql = EXPORT_LOGS.format(columns=EXPORT_SELECT, where=where, limit=len(parameters) + 1)
+    next_sql = EXPORT_LOGS.format(
+        columns=EXPORT_SELECT, where=f"{where} AND {after}" if where else f"WHERE {after}", limit=len(parameters) + 3
+    )
+    return first_sql, next_sql, parameters
+
+
 async def stream_export_rows(pool: Pool, *, filters: LogFilters) -> AsyncIterator[list[Record]]:
     """The filtered logs as ``EXPORT_COLUMNS`` rows, newest first, ``EXPORT_BATCH_ROWS`` at a time.
 
@@ -228,15 +243,7 @@ async def stream_export_rows(pool: Pool, *, filters: LogFilters) -> AsyncIterato
     starts after the last row of the one before (keyset on ``started_at, id``), so each row comes
     once, as it stood when its batch was read.
     """
-    where, parameters = where_clause(filters)
-    after = EXPORT_AFTER.format(len(parameters) + 1, len(parameters) + 2)
-    first_sql = EXPORT_LOGS.format(columns=EXPORT_SELECT, where=where, order=NEWEST_FIRST, limit=len(parameters) + 1)
-    next_sql = EXPORT_LOGS.format(
-        columns=EXPORT_SELECT,
-        where=f"{where} AND {after}" if where else f"WHERE {after}",
-        order=NEWEST_FIRST,
-        limit=len(parameters) + 3,
-    )
+    first_sql, next_sql, parameters = export_queries(filters)
     batch = await pool.fetch(first_sql, *parameters, EXPORT_BATCH_ROWS)
     while batch:
         yield batch

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,21 +95,17 @@ async def _answers(base_url: str, headers: dict[str, str]) -> tuple[int, int]:
     return status.status_code, ready.status_code
 
 
-async def test_the_api_keeps_answering_while_20_log_exports_stall(
-    pool: Pool, served: str, stall: Any, viewer_headers: dict[str, str]
+@pytest.mark.parametrize(("path", "seed"), [(EXPORT, _seed_logs), (OHLCV_CSV, _seed_candles)], ids=["logs", "ohlcv"])
+async def test_the_api_keeps_answering_while_20_csv_downloads_stall(
+    pool: Pool,
+    served: str,
+    stall: Any,
+    viewer_headers: dict[str, str],
+    path: str,
+    seed: Callable[[Pool], Awaitable[None]],
 ) -> None:
-    await _seed_logs(pool)
+    await seed(pool)
 
-    stall(served, EXPORT, viewer_headers, STALLED_CLIENTS)
-
-    assert await _answers(served, viewer_headers) == (200, 200)
-
-
-async def test_the_api_keeps_answering_while_20_ohlcv_csv_streams_stall(
-    pool: Pool, served: str, stall: Any, viewer_headers: dict[str, str]
-) -> None:
-    await _seed_candles(pool)
-
-    stall(served, OHLCV_CSV, viewer_headers, STALLED_CLIENTS)
+    stall(served, path, viewer_headers, STALLED_CLIENTS)
 
     assert await _answers(served, viewer_headers) == (200, 200)
