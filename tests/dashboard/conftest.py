@@ -43,7 +43,11 @@ CHROMIUM_ARGS = [
 ROOT = Path(__file__).resolve().parents[2]
 FAILURES = ROOT / ".data" / "dashboard-failures"
 ADMIN_PATH = "/api/v1/admin/data-collection"
-SYMBOLS = [f"{base}/USDT" for base in ("BTC", "ETH", "SOL", "XRP", "ADA", "DOT", "LTC", "BNB", "TRX", "AVAX", "LINK")]
+# the fake's markets; each test uses symbols of its own
+SYMBOLS = [
+    f"{base}/USDT"
+    for base in ("BTC", "ETH", "SOL", "XRP", "ADA", "DOT", "LTC", "BNB", "TRX", "AVAX", "LINK", "NEAR", "ATOM", "UNI")
+]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
 # console messages that are the network's, not the page's: HTTP errors the page handles and shows,

@@ -4,6 +4,7 @@
 
 export const ADMIN = "/api/v1/admin/data-collection";
 const SESSION_KEY = "altar.session";
+const CONFIGS_PAGE = 100;
 const NOT_A_FIELD = new Set(["", "data", "body", "query", "path"]);
 
 let session = readSession();
@@ -162,13 +163,13 @@ export async function getPolled(path, query) {
   return { data, changed: true };
 }
 
-/** Every item of a list the API pages with skip/limit (e.g. configs, 100 at most per page). */
-export async function getAll(path, pageSize) {
-  const items = [];
-  for (let skip = 0; ; skip += pageSize) {
-    const page = await getJson(path, { skip, limit: pageSize });
-    items.push(...page);
-    if (page.length < pageSize) return items;
+/** Every config, read in pages of the API's largest size (100). */
+export async function listConfigs() {
+  const configs = [];
+  for (let skip = 0; ; skip += CONFIGS_PAGE) {
+    const page = await getJson(`${ADMIN}/configs`, { skip, limit: CONFIGS_PAGE });
+    configs.push(...page);
+    if (page.length < CONFIGS_PAGE) return configs;
   }
 }
 

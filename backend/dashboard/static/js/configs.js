@@ -2,27 +2,12 @@
 // create and edit forms, delete, "Trigger now" (its run is followed until it ends), bulk actions.
 // Viewers get the table only: no write control is drawn for them.
 
-import { ADMIN, ApiError, canWrite, deleteResource, getAll, getJson, getPolled, postJson, putJson } from "./api.js";
+import { ADMIN, ApiError, canWrite, deleteResource, getJson, getPolled, listConfigs, postJson, putJson } from "./api.js";
 import { el, replace } from "./dom.js";
-import { formatCount, formatDuration, formatPercent, formatTime } from "./format.js";
-import {
-  checkboxField,
-  checkboxGroup,
-  clearProblems,
-  confirmDialog,
-  dataTable,
-  keepingFocus,
-  messageLine,
-  refresher,
-  section,
-  showMessage,
-  showProblems,
-  statusBadge,
-  textField,
-} from "./widgets.js";
+import { formatCount, formatDuration, formatPercent } from "./format.js";
+import { checkboxField, checkboxGroup, clearProblems, confirmDialog, dataTable, keepingFocus, messageLine, refresher, section, showMessage, showProblems, statusBadge, textField, timeStamp } from "./widgets.js";
 
 const TIMEFRAMES = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"];
-export const CONFIGS_PAGE = 100; // the API's largest page of configs
 const BULK_ACTIONS = [
   ["enable", "Enable selected"],
   ["disable", "Disable selected"],
@@ -245,7 +230,7 @@ export function mountConfigs(root) {
     const stats = statsById.get(config.id);
     const at = stats?.last_run_at ?? config.last_run_at;
     if (!at) return "never";
-    return [formatTime(at), " ", stats?.last_run_status ? statusBadge(stats.last_run_status) : null];
+    return [timeStamp(at), " ", stats?.last_run_status ? statusBadge(stats.last_run_status) : null];
   }
 
   function actionsCell(config) {
@@ -291,7 +276,7 @@ export function mountConfigs(root) {
       { label: "Timeframes", cell: (config) => config.timeframes.join(", ") },
       { label: "Interval", cell: (config) => `every ${formatCount(config.interval_minutes)} min` },
       { label: "Enabled", cell: enabledCell },
-      { label: "Next run", cell: (config) => (config.enabled ? formatTime(config.next_run_at) : "off") },
+      { label: "Next run", cell: (config) => (config.enabled ? timeStamp(config.next_run_at) : "off") },
       { label: "Last run", cell: lastRunCell },
       {
         label: "Success rate (24 h)",
@@ -327,7 +312,7 @@ export function mountConfigs(root) {
   }
 
   async function load() {
-    const [list, stats] = await Promise.all([getAll(`${ADMIN}/configs`, CONFIGS_PAGE), getPolled(`${ADMIN}/stats/by-config`), refreshTriggeredRuns()]);
+    const [list, stats] = await Promise.all([listConfigs(), getPolled(`${ADMIN}/stats/by-config`), refreshTriggeredRuns()]);
     configs = list;
     statsById = new Map(stats.data.map((row) => [row.config_id, row]));
     for (const id of [...selected]) if (!configs.some((config) => config.id === id)) selected.delete(id);

@@ -3,11 +3,10 @@
 // empty slots. The chart loads 1,000 candles at a time as it is scrolled or zoomed, so the
 // whole stored range can be visited; the largest gaps have a "Show" button each.
 
-import { ADMIN, getAll, getJson } from "./api.js";
-import { CONFIGS_PAGE } from "./configs.js";
+import { getJson, listConfigs } from "./api.js";
 import { el, replace } from "./dom.js";
-import { formatCount, formatTime } from "./format.js";
-import { dataTable, messageLine, refresher, section, selectField, showMessage } from "./widgets.js";
+import { formatCount, formatTime, plural } from "./format.js";
+import { dataTable, messageLine, refresher, section, selectField, showMessage, timeStamp } from "./widgets.js";
 
 const CHARTS = "/dashboard/vendor/lightweight-charts-5.2.1/lightweight-charts.standalone.production.mjs";
 const MARKET = "/api/v1/market-data";
@@ -17,9 +16,9 @@ const MAX_GAP_SLOTS = 5000; // empty slots drawn for one gap at most
 const STEP_SECONDS = { m: 60, h: 3600, d: 86400, w: 604800 };
 const GAP_COLOR = "rgba(197, 48, 48, 0.16)";
 
-/** The open time after `seconds` for a timeframe such as "5m", "1h", "1M". */
-function nextOpen(seconds, timeframe) {
-  const count = Number.parseInt(timeframe, 10);
+/** The open time `steps` candles after `seconds` (before, when negative) for a timeframe such as "5m", "1h", "1M". */
+function nextOpen(seconds, timeframe, steps = 1) {
+  const count = Number.parseInt(timeframe, 10) * steps;
   const unit = timeframe.at(-1);
   if (unit === "M") {
     const date = new Date(seconds * 1000);
@@ -28,8 +27,20 @@ function nextOpen(seconds, timeframe) {
   return seconds + count * STEP_SECONDS[unit];
 }
 
+function isoAt(seconds) {
+  return new Date(seconds * 1000).toISOString();
+}
+
 function toSeconds(iso) {
   return Math.floor(new Date(iso).getTime() / 1000);
+}
+
+/** "2025-01-15 10:00 UTC" or "2025-01-15 10:00 UTC to 12:00 UTC": the first and last missing open time. */
+function gapSpan(gap, timeframe) {
+  if (gap.missing_candles <= 1) return formatTime(gap.start);
+  const last = formatTime(isoAt(nextOpen(toSeconds(gap.end), timeframe, -1)));
+  const first = formatTime(gap.start);
+  return `${first} to ${last.slice(0, 10) === first.slice(0, 10) ? last.slice(11) : last}`;
 }
 
 let chartsModule = null;
@@ -95,8 +106,8 @@ async function candleChart(box, { exchange, symbol, timeframe, coverage, onChang
     loading = true;
     try {
       const more = older
-        ? await fetchRows({ end: new Date(rows[0][0] * 1000).toISOString() })
-        : await fetchRows({ start: new Date(nextOpen(rows.at(-1)[0], timeframe) * 1000).toISOString() });
+        ? await fetchRows({ end: isoAt(rows[0][0]) })
+        : await fetchRows({ start: isoAt(nextOpen(rows.at(-1)[0], timeframe)) });
       if (more.length) {
         rows = older ? [...more, ...rows] : [...rows, ...more];
         draw();
@@ -137,9 +148,7 @@ async function candleChart(box, { exchange, symbol, timeframe, coverage, onChang
     async showGap(gap) {
       const start = toSeconds(gap.start);
       const end = toSeconds(gap.end);
-      let before = start;
-      for (let i = 0; i < 60; i += 1) before -= nextOpen(before, timeframe) - before;
-      rows = await fetchRows({ start: new Date(Math.max(before, first) * 1000).toISOString() });
+      rows = await fetchRows({ start: isoAt(Math.max(nextOpen(start, timeframe, -60), first)) });
       draw();
       const margin = (end - start) / 2 + (nextOpen(start, timeframe) - start) * 10;
       chart.timeScale().setVisibleRange({ from: start - margin, to: end + margin });
@@ -222,8 +231,8 @@ export function mountData(root, { params }) {
         rows: coverage,
         columns: [
           { label: "Timeframe", cell: (series) => series.timeframe },
-          { label: "First candle", cell: (series) => formatTime(series.first_candle) },
-          { label: "Last candle", cell: (series) => formatTime(series.last_candle) },
+          { label: "First candle", cell: (series) => timeStamp(series.first_candle) },
+          { label: "Last candle", cell: (series) => timeStamp(series.last_candle) },
           { label: "Candles", numeric: true, cell: (series) => formatCount(series.candles) },
           { label: "Expected", numeric: true, cell: (series) => formatCount(series.expected_candles) },
           { label: "Missing", numeric: true, cell: (series) => formatCount(series.missing_candles) },
@@ -248,7 +257,7 @@ export function mountData(root, { params }) {
           el(
             "li",
             {},
-            `${formatCount(gap.missing_candles)} missing from ${formatTime(gap.start)} to ${formatTime(gap.end)} `,
+            `${plural(gap.missing_candles, "candle")} missing: ${gapSpan(gap, series.timeframe)} `,
             el("button", { type: "button", class: "secondary", text: "Show", "aria-label": `Show the gap from ${formatTime(gap.start)}`, onclick: () => chart?.showGap(gap).catch(showError) }),
           ),
         ),
@@ -278,7 +287,7 @@ export function mountData(root, { params }) {
       onChange: ({ loaded, missing, from, to }) => {
         chartSummary.textContent =
           `${formatCount(loaded)} of ${formatCount(series.candles)} stored candles loaded, ` +
-          `${formatTime(new Date(from * 1000).toISOString())} to ${formatTime(new Date(to * 1000).toISOString())}; ` +
+          `${formatTime(isoAt(from))} to ${formatTime(isoAt(to))}; ` +
           `${formatCount(missing)} missing shown as shaded slots.`;
       },
     });
@@ -291,7 +300,9 @@ export function mountData(root, { params }) {
       replace(coverageBox, el("p", { class: "hint", text: "No configs yet: create one on the Configs page." }));
       return;
     }
-    coverage = await getJson(`${MARKET}/coverage`, { exchange: config.exchange, symbol: config.symbol });
+    const stored = await getJson(`${MARKET}/coverage`, { exchange: config.exchange, symbol: config.symbol });
+    const order = (series) => (config.timeframes.includes(series.timeframe) ? config.timeframes.indexOf(series.timeframe) : config.timeframes.length);
+    coverage = stored.sort((a, b) => order(a) - order(b));
     fillTimeframes(config, timeframeSelect.control.value || params.get("timeframe"));
     remember();
     renderCoverage(config);
@@ -301,7 +312,7 @@ export function mountData(root, { params }) {
   }
 
   async function load() {
-    configs = await getAll(`${ADMIN}/configs`, CONFIGS_PAGE);
+    configs = await listConfigs();
     const wanted = configSelect.control.value || params.get("config");
     configSelect.control.replaceChildren(
       ...configs.map((config) => el("option", { value: config.id, selected: String(config.id) === wanted }, `${config.symbol} on ${config.exchange} (#${config.id})`)),

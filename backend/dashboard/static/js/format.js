@@ -23,8 +23,9 @@ export function formatDuration(seconds) {
 export function formatRelative(iso, now = Date.now()) {
   if (!iso) return "–";
   const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
+  if (seconds === 0) return "now";
   const text = formatDuration(Math.abs(seconds)).replace(/\.\d+ s$/, " s");
-  return seconds >= 0 ? `in ${text}` : `${text} ago`;
+  return seconds > 0 ? `in ${text}` : `${text} ago`;
 }
 
 /** "1 config", "3 configs". */

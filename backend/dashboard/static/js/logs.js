@@ -4,7 +4,7 @@
 import { ADMIN, download, getJson, getPage } from "./api.js";
 import { el, replace } from "./dom.js";
 import { formatCount, formatDuration, formatTime } from "./format.js";
-import { dataTable, facts, keepingFocus, messageLine, refresher, section, selectField, showMessage, statusBadge, textField } from "./widgets.js";
+import { dataTable, facts, keepingFocus, messageLine, refresher, section, selectField, showMessage, statusBadge, textField, timeStamp } from "./widgets.js";
 
 const PAGE_SIZE = 50;
 const FILTERS = ["symbol", "exchange", "status", "job_type", "start_date", "end_date", "config_id"];
@@ -22,8 +22,8 @@ function mountList(root, params) {
   let page = Math.max(1, Number(params.get("page")) || 1);
 
   const fields = {
-    symbol: textField({ label: "Symbol", name: "symbol", value: filters.symbol, attributes: { placeholder: "BTC/USDT", autocomplete: "off" } }),
-    exchange: textField({ label: "Exchange", name: "exchange", value: filters.exchange, attributes: { placeholder: "binance", autocomplete: "off" } }),
+    symbol: textField({ label: "Symbol", name: "symbol", value: filters.symbol, attributes: { placeholder: "e.g. BTC/USDT", autocomplete: "off" } }),
+    exchange: textField({ label: "Exchange", name: "exchange", value: filters.exchange, attributes: { placeholder: "e.g. binance", autocomplete: "off" } }),
     status: selectField({ label: "Status", name: "status", options: STATUSES, value: filters.status }),
     job_type: selectField({ label: "Job type", name: "job_type", options: JOB_TYPES, value: filters.job_type }),
     start_date: textField({ label: "From (UTC)", name: "start_date", type: "date", value: filters.start_date }),
@@ -150,7 +150,7 @@ function mountList(root, params) {
           rows,
           columns: [
             { label: "Run", cell: (log) => el("a", { href: `#/logs/${log.id}`, text: `#${log.id}`, "data-key": `run-${log.id}` }) },
-            { label: "Started", cell: (log) => formatTime(log.started_at) },
+            { label: "Started", cell: (log) => timeStamp(log.started_at) },
             { label: "Job", cell: (log) => [log.job_name, el("p", { class: "description", text: log.job_type })] },
             { label: "Symbol", cell: (log) => log.symbol ?? "–" },
             { label: "Exchange", cell: (log) => log.exchange ?? "–" },
@@ -221,8 +221,8 @@ function mountDetail(root, logId) {
               columns: [
                 { label: "Timeframe", cell: (row) => row.timeframe },
                 { label: "Records", numeric: true, cell: (row) => formatCount(row.records) },
-                { label: "First candle", cell: (row) => formatTime(row.first_candle) },
-                { label: "Last candle", cell: (row) => formatTime(row.last_candle) },
+                { label: "First candle", cell: (row) => timeStamp(row.first_candle) },
+                { label: "Last candle", cell: (row) => timeStamp(row.last_candle) },
                 { label: "Pages", numeric: true, cell: (row) => formatCount(row.pages) },
                 { label: "Retries", numeric: true, cell: (row) => formatCount(row.retries) },
                 { label: "Holes repaired", numeric: true, cell: (row) => formatCount(row.holes_repaired) },

@@ -123,7 +123,8 @@ function renderRoute(moveFocus = true) {
   view?.dispose();
   shell.main.replaceChildren();
   view = mount(shell.main, { id: route.id, params: route.params });
-  if (moveFocus) shell.main.focus({ preventScroll: false });
+  window.scrollTo(0, 0);
+  if (moveFocus) shell.main.focus({ preventScroll: true });
 }
 
 onSessionEnd((reason) =>

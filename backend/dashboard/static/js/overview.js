@@ -4,7 +4,7 @@
 import { ADMIN, getPolled } from "./api.js";
 import { el, replace } from "./dom.js";
 import { formatCount, formatDuration, formatPercent, formatRelative, formatTime, plural } from "./format.js";
-import { card, dataTable, facts, messageLine, refresher, section, showMessage, statusBadge, timeChart } from "./widgets.js";
+import { card, dataTable, facts, messageLine, refresher, section, showMessage, statusBadge, timeChart, timeStamp } from "./widgets.js";
 
 const STATUS_CHECK_SECONDS = 10; // scheduler health changes without data events: re-check (304 when unchanged)
 const DAY = { hours: 24, bucket: "1h" };
@@ -14,12 +14,12 @@ function seconds(iso) {
   return new Date(iso).getTime() / 1000;
 }
 
-function summarize(values, format, empty, nothing) {
+/** "Latest 98 %, lowest 75 %." in words, for the chart's caption (and screen readers). */
+function summarize(values, format, empty, nothing, extreme = "highest") {
   if (empty) return nothing;
   const present = values.filter((value) => value !== null);
-  const latest = present.at(-1);
-  const high = Math.max(...present);
-  return `Latest ${format(latest)}, highest ${format(high)}.`;
+  const pick = extreme === "lowest" ? Math.min(...present) : Math.max(...present);
+  return `Latest ${format(present.at(-1))}, ${extreme} ${format(pick)}.`;
 }
 
 export function mountOverview(root) {
@@ -34,7 +34,7 @@ export function mountOverview(root) {
     series: [{ label: "Success rate", color: "#2f855a" }],
     format: (value) => `${Math.round(value)} %`,
     yRange: [0, 100],
-    summary: (points, empty) => summarize(points.y[0], formatPercent, empty, "No finished runs in the last 24 hours."),
+    summary: (points, empty) => summarize(points.y[0], formatPercent, empty, "No finished runs in the last 24 hours.", "lowest"),
   });
   const durationChart = timeChart({
     title: "Run duration, last 7 days",
@@ -89,7 +89,7 @@ export function mountOverview(root) {
       card("Runs in progress", formatCount(status.scheduler.runs_in_progress)),
     );
     const health = status.scheduler;
-    heartbeatAt = health.heartbeat_age_seconds === null ? null : Date.now() - health.heartbeat_age_seconds * 1000;
+    heartbeatAt = health.heartbeat_age_seconds === null ? null : Date.now() - Math.max(health.heartbeat_age_seconds, 0) * 1000;
     heartbeatCell = el("span");
     replace(
       scheduler,
@@ -112,7 +112,7 @@ export function mountOverview(root) {
         rows: status.recent_executions,
         columns: [
           { label: "Run", cell: (log) => el("a", { href: `#/logs/${log.id}`, text: `#${log.id}` }) },
-          { label: "Started", cell: (log) => formatTime(log.started_at) },
+          { label: "Started", cell: (log) => timeStamp(log.started_at) },
           { label: "Job", cell: (log) => [log.symbol ?? log.job_type, log.exchange ? ` · ${log.exchange}` : ""].join("") },
           { label: "Status", cell: (log) => statusBadge(log.status) },
           { label: "Duration", numeric: true, cell: (log) => formatDuration(log.duration_seconds) },

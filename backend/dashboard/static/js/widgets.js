@@ -2,6 +2,7 @@
 // confirmation dialog, charts (uPlot, loaded on first use) and a serialized refresh.
 
 import { el, uid } from "./dom.js";
+import { formatTime } from "./format.js";
 
 const UPLOT = "/dashboard/vendor/uplot-1.6.32/uPlot.esm.js";
 const REFRESH_DEBOUNCE_MS = 120;
@@ -341,4 +342,9 @@ export function keepingFocus(container, render) {
   const key = container.contains(document.activeElement) ? document.activeElement.dataset.key : undefined;
   render();
   if (key) container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
+}
+
+/** A time as text that does not wrap, with its machine-readable value. */
+export function timeStamp(iso, options) {
+  return iso ? el("time", { datetime: iso, text: formatTime(iso, options) }) : "–";
 }
