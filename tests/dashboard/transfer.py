@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from playwright.async_api import Page, Request
 
@@ -50,8 +52,26 @@ async def first_load(page: Page, email: str = ADMIN_EMAIL, password: str = PASSW
     return transfer
 
 
-async def quiet_poll_cycle(page: Page) -> Transfer:
-    """The overview's next round of conditional requests, while nothing changes."""
+def _minute() -> datetime:
+    return datetime.now(UTC).replace(second=0, microsecond=0)
+
+
+async def quiet_poll_cycle(page: Page, advance: Callable[[], Awaitable[None]] | None = None) -> Transfer:
+    """A round of the overview's conditional requests that follows another round in the same minute.
+
+    Tags include the minute (answers cover "the last 24 hours" from a whole minute), so the first
+    round of a new minute answers 200s even when nothing changed; such rounds are not counted.
+    ``advance`` moves the page's clock to the next round (tests install a fake clock).
+    """
+    previous: datetime | None = None
+    while True:
+        cycle = await _next_poll_cycle(page, advance)
+        if previous == (minute := _minute()):
+            return cycle
+        previous = minute
+
+
+async def _next_poll_cycle(page: Page, advance: Callable[[], Awaitable[None]] | None) -> Transfer:
     seen: list[Request] = []
 
     def record(request: Request) -> None:
@@ -62,8 +82,9 @@ async def quiet_poll_cycle(page: Page) -> Transfer:
 
     page.on("requestfinished", record)  # registered first: called before the wait's predicate
     try:
-        if not complete():
-            await page.wait_for_event("requestfinished", predicate=complete, timeout=30_000)
+        async with page.expect_event("requestfinished", predicate=complete, timeout=30_000):
+            if advance is not None:
+                await advance()
     finally:
         page.remove_listener("requestfinished", record)
     transfer = Transfer()

@@ -156,7 +156,10 @@ export async function getPolled(path, query) {
   const url = withQuery(path, query);
   const last = polled.get(url);
   const response = await send("GET", url, { etag: last?.etag });
-  if (response.status === 304 && last) return { data: last.data, changed: false };
+  if (response.status === 304 && last) {
+    await response.text(); // nothing to read, but reading it ends the request at once
+    return { data: last.data, changed: false };
+  }
   const data = await response.json();
   const etag = response.headers.get("ETag");
   if (etag) polled.set(url, { etag, data });

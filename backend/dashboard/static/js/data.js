@@ -50,7 +50,7 @@ function loadCharts() {
 }
 
 /** The chart of one series, with its loaded window of candles and the shading of the gaps. */
-async function candleChart(box, { exchange, symbol, timeframe, coverage, onChange }) {
+async function candleChart(box, { exchange, symbol, timeframe, coverage, onChange, onView }) {
   const { createChart, CandlestickSeries, HistogramSeries } = await loadCharts();
   const chart = createChart(box, {
     autoSize: true,
@@ -119,6 +119,8 @@ async function candleChart(box, { exchange, symbol, timeframe, coverage, onChang
 
   chart.timeScale().subscribeVisibleLogicalRangeChange((range) => {
     if (!range) return;
+    const times = chart.timeScale().getVisibleRange();
+    if (times) onView({ from: times.from, to: times.to, slots: Math.max(1, Math.round(range.to - range.from)) });
     if (range.from < EDGE) extend(-1);
     else if (range.to > candleSeries.data().length - EDGE) extend(1);
   });
@@ -169,6 +171,7 @@ export function mountData(root, { params }) {
   const gapsBox = el("div");
   const chartBox = el("div", { class: "candles", role: "img", "aria-label": "Candlestick chart" });
   const chartSummary = el("p", { class: "chart-summary", role: "status" });
+  const inView = el("p", { class: "chart-summary" });
   const buttons = {
     zoomIn: el("button", { type: "button", class: "secondary", text: "Zoom in" }),
     zoomOut: el("button", { type: "button", class: "secondary", text: "Zoom out" }),
@@ -190,6 +193,7 @@ export function mountData(root, { params }) {
       "Candles",
       chartSummary,
       el("div", { class: "chart-tools", role: "group", "aria-label": "Chart" }, Object.values(buttons)),
+      inView,
       chartBox,
       el("p", { class: "hint" }, el("span", { class: "gap-swatch", "aria-hidden": "true" }), " Shaded slots: missing candles. Drag or use the mouse wheel to move and zoom; the chart loads more as you go."),
       el("p", { class: "hint" }, "Candlestick chart by ", el("a", { href: "https://www.tradingview.com/", rel: "noopener", text: "TradingView Lightweight Charts™" }), "."),
@@ -272,6 +276,7 @@ export function mountData(root, { params }) {
     chart?.dispose();
     chart = null;
     for (const button of Object.values(buttons)) button.disabled = !series;
+    inView.textContent = "";
     if (!series) {
       chartBox.classList.add("chart-empty");
       chartSummary.textContent = `No ${timeframeSelect.control.value} candles stored for ${config.symbol} yet.`;
@@ -289,6 +294,9 @@ export function mountData(root, { params }) {
           `${formatCount(loaded)} of ${formatCount(series.candles)} stored candles loaded, ` +
           `${formatTime(isoAt(from))} to ${formatTime(isoAt(to))}; ` +
           `${formatCount(missing)} missing shown as shaded slots.`;
+      },
+      onView: ({ from, to, slots }) => {
+        inView.textContent = `In view: ${formatTime(isoAt(from))} to ${formatTime(isoAt(to))}, ${plural(slots, "slot")}.`;
       },
     });
     await chart.showLatest();
