@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +60,20 @@ class Served:
     url: str
     database_url: str
     fake: FakeBinance
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def api(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
 
     async def token(self, email: str = ADMIN_EMAIL) -> str:
-        async with self.api() as client:
-            response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-        response.raise_for_status()
-        token: str = response.json()["access_token"]
-        return token
+        """A token of the user, logged in once per run (tokens last an hour)."""
+        if email not in self.tokens:
+            async with self.api() as client:
+                response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+            response.raise_for_status()
+            self.tokens[email] = response.json()["access_token"]
+        return self.tokens[email]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.dashboard.conftest import DESKTOP, PHONE, ROOT, Served, create_config, log_in
 from tests.dashboard.seed import fetch_one, seed_history, wait_for_runs
@@ -31,10 +31,24 @@ def _missing_open_times() -> set[int]:
 
 async def _seed(served: Served) -> dict[str, Any]:
     served.fake.missing_ms = _missing_open_times()
-    btc = await create_config(served, "BTC/USDT", timeframes=["1m", "1h"], interval_minutes=60, enabled=True, description="Majors: minute bars for the desk")
+    btc = await create_config(
+        served,
+        "BTC/USDT",
+        timeframes=["1m", "1h"],
+        interval_minutes=60,
+        enabled=True,
+        description="Majors: minute bars for the desk",
+    )
     eth = await create_config(served, "ETH/USDT", timeframes=["15m", "1h", "1d"], interval_minutes=30, enabled=True)
     sol = await create_config(served, "SOL/USDT", timeframes=["1h", "4h"], interval_minutes=120, enabled=True)
-    xrp = await create_config(served, "XRP/USDT", timeframes=["1h"], interval_minutes=60, enabled=False, description="Paused until the listing review")
+    xrp = await create_config(
+        served,
+        "XRP/USDT",
+        timeframes=["1h"],
+        interval_minutes=60,
+        enabled=False,
+        description="Paused until the listing review",
+    )
     await wait_for_runs(served.database_url, [btc["id"], eth["id"], sol["id"]])
     await seed_history(served.database_url, [btc["id"], eth["id"], sol["id"], xrp["id"]])
     real_run = "SELECT max(id) FROM job_execution_logs WHERE config_id = $1 AND metadata ? 'by_timeframe'"
@@ -42,15 +56,19 @@ async def _seed(served: Served) -> dict[str, Any]:
     return {"eth": eth, "run_id": run_id}
 
 
-async def _shoot(page: Page, name: str, ready: Any, *, phone: bool) -> None:
-    await ready()
+async def _shoot(page: Page, name: str, ready: Locator, *, phone: bool) -> None:
+    await ready.wait_for()
     await page.wait_for_load_state("networkidle")
     path = OUTPUT / f"{name}-{'phone' if phone else 'desktop'}.png"
     if phone:
         await page.screenshot(path=str(path))
         return
     height = await page.evaluate("document.documentElement.scrollHeight")
-    await page.screenshot(path=str(path), full_page=True, clip={"x": 0, "y": 0, "width": DESKTOP["width"], "height": min(height, DESKTOP_MAX_HEIGHT)})
+    await page.screenshot(
+        path=str(path),
+        full_page=True,
+        clip={"x": 0, "y": 0, "width": DESKTOP["width"], "height": min(height, DESKTOP_MAX_HEIGHT)},
+    )
 
 
 async def test_screenshots_of_every_view(browser: Browser, served: Served) -> None:
@@ -70,14 +88,15 @@ async def test_screenshots_of_every_view(browser: Browser, served: Served) -> No
         page = await context.new_page()
         await page.goto("/")
         await expect(page.get_by_role("button", name="Log in")).to_be_visible()
-        await _shoot(page, "login", page.get_by_label("Email").wait_for, phone=phone)
+        await _shoot(page, "login", page.get_by_label("Email"), phone=phone)
         await log_in(page)
+        eth = seeded["eth"]["id"]
         views = [
-            ("overview", "#/overview", lambda: page.locator(".chart-plot canvas").nth(3).wait_for()),
-            ("configs", "#/configs", lambda: page.get_by_role("cell", name="XRP/USDT").first.wait_for()),
-            ("logs", f"#/logs?config_id={seeded['eth']['id']}", lambda: page.get_by_text("runs · page 1").wait_for()),
-            ("run", f"#/logs/{seeded['run_id']}", lambda: page.get_by_role("heading", name="Per timeframe").wait_for()),
-            ("data", f"#/data?config={seeded['eth']['id']}&timeframe=1h", lambda: page.get_by_text("stored candles loaded").wait_for()),
+            ("overview", "#/overview", page.locator(".chart-plot canvas").nth(3)),
+            ("configs", "#/configs", page.get_by_role("cell", name="XRP/USDT").first),
+            ("logs", f"#/logs?config_id={eth}", page.get_by_text("runs · page 1")),
+            ("run", f"#/logs/{seeded['run_id']}", page.get_by_role("heading", name="Per timeframe")),
+            ("data", f"#/data?config={eth}&timeframe=1h", page.get_by_text("stored candles loaded")),
         ]
         for name, address, ready in views:
             await page.goto(f"/{address}")

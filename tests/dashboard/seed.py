@@ -13,8 +13,8 @@ SEED_HISTORY = """
 INSERT INTO job_execution_logs
     (job_name, job_type, config_id, symbol, exchange, status, trigger, started_at, scheduled_for, finished_at,
      duration_seconds, records_collected, error_message, error_type, metadata)
-SELECT 'collect_data_' || config.id, 'data_collection', config.id, config.symbol, config.exchange, run.status, 'schedule',
-       run.slot + run.lateness, run.slot,
+SELECT 'collect_data_' || config.id, 'data_collection', config.id, config.symbol, config.exchange, run.status,
+       'schedule', run.slot + run.lateness, run.slot,
        run.slot + run.lateness + run.duration * interval '1 second',
        run.duration,
        CASE WHEN run.status = 'failed' THEN 0 ELSE 20 + (run.n * 37 % 140) END,

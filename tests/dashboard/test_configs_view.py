@@ -202,7 +202,9 @@ async def test_bulk_actions_show_the_outcome_for_each_config(page: Page, served:
     await page.get_by_role("button", name="Delete selected").click()
     await page.get_by_role("dialog").get_by_role("button", name="Delete").click()
 
-    await expect(results.get_by_role("listitem")).to_have_text([re.compile(r"BNB/USDT.*: deleted"), re.compile(r"TRX/USDT.*: deleted")])
+    await expect(results.get_by_role("listitem")).to_have_text(
+        [re.compile(r"BNB/USDT.*: deleted"), re.compile(r"TRX/USDT.*: deleted")]
+    )
     await expect(row(page, "TRX/USDT")).to_have_count(0)
     assert await stored_config(served, "TRX/USDT") is None
 

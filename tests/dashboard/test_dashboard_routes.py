@@ -95,7 +95,9 @@ async def test_every_module_the_page_loads_is_served(client: AsyncTestClient[Lit
         assert (await client.get(url)).status_code == 200, url
         file = STATIC_ROOT / url.removeprefix("/dashboard/")
         if file.parent.name == "js":  # our modules; the vendored libraries import nothing
-            pending += [str((Path(url).parent / name).resolve()) if name.startswith(".") else name for name in _imports(file)]
+            pending += [
+                str((Path(url).parent / name).resolve()) if name.startswith(".") else name for name in _imports(file)
+            ]
 
     assert {Path(url).name for url in seen} >= {
         "overview.js",

@@ -17,13 +17,17 @@ from tests.dashboard.seed import wait_for_runs
 COUNT_PIXELS = """
 box => {
   const near = (value, wanted) => Math.abs(value - wanted) < 14;
+  const up = (r, g, b) => near(r, 38) && near(g, 166) && near(b, 154);
+  const down = (r, g, b) => near(r, 239) && near(g, 83) && near(b, 80);
+  const alone = (r, g, a) => a > 20 && a < 80 && r > 150 && g < 100;
+  const shaded = (r, g, b, a) => alone(r, g, a) || (near(r, 246) && near(g, 221) && near(b, 221));
   let candles = 0, shading = 0;
   for (const canvas of box.querySelectorAll("canvas")) {
     const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
     for (let i = 0; i < data.length; i += 4) {
       const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
-      if (a > 200 && ((near(r, 38) && near(g, 166) && near(b, 154)) || (near(r, 239) && near(g, 83) && near(b, 80)))) candles++;
-      else if ((a > 20 && a < 80 && r > 150 && g < 100) || (a > 200 && near(r, 246) && near(g, 221) && near(b, 221))) shading++;
+      if (a > 200 && (up(r, g, b) || down(r, g, b))) candles++;
+      else if (shaded(r, g, b, a)) shading++;
     }
   }
   return { candles, shading };

@@ -10,7 +10,9 @@ VIEWS = ("Overview", "Configs", "Execution logs", "Data")
 
 
 async def test_every_view_fits_a_375_px_screen(page: Page, served: Served) -> None:
-    await create_config(served, "BTC/USDT", timeframes=["1m", "5m", "15m", "1h", "4h", "1d"], description="A long description " * 5)
+    await create_config(
+        served, "BTC/USDT", timeframes=["1m", "5m", "15m", "1h", "4h", "1d"], description="A long description " * 5
+    )
     await page.set_viewport_size(PHONE)
     await log_in(page)
 

@@ -15,17 +15,20 @@ from playwright.async_api import Page, expect
 
 from tests.dashboard.conftest import ADMIN_PATH, Served, log_in, open_view
 
+NO_VALUE = "\N{EN DASH}"  # what an empty cell shows
 INSERT_LOG = """
 INSERT INTO job_execution_logs
     (job_name, job_type, symbol, exchange, status, trigger, started_at, finished_at, duration_seconds,
      records_collected, error_type, error_message, metadata)
-VALUES ('collect_data_0', 'data_collection', $1, 'binance', $2, 'schedule', $3::timestamptz, $3::timestamptz + interval '2 seconds', 2.0,
-        $4, $5, $6, $7::jsonb)
+VALUES ('collect_data_0', 'data_collection', $1, 'binance', $2, 'schedule',
+        $3::timestamptz, $3::timestamptz + interval '2 seconds', 2.0, $4, $5, $6, $7::jsonb)
 RETURNING id
 """
 
 
-async def insert_logs(served: Served, symbol: str, statuses: list[str], started_at: datetime | None = None) -> list[int]:
+async def insert_logs(
+    served: Served, symbol: str, statuses: list[str], started_at: datetime | None = None
+) -> list[int]:
     conn = await asyncpg.connect(served.database_url)
     try:
         return [
@@ -114,16 +117,41 @@ async def test_a_row_opens_the_runs_detail_with_each_timeframe(page: Page, serve
         "timeframes_failed": 1,
         "timeframes": ["1h", "4h"],
         "by_timeframe": {
-            "1h": {"records": 24, "first_candle": "2025-01-14T12:00:00+00:00", "last_candle": "2025-01-15T11:00:00+00:00",
-                   "pages": 1, "retries": 2, "holes_repaired": 1, "duration_seconds": 0.8, "error_type": None, "error": None},
-            "4h": {"records": 0, "first_candle": None, "last_candle": None, "pages": 0, "retries": 4,
-                   "holes_repaired": 0, "duration_seconds": 20.5, "error_type": "RequestTimeout", "error": "timed out"},
+            "1h": {
+                "records": 24,
+                "first_candle": "2025-01-14T12:00:00+00:00",
+                "last_candle": "2025-01-15T11:00:00+00:00",
+                "pages": 1,
+                "retries": 2,
+                "holes_repaired": 1,
+                "duration_seconds": 0.8,
+                "error_type": None,
+                "error": None,
+            },
+            "4h": {
+                "records": 0,
+                "first_candle": None,
+                "last_candle": None,
+                "pages": 0,
+                "retries": 4,
+                "holes_repaired": 0,
+                "duration_seconds": 20.5,
+                "error_type": "RequestTimeout",
+                "error": "timed out",
+            },
         },
     }
     conn = await asyncpg.connect(served.database_url)
     try:
         log_id = await conn.fetchval(
-            INSERT_LOG, "DTL/USDT", "partial", datetime.now(UTC), 24, "RequestTimeout", "4h: timed out", json.dumps(metadata)
+            INSERT_LOG,
+            "DTL/USDT",
+            "partial",
+            datetime.now(UTC),
+            24,
+            "RequestTimeout",
+            "4h: timed out",
+            json.dumps(metadata),
         )
     finally:
         await conn.close()
@@ -137,7 +165,7 @@ async def test_a_row_opens_the_runs_detail_with_each_timeframe(page: Page, serve
     timeframes = page.get_by_role("region", name="Per timeframe").locator("tbody tr")
     # timeframe, records, first and last candle, pages, retries, holes repaired, duration, error
     await expect(timeframes.nth(0).get_by_role("cell")).to_have_text(
-        ["1h", "24", "2025-01-14 12:00 UTC", "2025-01-15 11:00 UTC", "1", "2", "1", "0.80 s", "–"]
+        ["1h", "24", "2025-01-14 12:00 UTC", "2025-01-15 11:00 UTC", "1", "2", "1", "0.80 s", NO_VALUE]
     )
     await expect(timeframes.nth(1)).to_contain_text("RequestTimeout: timed out")
     await expect(page.get_by_role("region", name="Error")).to_contain_text("RequestTimeout: 4h: timed out")
@@ -159,6 +187,8 @@ async def test_export_csv_downloads_the_logs_the_filters_select(page: Page, serv
     rows = list(csv.DictReader(io.StringIO((tmp_path / download.suggested_filename).read_text())))
     assert [(row["symbol"], row["status"]) for row in rows] == [("CSV/USDT", "failed")] * 3
     async with served.api(await served.token()) as client:
-        exported = await client.get(f"{ADMIN_PATH}/execution-logs/export.csv", params={"symbol": "CSV/USDT", "status": "failed"})
+        exported = await client.get(
+            f"{ADMIN_PATH}/execution-logs/export.csv", params={"symbol": "CSV/USDT", "status": "failed"}
+        )
     assert list(csv.DictReader(io.StringIO(exported.text))) == rows
     await expect(page.get_by_text(f"Downloaded {download.suggested_filename}")).to_be_visible()

@@ -77,14 +77,22 @@ export function withQuery(path, query = {}) {
 /** Field names an error message points at, best first. */
 function fieldCandidates(key, text) {
   const names = [];
-  const last = String(key || "").split(".").pop();
+  const last = String(key || "")
+    .split(".")
+    .pop();
   if (!NOT_A_FIELD.has(last)) names.push(last);
   const prefixed = /^([a-z_]+): /.exec(text);
   if (prefixed) names.push(prefixed[1]);
   const missing = /field `([a-z_]+)`/.exec(text);
   if (missing) names.push(missing[1]);
   const unique = /Key \(([^)]+)\)=/.exec(text); // a unique constraint: "Key (exchange, symbol)=(...)"
-  if (unique) names.push(...unique[1].split(",").map((name) => name.trim()).reverse());
+  if (unique)
+    names.push(
+      ...unique[1]
+        .split(",")
+        .map((name) => name.trim())
+        .reverse(),
+    );
   return names;
 }
 

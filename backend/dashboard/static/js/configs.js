@@ -2,10 +2,35 @@
 // create and edit forms, delete, "Trigger now" (its run is followed until it ends), bulk actions.
 // Viewers get the table only: no write control is drawn for them.
 
-import { ADMIN, ApiError, canWrite, deleteResource, getJson, getPolled, listConfigs, postJson, putJson } from "./api.js";
+import {
+  ADMIN,
+  ApiError,
+  canWrite,
+  deleteResource,
+  getJson,
+  getPolled,
+  listConfigs,
+  postJson,
+  putJson,
+} from "./api.js";
 import { el, replace } from "./dom.js";
 import { formatCount, formatDuration, formatPercent } from "./format.js";
-import { checkboxField, checkboxGroup, clearProblems, confirmDialog, dataTable, keepingFocus, messageLine, refresher, section, showMessage, showProblems, statusBadge, textField, timeStamp } from "./widgets.js";
+import {
+  checkboxField,
+  checkboxGroup,
+  clearProblems,
+  confirmDialog,
+  dataTable,
+  keepingFocus,
+  messageLine,
+  refresher,
+  section,
+  showMessage,
+  showProblems,
+  statusBadge,
+  textField,
+  timeStamp,
+} from "./widgets.js";
 
 const TIMEFRAMES = ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"];
 const BULK_ACTIONS = [
@@ -38,18 +63,54 @@ function runLine(run) {
 /** The create / edit form; `config` is null for a new one. Resolves when saved or cancelled. */
 function configForm(config, { onSaved, onCancel }) {
   const fields = {
-    symbol: textField({ label: "Symbol", name: "symbol", value: config?.symbol ?? "", hint: "BASE/QUOTE, e.g. BTC/USDT", attributes: { autocomplete: "off" } }),
-    exchange: textField({ label: "Exchange", name: "exchange", value: config?.exchange ?? "binance", hint: "A ccxt exchange id", attributes: { autocomplete: "off" } }),
-    timeframes: checkboxGroup({ label: "Timeframes", name: "timeframes", options: TIMEFRAMES, values: config?.timeframes ?? ["1h"] }),
-    interval_minutes: textField({ label: "Interval (minutes)", name: "interval_minutes", type: "number", value: config?.interval_minutes ?? 10, attributes: { inputmode: "numeric" } }),
-    backfill_days: textField({ label: "Backfill days", name: "backfill_days", type: "number", value: config?.backfill_days ?? 7, hint: "History the first run fetches", attributes: { inputmode: "numeric" } }),
+    symbol: textField({
+      label: "Symbol",
+      name: "symbol",
+      value: config?.symbol ?? "",
+      hint: "BASE/QUOTE, e.g. BTC/USDT",
+      attributes: { autocomplete: "off" },
+    }),
+    exchange: textField({
+      label: "Exchange",
+      name: "exchange",
+      value: config?.exchange ?? "binance",
+      hint: "A ccxt exchange id",
+      attributes: { autocomplete: "off" },
+    }),
+    timeframes: checkboxGroup({
+      label: "Timeframes",
+      name: "timeframes",
+      options: TIMEFRAMES,
+      values: config?.timeframes ?? ["1h"],
+    }),
+    interval_minutes: textField({
+      label: "Interval (minutes)",
+      name: "interval_minutes",
+      type: "number",
+      value: config?.interval_minutes ?? 10,
+      attributes: { inputmode: "numeric" },
+    }),
+    backfill_days: textField({
+      label: "Backfill days",
+      name: "backfill_days",
+      type: "number",
+      value: config?.backfill_days ?? 7,
+      hint: "History the first run fetches",
+      attributes: { inputmode: "numeric" },
+    }),
     description: textField({ label: "Description", name: "description", value: config?.description ?? "" }),
     enabled: checkboxField({ label: "Enabled", name: "enabled", checked: config ? config.enabled : true }),
   };
   const formLine = messageLine("error");
   const submit = el("button", { type: "submit", class: "primary", text: config ? "Save" : "Create" });
   const cancel = el("button", { type: "button", class: "secondary", text: "Cancel", onclick: onCancel });
-  const form = el("form", { class: "config-form", novalidate: true }, Object.values(fields).map((field) => field.root), formLine, el("div", { class: "actions" }, submit, cancel));
+  const form = el(
+    "form",
+    { class: "config-form", novalidate: true },
+    Object.values(fields).map((field) => field.root),
+    formLine,
+    el("div", { class: "actions" }, submit, cancel),
+  );
   form.addEventListener("keydown", (event) => {
     if (event.key === "Escape") onCancel();
   });
@@ -71,10 +132,13 @@ function configForm(config, { onSaved, onCancel }) {
       enabled: fields.enabled.control.checked,
       description: fields.description.control.value.trim() || null,
     };
-    for (const name of ["symbol", "interval_minutes", "backfill_days"]) if (body[name] === "" || body[name] === undefined) delete body[name];
+    for (const name of ["symbol", "interval_minutes", "backfill_days"])
+      if (body[name] === "" || body[name] === undefined) delete body[name];
     submit.disabled = true;
     try {
-      const saved = config ? await putJson(`${ADMIN}/configs/${config.id}`, body) : await postJson(`${ADMIN}/configs`, body);
+      const saved = config
+        ? await putJson(`${ADMIN}/configs/${config.id}`, body)
+        : await postJson(`${ADMIN}/configs`, body);
       onSaved(saved);
     } catch (error) {
       showProblems(fields, formLine, error);
@@ -96,9 +160,20 @@ export function mountConfigs(root) {
   let statsById = new Map();
   let formOpen = null;
 
-  const newButton = admin ? el("button", { type: "button", class: "primary", text: "New config", onclick: () => openForm(null) }) : null;
+  const newButton = admin
+    ? el("button", { type: "button", class: "primary", text: "New config", onclick: () => openForm(null) })
+    : null;
   const selectAll = admin ? checkboxField({ label: "Select all", name: "select-all" }) : null;
-  const bulkButtons = admin ? BULK_ACTIONS.map(([action, text]) => el("button", { type: "button", class: action === "delete" ? "danger" : "secondary", text, onclick: () => runBulk(action) })) : [];
+  const bulkButtons = admin
+    ? BULK_ACTIONS.map(([action, text]) =>
+        el("button", {
+          type: "button",
+          class: action === "delete" ? "danger" : "secondary",
+          text,
+          onclick: () => runBulk(action),
+        }),
+      )
+    : [];
   const selectedCount = el("span", { class: "selected-count" });
 
   root.append(
@@ -106,7 +181,15 @@ export function mountConfigs(root) {
     errorLine,
     noticeLine,
     formBox,
-    admin ? el("div", { class: "bulk-bar", role: "group", "aria-label": "Bulk actions" }, selectAll.root, selectedCount, bulkButtons) : null,
+    admin
+      ? el(
+          "div",
+          { class: "bulk-bar", role: "group", "aria-label": "Bulk actions" },
+          selectAll.root,
+          selectedCount,
+          bulkButtons,
+        )
+      : null,
     bulkResults,
     tableBox,
   );
@@ -183,7 +266,11 @@ export function mountConfigs(root) {
       showMessage(errorLine, "Select configs first.");
       return;
     }
-    if (action === "delete" && !(await confirmDialog(`Delete ${ids.length} configs? Their schedules stop; their execution logs stay.`, "Delete"))) return;
+    if (
+      action === "delete" &&
+      !(await confirmDialog(`Delete ${ids.length} configs? Their schedules stop; their execution logs stay.`, "Delete"))
+    )
+      return;
     showMessage(errorLine, "");
     let result;
     try {
@@ -196,8 +283,11 @@ export function mountConfigs(root) {
       result = error.body; // 404: some ids are unknown and nothing changed, per id
     }
     const byId = new Map(configs.map((config) => [config.id, config]));
-    for (const item of result.results) if (item.run_id) triggeredRuns.set(item.id, { id: item.run_id, status: "running" });
-    const summary = result.applied ? `Bulk ${action}: done for all ${result.results.length}.` : `Bulk ${action}: not done for every config.`;
+    for (const item of result.results)
+      if (item.run_id) triggeredRuns.set(item.id, { id: item.run_id, status: "running" });
+    const summary = result.applied
+      ? `Bulk ${action}: done for all ${result.results.length}.`
+      : `Bulk ${action}: not done for every config.`;
     replace(
       bulkResults,
       section(
@@ -217,7 +307,12 @@ export function mountConfigs(root) {
             ),
           ),
         ),
-        el("button", { type: "button", class: "secondary", text: "Dismiss", onclick: () => bulkResults.replaceChildren() }),
+        el("button", {
+          type: "button",
+          class: "secondary",
+          text: "Dismiss",
+          onclick: () => bulkResults.replaceChildren(),
+        }),
       ),
     );
     selected.clear();
@@ -226,9 +321,20 @@ export function mountConfigs(root) {
 
   function enabledCell(config) {
     if (!admin) return config.enabled ? "Yes" : "No";
-    const input = el("input", { type: "checkbox", role: "switch", checked: config.enabled, "aria-label": `Enabled: ${label(config)}`, "data-key": `enabled-${config.id}` });
+    const input = el("input", {
+      type: "checkbox",
+      role: "switch",
+      checked: config.enabled,
+      "aria-label": `Enabled: ${label(config)}`,
+      "data-key": `enabled-${config.id}`,
+    });
     input.addEventListener("change", () => setEnabled(config, input.checked));
-    return el("label", { class: "switch" }, input, el("span", { "aria-hidden": "true", text: config.enabled ? "On" : "Off" }));
+    return el(
+      "label",
+      { class: "switch" },
+      input,
+      el("span", { "aria-hidden": "true", text: config.enabled ? "On" : "Off" }),
+    );
   }
 
   function lastRunCell(config) {
@@ -245,9 +351,27 @@ export function mountConfigs(root) {
       { class: "row-actions" },
       admin
         ? [
-            el("button", { type: "button", class: "secondary", text: "Edit", "data-key": `edit-${config.id}`, onclick: () => openForm(config) }),
-            el("button", { type: "button", class: "primary", text: "Trigger now", "data-key": `trigger-${config.id}`, onclick: () => trigger(config) }),
-            el("button", { type: "button", class: "danger", text: "Delete", "data-key": `delete-${config.id}`, onclick: () => remove(config) }),
+            el("button", {
+              type: "button",
+              class: "secondary",
+              text: "Edit",
+              "data-key": `edit-${config.id}`,
+              onclick: () => openForm(config),
+            }),
+            el("button", {
+              type: "button",
+              class: "primary",
+              text: "Trigger now",
+              "data-key": `trigger-${config.id}`,
+              onclick: () => trigger(config),
+            }),
+            el("button", {
+              type: "button",
+              class: "danger",
+              text: "Delete",
+              "data-key": `delete-${config.id}`,
+              onclick: () => remove(config),
+            }),
           ]
         : null,
       el("a", { href: `#/logs?config_id=${config.id}`, text: "Logs", "data-key": `logs-${config.id}` }),
@@ -264,7 +388,12 @@ export function mountConfigs(root) {
       admin && {
         label: "Select",
         cell: (config) => {
-          const box = el("input", { type: "checkbox", checked: selected.has(config.id), "aria-label": `Select ${label(config)}`, "data-key": `select-${config.id}` });
+          const box = el("input", {
+            type: "checkbox",
+            checked: selected.has(config.id),
+            "aria-label": `Select ${label(config)}`,
+            "data-key": `select-${config.id}`,
+          });
           box.addEventListener("change", () => {
             if (box.checked) selected.add(config.id);
             else selected.delete(config.id);
@@ -275,7 +404,10 @@ export function mountConfigs(root) {
       },
       {
         label: "Symbol",
-        cell: (config) => [el("strong", { text: config.symbol }), config.description ? el("p", { class: "description", text: config.description }) : null],
+        cell: (config) => [
+          el("strong", { text: config.symbol }),
+          config.description ? el("p", { class: "description", text: config.description }) : null,
+        ],
       },
       { label: "Exchange", cell: (config) => config.exchange },
       { label: "Timeframes", cell: (config) => config.timeframes.join(", ") },
@@ -296,13 +428,24 @@ export function mountConfigs(root) {
         numeric: true,
         cell: (config) => {
           const stats = statsById.get(config.id);
-          return [formatCount(stats?.failures ?? 0), stats?.last_error ? el("p", { class: "description", text: `Last error: ${stats.last_error}` }) : null];
+          return [
+            formatCount(stats?.failures ?? 0),
+            stats?.last_error ? el("p", { class: "description", text: `Last error: ${stats.last_error}` }) : null,
+          ];
         },
       },
       { label: "Actions", cell: actionsCell },
     ].filter(Boolean);
     keepingFocus(tableBox, () =>
-      replace(tableBox, dataTable({ caption: "Configs", columns, rows: configs, empty: admin ? "No configs yet: press “New config”." : "No configs yet." })),
+      replace(
+        tableBox,
+        dataTable({
+          caption: "Configs",
+          columns,
+          rows: configs,
+          empty: admin ? "No configs yet: press “New config”." : "No configs yet.",
+        }),
+      ),
     );
   }
 
@@ -317,7 +460,11 @@ export function mountConfigs(root) {
   }
 
   async function load() {
-    const [list, stats] = await Promise.all([listConfigs(), getPolled(`${ADMIN}/stats/by-config`), refreshTriggeredRuns()]);
+    const [list, stats] = await Promise.all([
+      listConfigs(),
+      getPolled(`${ADMIN}/stats/by-config`),
+      refreshTriggeredRuns(),
+    ]);
     configs = list;
     statsById = new Map(stats.data.map((row) => [row.config_id, row]));
     for (const id of [...selected]) if (!configs.some((config) => config.id === id)) selected.delete(id);

@@ -55,12 +55,26 @@ async function candleChart(box, { exchange, symbol, timeframe, coverage, onChang
   const chart = createChart(box, {
     autoSize: true,
     // the logo would need an inline <style>, which the page's policy refuses: the page credits the library instead
-    layout: { attributionLogo: false, background: { color: "#ffffff" }, textColor: "#1a202c", fontFamily: getComputedStyle(document.body).fontFamily },
+    layout: {
+      attributionLogo: false,
+      background: { color: "#ffffff" },
+      textColor: "#1a202c",
+      fontFamily: getComputedStyle(document.body).fontFamily,
+    },
     grid: { vertLines: { color: "#edf2f7" }, horzLines: { color: "#edf2f7" } },
-    timeScale: { timeVisible: !["1d", "3d", "1w", "1M"].includes(timeframe), secondsVisible: false, borderColor: "#cbd5e0" },
+    timeScale: {
+      timeVisible: !["1d", "3d", "1w", "1M"].includes(timeframe),
+      secondsVisible: false,
+      borderColor: "#cbd5e0",
+    },
     rightPriceScale: { borderColor: "#cbd5e0" },
   });
-  const gapSeries = chart.addSeries(HistogramSeries, { priceScaleId: "gaps", color: GAP_COLOR, priceLineVisible: false, lastValueVisible: false });
+  const gapSeries = chart.addSeries(HistogramSeries, {
+    priceScaleId: "gaps",
+    color: GAP_COLOR,
+    priceLineVisible: false,
+    lastValueVisible: false,
+  });
   chart.priceScale("gaps").applyOptions({ scaleMargins: { top: 0, bottom: 0 }, visible: false });
   const candleSeries = chart.addSeries(CandlestickSeries, { priceLineVisible: false });
 
@@ -195,8 +209,19 @@ export function mountData(root, { params }) {
       el("div", { class: "chart-tools", role: "group", "aria-label": "Chart" }, Object.values(buttons)),
       inView,
       chartBox,
-      el("p", { class: "hint" }, el("span", { class: "gap-swatch", "aria-hidden": "true" }), " Shaded slots: missing candles. Drag or use the mouse wheel to move and zoom; the chart loads more as you go."),
-      el("p", { class: "hint" }, "Candlestick chart by ", el("a", { href: "https://www.tradingview.com/", rel: "noopener", text: "TradingView Lightweight Charts™" }), "."),
+      el(
+        "p",
+        { class: "hint" },
+        el("span", { class: "gap-swatch", "aria-hidden": "true" }),
+        " Shaded slots: missing candles. Drag or use the mouse wheel to move and zoom; the chart loads more as you go.",
+      ),
+      el(
+        "p",
+        { class: "hint" },
+        "Candlestick chart by ",
+        el("a", { href: "https://www.tradingview.com/", rel: "noopener", text: "TradingView Lightweight Charts™" }),
+        ".",
+      ),
       gapsBox,
     ),
   );
@@ -221,9 +246,18 @@ export function mountData(root, { params }) {
 
   function fillTimeframes(config, wanted) {
     const stored = new Set(coverage.map((series) => series.timeframe));
-    const options = config.timeframes.map((timeframe) => [timeframe, stored.has(timeframe) ? timeframe : `${timeframe} (nothing stored)`]);
-    const value = config.timeframes.includes(wanted) ? wanted : (config.timeframes.find((timeframe) => stored.has(timeframe)) ?? config.timeframes[0]);
-    timeframeSelect.control.replaceChildren(...options.map(([optionValue, text]) => el("option", { value: optionValue, selected: optionValue === value }, text)));
+    const options = config.timeframes.map((timeframe) => [
+      timeframe,
+      stored.has(timeframe) ? timeframe : `${timeframe} (nothing stored)`,
+    ]);
+    const value = config.timeframes.includes(wanted)
+      ? wanted
+      : (config.timeframes.find((timeframe) => stored.has(timeframe)) ?? config.timeframes[0]);
+    timeframeSelect.control.replaceChildren(
+      ...options.map(([optionValue, text]) =>
+        el("option", { value: optionValue, selected: optionValue === value }, text),
+      ),
+    );
   }
 
   function renderCoverage(config) {
@@ -262,7 +296,13 @@ export function mountData(root, { params }) {
             "li",
             {},
             `${plural(gap.missing_candles, "candle")} missing: ${gapSpan(gap, series.timeframe)} `,
-            el("button", { type: "button", class: "secondary", text: "Show", "aria-label": `Show the gap from ${formatTime(gap.start)}`, onclick: () => chart?.showGap(gap).catch(showError) }),
+            el("button", {
+              type: "button",
+              class: "secondary",
+              text: "Show",
+              "aria-label": `Show the gap from ${formatTime(gap.start)}`,
+              onclick: () => chart?.showGap(gap).catch(showError),
+            }),
           ),
         ),
       ),
@@ -283,7 +323,10 @@ export function mountData(root, { params }) {
       return;
     }
     chartBox.classList.remove("chart-empty");
-    chartBox.setAttribute("aria-label", `Candlestick chart of ${config.symbol} on ${config.exchange}, ${series.timeframe}`);
+    chartBox.setAttribute(
+      "aria-label",
+      `Candlestick chart of ${config.symbol} on ${config.exchange}, ${series.timeframe}`,
+    );
     chart = await candleChart(chartBox, {
       exchange: config.exchange,
       symbol: config.symbol,
@@ -309,7 +352,10 @@ export function mountData(root, { params }) {
       return;
     }
     const stored = await getJson(`${MARKET}/coverage`, { exchange: config.exchange, symbol: config.symbol });
-    const order = (series) => (config.timeframes.includes(series.timeframe) ? config.timeframes.indexOf(series.timeframe) : config.timeframes.length);
+    const order = (series) =>
+      config.timeframes.includes(series.timeframe)
+        ? config.timeframes.indexOf(series.timeframe)
+        : config.timeframes.length;
     coverage = stored.sort((a, b) => order(a) - order(b));
     fillTimeframes(config, timeframeSelect.control.value || params.get("timeframe"));
     remember();
@@ -323,7 +369,13 @@ export function mountData(root, { params }) {
     configs = await listConfigs();
     const wanted = configSelect.control.value || params.get("config");
     configSelect.control.replaceChildren(
-      ...configs.map((config) => el("option", { value: config.id, selected: String(config.id) === wanted }, `${config.symbol} on ${config.exchange} (#${config.id})`)),
+      ...configs.map((config) =>
+        el(
+          "option",
+          { value: config.id, selected: String(config.id) === wanted },
+          `${config.symbol} on ${config.exchange} (#${config.id})`,
+        ),
+      ),
     );
     if (!configs.length) configSelect.control.append(el("option", { value: "" }, "No configs yet"));
     showMessage(errorLine, "");

@@ -7,7 +7,10 @@ export function formatTime(iso, { seconds = false } = {}) {
   if (!iso) return "–";
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return String(iso);
-  return `${date.toISOString().slice(0, seconds ? 19 : 16).replace("T", " ")} UTC`;
+  return `${date
+    .toISOString()
+    .slice(0, seconds ? 19 : 16)
+    .replace("T", " ")} UTC`;
 }
 
 /** "3.2 s", "4 min 05 s", "2 h 03 min". */

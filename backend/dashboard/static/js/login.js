@@ -6,8 +6,18 @@ import { clearProblems, messageLine, showMessage, showProblems, textField } from
 
 /** Show the form in `root`; `notice` explains why (session expired, logged out). */
 export function mountLogin(root, { notice, onLoggedIn }) {
-  const email = textField({ label: "Email", name: "email", type: "email", attributes: { autocomplete: "username", required: true } });
-  const password = textField({ label: "Password", name: "password", type: "password", attributes: { autocomplete: "current-password", required: true } });
+  const email = textField({
+    label: "Email",
+    name: "email",
+    type: "email",
+    attributes: { autocomplete: "username", required: true },
+  });
+  const password = textField({
+    label: "Password",
+    name: "password",
+    type: "password",
+    attributes: { autocomplete: "current-password", required: true },
+  });
   const fields = { email, password };
   const noticeLine = messageLine("info");
   const formLine = messageLine("error");
@@ -38,7 +48,12 @@ export function mountLogin(root, { notice, onLoggedIn }) {
       el("h1", {}, "Altar Trader Hub", el("span", { class: "subtitle", text: "Control Center" })),
       noticeLine,
       form,
-      el("p", { class: "hint" }, "The same accounts as the API. ", el("a", { href: "/docs", text: "API documentation" })),
+      el(
+        "p",
+        { class: "hint" },
+        "The same accounts as the API. ",
+        el("a", { href: "/docs", text: "API documentation" }),
+      ),
     ),
   );
   email.control.focus();

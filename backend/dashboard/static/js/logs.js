@@ -4,12 +4,34 @@
 import { ADMIN, download, getJson, getPage } from "./api.js";
 import { el, replace } from "./dom.js";
 import { formatCount, formatDuration, formatTime } from "./format.js";
-import { dataTable, facts, keepingFocus, messageLine, refresher, section, selectField, showMessage, statusBadge, textField, timeStamp } from "./widgets.js";
+import {
+  dataTable,
+  facts,
+  keepingFocus,
+  messageLine,
+  refresher,
+  section,
+  selectField,
+  showMessage,
+  statusBadge,
+  textField,
+  timeStamp,
+} from "./widgets.js";
 
 const PAGE_SIZE = 50;
 const FILTERS = ["symbol", "exchange", "status", "job_type", "start_date", "end_date", "config_id"];
-const STATUSES = [["", "Any"], ["running", "running"], ["success", "success"], ["failed", "failed"], ["partial", "partial"]];
-const JOB_TYPES = [["", "Any"], ["data_collection", "data_collection"], ["cleanup", "cleanup"]];
+const STATUSES = [
+  ["", "Any"],
+  ["running", "running"],
+  ["success", "success"],
+  ["failed", "failed"],
+  ["partial", "partial"],
+];
+const JOB_TYPES = [
+  ["", "Any"],
+  ["data_collection", "data_collection"],
+  ["cleanup", "cleanup"],
+];
 
 export function mountLogs(root, { id, params }) {
   return id ? mountDetail(root, Number(id)) : mountList(root, params);
@@ -22,8 +44,18 @@ function mountList(root, params) {
   let page = Math.max(1, Number(params.get("page")) || 1);
 
   const fields = {
-    symbol: textField({ label: "Symbol", name: "symbol", value: filters.symbol, attributes: { placeholder: "e.g. BTC/USDT", autocomplete: "off" } }),
-    exchange: textField({ label: "Exchange", name: "exchange", value: filters.exchange, attributes: { placeholder: "e.g. binance", autocomplete: "off" } }),
+    symbol: textField({
+      label: "Symbol",
+      name: "symbol",
+      value: filters.symbol,
+      attributes: { placeholder: "e.g. BTC/USDT", autocomplete: "off" },
+    }),
+    exchange: textField({
+      label: "Exchange",
+      name: "exchange",
+      value: filters.exchange,
+      attributes: { placeholder: "e.g. binance", autocomplete: "off" },
+    }),
     status: selectField({ label: "Status", name: "status", options: STATUSES, value: filters.status }),
     job_type: selectField({ label: "Job type", name: "job_type", options: JOB_TYPES, value: filters.job_type }),
     start_date: textField({ label: "From (UTC)", name: "start_date", type: "date", value: filters.start_date }),
@@ -83,7 +115,9 @@ function mountList(root, params) {
 
   /** Keep the filters in the address (a reload or a shared link shows the same page). */
   function remember() {
-    const query = new URLSearchParams(Object.entries({ ...filters, page: page > 1 ? page : "" }).filter(([, value]) => value !== "")).toString();
+    const query = new URLSearchParams(
+      Object.entries({ ...filters, page: page > 1 ? page : "" }).filter(([, value]) => value !== ""),
+    ).toString();
     history.replaceState(null, "", `#/logs${query ? `?${query}` : ""}`);
   }
 
@@ -129,7 +163,11 @@ function mountList(root, params) {
   }
 
   async function load() {
-    const { rows, total } = await getPage(`${ADMIN}/execution-logs`, { ...filters, skip: (page - 1) * PAGE_SIZE, limit: PAGE_SIZE });
+    const { rows, total } = await getPage(`${ADMIN}/execution-logs`, {
+      ...filters,
+      skip: (page - 1) * PAGE_SIZE,
+      limit: PAGE_SIZE,
+    });
     const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
     if (page > pages && total > 0) {
       page = pages;
@@ -149,7 +187,10 @@ function mountList(root, params) {
           empty: "No runs match these filters.",
           rows,
           columns: [
-            { label: "Run", cell: (log) => el("a", { href: `#/logs/${log.id}`, text: `#${log.id}`, "data-key": `run-${log.id}` }) },
+            {
+              label: "Run",
+              cell: (log) => el("a", { href: `#/logs/${log.id}`, text: `#${log.id}`, "data-key": `run-${log.id}` }),
+            },
             { label: "Started", cell: (log) => timeStamp(log.started_at) },
             { label: "Job", cell: (log) => [log.job_name, el("p", { class: "description", text: log.job_type })] },
             { label: "Symbol", cell: (log) => log.symbol ?? "–" },
@@ -158,7 +199,13 @@ function mountList(root, params) {
             { label: "Trigger", cell: (log) => log.trigger ?? "–" },
             { label: "Duration", numeric: true, cell: (log) => formatDuration(log.duration_seconds) },
             { label: "Records", numeric: true, cell: (log) => formatCount(log.records_collected) },
-            { label: "Error", cell: (log) => (log.error_message ? el("span", { class: "error-text", text: `${log.error_type ?? "Error"}: ${log.error_message}` }) : "–") },
+            {
+              label: "Error",
+              cell: (log) =>
+                log.error_message
+                  ? el("span", { class: "error-text", text: `${log.error_type ?? "Error"}: ${log.error_message}` })
+                  : "–",
+            },
           ],
         }),
       ),
@@ -176,7 +223,20 @@ function mountDetail(root, logId) {
   const body = el("div");
   const heading = el("h1", { text: `Run #${logId}` });
   root.append(
-    el("p", {}, el("a", { href: "#/logs", text: "← Execution logs", onclick: (event) => { if (history.length > 1) { event.preventDefault(); history.back(); } } })),
+    el(
+      "p",
+      {},
+      el("a", {
+        href: "#/logs",
+        text: "← Execution logs",
+        onclick: (event) => {
+          if (history.length > 1) {
+            event.preventDefault();
+            history.back();
+          }
+        },
+      }),
+    ),
     heading,
     errorLine,
     body,
@@ -198,7 +258,12 @@ function mountDetail(root, logId) {
         facts([
           ["Status", statusBadge(log.status)],
           ["Job", `${log.job_name} (${log.job_type})`],
-          ["Config", log.config_id ? el("a", { href: `#/logs?config_id=${log.config_id}`, text: `#${log.config_id}: all its runs` }) : "deleted or none"],
+          [
+            "Config",
+            log.config_id
+              ? el("a", { href: `#/logs?config_id=${log.config_id}`, text: `#${log.config_id}: all its runs` })
+              : "deleted or none",
+          ],
           ["Trigger", log.trigger ?? "–"],
           ["Scheduled for", formatTime(log.scheduled_for, { seconds: true })],
           ["Started", formatTime(log.started_at, { seconds: true })],
@@ -210,7 +275,16 @@ function mountDetail(root, logId) {
         ]),
       ),
       log.error_message || log.error_type
-        ? section("Error", el("p", { class: "error-text" }, el("strong", { text: log.error_type ?? "Error" }), ": ", log.error_message ?? ""))
+        ? section(
+            "Error",
+            el(
+              "p",
+              { class: "error-text" },
+              el("strong", { text: log.error_type ?? "Error" }),
+              ": ",
+              log.error_message ?? "",
+            ),
+          )
         : null,
       log.metadata?.by_timeframe
         ? section(
@@ -227,16 +301,30 @@ function mountDetail(root, logId) {
                 { label: "Retries", numeric: true, cell: (row) => formatCount(row.retries) },
                 { label: "Holes repaired", numeric: true, cell: (row) => formatCount(row.holes_repaired) },
                 { label: "Duration", numeric: true, cell: (row) => formatDuration(row.duration_seconds) },
-                { label: "Error", cell: (row) => (row.error ? el("span", { class: "error-text", text: `${row.error_type ?? "Error"}: ${row.error}` }) : "–") },
+                {
+                  label: "Error",
+                  cell: (row) =>
+                    row.error
+                      ? el("span", { class: "error-text", text: `${row.error_type ?? "Error"}: ${row.error}` })
+                      : "–",
+                },
               ],
             }),
           )
         : null,
-      log.config_id ? el("p", { class: "links" }, el("a", { href: `#/data?config=${log.config_id}`, text: "See the stored candles" })) : null,
+      log.config_id
+        ? el(
+            "p",
+            { class: "links" },
+            el("a", { href: `#/data?config=${log.config_id}`, text: "See the stored candles" }),
+          )
+        : null,
     );
   }
 
-  const loads = refresher(load, (error) => showMessage(errorLine, error.status === 404 ? `Run #${logId} does not exist.` : error.message));
+  const loads = refresher(load, (error) =>
+    showMessage(errorLine, error.status === 404 ? `Run #${logId} does not exist.` : error.message),
+  );
   loads.run();
   return {
     refresh: loads.run,

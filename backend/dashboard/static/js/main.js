@@ -86,17 +86,38 @@ function showShell() {
   teardown();
   const session = currentSession();
   const connection = el("p", { class: "connection connection-connecting", role: "status", text: "Connecting…" });
-  const links = Object.entries(VIEWS).map(([name, { title }]) => el("a", { href: `#/${name}`, "data-view": name, text: title }));
+  const links = Object.entries(VIEWS).map(([name, { title }]) =>
+    el("a", { href: `#/${name}`, "data-view": name, text: title }),
+  );
   const main = el("main", { id: "main", class: "view", tabindex: "-1" });
-  const logout = el("button", { type: "button", class: "secondary", text: "Log out", onclick: () => endSession("logout") });
+  const logout = el("button", {
+    type: "button",
+    class: "secondary",
+    text: "Log out",
+    onclick: () => endSession("logout"),
+  });
   app.replaceChildren(
-    el("a", { class: "skip-link", href: "#main", text: "Skip to content", onclick: (event) => { event.preventDefault(); main.focus(); } }),
+    el("a", {
+      class: "skip-link",
+      href: "#main",
+      text: "Skip to content",
+      onclick: (event) => {
+        event.preventDefault();
+        main.focus();
+      },
+    }),
     el(
       "header",
       { class: "top" },
       el("p", { class: "brand" }, "Altar Trader Hub ", el("span", { text: "Control Center" })),
       el("nav", { "aria-label": "Views" }, links),
-      el("div", { class: "session" }, connection, el("p", { class: "user", text: `${session.user.email} (${session.user.role})` }), logout),
+      el(
+        "div",
+        { class: "session" },
+        connection,
+        el("p", { class: "user", text: `${session.user.email} (${session.user.role})` }),
+        logout,
+      ),
     ),
     main,
   );

@@ -4,7 +4,18 @@
 import { ADMIN, getPolled } from "./api.js";
 import { el, replace } from "./dom.js";
 import { formatCount, formatDuration, formatPercent, formatRelative, formatTime, plural } from "./format.js";
-import { card, dataTable, facts, messageLine, refresher, section, showMessage, statusBadge, timeChart, timeStamp } from "./widgets.js";
+import {
+  card,
+  dataTable,
+  facts,
+  messageLine,
+  refresher,
+  section,
+  showMessage,
+  statusBadge,
+  timeChart,
+  timeStamp,
+} from "./widgets.js";
 
 const STATUS_CHECK_SECONDS = 10; // scheduler health changes without data events: re-check (304 when unchanged)
 const DAY = { hours: 24, bucket: "1h" };
@@ -34,7 +45,8 @@ export function mountOverview(root) {
     series: [{ label: "Success rate", color: "#2f855a" }],
     format: (value) => `${Math.round(value)} %`,
     yRange: [0, 100],
-    summary: (points, empty) => summarize(points.y[0], formatPercent, empty, "No finished runs in the last 24 hours.", "lowest"),
+    summary: (points, empty) =>
+      summarize(points.y[0], formatPercent, empty, "No finished runs in the last 24 hours.", "lowest"),
   });
   const durationChart = timeChart({
     title: "Run duration, last 7 days",
@@ -52,14 +64,17 @@ export function mountOverview(root) {
       { label: "95th percentile", color: "#c53030" },
     ],
     format: formatDuration,
-    summary: (points, empty) => summarize(points.y[1], formatDuration, empty, "No scheduled runs in the last 24 hours."),
+    summary: (points, empty) =>
+      summarize(points.y[1], formatDuration, empty, "No scheduled runs in the last 24 hours."),
   });
   const recordsChart = timeChart({
     title: "Records collected per hour, last 24 hours",
     series: [{ label: "Records", color: "#2c7a7b", bars: true }],
     format: (value) => formatCount(Math.round(value)),
     summary: (points, empty) =>
-      empty ? "No records collected in the last 24 hours." : `${formatCount(points.y[0].reduce((sum, value) => sum + (value ?? 0), 0))} records in all.`,
+      empty
+        ? "No records collected in the last 24 hours."
+        : `${formatCount(points.y[0].reduce((sum, value) => sum + (value ?? 0), 0))} records in all.`,
   });
   const charts = [successChart, durationChart, latenessChart, recordsChart];
   let heartbeatAt = null;
@@ -70,11 +85,24 @@ export function mountOverview(root) {
     errorLine,
     section("Last 24 hours", cards),
     section("Scheduler", scheduler),
-    section("Charts", el("div", { class: "charts" }, charts.map((chart) => chart.root))),
+    section(
+      "Charts",
+      el(
+        "div",
+        { class: "charts" },
+        charts.map((chart) => chart.root),
+      ),
+    ),
     section(
       "Last 10 executions",
       recent,
-      el("p", { class: "links" }, counts, el("a", { href: "#/configs", text: "All configs" }), el("a", { href: "#/logs", text: "All execution logs" })),
+      el(
+        "p",
+        { class: "links" },
+        counts,
+        el("a", { href: "#/configs", text: "All configs" }),
+        el("a", { href: "#/logs", text: "All execution logs" }),
+      ),
     ),
   );
 
@@ -82,21 +110,37 @@ export function mountOverview(root) {
     const stats = status.stats;
     replace(
       cards,
-      card("Total runs", formatCount(stats.total_executions), `${formatCount(stats.failed_executions)} failed, ${formatCount(stats.partial_executions)} partial`),
+      card(
+        "Total runs",
+        formatCount(stats.total_executions),
+        `${formatCount(stats.failed_executions)} failed, ${formatCount(stats.partial_executions)} partial`,
+      ),
       card("Success rate", formatPercent(stats.success_rate), "of finished runs"),
       card("Average duration", formatDuration(stats.average_duration_seconds)),
       card("Records collected", formatCount(stats.total_records_collected), "candles stored"),
       card("Runs in progress", formatCount(status.scheduler.runs_in_progress)),
     );
     const health = status.scheduler;
-    heartbeatAt = health.heartbeat_age_seconds === null ? null : Date.now() - Math.max(health.heartbeat_age_seconds, 0) * 1000;
+    heartbeatAt =
+      health.heartbeat_age_seconds === null ? null : Date.now() - Math.max(health.heartbeat_age_seconds, 0) * 1000;
     heartbeatCell = el("span");
     replace(
       scheduler,
       facts([
-        ["Status", el("span", { class: `badge ${health.alive ? "status-success" : "status-failed"}`, text: health.alive ? "Alive" : "Not running" })],
+        [
+          "Status",
+          el("span", {
+            class: `badge ${health.alive ? "status-success" : "status-failed"}`,
+            text: health.alive ? "Alive" : "Not running",
+          }),
+        ],
         ["Last heartbeat", heartbeatCell],
-        ["Next run", health.next_run_at ? `${formatRelative(health.next_run_at)} (${formatTime(health.next_run_at)})` : "none scheduled"],
+        [
+          "Next run",
+          health.next_run_at
+            ? `${formatRelative(health.next_run_at)} (${formatTime(health.next_run_at)})`
+            : "none scheduled",
+        ],
         ["Backend", health.backend ?? "none alive"],
         ["Schedulers alive", formatCount(health.schedulers_alive)],
         ["Scheduled configs", formatCount(health.scheduled_configs)],
@@ -113,7 +157,10 @@ export function mountOverview(root) {
         columns: [
           { label: "Run", cell: (log) => el("a", { href: `#/logs/${log.id}`, text: `#${log.id}` }) },
           { label: "Started", cell: (log) => timeStamp(log.started_at) },
-          { label: "Job", cell: (log) => [log.symbol ?? log.job_type, log.exchange ? ` · ${log.exchange}` : ""].join("") },
+          {
+            label: "Job",
+            cell: (log) => [log.symbol ?? log.job_type, log.exchange ? ` · ${log.exchange}` : ""].join(""),
+          },
           { label: "Status", cell: (log) => statusBadge(log.status) },
           { label: "Duration", numeric: true, cell: (log) => formatDuration(log.duration_seconds) },
           { label: "Records", numeric: true, cell: (log) => formatCount(log.records_collected) },
@@ -123,7 +170,8 @@ export function mountOverview(root) {
   }
 
   function tickHeartbeat() {
-    if (heartbeatCell) heartbeatCell.textContent = heartbeatAt === null ? "never" : formatRelative(new Date(heartbeatAt).toISOString());
+    if (heartbeatCell)
+      heartbeatCell.textContent = heartbeatAt === null ? "never" : formatRelative(new Date(heartbeatAt).toISOString());
   }
 
   async function load() {
@@ -142,7 +190,10 @@ export function mountOverview(root) {
         x: week.data.points.map((point) => seconds(point.bucket_start)),
         y: [pick(week.data.points, "average_duration_seconds"), pick(week.data.points, "p95_duration_seconds")],
       }),
-      latenessChart.update({ x: dayX, y: [pick(day.data.points, "average_lateness_seconds"), pick(day.data.points, "p95_lateness_seconds")] }),
+      latenessChart.update({
+        x: dayX,
+        y: [pick(day.data.points, "average_lateness_seconds"), pick(day.data.points, "p95_lateness_seconds")],
+      }),
       // empty hours draw no bar at all
       recordsChart.update({ x: dayX, y: [pick(day.data.points, "records_collected").map((value) => value || null)] }),
     ]);

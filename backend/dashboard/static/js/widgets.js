@@ -10,7 +10,12 @@ const REFRESH_DEBOUNCE_MS = 120;
 /** A titled region of a view. */
 export function section(title, ...children) {
   const headingId = uid("section");
-  return el("section", { class: "panel", "aria-labelledby": headingId }, el("h2", { id: headingId, text: title }), children);
+  return el(
+    "section",
+    { class: "panel", "aria-labelledby": headingId },
+    el("h2", { id: headingId, text: title }),
+    children,
+  );
 }
 
 /** A live message line: kind "error" is announced at once (role=alert), others politely. */
@@ -32,7 +37,15 @@ export function dataTable({ caption, columns, rows, empty = "Nothing to show yet
     "table",
     {},
     el("caption", { class: "visually-hidden", text: caption }),
-    el("thead", {}, el("tr", {}, columns.map((column) => el("th", { scope: "col", class: column.numeric ? "numeric" : null }, column.label)))),
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        columns.map((column) => el("th", { scope: "col", class: column.numeric ? "numeric" : null }, column.label)),
+      ),
+    ),
     el(
       "tbody",
       {},
@@ -42,7 +55,11 @@ export function dataTable({ caption, columns, rows, empty = "Nothing to show yet
               "tr",
               { class: rowClass ? rowClass(row) : null },
               columns.map((column) =>
-                el("td", { "data-label": column.label, class: column.numeric ? "numeric" : null }, el("div", { class: "cell" }, column.cell(row))),
+                el(
+                  "td",
+                  { "data-label": column.label, class: column.numeric ? "numeric" : null },
+                  el("div", { class: "cell" }, column.cell(row)),
+                ),
               ),
             ),
           )
@@ -68,7 +85,11 @@ export function card(label, value, detail) {
 
 /** A definition list from [term, value] pairs; values may be nodes. */
 export function facts(pairs) {
-  return el("dl", { class: "facts" }, pairs.map(([term, value]) => el("div", {}, el("dt", { text: term }), el("dd", {}, value))));
+  return el(
+    "dl",
+    { class: "facts" },
+    pairs.map(([term, value]) => el("div", {}, el("dt", { text: term }), el("dd", {}, value))),
+  );
 }
 
 // ----- form fields: a visible label, the control, and the API's message for it -----
@@ -116,7 +137,14 @@ export function textField({ label, name, type = "text", value = "", hint, attrib
     ...attributes,
   });
   const error = errorLine(errorId);
-  const root = el("div", { class: "field" }, el("label", { for: id, text: label }), control, hint ? el("p", { id: hintId, class: "hint", text: hint }) : null, error);
+  const root = el(
+    "div",
+    { class: "field" },
+    el("label", { for: id, text: label }),
+    control,
+    hint ? el("p", { id: hintId, class: "hint", text: hint }) : null,
+    error,
+  );
   return new Field(root, control, error, name);
 }
 
@@ -152,7 +180,12 @@ export function checkboxGroup({ label, name, options, values = [] }) {
     el("legend", { id: legendId, text: label }),
     options.map((option) => {
       const id = uid(`${name}-${option}`);
-      return el("span", { class: "choice" }, el("input", { id, type: "checkbox", name, value: option, checked: values.includes(option) }), el("label", { for: id, text: option }));
+      return el(
+        "span",
+        { class: "choice" },
+        el("input", { id, type: "checkbox", name, value: option, checked: values.includes(option) }),
+        el("label", { for: id, text: option }),
+      );
     }),
   );
   const error = errorLine(errorId);
@@ -191,7 +224,12 @@ export function confirmDialog(question, confirmLabel) {
     const titleId = uid("confirm");
     const cancel = el("button", { type: "button", class: "secondary", text: "Cancel" });
     const confirm = el("button", { type: "button", class: "danger", text: confirmLabel });
-    const dialog = el("dialog", { class: "confirm", "aria-labelledby": titleId }, el("p", { id: titleId, text: question }), el("div", { class: "actions" }, cancel, confirm));
+    const dialog = el(
+      "dialog",
+      { class: "confirm", "aria-labelledby": titleId },
+      el("p", { id: titleId, text: question }),
+      el("div", { class: "actions" }, cancel, confirm),
+    );
     const close = (answer) => {
       dialog.close();
       dialog.remove();
