@@ -8,10 +8,13 @@ so the data view has gaps to show); a week of run history is written as the sche
 
 from __future__ import annotations
 
+import statistics
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.dashboard.conftest import DESKTOP, PHONE, ROOT, Served, create_config, log_in
@@ -19,6 +22,11 @@ from tests.dashboard.seed import fetch_one, seed_history, wait_for_runs
 from tests.dashboard.transfer import first_load, quiet_poll_cycle
 
 OUTPUT = ROOT / "docs" / "screenshots"
+LIVE_SAMPLES = 5
+INSERT_RUNNING = (
+    "INSERT INTO job_execution_logs (job_name, job_type, symbol, exchange, status, trigger) "
+    "VALUES ('collect_data_elsewhere', 'data_collection', $1, 'binance', 'running', 'manual')"
+)
 DESKTOP_MAX_HEIGHT = 1500
 
 
@@ -56,6 +64,18 @@ async def _seed(served: Served) -> dict[str, Any]:
     return {"eth": eth, "run_id": run_id}
 
 
+async def _live_delay(page: Page, served: Served, n: int) -> float:
+    """Seconds from the commit of a run written by another connection to its row on the page."""
+    conn = await asyncpg.connect(served.database_url)
+    try:
+        started = time.monotonic()
+        await conn.execute(INSERT_RUNNING, f"LIVE{n}/USDT")
+        await page.get_by_role("region", name="Last 10 executions").get_by_text(f"LIVE{n}/USDT").wait_for()
+        return time.monotonic() - started
+    finally:
+        await conn.close()
+
+
 async def _shoot(page: Page, name: str, ready: Locator, *, phone: bool) -> None:
     await ready.wait_for()
     await page.wait_for_load_state("networkidle")
@@ -79,9 +99,11 @@ async def test_screenshots_of_every_view(browser: Browser, served: Served) -> No
     page = await context.new_page()
     load = await first_load(page)
     cycle = await quiet_poll_cycle(page)
+    delays = [await _live_delay(page, served, n) for n in range(LIVE_SAMPLES)]
     await context.close()
     print(f"\nfirst load (empty cache, login, overview drawn): {load}")
     print(f"quiet poll cycle: {cycle}, statuses {sorted(set(cycle.statuses))}")
+    print(f"a run committed elsewhere shows on the overview after {statistics.median(delays) * 1000:.0f} ms (median)")
 
     for viewport, phone in ((DESKTOP, False), (PHONE, True)):
         context = await browser.new_context(base_url=served.url, viewport=viewport)
@@ -101,5 +123,10 @@ async def test_screenshots_of_every_view(browser: Browser, served: Served) -> No
         for name, address, ready in views:
             await page.goto(f"/{address}")
             await _shoot(page, name, ready, phone=phone)
+        await page.goto("/#/configs")
+        await page.get_by_role("button", name="New config").click()
+        await page.get_by_label("Symbol").fill("DOGEUSDT")
+        await page.get_by_role("button", name="Create").click()
+        await _shoot(page, "config-form", page.locator(".field-error:visible"), phone=phone)
         await context.close()
     print(f"screenshots in {Path(OUTPUT).relative_to(ROOT)}/")

@@ -382,7 +382,9 @@ export function keepingFocus(container, render) {
   if (key) container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus();
 }
 
-/** A time as text that does not wrap, with its machine-readable value. */
+/** A time ("2025-01-15 12:30 UTC") that wraps only between date and clock, with its machine-readable value. */
 export function timeStamp(iso, options) {
-  return iso ? el("time", { datetime: iso, text: formatTime(iso, options) }) : "–";
+  if (!iso) return "–";
+  const [date, ...clock] = formatTime(iso, options).split(" ");
+  return el("time", { datetime: iso }, el("span", { text: date }), " ", el("span", { text: clock.join(" ") }));
 }
