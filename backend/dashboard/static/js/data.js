@@ -201,8 +201,7 @@ export function mountData(root, { params }) {
   root.append(
     el("h1", { text: "Data" }),
     errorLine,
-    el("div", { class: "filters" }, configSelect.root, timeframeSelect.root),
-    section("Coverage", coverageBox),
+    el("div", { class: "pickers" }, configSelect.root, timeframeSelect.root),
     section(
       "Candles",
       chartSummary,
@@ -224,6 +223,7 @@ export function mountData(root, { params }) {
       ),
       gapsBox,
     ),
+    section("Coverage", coverageBox),
   );
   buttons.zoomIn.addEventListener("click", () => chart?.zoomIn());
   buttons.zoomOut.addEventListener("click", () => chart?.zoomOut());
