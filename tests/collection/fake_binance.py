@@ -87,6 +87,7 @@ class FakeBinance:
     page_limit: int = BINANCE_MAX_LIMIT  # serve at most this many candles per request
     unsupported_intervals: set[str] = field(default_factory=set)  # answered with -1120 Invalid interval
     delisted: set[str] = field(default_factory=set)  # still in exchangeInfo, klines answer -1121
+    gate: asyncio.Event | None = None  # when set to an Event, klines requests wait until it is set
     requests: list[KlinesRequest] = field(default_factory=list)
     url: str = ""
     _failures: list[_Failure] = field(default_factory=list)
@@ -190,6 +191,8 @@ class FakeBinance:
         except (KeyError, ValueError):
             return _error(400, -1102, "Mandatory parameter was not sent, was empty/null, or malformed.")
         self.requests.append(received)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.latency_seconds:
             await asyncio.sleep(self.latency_seconds)
         failure = next((f for f in self._failures if f.matches(received)), None)

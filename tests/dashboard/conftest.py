@@ -167,13 +167,18 @@ async def page(context: BrowserContext, request: pytest.FixtureRequest) -> Async
     assert not problems, f"the page logged errors: {problems}"
 
 
-async def log_in(page: Page, email: str = ADMIN_EMAIL, password: str = PASSWORD) -> None:
-    """Open the dashboard and log in through the form; returns once the overview is shown."""
-    await page.goto("/")
+VIEW_ROUTES = {"Overview": "overview", "Configs": "configs", "Execution logs": "logs", "Data": "data"}
+
+
+async def log_in(
+    page: Page, email: str = ADMIN_EMAIL, password: str = PASSWORD, *, view: str = "Overview", query: str = ""
+) -> None:
+    """Open the dashboard at `view` (with `query`) and log in through the form; returns once that view is shown."""
+    await page.goto(f"/#/{VIEW_ROUTES[view]}" + (f"?{query}" if query else ""))
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
-    await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    await expect(page.get_by_role("heading", name=view, level=1)).to_be_visible()
 
 
 async def open_view(page: Page, name: str) -> None:

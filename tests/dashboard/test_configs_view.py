@@ -3,6 +3,7 @@ delete with confirmation, "Trigger now" followed live, bulk actions, viewers, te
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from playwright.async_api import Dialog, Locator, Page, expect
 
 from tests.conftest import VIEWER_EMAIL
-from tests.dashboard.conftest import ADMIN_PATH, Served, create_config, log_in, open_view
+from tests.dashboard.conftest import ADMIN_PATH, Served, create_config, log_in
 from tests.dashboard.seed import fetch_one
 
 CONFIG_BY_SYMBOL = "SELECT row_to_json(c)::text FROM data_collection_configs AS c WHERE symbol = $1"
@@ -49,8 +50,7 @@ def row(page: Page, symbol: str) -> Locator:
 
 
 async def open_new_config_form(page: Page) -> None:
-    await log_in(page)
-    await open_view(page, "Configs")
+    await log_in(page, view="Configs")
     await page.get_by_role("button", name="New config").click()
 
 
@@ -128,8 +128,7 @@ async def test_a_symbol_the_exchange_already_has_shows_the_conflict_at_the_symbo
 
 async def test_editing_a_config_changes_only_what_was_changed(page: Page, served: Served) -> None:
     await create_config(served, "ADA/USDT", description="keep me")
-    await log_in(page)
-    await open_view(page, "Configs")
+    await log_in(page, view="Configs")
     await row(page, "ADA/USDT").get_by_role("button", name="Edit").click()
     await expect(page.get_by_role("heading", name="Edit ADA/USDT on binance")).to_be_visible()
     await page.get_by_label("Interval (minutes)").fill("30")
@@ -144,8 +143,7 @@ async def test_editing_a_config_changes_only_what_was_changed(page: Page, served
 
 async def test_deleting_asks_first_and_cancel_keeps_the_config(page: Page, served: Served) -> None:
     await create_config(served, "DOT/USDT")
-    await log_in(page)
-    await open_view(page, "Configs")
+    await log_in(page, view="Configs")
 
     await row(page, "DOT/USDT").get_by_role("button", name="Delete").click()
     dialog = page.get_by_role("dialog")
@@ -163,17 +161,19 @@ async def test_deleting_asks_first_and_cancel_keeps_the_config(page: Page, serve
 
 async def test_trigger_now_shows_the_run_it_started_until_it_ends(page: Page, served: Served) -> None:
     await create_config(served, "LTC/USDT")
-    await log_in(page)
-    await open_view(page, "Configs")
-    served.fake.latency_seconds = 1.0  # the run takes a second: long enough to be seen running
+    await log_in(page, view="Configs")
+    served.fake.gate = asyncio.Event()  # the exchange holds the run's requests until the test lets them go
     try:
         await row(page, "LTC/USDT").get_by_role("button", name="Trigger now").click()
         run_line = row(page, "LTC/USDT").locator(".run-line")
-
         await expect(run_line).to_have_text(re.compile(r"Run #\d+ running$"))
+
+        served.fake.gate.set()
+
         await expect(run_line).to_have_text(re.compile(r"Run #\d+ success \d+ records in"))
     finally:
-        served.fake.latency_seconds = 0.0
+        served.fake.gate.set()
+        served.fake.gate = None
     run_id = int(re.findall(r"Run #(\d+)", await run_line.inner_text())[0])
     status = await fetch_one(served.database_url, "SELECT status FROM job_execution_logs WHERE id = $1", run_id)
     assert status == "success"
@@ -182,8 +182,7 @@ async def test_trigger_now_shows_the_run_it_started_until_it_ends(page: Page, se
 async def test_bulk_actions_show_the_outcome_for_each_config(page: Page, served: Served) -> None:
     bnb = await create_config(served, "BNB/USDT")
     trx = await create_config(served, "TRX/USDT")
-    await log_in(page)
-    await open_view(page, "Configs")
+    await log_in(page, view="Configs")
     for symbol in ("BNB/USDT", "TRX/USDT"):
         await page.get_by_role("checkbox", name=f"Select {symbol} on binance").check()
     await expect(page.get_by_text("2 selected")).to_be_visible()
@@ -211,8 +210,7 @@ async def test_bulk_actions_show_the_outcome_for_each_config(page: Page, served:
 
 async def test_a_viewer_sees_the_configs_and_no_write_control(page: Page, served: Served) -> None:
     await create_config(served, "AVAX/USDT")
-    await log_in(page, VIEWER_EMAIL)
-    await open_view(page, "Configs")
+    await log_in(page, VIEWER_EMAIL, view="Configs")
 
     await expect(row(page, "AVAX/USDT")).to_be_visible()
     for name in ("New config", "Edit", "Trigger now", "Delete", "Enable selected", "Delete selected"):
@@ -227,8 +225,7 @@ async def test_a_description_with_markup_is_shown_as_text(page: Page, served: Se
     await create_config(served, "LINK/USDT", description=markup)
     dialogs: list[Dialog] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog))
-    await log_in(page)
-    await open_view(page, "Configs")
+    await log_in(page, view="Configs")
 
     await expect(row(page, "LINK/USDT").get_by_text(markup, exact=True)).to_be_visible()
     await expect(page.locator("img")).to_have_count(0)

@@ -50,9 +50,8 @@ async def test_the_data_view_draws_the_stored_candles_with_their_gaps(
 ) -> None:
     config = await create_config(served, "ATOM/USDT", timeframes=["1h"], enabled=True)  # runs at once
     await wait_for_runs(served.database_url, [config["id"]])
-    await log_in(page)
 
-    await page.goto(f"/#/data?config={config['id']}&timeframe=1h")
+    await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1h")
 
     coverage = page.get_by_role("region", name="Coverage of ATOM/USDT on binance").locator("tbody tr")
     await expect(coverage).to_have_count(1)
@@ -70,8 +69,7 @@ async def test_the_data_view_draws_the_stored_candles_with_their_gaps(
 async def test_the_chart_zooms_and_moves_with_its_buttons(page: Page, served: Served) -> None:
     config = await create_config(served, "UNI/USDT", timeframes=["1h"], enabled=True)
     await wait_for_runs(served.database_url, [config["id"]])
-    await log_in(page)
-    await page.goto(f"/#/data?config={config['id']}&timeframe=1h")
+    await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1h")
     in_view = page.get_by_text(re.compile(r"^In view: "))
     await expect(in_view).to_be_visible()
     slots = int(re.findall(r"(\d+) slots", await in_view.inner_text())[0])

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 from playwright.async_api import Page, expect
 
-from tests.dashboard.conftest import ADMIN_PATH, Served, log_in, open_view
+from tests.dashboard.conftest import ADMIN_PATH, Served, log_in
 
 NO_VALUE = "\N{EN DASH}"  # what an empty cell shows
 INSERT_LOG = """
@@ -65,8 +65,7 @@ async def filter_logs(page: Page, **fields: str) -> None:
 async def test_filters_narrow_the_logs_and_the_total_counts_them(page: Page, served: Served) -> None:
     await insert_logs(served, "FLT/USDT", ["success"] * 5 + ["failed"] * 3)
     await insert_logs(served, "OTH/USDT", ["failed"] * 2)
-    await log_in(page)
-    await open_view(page, "Execution logs")
+    await log_in(page, view="Execution logs")
 
     await filter_logs(page, symbol="FLT/USDT", status="failed", job_type="data_collection", exchange="binance")
 
@@ -82,8 +81,7 @@ async def test_filters_narrow_the_logs_and_the_total_counts_them(page: Page, ser
 async def test_a_date_range_keeps_the_runs_that_started_within_it(page: Page, served: Served) -> None:
     for day in (1, 4, 5, 6):
         await insert_logs(served, "DTR/USDT", ["success"], started_at=datetime(2024, 3, day, 12, tzinfo=UTC))
-    await log_in(page)
-    await open_view(page, "Execution logs")
+    await log_in(page, view="Execution logs")
 
     await filter_logs(page, symbol="DTR/USDT", start_date="2024-03-04", end_date="2024-03-05")
 
@@ -95,8 +93,7 @@ async def test_a_date_range_keeps_the_runs_that_started_within_it(page: Page, se
 async def test_pages_follow_the_total_the_api_counts(page: Page, served: Served) -> None:
     ids = await insert_logs(served, "PGN/USDT", ["success"] * 120)
     newest_first = sorted(ids, reverse=True)  # same start time: the newest id first
-    await log_in(page)
-    await open_view(page, "Execution logs")
+    await log_in(page, view="Execution logs")
     await filter_logs(page, symbol="PGN/USDT")
 
     await expect(page.get_by_text("120 runs · page 1 of 3")).to_be_visible()
@@ -155,8 +152,7 @@ async def test_a_row_opens_the_runs_detail_with_each_timeframe(page: Page, serve
         )
     finally:
         await conn.close()
-    await log_in(page)
-    await open_view(page, "Execution logs")
+    await log_in(page, view="Execution logs")
     await filter_logs(page, symbol="DTL/USDT")
 
     await page.get_by_role("link", name=f"#{log_id}", exact=True).click()
@@ -173,8 +169,7 @@ async def test_a_row_opens_the_runs_detail_with_each_timeframe(page: Page, serve
 
 async def test_export_csv_downloads_the_logs_the_filters_select(page: Page, served: Served, tmp_path: Path) -> None:
     await insert_logs(served, "CSV/USDT", ["success"] * 2 + ["failed"] * 3)
-    await log_in(page)
-    await open_view(page, "Execution logs")
+    await log_in(page, view="Execution logs")
     await filter_logs(page, symbol="CSV/USDT", status="failed")
     await expect(page.get_by_text("3 runs · page 1 of 1")).to_be_visible()
 
