@@ -212,7 +212,7 @@ export function mountData(root, { params }) {
         "p",
         { class: "hint" },
         el("span", { class: "gap-swatch", "aria-hidden": "true" }),
-        " Shaded slots: missing candles. Drag or use the mouse wheel to move and zoom; the chart loads more as you go.",
+        " Shaded slots: no candle stored (missing, or no trades as the exchange confirmed). Drag or use the mouse wheel to move and zoom; the chart loads more as you go.",
       ),
       el(
         "p",
@@ -274,6 +274,8 @@ export function mountData(root, { params }) {
           { label: "Candles", numeric: true, cell: (series) => formatCount(series.candles) },
           { label: "Expected", numeric: true, cell: (series) => formatCount(series.expected_candles) },
           { label: "Missing", numeric: true, cell: (series) => formatCount(series.missing_candles) },
+          // the exchange confirmed it has none there (no trades): not missing, but no candle either
+          { label: "No trades", numeric: true, cell: (series) => formatCount(series.confirmed_empty_candles ?? 0) },
           { label: "Gaps", numeric: true, cell: (series) => formatCount(series.gap_count) },
         ],
       }),
@@ -295,7 +297,7 @@ export function mountData(root, { params }) {
           el(
             "li",
             {},
-            `${plural(gap.missing_candles, "candle")} missing: ${gapSpan(gap, series.timeframe)} `,
+            `${plural(gap.missing_candles, "slot")} without a candle: ${gapSpan(gap, series.timeframe)} `,
             el("button", {
               type: "button",
               class: "secondary",
@@ -336,7 +338,7 @@ export function mountData(root, { params }) {
         chartSummary.textContent =
           `${formatCount(loaded)} of ${formatCount(series.candles)} stored candles loaded, ` +
           `${formatTime(isoAt(from))} to ${formatTime(isoAt(to))}; ` +
-          `${formatCount(missing)} missing shown as shaded slots.`;
+          `${plural(missing, "slot")} without a candle (missing or no trades) shaded.`;
       },
       onView: ({ from, to, slots }) => {
         inView.textContent = `In view: ${formatTime(isoAt(from))} to ${formatTime(isoAt(to))}, ${plural(slots, "slot")}.`;
