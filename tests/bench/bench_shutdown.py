@@ -47,7 +47,9 @@ async def _time_sigterm(url: str, fake: FakeBinance, command: list[str], extra_e
             "LOG_LEVEL": "WARNING",
             **extra_env,
         }
-        process = subprocess.Popen([sys.executable, "-m", "backend", *command], cwd=ROOT, env=env)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend", *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
+        )
         try:
             requests = len(fake.requests)
             while not (await conn.fetchval(STARTED) and len(fake.requests) > requests):
