@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import asyncpg
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Tag
@@ -27,15 +23,15 @@ from backend.configs.bulk import BulkConfigController
 from backend.configs.controllers import ConfigController
 from backend.db.pool import Pool, create_pool
 from backend.db.redis import create_redis
-from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.health import HealthController
 from backend.monitoring.controllers import ExecutionLogController, StatsController
 from backend.monitoring.events import open_monitoring
 from backend.monitoring.websocket import stream_events
 from backend.scheduling.lifespan import open_scheduling
 from backend.settings import Settings, load_settings
-
-logger = logging.getLogger(__name__)
+from backend.web.errors import EXCEPTION_HANDLERS
+from backend.web.headers import RequestIdMiddleware, security_headers
+from backend.web.requests import ParsedRequest, QueryStringMiddleware
 
 API_DESCRIPTION = """Collects OHLCV candles from crypto exchanges on admin-defined schedules.
 
@@ -56,36 +52,6 @@ TAGS = [
 @get("/docs", include_in_schema=False)
 async def docs_redirect() -> Redirect:
     return Redirect("/schema/swagger")
-
-
-def _error(status_code: int, detail: str) -> Response[dict[str, Any]]:
-    return Response({"status_code": status_code, "detail": detail}, status_code=status_code, media_type=MediaType.JSON)
-
-
-def _not_found(_: Request[Any, Any, Any], exc: NotFoundError) -> Response[dict[str, Any]]:
-    return _error(404, str(exc))
-
-
-def _conflict(_: Request[Any, Any, Any], exc: ConflictError) -> Response[dict[str, Any]]:
-    return _error(409, str(exc))
-
-
-def _unique_violation(_: Request[Any, Any, Any], exc: asyncpg.UniqueViolationError) -> Response[dict[str, Any]]:
-    detail = exc.detail or "A row with the same key already exists"
-    return _error(409, f"Already exists: {detail}")
-
-
-def _check_violation(_: Request[Any, Any, Any], exc: asyncpg.CheckViolationError) -> Response[dict[str, Any]]:
-    return _error(400, f"Invalid value: violates {exc.constraint_name}")
-
-
-def _unavailable(_: Request[Any, Any, Any], exc: UnavailableError) -> Response[dict[str, Any]]:
-    return _error(503, str(exc))
-
-
-def _database_down(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.error("database unavailable: %s", type(exc).__name__)
-    return _error(503, "The database is unavailable, try again shortly")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -136,16 +102,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[open_services, open_collector, open_monitoring, open_scheduling],
         state=State({"settings": settings, "jwt_auth": jwt_auth}),
         on_app_init=[jwt_auth.on_app_init],
-        exception_handlers={
-            NotFoundError: _not_found,
-            ConflictError: _conflict,
-            UnavailableError: _unavailable,
-            asyncpg.UniqueViolationError: _unique_violation,
-            asyncpg.CheckViolationError: _check_violation,
-            asyncpg.PostgresConnectionError: _database_down,
-            asyncpg.InterfaceError: _database_down,
-            OSError: _database_down,  # asyncpg cannot reach the server (refused, socket gone)
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_class=ParsedRequest,
+        middleware=[RequestIdMiddleware, QueryStringMiddleware],
+        before_send=[security_headers(production=settings.is_production)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins), expose_headers=EXPOSED_HEADERS)
         if settings.cors_allowed_origins
         else None,
@@ -157,9 +117,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             path="/schema",
             render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"])],
         ),
-        logging_config=LoggingConfig(
-            root={"level": settings.log_level, "handlers": ["queue_listener"]},
-            log_exceptions="always",
-        ),
+        logging_config=None,  # the entry points configure logging (backend.log_config); errors log in web.errors
         debug=False,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get
@@ -18,6 +18,8 @@ from backend.collection.timeframes import candles_between
 from backend.configs.schemas import Timeframe
 from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
+from backend.web.headers import attachment
+from backend.web.params import to_utc
 
 MAX_CANDLES = 5000
 LARGEST_GAPS = 5
@@ -25,13 +27,6 @@ CSV_HEADER = "timestamp,datetime,open,high,low,close,volume\r\n"
 
 Exchange = Annotated[str, Parameter(min_length=1, max_length=40, description="ccxt exchange id")]
 Symbol = Annotated[str, Parameter(min_length=3, max_length=41, description="BASE/QUOTE, e.g. BTC/USDT")]
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def _ms(moment: datetime) -> int:
@@ -80,7 +75,8 @@ class MarketDataController(Controller):
         `limit` candles (before `end`). `format=csv` or `Accept: text/csv` streams the same candles
         as CSV with a header row.
         """
-        start, end = _utc(start), _utc(end)
+        start = None if start is None else to_utc("start", start)
+        end = None if end is None else to_utc("end", end)
         if start is not None and end is not None and start >= end:
             raise ValidationException("start: must be before end")
         query = CandleQuery(
@@ -91,8 +87,8 @@ class MarketDataController(Controller):
             filename = f"{query.exchange}_{query.symbol.replace('/', '-')}_{timeframe}.csv"
             return Stream(
                 _csv(pool, query),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+                media_type="text/csv",
+                headers={"Content-Disposition": attachment(filename)},
             )
         rows = await repository.read_candles(pool, query)
         candles: list[CandleRow] = [

@@ -25,6 +25,7 @@ from backend.db.pool import Connection, Pool
 from backend.dependencies import PoolDependency
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.scheduling.runs import ManualTrigger
+from backend.web.params import BIGINT_MAX
 
 BulkAction = Literal["enable", "disable", "delete", "trigger"]
 ChangeAction = Literal["enable", "disable", "delete"]
@@ -47,7 +48,7 @@ LOCK_CONFIGS = "SELECT id, enabled FROM data_collection_configs WHERE id = ANY($
 class BulkRequest(msgspec.Struct, forbid_unknown_fields=True):
     action: BulkAction
     ids: Annotated[
-        list[Annotated[int, msgspec.Meta(ge=1)]],
+        list[Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]],
         msgspec.Meta(min_length=1, max_length=MAX_BULK_IDS, description="Distinct config ids"),
     ]
 

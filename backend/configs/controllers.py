@@ -15,8 +15,9 @@ from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate, TriggerA
 from backend.dependencies import PoolDependency
 from backend.errors import NotFoundError
 from backend.scheduling.runs import ManualTrigger
+from backend.web.params import Skip, resource_id
 
-ConfigId = Annotated[int, Parameter(ge=1, description="Config id")]
+ConfigId = Annotated[int, resource_id("Config id")]
 
 
 def _found(config: Config | None, config_id: int) -> Config:
@@ -36,7 +37,7 @@ class ConfigController(Controller):
         pool: PoolDependency,
         enabled: FromQuery[bool | None] = None,
         exchange: FromQuery[str | None] = None,
-        skip: Annotated[int, Parameter(ge=0)] = 0,
+        skip: Skip = 0,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 100,
     ) -> list[Config]:
         """List configs by id, optionally only enabled or disabled ones, or one exchange's."""

@@ -42,6 +42,8 @@ from backend.monitoring.schemas import (
     Timeseries,
 )
 from backend.scheduling.status import SchedulerStatus, read_scheduler_status
+from backend.web.headers import attachment
+from backend.web.params import Skip, resource_id
 
 ADMIN_PATH = "/api/v1/admin/data-collection"
 RECENT_EXECUTIONS = 10
@@ -56,7 +58,7 @@ POLLED_HEADERS = [
     ResponseHeader(name="Cache-Control", documentation_only=True, description="no-cache: revalidate every time"),
 ]
 
-ConfigIdFilter = Annotated[int | None, Parameter(ge=1, description="Runs of this config")]
+ConfigIdFilter = Annotated[int | None, resource_id("Runs of this config")]
 JobTypeFilter = Annotated[str | None, Parameter(description="e.g. data_collection, cleanup")]
 Hours = Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")]
 DateFilter = Annotated[
@@ -110,7 +112,7 @@ class ExecutionLogController(Controller):
         self,
         pool: PoolDependency,
         filters: NamedDependency[LogFilters],
-        skip: Annotated[int, Parameter(ge=0)] = 0,
+        skip: Skip = 0,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LOG_PAGE)] = 100,
     ) -> Response[list[JobExecutionLog]]:
         """Logs matching every filter given, newest first; `X-Total-Count` has the filtered total."""
@@ -119,9 +121,7 @@ class ExecutionLogController(Controller):
         return Response(logs, headers={"X-Total-Count": str(total)})
 
     @get("/{log_id:int}", operation_id="getExecutionLog")
-    async def get_log(
-        self, pool: PoolDependency, log_id: Annotated[int, Parameter(ge=1, description="Log id")]
-    ) -> JobExecutionLog:
+    async def get_log(self, pool: PoolDependency, log_id: Annotated[int, resource_id("Log id")]) -> JobExecutionLog:
         """One execution log."""
         log = await repository.get_log(pool, log_id=log_id)
         if log is None:
@@ -138,8 +138,8 @@ class ExecutionLogController(Controller):
         filename = export_filename(datetime.now(UTC))
         return Stream(
             export_logs_csv(pool, filters=filters),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            media_type="text/csv",
+            headers={"Content-Disposition": attachment(filename)},
         )
 
 
