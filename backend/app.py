@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Tag
-from litestar.response import Redirect
+from litestar.openapi.spec import Contact, Tag
 
 from backend.auth.controllers import AuthController
 from backend.auth.throttle import LoginThrottle, MemoryFailureCounter, RedisFailureCounter
@@ -29,13 +27,20 @@ from backend.monitoring.events import open_monitoring
 from backend.monitoring.websocket import stream_events
 from backend.scheduling.lifespan import open_scheduling
 from backend.settings import Settings, load_settings
+from backend.web.asyncapi import asyncapi_document
+from backend.web.docs import docs_redirect, swagger_ui, swagger_ui_assets
 from backend.web.errors import EXCEPTION_HANDLERS
 from backend.web.headers import RequestIdMiddleware, security_headers
+from backend.web.openapi import finish_openapi
 from backend.web.requests import ParsedRequest, QueryStringMiddleware
 
 API_DESCRIPTION = """Collects OHLCV candles from crypto exchanges on admin-defined schedules.
 
 Log in with `POST /api/v1/auth/login`, then press **Authorize** and paste the `access_token`.
+
+Every error answers the `Error` body (`status_code`, `detail`, and `extra` naming each invalid field).
+Live events come from a WebSocket, described by the AsyncAPI document at
+[/schema/asyncapi.json](/schema/asyncapi.json).
 """
 # response headers a frontend on another origin must be able to read
 EXPOSED_HEADERS = ["X-Total-Count", "ETag", "Content-Disposition"]
@@ -47,11 +52,6 @@ TAGS = [
     Tag(name="execution logs", description="Every run of every job, filtered, paged and exported as CSV"),
     Tag(name="stats", description="Polled aggregates for the dashboard, with ETags for cheap polling"),
 ]
-
-
-@get("/docs", include_in_schema=False)
-async def docs_redirect() -> Redirect:
-    return Redirect("/schema/swagger")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -97,9 +97,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             StatsController,
             stream_events,
             docs_redirect,
+            asyncapi_document,
+            swagger_ui_assets(),
         ],
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
         lifespan=[open_services, open_collector, open_monitoring, open_scheduling],
+        on_startup=[finish_openapi],
         state=State({"settings": settings, "jwt_auth": jwt_auth}),
         on_app_init=[jwt_auth.on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -115,7 +118,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description=API_DESCRIPTION,
             tags=TAGS,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"])],
+            contact=Contact(name="Altar Trader Hub"),
+            use_handler_docstrings=True,
+            render_plugins=[swagger_ui()],
         ),
         logging_config=None,  # the entry points configure logging (backend.log_config); errors log in web.errors
         debug=False,

@@ -15,9 +15,10 @@ import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-LogFormat = Literal["text", "json"]
+from backend.settings import LogFormat
+
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 RUN_ID: ContextVar[int | None] = ContextVar("run_id", default=None)
 TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"']*")

@@ -19,7 +19,19 @@ from backend.configs.schemas import Timeframe
 from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
 from backend.web.headers import attachment
+from backend.web.openapi import csv_download
 from backend.web.params import to_utc
+
+CANDLE_ROWS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 6,
+        "maxItems": 6,
+        "description": "[open time in ms since the epoch (UTC), open, high, low, close, volume]",
+    },
+}
 
 MAX_CANDLES = 5000
 LARGEST_GAPS = 5
@@ -54,7 +66,7 @@ class MarketDataController(Controller):
     path = "/api/v1/market-data"
     tags = ["market data"]
 
-    @get("/ohlcv", operation_id="readOhlcv")
+    @get("/ohlcv", operation_id="readOhlcv", opt={"openapi": csv_download(json_schema=CANDLE_ROWS_SCHEMA)})
     async def read_ohlcv(
         self,
         request: Request[Any, Any, Any],

@@ -25,6 +25,7 @@ from backend.db.pool import Connection, Pool
 from backend.dependencies import PoolDependency
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.scheduling.runs import ManualTrigger
+from backend.web.openapi import error_response
 from backend.web.params import BIGINT_MAX
 
 BulkAction = Literal["enable", "disable", "delete", "trigger"]
@@ -129,7 +130,10 @@ class BulkConfigController(Controller):
         "/",
         operation_id="bulkConfigs",
         status_code=200,
-        responses={404: ResponseSpec(BulkResult, description="Some ids are unknown: nothing was changed")},
+        responses={
+            404: ResponseSpec(BulkResult, description="Some ids are unknown: nothing was changed"),
+            503: error_response("trigger: runs cannot start (Redis unavailable with arq, or SCHEDULER_BACKEND=off)"),
+        },
     )
     async def bulk(self, pool: PoolDependency, state: State, data: JSONBody[BulkRequest]) -> Response[BulkResult]:
         """Enable, disable or delete the listed configs (admin) all in one transaction, or none of them
