@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import FromQuery, Parameter
+from litestar.params import FromQuery, HeaderParameter, Parameter
 from litestar.response import Stream
 
 from backend.auth.guards import writes_need_admin
@@ -64,7 +64,7 @@ JobTypeFilter = Annotated[str | None, Parameter(description="e.g. data_collectio
 Hours = Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")]
 IfNoneMatch = Annotated[
     str | None,
-    Parameter(header="If-None-Match", description="The ETag of an earlier answer: 304 while nothing changed"),
+    HeaderParameter(name="If-None-Match", description="The ETag of an earlier answer: 304 while nothing changed"),
 ]
 DateFilter = Annotated[
     str | None, Parameter(description="ISO 8601 date or date-time; without a zone it is UTC; inclusive")
