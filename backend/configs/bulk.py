@@ -6,7 +6,8 @@ nothing changes: the answer is a 404 whose ``results`` say which ids are unknown
 
 Trigger starts each config's run as ``POST /configs/{id}/trigger`` does (the app's manual
 trigger); runs are independent, so each id has its own outcome (``triggered`` with its
-``run_id``, ``already_running``, ``not_found``), and the answer is a 200.
+``run_id``, ``already_running``, ``not_found``), and the answer is a 200 whose ``applied`` says
+whether any run was started.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ class BulkItemResult(msgspec.Struct, omit_defaults=True):
 
 
 class BulkResult(msgspec.Struct):
-    """``applied``: the action was carried out for every id."""
+    """``applied`` says what happened: for enable, disable and delete (all or nothing), that the action
+    was carried out for every id; for trigger, that at least one run was started (``results`` says
+    which ids were ``triggered``)."""
 
     action: BulkAction
     applied: bool
@@ -117,7 +120,7 @@ async def trigger_each(manual_trigger: ManualTrigger, ids: list[int]) -> BulkRes
             results.append(BulkItemResult(config_id, "unavailable", detail=str(exc)))
         else:
             results.append(BulkItemResult(config_id, "triggered", run_id=run.run_id))
-    applied = all(result.outcome == "triggered" for result in results)
+    applied = any(result.outcome == "triggered" for result in results)
     return BulkResult(action="trigger", applied=applied, results=results)
 
 
