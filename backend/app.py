@@ -30,7 +30,7 @@ from backend.settings import Settings, load_settings
 from backend.web.asyncapi import asyncapi_document
 from backend.web.docs import docs_redirect, swagger_ui, swagger_ui_assets
 from backend.web.errors import EXCEPTION_HANDLERS
-from backend.web.headers import RequestIdMiddleware, security_headers
+from backend.web.headers import request_id_first, security_headers
 from backend.web.openapi import finish_openapi
 from backend.web.requests import ParsedRequest, QueryStringMiddleware
 
@@ -104,10 +104,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[open_services, open_collector, open_monitoring, open_scheduling],
         on_startup=[finish_openapi],
         state=State({"settings": settings, "jwt_auth": jwt_auth}),
-        on_app_init=[jwt_auth.on_app_init],
+        on_app_init=[jwt_auth.on_app_init, request_id_first],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ParsedRequest,
-        middleware=[RequestIdMiddleware, QueryStringMiddleware],
+        middleware=[QueryStringMiddleware],
         before_send=[security_headers(production=settings.is_production)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins), expose_headers=EXPOSED_HEADERS)
         if settings.cors_allowed_origins

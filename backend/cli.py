@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import socket
@@ -112,7 +113,8 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
         # open requests get 3 s, then the scheduler its SHUTDOWN_GRACE_SECONDS: within Heroku's 30 s
         timeout_graceful_shutdown=3,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 async def _set_user(settings: Settings, email: str, role: Role | None, password: str) -> None:

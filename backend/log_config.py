@@ -35,13 +35,20 @@ def redact(text: str) -> str:
     return TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
 
 
-def _context() -> dict[str, Any]:
-    context: dict[str, Any] = {}
-    if (request_id := REQUEST_ID.get()) is not None:
-        context["request_id"] = request_id
-    if (run_id := RUN_ID.get()) is not None:
-        context["run_id"] = run_id
-    return context
+class ContextFilter(logging.Filter):
+    """Stamps each record with the request id and run id of the context that logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = REQUEST_ID.get()
+        if not hasattr(record, "run_id"):
+            record.run_id = RUN_ID.get()
+        return True
+
+
+def _context(record: logging.LogRecord) -> dict[str, Any]:
+    names = ("request_id", "run_id")
+    return {name: value for name in names if (value := getattr(record, name, None)) is not None}
 
 
 class TextFormatter(logging.Formatter):
@@ -52,7 +59,7 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        context = " ".join(f"{key}={value}" for key, value in _context().items())
+        context = " ".join(f"{key}={value}" for key, value in _context(record).items())
         return redact(f"{text} [{context}]" if context else text)
 
 
@@ -66,7 +73,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
-            **_context(),
+            **_context(record),
         }
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
@@ -81,7 +88,8 @@ def configure_logging(*, level: str, log_format: LogFormat) -> None:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"text": {"()": TextFormatter}, "json": {"()": JsonFormatter}},
-            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": formatter}},
+            "filters": {"context": {"()": ContextFilter}},
+            "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": formatter, "filters": ["context"]}},
             "root": {"level": level, "handlers": ["stderr"]},
             "loggers": {name: {"handlers": [], "propagate": True} for name in SERVER_LOGGERS},
         }

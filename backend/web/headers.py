@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
+from litestar.config.app import AppConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,6 +57,13 @@ def security_headers(*, production: bool) -> Callable[[Message, Scope], Awaitabl
     return add_headers
 
 
+def request_id_first(app_config: AppConfig) -> AppConfig:
+    """``on_app_init``, after the auth's: :class:`RequestIdMiddleware` runs before every other
+    middleware, so that the authentication's own log lines carry the request id too."""
+    app_config.middleware.insert(0, RequestIdMiddleware)
+    return app_config
+
+
 class RequestIdMiddleware:
     """Gives every request an id (the incoming ``X-Request-ID`` when it looks like one), kept in
     :data:`backend.log_config.REQUEST_ID` so every log line of the request carries it."""
@@ -68,9 +76,7 @@ class RequestIdMiddleware:
         for name, value in scope.get("headers", []):
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
-        request_id = incoming if INCOMING_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        token = REQUEST_ID.set(request_id)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            REQUEST_ID.reset(token)
+        # Not reset afterwards: the exception handlers, outside every middleware, log after this
+        # returns; the value dies with the request's task (the server runs each in its own).
+        REQUEST_ID.set(incoming if INCOMING_REQUEST_ID.match(incoming) else uuid.uuid4().hex)
+        await self.app(scope, receive, send)
