@@ -9,7 +9,7 @@ from litestar import Router, get
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
-from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+from swagger_ui_bundle import swagger_ui_path
 
 SWAGGER_UI_VERSION = version("swagger-ui-bundle-v2")
 ASSETS_PATH = f"/schema/swagger-ui/{SWAGGER_UI_VERSION}"  # versioned: cached for good by browsers

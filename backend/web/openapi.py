@@ -8,7 +8,8 @@ Litestar generates the document from the routes; this adds what it cannot know o
   ``Retry-After``) and route-specific 503s are declared by the routes themselves;
 - ``security: []`` on the routes that need no token, and no ``name`` on the HTTP bearer scheme;
 - a ``schema`` on every response header, and ``If-None-Match`` with a 304 on ETag routes;
-- ``additionalProperties: false`` on request bodies that refuse unknown fields;
+- ``additionalProperties: false`` on request bodies that refuse unknown fields, and
+  ``allowEmptyValue`` on optional query parameters (sent empty, they are as if not sent);
 - whatever a route adds through ``opt={"openapi": callable}`` (CSV alternatives, raw rows).
 """
 
@@ -92,6 +93,13 @@ def _refuses_unknown_fields(handlers: dict[str, HTTPRouteHandler]) -> set[str]:
     return names
 
 
+def _empty_means_absent(operation: dict[str, Any]) -> None:
+    """An optional query parameter sent empty (``?enabled=``) is as if not sent: no filter."""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "query" and not parameter.get("required"):
+            parameter["allowEmptyValue"] = True
+
+
 def _complete_responses(path: str, method: str, operation: dict[str, Any]) -> None:
     responses: dict[str, Any] = operation.setdefault("responses", {})
     public = operation.get("security") == []
@@ -159,6 +167,7 @@ def complete_openapi(document: dict[str, Any], handlers: dict[str, HTTPRouteHand
             handler = handlers.get(operation.get("operationId", ""))
             if handler is not None and (hook := handler.opt.get("openapi")) is not None:
                 hook(operation)
+            _empty_means_absent(operation)
             _complete_responses(path, method, operation)
 
 
