@@ -13,7 +13,7 @@ from backend.auth import repository
 from backend.auth.passwords import verify_password
 from backend.auth.schemas import LoginRequest, LoginResponse, User
 from backend.auth.throttle import LoginThrottle
-from backend.web.openapi import error_response
+from backend.web.openapi import documented_error
 
 BAD_CREDENTIALS = "Incorrect email or password"
 
@@ -28,8 +28,8 @@ class AuthController(Controller):
         status_code=200,
         security=[],
         responses={
-            401: error_response("Wrong email or password (the same answer for both)"),
-            429: error_response("Too many failed logins for this email or address: wait `Retry-After` seconds"),
+            401: documented_error("Wrong email or password (the same answer for both)"),
+            429: documented_error("Too many failed logins for this email or address: wait `Retry-After` seconds"),
         },
     )
     async def login(

@@ -26,7 +26,7 @@ from backend.db.pool import Connection, Pool
 from backend.dependencies import PoolDependency
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.scheduling.runs import ManualTrigger
-from backend.web.openapi import error_response
+from backend.web.openapi import documented_error
 from backend.web.params import BIGINT_MAX
 
 BulkAction = Literal["enable", "disable", "delete", "trigger"]
@@ -135,7 +135,7 @@ class BulkConfigController(Controller):
         status_code=200,
         responses={
             404: ResponseSpec(BulkResult, description="Some ids are unknown: nothing was changed"),
-            503: error_response("trigger: runs cannot start (Redis unavailable with arq, or SCHEDULER_BACKEND=off)"),
+            503: documented_error("trigger: runs cannot start (Redis unavailable with arq, or SCHEDULER_BACKEND=off)"),
         },
     )
     async def bulk(self, pool: PoolDependency, state: State, data: JSONBody[BulkRequest]) -> Response[BulkResult]:

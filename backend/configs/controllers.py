@@ -15,7 +15,7 @@ from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate, TriggerA
 from backend.dependencies import PoolDependency
 from backend.errors import NotFoundError
 from backend.scheduling.runs import ManualTrigger
-from backend.web.openapi import error_response
+from backend.web.openapi import documented_error
 from backend.web.params import Skip, resource_id
 
 ConfigId = Annotated[int, resource_id("Config id")]
@@ -49,7 +49,7 @@ class ConfigController(Controller):
     @post(
         "/",
         operation_id="createConfig",
-        responses={409: error_response("The exchange already has a config of this symbol")},
+        responses={409: documented_error("The exchange already has a config of this symbol")},
     )
     async def create_config(
         self, pool: PoolDependency, request: Request[User, Any, Any], data: JSONBody[ConfigCreate]
@@ -65,7 +65,7 @@ class ConfigController(Controller):
     @put(
         "/{config_id:int}",
         operation_id="updateConfig",
-        responses={409: error_response("The exchange already has a config of this symbol")},
+        responses={409: documented_error("The exchange already has a config of this symbol")},
     )
     async def update_config(self, pool: PoolDependency, config_id: ConfigId, data: JSONBody[ConfigUpdate]) -> Config:
         """Change only the fields sent; the schedule follows at once."""
@@ -95,8 +95,8 @@ class ConfigController(Controller):
         operation_id="triggerConfig",
         status_code=202,
         responses={
-            409: error_response("A run of this config is in progress"),
-            503: error_response("Runs cannot start: Redis unavailable (arq), or SCHEDULER_BACKEND=off"),
+            409: documented_error("A run of this config is in progress"),
+            503: documented_error("Runs cannot start: Redis unavailable (arq), or SCHEDULER_BACKEND=off"),
         },
     )
     async def trigger_config(self, pool: PoolDependency, state: State, config_id: ConfigId) -> TriggerAccepted:

@@ -56,7 +56,7 @@ IF_NONE_MATCH = {
 PATH_PARAMETER = re.compile(r"\{[^}]+\}")
 
 
-def error_response(description: str) -> ResponseSpec:
+def documented_error(description: str) -> ResponseSpec:
     """For a route's ``responses``: an error it can answer, with the shared body."""
     return ResponseSpec(data_container=Error, description=description)
 
