@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get
-from litestar.exceptions import ValidationException
 from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
 
@@ -20,7 +19,7 @@ from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
 from backend.web.headers import attachment
 from backend.web.openapi import csv_download
-from backend.web.params import to_utc
+from backend.web.params import invalid_query, to_utc
 
 CANDLE_ROWS_SCHEMA = {
     "type": "array",
@@ -90,7 +89,7 @@ class MarketDataController(Controller):
         start = None if start is None else to_utc("start", start)
         end = None if end is None else to_utc("end", end)
         if start is not None and end is not None and start >= end:
-            raise ValidationException("start: must be before end")
+            raise invalid_query("start", "must be before end")
         query = CandleQuery(
             exchange=exchange.lower(), symbol=symbol.upper(), timeframe=timeframe, start=start, end=end, limit=limit
         )

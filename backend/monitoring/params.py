@@ -6,10 +6,8 @@ import math
 import re
 from datetime import UTC, date, datetime, timedelta
 
-from litestar.exceptions import ValidationException
-
 from backend.monitoring.schemas import BUCKET_MINUTES, MAX_TIMESERIES_POINTS
-from backend.web.params import to_utc
+from backend.web.params import invalid_query, to_utc
 
 # "+02:00" sent unencoded in a URL arrives as " 02:00"
 OFFSET_WITHOUT_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}(?::?\d{2})?)$")
@@ -25,8 +23,8 @@ def parse_time(name: str, raw: str) -> tuple[datetime, bool]:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise ValidationException(
-            f"{name}: expected an ISO 8601 date or date-time such as 2024-05-01T12:00:00Z, got {raw!r}"
+        raise invalid_query(
+            name, f"expected an ISO 8601 date or date-time such as 2024-05-01T12:00:00Z, got {raw!r}"
         ) from None
     return to_utc(name, value), False
 
@@ -45,7 +43,7 @@ def started_range(start_date: str | None, end_date: str | None) -> tuple[datetim
         except OverflowError:
             started_before = None
     if started_from is not None and started_before is not None and started_from >= started_before:
-        raise ValidationException("start_date: must not be after end_date")
+        raise invalid_query("start_date", "must not be after end_date")
     return started_from, started_before
 
 
@@ -54,9 +52,10 @@ def timeseries_window(*, hours: int, bucket: str, now: datetime) -> tuple[dateti
     minutes = BUCKET_MINUTES[bucket]
     points = math.ceil(hours * 60 / minutes)
     if points > MAX_TIMESERIES_POINTS:
-        raise ValidationException(
-            f"bucket: {hours} hours in {bucket} buckets is {points} points, more than {MAX_TIMESERIES_POINTS}; "
-            "choose a larger bucket or fewer hours"
+        raise invalid_query(
+            "bucket",
+            f"{hours} hours in {bucket} buckets is {points} points, more than {MAX_TIMESERIES_POINTS}; "
+            "choose a larger bucket or fewer hours",
         )
     width = timedelta(minutes=minutes)
     epoch = datetime(1970, 1, 1, tzinfo=UTC)

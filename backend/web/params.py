@@ -20,6 +20,11 @@ def resource_id(description: str) -> ParameterKwarg:
     return kwarg
 
 
+def invalid_query(name: str, message: str) -> ValidationException:
+    """A 400 about query parameter ``name``: ``detail`` starts with it and ``extra`` names it."""
+    return ValidationException(f"{name}: {message}", extra=[{"message": message, "key": name, "source": "query"}])
+
+
 def to_utc(name: str, moment: datetime) -> datetime:
     """``moment`` as a UTC-aware datetime (no zone means UTC); 400 when its UTC instant falls
     outside years 1 to 9999."""
@@ -28,7 +33,4 @@ def to_utc(name: str, moment: datetime) -> datetime:
     try:
         return moment.astimezone(UTC)
     except OverflowError:
-        raise ValidationException(
-            f"{name}: {moment.isoformat()} is outside 0001-01-01 to 9999-12-31 in UTC",
-            extra=[{"message": "out of range", "key": name, "source": "query"}],
-        ) from None
+        raise invalid_query(name, f"{moment.isoformat()} is outside 0001-01-01 to 9999-12-31 in UTC") from None

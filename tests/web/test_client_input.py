@@ -142,9 +142,13 @@ async def test_an_end_date_on_the_last_representable_day_means_no_upper_bound(
         (f"{LOGS}/export.csv?end_date=9999-12-31T23:00:00-14:00", "end_date"),
         (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&start=9999-12-31T23:59:59-14:00", "start"),
         (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&end=0001-01-01T00:00:00%2B14:00", "end"),
+        (f"{LOGS}?start_date=yesterday", "start_date"),
+        (f"{LOGS}?start_date=2024-05-02&end_date=2024-05-01", "start_date"),
+        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&start=2024-05-02T00:00:00Z&end=2024-05-01T00:00:00Z", "start"),
+        (f"{ADMIN}/stats/timeseries?hours=720&bucket=1m", "bucket"),
     ],
 )
-async def test_a_time_outside_what_can_be_stored_is_400_naming_it(
+async def test_a_bad_or_unstorable_time_is_400_naming_it(
     client: Client, admin_headers: dict[str, str], path: str, key: str
 ) -> None:
     response = await client.get(path, headers=admin_headers)
