@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate lint format bench fuzz procfile-check lock
+.PHONY: help install run test migrate lint format bench fuzz procfile-check lock screenshots
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SPECTRAL := tools/spectral/node_modules/.bin/spectral
@@ -50,6 +50,9 @@ bench: install ## Print benchmark figures
 
 fuzz: install ## Fuzz the whole API from its OpenAPI schema with schemathesis (FUZZ_EXAMPLES per operation)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/web/test_fuzz.py -p no:cacheprovider -q -s
+
+screenshots: install ## Screenshots of every dashboard view (desktop and 375 px) into docs/screenshots/, and its transfer sizes
+	$(BIN)/python -m pytest tests/dashboard/screenshots.py -q -s -p no:cacheprovider
 
 procfile-check: install ## Start the Procfile's release and web processes with honcho, check /health
 	$(BIN)/python -m pytest tests/test_heroku_files.py -k procfile

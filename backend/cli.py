@@ -102,8 +102,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _serve(settings: Settings, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
-    print(f"serving on http://{host}:{port}  docs: http://{host}:{port}/docs")
-    print("log in: POST /api/v1/auth/login with your email and password, then Authorize with the token")
+    print(f"serving on http://{host}:{port}  dashboard: http://{host}:{port}/  docs: http://{host}:{port}/docs")
+    print("log in to the dashboard with your email and password (or POST /api/v1/auth/login for a token)")
     config = uvicorn.Config(
         create_app(settings),
         proxy_headers=True,
