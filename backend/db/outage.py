@@ -20,6 +20,7 @@ OUTAGE_ERRORS = (
     asyncpg.OperatorInterventionError,  # 57xxx: shutting down, starting up, crashed, statement cancelled
     asyncpg.InterfaceError,  # the connection is closed (except bad arguments, which are ValueErrors)
     asyncpg.InternalClientError,  # the connection broke while the driver was mid-conversation
+    asyncpg.TooManyConnectionsError,  # 53300: every connection slot is taken, for now
     OSError,  # refused, unreachable, timed out
 )
 RETRY_FIRST_SECONDS = 0.2
