@@ -10,13 +10,18 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from dotenv import dotenv_values
+
 SchedulerBackend = Literal["inprocess", "arq", "off"]
+LogFormat = Literal["text", "json"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SECRET_KEY_LENGTH = 32
 WEAK_SECRET_KEYS = frozenset({"secret", "changeme", "change-me", "dev", "development", "password", "test"})
+DOTENV_PATH = Path(".env")  # in the directory the command runs from, as env.example says
 DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"  # noqa: S105 - refused in production
 # CANDLE_RETENTION_DAYS_<suffix> per timeframe (environment names ignore case, so the monthly 1M is 1MO)
 CANDLE_RETENTION_SUFFIXES = {
@@ -54,10 +59,12 @@ class Settings:
     access_token_expire_minutes: int = 60
     cors_allowed_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    log_format: LogFormat = "text"
     admin_email: str | None = None
     admin_password: str | None = None
-    login_max_failures_per_email: int = 5
+    login_max_failures_per_email_and_address: int = 5
     login_max_failures_per_address: int = 20
+    login_max_failures_per_email: int = 50
     login_failure_window_seconds: int = 900
     forwarded_allow_ips: str = "127.0.0.1"
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -67,7 +74,7 @@ class Settings:
     exchange_retry_base_ms: int = 1000
     empty_range_max_age_hours: int = 24
     max_concurrent_jobs: int = 8
-    shutdown_grace_seconds: int = 25
+    shutdown_grace_seconds: int = 15
     stale_run_seconds: int = 60
     scheduler_heartbeat_seconds: int = 10
     scheduler_tick_seconds: int = 2
@@ -96,10 +103,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         access_token_expire_minutes=_int(env, "ACCESS_TOKEN_EXPIRE_MINUTES", 60, minimum=1),
         cors_allowed_origins=_list(env, "CORS_ALLOWED_ORIGINS"),
         log_level=_choice(env, "LOG_LEVEL", LOG_LEVELS, "INFO", upper=True),
+        log_format="json" if _choice(env, "LOG_FORMAT", ("text", "json"), "text") == "json" else "text",
         admin_email=_optional(env, "ADMIN_EMAIL"),
         admin_password=_optional(env, "ADMIN_PASSWORD"),
-        login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
+        login_max_failures_per_email_and_address=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS", 5, minimum=1),
         login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1),
+        login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 50, minimum=1),
         login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1),
         forwarded_allow_ips=_optional(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1",
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
@@ -109,7 +118,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         exchange_retry_base_ms=_int(env, "EXCHANGE_RETRY_BASE_MS", 1000, minimum=0),
         empty_range_max_age_hours=_int(env, "EMPTY_RANGE_MAX_AGE_HOURS", 24, minimum=1),
         max_concurrent_jobs=_int(env, "MAX_CONCURRENT_JOBS", 8, minimum=1),
-        shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0),
+        shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 15, minimum=0),
         stale_run_seconds=_int(env, "STALE_RUN_SECONDS", 60, minimum=1),
         scheduler_heartbeat_seconds=_int(env, "SCHEDULER_HEARTBEAT_SECONDS", 10, minimum=1),
         scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 2, minimum=1),
@@ -129,6 +138,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if settings.scheduler_tick_seconds > 30:
         raise SettingsError(f"SCHEDULER_TICK_SECONDS: must be at most 30, got {settings.scheduler_tick_seconds}")
     return settings
+
+
+def environment_with_dotenv(path: Path = DOTENV_PATH) -> dict[str, str]:
+    """The process environment over the variables of ``path`` (a ``.env`` file) when it exists: a
+    variable set in the real environment always wins. For the command line (``make run`` included)."""
+    from_file = (
+        {name: value for name, value in dotenv_values(path).items() if value is not None} if path.is_file() else {}
+    )
+    return {**from_file, **os.environ}
 
 
 def _optional(env: Mapping[str, str], name: str) -> str | None:

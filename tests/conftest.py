@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -25,6 +25,7 @@ from backend.db.embedded import start_embedded_postgres
 from backend.db.migrate import apply_migrations
 from backend.db.pool import Pool, create_pool
 from backend.settings import Settings
+from tests.faults import ThrowawayPostgres, ThrowawayRedis
 
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN_EMAIL = "admin@example.com"
@@ -137,3 +138,20 @@ def redis_url() -> str:
             pytest.fail(f"{message} (required in CI)")
         pytest.skip(message)
     return url
+
+
+@pytest.fixture(scope="session")
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """An embedded PostgreSQL that fault tests may stop and start (never the shared server)."""
+    server = ThrowawayPostgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A redis-server of this test's own, started; fault tests may kill it and start it again."""
+    server = ThrowawayRedis()
+    server.start()
+    yield server
+    server.remove()

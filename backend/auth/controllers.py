@@ -13,6 +13,7 @@ from backend.auth import repository
 from backend.auth.passwords import verify_password
 from backend.auth.schemas import LoginRequest, LoginResponse, User
 from backend.auth.throttle import LoginThrottle
+from backend.web.openapi import documented_error
 
 BAD_CREDENTIALS = "Incorrect email or password"
 
@@ -21,7 +22,16 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/login", operation_id="login", status_code=200, security=[])
+    @post(
+        "/login",
+        operation_id="login",
+        status_code=200,
+        security=[],
+        responses={
+            401: documented_error("Wrong email or password (the same answer for both)"),
+            429: documented_error("Too many failed logins for this email or address: wait `Retry-After` seconds"),
+        },
+    )
     async def login(
         self,
         request: Request[Any, Any, Any],
@@ -29,8 +39,9 @@ class AuthController(Controller):
     ) -> LoginResponse:
         """Exchange email and password for a bearer token.
 
-        Wrong email and wrong password answer the same 401. Repeated failures for one
-        email or one client address answer 429 with `Retry-After`.
+        Wrong email and wrong password answer the same 401. Repeated failures answer 429 with
+        `Retry-After`: for one email from one address; from one address for emails it never logged
+        in to; for one email from many addresses, on addresses it never logged in from.
         """
         state = request.app.state
         throttle: LoginThrottle = state.login_throttle
@@ -47,7 +58,7 @@ class AuthController(Controller):
         if not await verify_password(data.password, password_hash) or user is None or not user.is_active:
             await throttle.record_failure(email=email, address=address)
             raise NotAuthorizedException(BAD_CREDENTIALS)
-        await throttle.record_success(email=email)
+        await throttle.record_success(email=email, address=address)
         token = jwt_auth.create_token(identifier=str(user.id), token_extras={"role": user.role})
         expires_in = int(jwt_auth.default_token_expiration.total_seconds())
         return LoginResponse(access_token=token, expires_in=expires_in, user=user)

@@ -12,7 +12,7 @@ than a given age), and candles it sent that broke the rules (never stored, count
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -173,14 +173,6 @@ READ_NEWEST = """
 SELECT open_minute, open, high, low, close, volume FROM candle_data
 WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
 ORDER BY open_minute DESC LIMIT $4
-"""
-# Where the newest $4 candles of series $1 before minute $3 begin (from minute $2 on).
-NEWEST_START = """
-SELECT min(open_minute) FROM (
-    SELECT open_minute FROM candle_data
-    WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
-    ORDER BY open_minute DESC LIMIT $4
-) AS newest
 """
 # Per series of one market with candles: count, first and last from the summary, its gaps.
 COVERAGE = """
@@ -432,22 +424,6 @@ async def read_candles(pool: Pool, query: CandleQuery) -> list[Any]:
         rows = await conn.fetch(READ_NEWEST, series_id, start, end, query.limit)
     rows.reverse()
     return rows
-
-
-async def stream_candles(pool: Pool, query: CandleQuery) -> AsyncIterator[Any]:
-    """The candles of :func:`read_candles`, through a server-side cursor (never all in memory)."""
-    async with pool.acquire() as conn, conn.transaction():
-        series_id = await conn.fetchval(SERIES_ID, query.exchange, query.symbol, query.timeframe)
-        if series_id is None:
-            return
-        start, end = _bounds(query)
-        if query.start is None:
-            # the newest `limit` candles: find where they begin, then read forward from there
-            start = await conn.fetchval(NEWEST_START, series_id, start, end, query.limit)
-            if start is None:
-                return
-        async for row in conn.cursor(READ_FROM_START, series_id, start, end, query.limit, prefetch=1000):
-            yield row
 
 
 async def coverage(db: Pool | Connection, *, exchange: str, symbol: str, largest_gaps: int) -> list[Any]:

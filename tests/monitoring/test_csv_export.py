@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -26,10 +28,11 @@ async def test_export_is_an_attachment_with_a_csv_filename(client: Client, viewe
     response = await client.get(EXPORT, headers=viewer_headers)
 
     assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/csv")
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     disposition = response.headers["Content-Disposition"]
-    assert disposition.startswith('attachment; filename="execution-logs-')
-    assert disposition.endswith('.csv"')
+    assert re.fullmatch(
+        r"attachment; filename=\"(execution-logs-\d{8}T\d{6}Z\.csv)\"; filename\*=UTF-8''\1", disposition
+    ), disposition
 
 
 async def test_empty_export_is_the_header_row_only(client: Client, admin_headers: dict[str, str]) -> None:
@@ -97,3 +100,21 @@ async def test_bad_export_filter_is_400_naming_it(client: Client, admin_headers:
 
     assert response.status_code == 400
     assert "start_date" in response.text
+
+
+@pytest.mark.parametrize("query", ["", "?status=success"])
+async def test_an_export_of_several_batches_has_every_log_once_newest_first(
+    client: Client, admin_headers: dict[str, str], pool: Pool, query: str
+) -> None:
+    # 4,500 logs: more than two batches, with runs that started in the same microsecond across them
+    await pool.execute(
+        "INSERT INTO job_execution_logs (job_name, job_type, status, started_at, finished_at) "
+        "SELECT 'collect_data_1', 'data_collection', 'success', t, t FROM generate_series(1, 4500) AS n, "
+        "LATERAL (SELECT timestamptz '2025-01-01 00:00:00.000001Z' + (n / 3) * interval '1.000001 seconds') AS s(t)"
+    )
+
+    text = (await client.get(EXPORT + query, headers=admin_headers)).text
+
+    exported = [int(row[0]) for row in _rows(text)[1:]]
+    expected = await pool.fetch("SELECT id FROM job_execution_logs ORDER BY started_at DESC, id DESC")
+    assert exported == [row["id"] for row in expected]
