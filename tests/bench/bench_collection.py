@@ -41,9 +41,8 @@ asyncio.run(serve())
 """
 
 
-async def bench_full_run(pool: Pool, database_url: str) -> None:
-    symbols = [f"C{i:02d}/USDT" for i in range(CONFIGS)]
-    now = datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC)
+async def start_fake_binance(symbols: list[str], now: datetime) -> tuple[asyncio.subprocess.Process, str]:
+    """The fake Binance serving ``symbols`` at a frozen ``now`` in a process of its own, and its URL."""
     server = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -52,9 +51,15 @@ async def bench_full_run(pool: Pool, database_url: str) -> None:
         ",".join(symbols),
         stdout=asyncio.subprocess.PIPE,
     )
+    assert server.stdout is not None
+    return server, (await asyncio.wait_for(server.stdout.readline(), 30)).decode().strip()
+
+
+async def bench_full_run(pool: Pool, database_url: str) -> None:
+    symbols = [f"C{i:02d}/USDT" for i in range(CONFIGS)]
+    now = datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC)
+    server, url = await start_fake_binance(symbols, now)
     try:
-        assert server.stdout is not None
-        url = (await asyncio.wait_for(server.stdout.readline(), 30)).decode().strip()
         overrides = {
             "binance": {
                 "urls": {"api": {"public": f"{url}/api/v3"}},

@@ -18,12 +18,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,7 +41,7 @@ from backend.configs import repository as configs
 from backend.configs.schemas import ConfigCreate
 from backend.db.pool import Pool, create_pool
 from backend.settings import Settings
-from tests.bench.bench_collection import SERVE_FAKE
+from tests.bench.bench_collection import start_fake_binance
 from tests.bench.bench_stats import EMAIL, PASSWORD, _login, _serve
 from tests.bench.throwaway import throwaway_database
 
@@ -196,19 +194,6 @@ async def bench_http(pool: Pool, url: str, results: dict[str, Any]) -> None:
     results["table candles"] = await pool.fetchval("SELECT sum(candles)::float8 FROM candle_counts")
 
 
-async def _serve_fake(symbols: list[str]) -> tuple[asyncio.subprocess.Process, str]:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        SERVE_FAKE,
-        str(int(BACKFILL_NOW.timestamp() * 1000)),
-        ",".join(symbols),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert server.stdout is not None
-    return server, (await asyncio.wait_for(server.stdout.readline(), 30)).decode().strip()
-
-
 async def _raw_floor(pool: Pool, fake_url: str) -> tuple[float, int]:
     """aiohttp + json + one COPY per page into an unindexed table: no ccxt, no bookkeeping."""
     newest_closed = (to_minute(BACKFILL_NOW) - 1) * 60_000
@@ -264,7 +249,7 @@ async def _backfill(pool: Pool, url: str, fake_url: str, symbol: str) -> tuple[f
 async def bench_backfill(pool: Pool, url: str, results: dict[str, Any]) -> None:
     """Each side ``REPEATS`` times, alternating; the best of each (each backfill into a new series)."""
     symbols = [f"BACK{k}/USDT" for k in range(REPEATS)]
-    server, fake_url = await _serve_fake([*symbols, "RAW/USDT"])
+    server, fake_url = await start_fake_binance([*symbols, "RAW/USDT"], BACKFILL_NOW)
     try:
         backfills, floors = [], []
         for symbol in symbols:
