@@ -1,8 +1,10 @@
 """Walking one series page by page: forward to the newest closed candle, then repairing its holes.
 
 Forward: from after the newest stored candle (or from the window start, ``backfill_days`` ago, for
-a new series) up to the newest closed candle. Then the holes inside the window are asked again.
-A page that still fails after its retries ends the walk there, so the next run resumes at it.
+a new series) up to the newest closed candle, the next page fetched while the previous one is
+stored (``storage.SeriesWriter``: appended with COPY, committed within a quarter of a second). Then
+the holes inside the window are asked again. A page that still fails after its retries ends the
+walk there, so the next run resumes at it.
 
 What the walk trusts:
 
