@@ -8,21 +8,21 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.security.jwt import JWTAuth, Token
 
-from backend.auth import repository
 from backend.auth.schemas import User
+from backend.auth.user_cache import UserCache
 from backend.settings import Settings
 
 PUBLIC_PATHS = ["/health", "/schema", "/docs", "/api/v1/auth/login"]
 
 
 async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
-    """The token's user, read again so that a deactivated user loses access at once."""
+    """The token's user while it is active (from this process's cache, which forgets a user that changes)."""
     try:
         user_id = int(token.sub)
     except ValueError:
         return None
-    user = await repository.get_user(connection.app.state.pool, user_id=user_id)
-    return user if user is not None and user.is_active else None
+    users: UserCache = connection.app.state.user_cache
+    return await users.active_user(user_id)
 
 
 def create_jwt_auth(settings: Settings) -> JWTAuth[User]:
