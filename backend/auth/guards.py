@@ -13,8 +13,9 @@ from backend.auth.schemas import User
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def writes_need_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Any signed-in user may read; only admins may change anything."""
+async def writes_need_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Any signed-in user may read; only admins may change anything (async: Litestar runs a sync
+    guard in a worker thread, which cost more than the check)."""
     user = connection.user
     if not isinstance(user, User):
         raise NotAuthorizedException("Authentication required")
