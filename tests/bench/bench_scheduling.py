@@ -18,9 +18,12 @@ Takes about three minutes: real minutes. Goals: p99 lateness under 10 ms spread 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
+
+import asyncpg
 
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
@@ -36,6 +39,7 @@ FIRST_SLOT_IN_SECONDS = 5
 HISTORY_MINUTES = 3  # what the fake serves before the benchmark starts: a first run fetches a few candles
 RUNS_DEADLINE_SECONDS = 90  # report what finished by then rather than wait forever
 P99_GOAL_MS = 10.0
+PROBE_SECONDS = 0.005
 
 # config n's first slot is $2 + n * $3 seconds (0: all on the same second)
 INSERT_CONFIGS = """
@@ -59,7 +63,13 @@ FROM (
 ) AS runs
 """
 FAILED_SINCE = """
-SELECT count(*) FROM job_execution_logs WHERE trigger = 'schedule' AND status <> 'success' AND scheduled_for >= $1
+SELECT count(*) FROM job_execution_logs
+WHERE trigger = 'schedule' AND status NOT IN ('success', 'running') AND scheduled_for >= $1
+"""
+FAILURES_SINCE = """
+SELECT coalesce(error_type, status) AS error, count(*) AS runs, min(error_message) AS example
+FROM job_execution_logs WHERE trigger = 'schedule' AND status NOT IN ('success', 'running') AND scheduled_for >= $1
+GROUP BY 1 ORDER BY 2 DESC
 """
 CANDLES_SINCE = "SELECT coalesce(sum(records_collected), 0) FROM job_execution_logs WHERE scheduled_for >= $1"
 DUPLICATES = """
@@ -94,23 +104,71 @@ async def _sleep_until(moment: datetime) -> None:
     await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
+class Responsiveness:
+    """How late this process's event loop wakes a task that sleeps a few milliseconds, and how long a
+    ``SELECT 1`` takes, sampled during a load: the floor of any lateness the schedulers (which share
+    the loop with the collectors and the fake, and the machine with PostgreSQL) can reach."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lags_ms: list[float] = []
+        self.round_trips_ms: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        loop = asyncio.get_running_loop()
+        conn = await asyncpg.connect(self.url)
+        try:
+            while True:
+                asked = loop.time() + PROBE_SECONDS
+                await asyncio.sleep(PROBE_SECONDS)
+                self.lags_ms.append((loop.time() - asked) * 1000)
+                started = loop.time()
+                await conn.fetchval("SELECT 1")
+                self.round_trips_ms.append((loop.time() - started) * 1000)
+        finally:
+            await conn.close()
+
+    async def __aenter__(self) -> Responsiveness:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def summary(self) -> str:
+        def p50_p99(values: list[float]) -> str:
+            ordered = sorted(values)
+            return f"p50 {ordered[len(ordered) // 2]:.1f} ms, p99 {ordered[int(len(ordered) * 0.99)]:.1f} ms"
+
+        return (
+            f"meanwhile: event-loop lag of a {PROBE_SECONDS * 1000:.0f} ms sleep {p50_p99(self.lags_ms)}; "
+            f"SELECT 1 {p50_p99(self.round_trips_ms)}"
+        )
+
+
 async def _one_load(
-    pool: Pool, jobs: list[CountingCollector], *, name: str, spread_seconds: float
+    url: str, pool: Pool, jobs: list[CountingCollector], *, name: str, spread_seconds: float
 ) -> tuple[datetime, float]:
     """Insert the configs, wait for one run of each, print the figures; the first slot and the p99 (ms)."""
     for job in jobs:
         job.runs = 0
     first_slot = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
     await pool.execute(INSERT_CONFIGS, CONFIGS, first_slot, spread_seconds / CONFIGS, name)
-    finished = await _wait_for_runs(pool, first_slot)
+    async with Responsiveness(url) as probe:
+        finished = await _wait_for_runs(pool, first_slot)
     figures = await pool.fetchrow(FIGURES, first_slot)
     assert figures is not None
     failed = await pool.fetchval(FAILED_SINCE, first_slot)
-    if finished < CONFIGS or failed:
-        print(
-            f"  only {finished - failed} of {CONFIGS} runs succeeded within {RUNS_DEADLINE_SECONDS} s "
-            f"({failed} did not succeed)"
-        )
+    if finished < CONFIGS:
+        print(f"  only {finished} of {CONFIGS} runs finished within {RUNS_DEADLINE_SECONDS} s")
+    if failed:
+        print(f"  {failed} of {finished} finished runs did not succeed:")
+        for row in await pool.fetch(FAILURES_SINCE, first_slot):
+            print(f"    {row['runs']} x {row['error']}: {row['example']}")
     stored = await pool.fetchval(CANDLES_SINCE, first_slot)
     print(
         f"  lateness over {figures['runs']} runs: p50 {figures['p50'] * 1000:.1f} ms, "
@@ -118,6 +176,7 @@ async def _one_load(
         f"{finished / figures['seconds']:.0f} runs/s from the first slot to the last run finished "
         f"({figures['seconds']:.2f} s, {stored:,} candles stored); runs per scheduler {jobs[0].runs} / {jobs[1].runs}"
     )
+    print(f"  {probe.summary()}")
     return first_slot, float(figures["p99"]) * 1000
 
 
@@ -150,14 +209,14 @@ async def bench_two_schedulers(url: str) -> None:
             await scheduler.start()
         try:
             print(f"- {LOADS['B']}:")
-            slot, _ = await _one_load(pools[0], jobs, name="B", spread_seconds=0)
+            slot, _ = await _one_load(url, pools[0], jobs, name="B", spread_seconds=0)
             await asyncio.sleep(1)  # nothing is due until the next slot: the rest of the minute is idle
             cpu, wall = time.process_time(), time.monotonic()
             await _sleep_until(slot + timedelta(seconds=59))
             idle_cpu, idle_wall = time.process_time() - cpu, time.monotonic() - wall
             await pools[0].execute(DISABLE_ALL)
             print(f"- {LOADS['S']} (configs created at different times):")
-            _, spread_p99 = await _one_load(pools[0], jobs, name="S", spread_seconds=60)
+            _, spread_p99 = await _one_load(url, pools[0], jobs, name="S", spread_seconds=60)
         finally:
             for scheduler in schedulers:
                 await scheduler.stop()
