@@ -29,6 +29,16 @@ async def _poll_until_modified(client: Client, url: str, headers: dict[str, str]
         await asyncio.sleep(0.01)
 
 
+async def _heard(app: Litestar, pool: asyncpg.Pool) -> None:
+    """Wait until the app has heard (NOTIFY) the version written so far: a tag taken before that
+    would change once the notification arrives."""
+    stored = combine_tokens(await read_data_version_tokens(pool))
+    versions: DataVersions = app.state.data_versions
+    deadline = asyncio.get_running_loop().time() + NOTIFY_WAIT_SECONDS
+    while versions.current() != stored and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 @pytest.fixture(autouse=True)
 async def _away_from_a_minute_edge() -> None:
     """Tags change with the minute: start each test early enough in one to finish in it."""
@@ -53,9 +63,15 @@ async def test_polled_answers_carry_an_etag_and_no_cache(
 
 @pytest.mark.parametrize("path", POLLED)
 async def test_matching_if_none_match_is_304_without_a_body(
-    client: Client, admin_headers: dict[str, str], insert_log: InsertLog, path: str
+    app: Litestar,
+    client: Client,
+    admin_headers: dict[str, str],
+    insert_log: InsertLog,
+    session_pool: asyncpg.Pool,
+    path: str,
 ) -> None:
     await insert_log()
+    await _heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}{path}", headers=admin_headers)).headers["ETag"]
 
     response = await client.get(f"{ADMIN_PATH}{path}", headers={**admin_headers, "If-None-Match": etag})
@@ -107,9 +123,10 @@ async def test_a_finished_run_changes_the_tag(
 
 
 async def test_a_heartbeat_keeps_the_tag(
-    client: Client, admin_headers: dict[str, str], insert_log: InsertLog, session_pool: asyncpg.Pool
+    app: Litestar, client: Client, admin_headers: dict[str, str], insert_log: InsertLog, session_pool: asyncpg.Pool
 ) -> None:
     log_id = await insert_log(status="running")
+    await _heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)).headers["ETag"]
     before = await _versions(session_pool)
 
@@ -134,10 +151,17 @@ async def test_a_config_change_changes_the_status_tag(
 
 @pytest.mark.parametrize("path", ["/stats", "/stats/timeseries?hours=168&bucket=1h", "/stats/by-config"])
 async def test_304_runs_no_query_over_the_logs(
-    client: Client, admin_headers: dict[str, str], insert_log: InsertLog, database_url: str, path: str
+    app: Litestar,
+    client: Client,
+    admin_headers: dict[str, str],
+    insert_log: InsertLog,
+    session_pool: asyncpg.Pool,
+    database_url: str,
+    path: str,
 ) -> None:
     """While another session holds an exclusive lock on the logs, any query over them would wait."""
     await insert_log()
+    await _heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}{path}", headers=admin_headers)).headers["ETag"]
     locker = await asyncpg.connect(database_url)
     try:
@@ -170,12 +194,9 @@ async def test_the_notified_version_is_the_stored_one(
     """So processes that learnt the version either way (several dynos) agree on tags."""
     await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)
     await insert_log()
-    stored = combine_tokens(await read_data_version_tokens(session_pool))
+
+    await _heard(app, session_pool)
+
     versions: DataVersions = app.state.data_versions
-
-    deadline = asyncio.get_running_loop().time() + NOTIFY_WAIT_SECONDS
-    while versions.current() != stored and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
-
     assert versions.known
-    assert versions.current() == stored
+    assert versions.current() == combine_tokens(await read_data_version_tokens(session_pool))
