@@ -19,8 +19,12 @@ from backend.auth.schemas import User
 from backend.db.pool import Pool
 
 USERS_CHANNEL = "users_changed"
-ALL_USERS = "*"  # the payload of TRUNCATE users
 MAX_CACHED_USERS = 10_000  # past this, start again from empty: users are few, tokens name fewer
+
+
+def changed_user_id(payload: str) -> int | None:
+    """The user a ``users_changed`` payload names; ``None`` for every user (``*``, or anything else)."""
+    return int(payload) if payload.isdigit() else None
 
 
 class UserCache:
@@ -49,13 +53,13 @@ class UserCache:
             self._users[user_id] = user
         return user
 
-    def forget_user(self, payload: str) -> None:
-        """A ``users_changed`` notification: the user with this id (or every user, ``*``) changed."""
+    def forget_user(self, user_id: int | None) -> None:
+        """A ``users_changed`` notification: the user with this id (``None``: every user) changed."""
         self._generation += 1
-        if payload == ALL_USERS:
+        if user_id is None:
             self._users.clear()
         else:
-            self._users.pop(int(payload), None)
+            self._users.pop(user_id, None)
 
     def start_listening(self) -> None:
         """LISTEN has begun: changes from now on are heard; what was kept before may be stale."""

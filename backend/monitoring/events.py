@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from litestar import Litestar
 
-from backend.auth.user_cache import ALL_USERS, USERS_CHANNEL, UserCache
+from backend.auth.user_cache import USERS_CHANNEL, UserCache, changed_user_id
 from backend.monitoring.etag import AnswerCache, DataVersions, read_data_version_tokens
 
 logger = logging.getLogger(__name__)
@@ -79,10 +79,10 @@ class EventHub:
                 subscription.queue.get_nowait()  # make room for the end marker
                 subscription.queue.put_nowait(None)
 
-    def user_changed(self, payload: str) -> None:
-        """A ``users_changed`` payload (a user id, or ``*`` for everyone): their streams check access."""
+    def user_changed(self, user_id: int | None) -> None:
+        """A user changed (``None``: any may have): their streams check that they still have access."""
         for subscription in self._subscriptions:
-            if payload == ALL_USERS or str(subscription.user_id) == payload:
+            if user_id is None or subscription.user_id == user_id:
                 subscription.access_changed.set()
 
 
@@ -94,8 +94,9 @@ async def listen(dsn: str, hub: EventHub, versions: DataVersions, users: UserCac
     """
 
     def on_user_changed(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        users.forget_user(str(payload))
-        hub.user_changed(str(payload))
+        user_id = changed_user_id(str(payload))
+        users.forget_user(user_id)
+        hub.user_changed(user_id)
 
     attempt = 0
     connected_before = False
@@ -110,7 +111,7 @@ async def listen(dsn: str, hub: EventHub, versions: DataVersions, users: UserCac
             users.start_listening()
             versions.reset(await read_data_version_tokens(conn))
             if connected_before:
-                hub.user_changed(ALL_USERS)
+                hub.user_changed(None)
                 hub.publish(RESYNC)
             connected_before = True
             attempt = 0

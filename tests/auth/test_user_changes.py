@@ -91,6 +91,18 @@ async def test_a_deleted_users_token_is_refused_once_the_process_heard_it(
     assert await _status(http, f"{served_url}{ME}", viewer_headers) == 401
 
 
+async def test_emptying_the_users_table_refuses_every_token_once_the_process_heard_it(
+    served_url: str, http: aiohttp.ClientSession, viewer_headers: dict[str, str], writer: asyncpg.Connection[Any]
+) -> None:
+    assert await _status(http, f"{served_url}{ME}", viewer_headers) == 200
+    ws = await _open_stream(http, served_url, viewer_headers)
+
+    await writer.execute("TRUNCATE users CASCADE")
+    await _closed_with(ws)
+
+    assert await _status(http, f"{served_url}{ME}", viewer_headers) == 401
+
+
 async def test_an_admin_demoted_to_viewer_can_no_longer_write(
     served_url: str,
     http: aiohttp.ClientSession,
