@@ -22,7 +22,7 @@ from backend.auth.controllers import AuthController
 from backend.auth.throttle import LoginThrottle, MemoryFailureCounter, RedisFailureCounter
 from backend.auth.tokens import create_jwt_auth
 from backend.collection.collector import open_collector
-from backend.collection.controllers import MarketDataController
+from backend.collection.controllers import ConfirmedEmptyController, MarketDataController
 from backend.configs.bulk import BulkConfigController
 from backend.configs.controllers import ConfigController
 from backend.db.pool import Pool, create_pool
@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ConfigController,
             BulkConfigController,
             MarketDataController,
+            ConfirmedEmptyController,
             ExecutionLogController,
             StatsController,
             stream_events,

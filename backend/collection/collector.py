@@ -1,39 +1,26 @@
 """One collection run: every closed candle of every timeframe of a config not yet stored, stored once.
 
-Per timeframe, in parallel: walk forward page by page from the newest stored candle (or the
-backfill start) to the newest closed candle, then repair the holes inside the recent window. A
-page that fails after its retries ends that timeframe there, so the next run resumes at the hole.
-The run's ``running`` row must exist (``backend.runs.repository.start_run``); :meth:`Collector.execute_run`
-performs it and completes the row.
+A run's lifecycle lives here: its ``running`` row (``backend.runs.repository.start_run``) is
+performed by :meth:`Collector.execute_run`, which loads the exchange's markets, walks every
+timeframe in parallel (``walk.SeriesWalk``: forward, then holes) and completes the row with what
+each timeframe did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import ccxt
 from litestar import Litestar
 
-from backend.collection import repository as candles
 from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryPolicy, open_exchange_clients
-from backend.collection.repository import CandleRow, Hole
-from backend.collection.timeframes import (
-    FIXED_STEPS,
-    candles_between,
-    floor_open,
-    last_closed_open,
-    next_open,
-    to_datetime,
-    to_ms,
-)
+from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
 from backend.configs import repository as configs
 from backend.configs.schemas import Config
 from backend.db.pool import Pool
@@ -43,58 +30,9 @@ from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-MAX_HOLES_PER_RUN = 50  # holes one run repairs per timeframe (the rest wait for the next run)
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class TimeframeProgress:
-    """What one timeframe did in a run; filled in as it goes, so a cut-off run still reports it."""
-
-    timeframe: str
-    records: int = 0
-    pages: int = 0
-    retries: int = 0
-    holes_repaired: int = 0
-    first_candle: datetime | None = None
-    last_candle: datetime | None = None
-    duration_seconds: float = 0.0
-    error_type: str | None = None
-    error: str | None = None
-    done: bool = False
-
-    @property
-    def succeeded(self) -> bool:
-        return self.done and self.error_type is None
-
-    def stored(self, page: list[CandleRow], count: int) -> None:
-        self.records += count
-        self.first_candle = min(page[0][0], self.first_candle or page[0][0])
-        self.last_candle = max(page[-1][0], self.last_candle or page[-1][0])
-
-    def as_metadata(self) -> dict[str, Any]:
-        return {
-            "records": self.records,
-            "first_candle": self.first_candle.isoformat() if self.first_candle else None,
-            "last_candle": self.last_candle.isoformat() if self.last_candle else None,
-            "pages": self.pages,
-            "retries": self.retries,
-            "holes_repaired": self.holes_repaired,
-            "duration_seconds": round(self.duration_seconds, 3),
-            "error_type": self.error_type,
-            "error": self.error,
-        }
-
-
-@dataclass(frozen=True)
-class Series:
-    client: ExchangeClient
-    exchange: str
-    symbol: str
-    timeframe: str
 
 
 class Collector:
@@ -189,7 +127,9 @@ class Collector:
         """Summarise the timeframes; ``ended`` is (error type, message) when the run was cut off."""
         succeeded = [p.timeframe for p in progress.values() if p.succeeded]
         failed = [p for p in progress.values() if not p.succeeded]
-        status: FinalStatus = "success" if not failed else "partial" if succeeded else "failed"
+        status: FinalStatus = (
+            "success" if not failed else "partial" if succeeded or any(p.partial for p in failed) else "failed"
+        )
         error_type = error_message = None
         if ended is not None:
             status = "failed"
@@ -201,7 +141,7 @@ class Collector:
             run_id=run_id,
             status=status,
             records_collected=sum(p.records for p in progress.values()),
-            duration_seconds=time.monotonic() - started,
+            duration_seconds=round(time.monotonic() - started, 3),
             error_type=error_type,
             error_message=error_message,
             metadata={
@@ -214,171 +154,69 @@ class Collector:
 
     async def _collect(self, config: Config, progress: dict[str, TimeframeProgress]) -> None:
         """All timeframes at once; each one records its own failure and never stops the others."""
+        started = time.monotonic()
+        label = f"config {config.id} {config.exchange} {config.symbol} {','.join(progress)}"
+        client: ExchangeClient | None = None
         try:
             client = self.exchanges.get(config.exchange)
-            await self.retry.call(client.ensure_markets, on_retry=lambda _: None)
+            on_retry = functools.partial(self._markets_retrying, label, client, progress)
+            await self.retry.call(client.ensure_markets, on_retry=on_retry)
         except Exception as exc:
+            message = client.safe_message(exc) if client else " ".join(str(exc).split())[:500]
             for item in progress.values():
-                self._record_failure(item, exc, config.exchange, None)
+                item.fail(type(exc).__name__, message)
+                item.duration_seconds = time.monotonic() - started
+            expected = isinstance(exc, ccxt.BaseError)
+            logger.log(
+                logging.WARNING if expected else logging.ERROR,
+                "%s: loading markets failed: %s: %s",
+                label,
+                type(exc).__name__,
+                message,
+                exc_info=not expected,
+            )
             return
-        await asyncio.gather(
-            *(self._collect_timeframe(client, config, item) for item in progress.values()),
-        )
+        await asyncio.gather(*(self._collect_timeframe(client, config, item, started) for item in progress.values()))
 
-    def _record_failure(
-        self, item: TimeframeProgress, exc: Exception, exchange: str, client: ExchangeClient | None
+    def _markets_retrying(
+        self,
+        label: str,
+        client: ExchangeClient,
+        progress: dict[str, TimeframeProgress],
+        exc: BaseException,
+        retry: int,
+        seconds: float,
     ) -> None:
-        item.error_type = type(exc).__name__
-        item.error = client.safe_message(exc) if client else " ".join(str(exc).split())[:500]
-        item.done = True
-        expected = isinstance(exc, ccxt.BaseError)
-        logger.log(
-            logging.WARNING if expected else logging.ERROR,
-            "collecting %s %s failed: %s",
-            exchange,
-            item.timeframe,
-            item.error,
-            exc_info=not expected,
+        for item in progress.values():
+            item.retries += 1
+        logger.info(
+            "%s: loading markets, retry %d of %d in %.1f s after %s: %s",
+            label,
+            retry,
+            self.retry.max_retries,
+            seconds,
+            type(exc).__name__,
+            client.safe_message(exc),
         )
 
-    async def _collect_timeframe(self, client: ExchangeClient, config: Config, item: TimeframeProgress) -> None:
-        started = time.monotonic()
-        series = Series(client, config.exchange, config.symbol, item.timeframe)
+    async def _collect_timeframe(
+        self, client: ExchangeClient, config: Config, item: TimeframeProgress, started: float
+    ) -> None:
+        """Walk one series; its duration counts from the run's start (markets loading included)."""
+        walk = SeriesWalk(
+            pool=self.pool,
+            client=client,
+            retry=self.retry,
+            clock=self.clock,
+            series=Series(config.id, config.exchange, config.symbol, item.timeframe),
+            progress=item,
+            backfill_days=config.backfill_days,
+            empty_range_max_age=timedelta(hours=self.settings.empty_range_max_age_hours),
+        )
         try:
-            client.check_can_fetch(config.symbol, item.timeframe)
-            await self._forward(series, config, item)
-            await self._repair_holes(series, config, item)
-            item.done = True
-        except Exception as exc:
-            self._record_failure(item, exc, config.exchange, client)
+            await walk.run()
         finally:
             item.duration_seconds = time.monotonic() - started
-
-    def _window_start(self, config: Config, timeframe: str, earliest_available: datetime | None) -> datetime:
-        start = floor_open(self.clock() - timedelta(days=config.backfill_days), timeframe)
-        return max(start, earliest_available) if earliest_available else start
-
-    async def _fetch_page(
-        self, series: Series, item: TimeframeProgress, since: datetime, limit: int
-    ) -> list[CandleRow]:
-        """One request; the answer sorted, de-duplicated, from ``since`` on, only closed candles."""
-
-        def count_retry(exc: BaseException) -> None:
-            item.retries += 1
-            logger.info("%s %s retrying after %s", series.exchange, series.timeframe, type(exc).__name__)
-
-        raw = await self.retry.call(
-            lambda: series.client.fetch_ohlcv(series.symbol, series.timeframe, to_ms(since), limit),
-            on_retry=count_retry,
-        )
-        item.pages += 1
-        newest_closed = last_closed_open(self.clock(), series.timeframe)
-        page: dict[datetime, CandleRow] = {}
-        for candle in raw:
-            if len(candle) < 6 or any(value is None for value in candle[:6]):
-                continue
-            open_time = to_datetime(int(candle[0]))
-            if since <= open_time <= newest_closed:
-                o, h, low, c, v = (float(value) for value in candle[1:6])
-                page[open_time] = (open_time, o, h, low, c, v)
-        return [page[open_time] for open_time in sorted(page)]
-
-    async def _store(self, series: Series, item: TimeframeProgress, page: list[CandleRow]) -> None:
-        count = await candles.store_candles(
-            self.pool, exchange=series.exchange, symbol=series.symbol, timeframe=series.timeframe, rows=page
-        )
-        item.stored(page, count)
-
-    async def _forward(self, series: Series, config: Config, item: TimeframeProgress) -> None:
-        """From after the newest stored candle (or the window start) up to the newest closed candle."""
-        state = await candles.series_state(
-            self.pool, exchange=series.exchange, symbol=series.symbol, timeframe=series.timeframe
-        )
-        leading = state.newest is None
-        if state.newest is None:
-            since = self._window_start(config, series.timeframe, state.earliest_available)
-        else:
-            since = next_open(state.newest, series.timeframe)
-        newest_closed = last_closed_open(self.clock(), series.timeframe)
-        limit = series.client.page_limit(series.symbol)
-        while since <= newest_closed:
-            page = await self._fetch_page(series, item, since, limit)
-            if not page:
-                break  # nothing at or after `since` yet: caught up (an empty page never loops)
-            if leading and page[0][0] > since:
-                # the exchange has nothing older (listing, or it keeps limited history): never ask again
-                await candles.set_earliest_available(
-                    self.pool,
-                    exchange=series.exchange,
-                    symbol=series.symbol,
-                    timeframe=series.timeframe,
-                    earliest=page[0][0],
-                )
-            leading = False
-            await self._store(series, item, page)
-            since = next_open(page[-1][0], series.timeframe)  # always advances: the page is >= since
-
-    async def _repair_holes(self, series: Series, config: Config, item: TimeframeProgress) -> None:
-        state = await candles.series_state(
-            self.pool, exchange=series.exchange, symbol=series.symbol, timeframe=series.timeframe
-        )
-        holes = await candles.find_holes(
-            self.pool,
-            exchange=series.exchange,
-            symbol=series.symbol,
-            timeframe=series.timeframe,
-            since=self._window_start(config, series.timeframe, state.earliest_available),
-            limit=MAX_HOLES_PER_RUN,
-        )
-        for hole in holes:
-            if not await self._repair(series, item, hole):
-                return
-            item.holes_repaired += 1
-
-    async def _repair(self, series: Series, item: TimeframeProgress, hole: Hole) -> bool:
-        """Refetch one hole; what the exchange confirms has no candles is remembered as empty.
-
-        Returns False when the exchange no longer serves candles we have (it skipped past the
-        hole's end): its history now starts later, which is recorded, and repair stops.
-        """
-        since = hole.start
-        page_limit = series.client.page_limit(series.symbol)
-        while since < hole.end:
-            # the hole's candles plus the stored one after it, which confirms an empty stretch
-            limit = min(page_limit, _approximate_candles(since, hole.end, series.timeframe) + 1)
-            page = await self._fetch_page(series, item, since, limit)
-            if not page or page[0][0] > hole.end:
-                if page:
-                    await candles.set_earliest_available(
-                        self.pool,
-                        exchange=series.exchange,
-                        symbol=series.symbol,
-                        timeframe=series.timeframe,
-                        earliest=page[0][0],
-                    )
-                return False
-            if page[0][0] > since:
-                await candles.remember_empty_range(
-                    self.pool,
-                    exchange=series.exchange,
-                    symbol=series.symbol,
-                    timeframe=series.timeframe,
-                    start=since,
-                    end=min(page[0][0], hole.end),
-                )
-            inside = [candle for candle in page if candle[0] < hole.end]
-            if not inside:
-                return True
-            await self._store(series, item, inside)
-            since = next_open(inside[-1][0], series.timeframe)
-        return True
-
-
-def _approximate_candles(start: datetime, end: datetime, timeframe: str) -> int:
-    step = FIXED_STEPS.get(timeframe)
-    if step is None:
-        return candles_between(start, end, timeframe)
-    return max(1, math.ceil((end - start) / step))
 
 
 @asynccontextmanager

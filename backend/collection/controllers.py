@@ -1,4 +1,5 @@
-"""Routes reading stored candles back: OHLCV rows (JSON or streamed CSV) and per-series coverage."""
+"""Routes reading stored candles back (OHLCV rows as JSON or streamed CSV, per-series coverage), and
+the admin route that makes the collector ask the exchange again about stretches it confirmed empty."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, delete, get
 from litestar.exceptions import ValidationException
 from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
 
+from backend.auth.guards import writes_need_admin
 from backend.collection import repository
-from backend.collection.repository import CandleQuery
-from backend.collection.schemas import CandleRow, Gap, SeriesCoverage
-from backend.collection.timeframes import candles_between
+from backend.collection.repository import CandleQuery, EmptyRange
+from backend.collection.schemas import CandleRow, ConfirmationsCleared, Gap, SeriesCoverage
+from backend.collection.timeframes import candles_between, candles_in, next_open
 from backend.configs.schemas import Timeframe
 from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
@@ -107,12 +109,62 @@ class MarketDataController(Controller):
         """Per stored series of the market: span, count, expected count, and its largest gaps."""
         exchange, symbol = exchange.lower(), symbol.upper()
         rows = await repository.coverage(pool, exchange=exchange, symbol=symbol, largest_gaps=LARGEST_GAPS)
-        return [_coverage(exchange, symbol, row) for row in rows]
+        rejected = await repository.count_rejected(pool, exchange=exchange, symbol=symbol)
+        empty = await repository.empty_ranges(pool, exchange=exchange, symbol=symbol)
+        return [
+            _coverage(exchange, symbol, row, [r for r in empty if r.timeframe == row["timeframe"]], rejected)
+            for row in rows
+        ]
 
 
-def _coverage(exchange: str, symbol: str, row: Any) -> SeriesCoverage:
+class ConfirmedEmptyController(Controller):
+    path = "/api/v1/admin/data-collection/confirmed-empty"
+    tags = ["market data"]
+    guards = [writes_need_admin]
+
+    @delete("/", operation_id="clearConfirmedEmpty", status_code=200)
+    async def clear_confirmed_empty(
+        self,
+        pool: PoolDependency,
+        symbol: Symbol,
+        exchange: Exchange = "binance",
+        timeframe: Annotated[Timeframe | None, Parameter(description="One timeframe; all when absent")] = None,
+    ) -> ConfirmationsCleared:
+        """Forget what the exchange confirmed it does not have, for a market's series (admin).
+
+        Stretches confirmed empty (no trades) and "no history before" marks are asked for again by
+        the next run (confirmations also expire by themselves after `EMPTY_RANGE_MAX_AGE_HOURS`).
+        """
+        exchange, symbol = exchange.lower(), symbol.upper()
+        ranges, starts = await repository.forget_confirmations(
+            pool, exchange=exchange, symbol=symbol, timeframe=timeframe
+        )
+        return ConfirmationsCleared(
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            empty_ranges_cleared=ranges,
+            history_starts_cleared=starts,
+        )
+
+
+def _confirmed_empty(ranges: list[EmptyRange], first: datetime, last: datetime, timeframe: str) -> int:
+    """Candles from ``first`` to ``last`` inside stretches confirmed empty (overlaps counted once)."""
+    count, covered_until = 0, first
+    for stretch in sorted(ranges, key=lambda r: r.start):
+        start, end = max(stretch.start, covered_until), min(stretch.end, next_open(last, timeframe))
+        if end > start:
+            count += candles_in(start, end, timeframe)
+            covered_until = end
+    return count
+
+
+def _coverage(
+    exchange: str, symbol: str, row: Any, empty: list[EmptyRange], rejected: dict[str, int]
+) -> SeriesCoverage:
     timeframe: str = row["timeframe"]
     expected = candles_between(row["first_candle"], row["last_candle"], timeframe)
+    confirmed_empty = _confirmed_empty(empty, row["first_candle"], row["last_candle"], timeframe)
     gaps = [
         Gap(start=start, end=end, missing_candles=candles_between(start, end, timeframe) - 1)
         for start, end in row["largest_gaps"]
@@ -125,7 +177,9 @@ def _coverage(exchange: str, symbol: str, row: Any) -> SeriesCoverage:
         last_candle=row["last_candle"],
         candles=row["candles"],
         expected_candles=expected,
-        missing_candles=expected - row["candles"],
+        missing_candles=expected - row["candles"] - confirmed_empty,
+        confirmed_empty_candles=confirmed_empty,
+        rejected_candles=rejected.get(timeframe, 0),
         gap_count=row["gap_count"],
         largest_gaps=gaps,
     )

@@ -1,14 +1,17 @@
 """One shared ccxt client per exchange per process, with its markets, its pause and its retries.
 
 Every run on an exchange goes through the same :class:`ExchangeClient`, so ccxt's rate limiter,
-the loaded markets and a pause ordered by the exchange (429/418 with ``Retry-After``) are shared.
-:func:`open_exchange_clients` opens them for a process (the app's lifespan, an arq worker's
-startup) and closes every client when it ends.
+the loaded markets and a pause ordered by the exchange (429/418 with ``Retry-After``, or a rate
+limit signalled in the body) are shared. Answers are checked before ccxt reads them: a 2xx body
+that is not JSON, or not shaped as the exchange's dialect answers, is a ``BadResponse`` (retried),
+never an empty result. :func:`open_exchange_clients` opens the clients for a process (the app's
+lifespan, an arq worker's startup) and closes every client when it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import re
@@ -16,9 +19,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import ccxt
 import ccxt.async_support as ccxt_async
+
+from backend.collection.dialects import Dialect, dialect_for
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +32,17 @@ T = TypeVar("T")
 
 DEFAULT_OPTIONS: dict[str, Any] = {"enableRateLimit": True}
 MARKETS_MAX_AGE_SECONDS = 3600.0  # markets are reloaded when older than this
+MARKETS_RECHECK_SECONDS = 300.0  # an unknown symbol reloads markets older than this once
 DEFAULT_PAGE_LIMIT = 100  # candles per request when ccxt does not state the exchange's limit
-RATE_LIMIT_FALLBACK_SECONDS = 1.0  # a 429 without Retry-After: pause this long, doubling on repeat
-BAN_FALLBACK_SECONDS = 60.0  # a 418 without Retry-After: pause this long
-MAX_PAUSE_SECONDS = 3600.0
-# retried within a run: the network and the exchange's own throttling (RateLimitExceeded and
-# DDoSProtection are siblings under NetworkError in ccxt)
-RETRYABLE = (ccxt.NetworkError,)
+RATE_LIMIT_FALLBACK_SECONDS = 1.0  # a rate limit without Retry-After pauses the exchange this long
+BAN_FALLBACK_SECONDS = 60.0  # a 418 ban without Retry-After: pause this long (doubling on repeat)
+BAN_STRIKES_MEMORY_SECONDS = 600.0  # bans further apart than this do not escalate
+MAX_PAUSE_SECONDS = 600.0  # unless the exchange's own Retry-After asks for more
+# retried within a run: the network, the exchange's own throttling (RateLimitExceeded and
+# DDoSProtection are siblings under NetworkError in ccxt) and answers that cannot be trusted
+RETRYABLE = (ccxt.NetworkError, ccxt.BadResponse)
+THROTTLED = (ccxt.RateLimitExceeded, ccxt.DDoSProtection)
+SNIPPET_CHARS = 80  # of a bad body, quoted in the error
 SECRET_OPTIONS = ("apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token")
 URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
@@ -51,32 +61,52 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 class ExchangePause:
     """A pause every request to one exchange waits out, set when the exchange says "slow down".
 
-    Repeated 418 bans (and 429s without Retry-After) without a success in between double the pause.
+    A rate limit (429, or a body ccxt maps to ``RateLimitExceeded``/``DDoSProtection``) pauses for
+    its ``Retry-After``, else for a second: the retries' own backoff grows per request. Only bans
+    (418) escalate: each ban within ``BAN_STRIKES_MEMORY_SECONDS`` of the previous one's end
+    doubles its pause, and a 2xx answer forgives them. No pause is longer than
+    ``MAX_PAUSE_SECONDS`` unless the exchange's ``Retry-After`` asks for more.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._until = 0.0
-        self._strikes = 0
+        self._ban_strikes = 0
+        self._last_ban_until = 0.0
+        self._last_order: float | None = None
 
     @property
     def remaining_seconds(self) -> float:
         return max(0.0, self._until - self._clock())
 
-    def order(self, status: int, retry_after: float | None) -> float:
-        """Record a 429/418 answer; returns the pause it sets."""
-        self._strikes += 1
-        escalation = 2.0 ** (self._strikes - 1)
-        if status == 418:
-            seconds = (retry_after if retry_after is not None else BAN_FALLBACK_SECONDS) * escalation
-        else:
-            seconds = retry_after if retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS * escalation
-        seconds = min(seconds, MAX_PAUSE_SECONDS)
-        self._until = max(self._until, self._clock() + seconds)
+    def throttle(self, retry_after: float | None) -> float:
+        """Record a rate-limit answer; returns the pause it sets."""
+        seconds = retry_after if retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
+        return self._pause(seconds, retry_after)
+
+    def ban(self, retry_after: float | None) -> float:
+        """Record a 418 ban; returns the pause it sets."""
+        now = self._clock()
+        if now - self._last_ban_until > BAN_STRIKES_MEMORY_SECONDS:
+            self._ban_strikes = 0
+        self._ban_strikes += 1
+        base = retry_after if retry_after is not None else BAN_FALLBACK_SECONDS
+        seconds = self._pause(base * 2.0 ** (self._ban_strikes - 1), retry_after)
+        self._last_ban_until = now + seconds
         return seconds
 
     def clear_strikes(self) -> None:
-        self._strikes = 0
+        self._ban_strikes = 0
+
+    def ordered_since(self, moment: float) -> bool:
+        """Whether a rate limit or a ban was recorded at or after ``moment`` (of the same clock)."""
+        return self._last_order is not None and self._last_order >= moment
+
+    def _pause(self, seconds: float, retry_after: float | None) -> float:
+        seconds = min(seconds, max(MAX_PAUSE_SECONDS, retry_after or 0.0))
+        self._last_order = self._clock()
+        self._until = max(self._until, self._last_order + seconds)
+        return seconds
 
     async def wait(self) -> None:
         # a sleep, not an Event: another 429 may extend the pause while we wait
@@ -91,6 +121,7 @@ class ExchangeClient:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
+        self.dialect: Dialect = dialect_for(self.ccxt)
         self.pause = ExchangePause(clock)
         self._clock = clock
         self._markets_loaded_at: float | None = None
@@ -109,31 +140,70 @@ class ExchangeClient:
         request_headers: Any,
         request_body: Any,
     ) -> str:
-        """ccxt's hook on every HTTP answer: a 429 or 418 pauses every run on this exchange."""
-        if code in (418, 429):
-            retry_after = _retry_after_seconds(response_headers)
-            seconds = self.pause.order(code, retry_after)
-            logger.warning("%s answered %s: pausing requests for %.1f s", self.id, code, seconds)
+        """ccxt's hook on every HTTP answer, before ccxt reads it.
+
+        A 429 or 418 pauses every run on this exchange. A 2xx body must be JSON shaped as the
+        dialect answers: ccxt would read an HTML page, a cut-off body or ``{}`` as "no candles".
+        """
+        body = response_body.strip()
+        if code == 418:
+            self.pause.ban(_retry_after_seconds(response_headers))
+        elif code == 429:
+            self.pause.throttle(_retry_after_seconds(response_headers))
         elif 200 <= code < 300:
             self.pause.clear_strikes()
-        return response_body.strip()
+            self._check_answer(code, method, url, body)
+        return body
 
-    async def ensure_markets(self) -> None:
-        """Load the markets once, and again when they are older than ``MARKETS_MAX_AGE_SECONDS``."""
+    def _check_answer(self, code: int, method: str, url: str, body: str) -> None:
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            problem: str | None = "a body that is not JSON"
+        else:
+            problem = self.dialect.answer_problem(urlsplit(url).path, answer)
+        if problem is not None:
+            snippet = " ".join(body[:SNIPPET_CHARS].split())
+            raise ccxt.BadResponse(f"{self.id} {method} {url} answered {code} with {problem}: {snippet!r}")
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """One request once the exchange's pause is over; a rate limit, however signalled, pauses it."""
+        await self.pause.wait()
+        started = self._clock()
+        try:
+            return await operation()
+        except THROTTLED:
+            if not self.pause.ordered_since(started):  # signalled in the body: no 429/418 paused yet
+                self.pause.throttle(None)
+            raise
+
+    async def ensure_markets(self, *, max_age: float = MARKETS_MAX_AGE_SECONDS) -> None:
+        """Load the markets, and again when they are older than ``max_age`` seconds.
+
+        A failed load, or one that lists no market at all, is not kept: the next call asks again.
+        """
         async with self._markets_lock:
             loaded_at = self._markets_loaded_at
-            if loaded_at is not None and self._clock() - loaded_at < MARKETS_MAX_AGE_SECONDS:
+            if loaded_at is not None and self._clock() - loaded_at < max_age:
                 return
-            await self.pause.wait()
-            await self.ccxt.load_markets(reload=loaded_at is not None)
+            self._markets_loaded_at = None
+            await self._call(lambda: self.ccxt.load_markets(reload=True))
+            if not self.ccxt.markets:
+                raise ccxt.BadResponse(f"{self.id} answered an empty list of markets")
             self._markets_loaded_at = self._clock()
 
-    def check_can_fetch(self, symbol: str, timeframe: str) -> None:
-        """Raise a clear, non-retryable ccxt error when this exchange cannot serve these candles."""
+    async def check_can_fetch(self, symbol: str, timeframe: str) -> None:
+        """Raise a clear, non-retryable ccxt error when this exchange cannot serve these candles.
+
+        A symbol missing from markets loaded more than ``MARKETS_RECHECK_SECONDS`` ago reloads
+        them once first (a new listing).
+        """
         if not self.ccxt.has.get("fetchOHLCV"):
             raise ccxt.NotSupported(f"{self.id} does not offer OHLCV candles")
         if timeframe not in (self.ccxt.timeframes or {}):
             raise ccxt.NotSupported(f"{self.id} does not offer the {timeframe} timeframe")
+        if symbol not in (self.ccxt.markets or {}):
+            await self.ensure_markets(max_age=MARKETS_RECHECK_SECONDS)
         self.ccxt.market(symbol)  # BadSymbol when the exchange does not list it
 
     def page_limit(self, symbol: str) -> int:
@@ -145,14 +215,17 @@ class ExchangeClient:
         limit = (section.get("fetchOHLCV") or {}).get("limit")
         return int(limit) if isinstance(limit, int) and limit > 0 else DEFAULT_PAGE_LIMIT
 
-    async def fetch_ohlcv(self, symbol: str, timeframe: str, since_ms: int, limit: int) -> list[list[Any]]:
-        await self.pause.wait()
-        candles: list[list[Any]] = await self.ccxt.fetch_ohlcv(symbol, timeframe, since_ms, limit)
+    async def fetch_ohlcv(
+        self, symbol: str, timeframe: str, since_ms: int, limit: int, params: Mapping[str, Any] | None = None
+    ) -> list[list[Any]]:
+        candles: list[list[Any]] = await self._call(
+            lambda: self.ccxt.fetch_ohlcv(symbol, timeframe, since_ms, limit, dict(params or {}))
+        )
         return candles
 
     def safe_message(self, exc: BaseException) -> str:
-        """The error's message without credentials, one line, bounded."""
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        """The error's message and its root cause, without credentials, one line, bounded."""
+        message = _with_causes(exc)
         for secret in self._secrets:
             message = message.replace(secret, "***")
         message = URL_CREDENTIALS.sub("***@", message)
@@ -160,6 +233,20 @@ class ExchangeClient:
 
     async def close(self) -> None:
         await self.ccxt.close()
+
+
+def _with_causes(exc: BaseException) -> str:
+    """``exc``'s message followed by those of its causes (ccxt keeps aiohttp's DNS error there)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    seen = {id(exc)}
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = " ".join(str(cause).split())
+        if text and text not in message:
+            message = f"{message}: {type(cause).__name__}: {text}"
+        cause = cause.__cause__ or cause.__context__
+    return message
 
 
 def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
@@ -171,7 +258,7 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 
 class RetryPolicy:
-    """Bounded retries with exponential backoff and jitter for ccxt's network-family errors."""
+    """Bounded retries with exponential backoff and jitter, for ``RETRYABLE`` errors."""
 
     def __init__(self, *, max_retries: int, base_seconds: float) -> None:
         self.max_retries = max_retries
@@ -180,8 +267,14 @@ class RetryPolicy:
     def backoff_seconds(self, attempt: int) -> float:
         return self.base_seconds * 2.0**attempt * random.uniform(0.5, 1.5)
 
-    async def call(self, operation: Callable[[], Awaitable[T]], *, on_retry: Callable[[BaseException], None]) -> T:
-        """Run ``operation``; retry it on ``RETRYABLE`` errors up to ``max_retries`` times."""
+    async def call(
+        self, operation: Callable[[], Awaitable[T]], *, on_retry: Callable[[BaseException, int, float], None]
+    ) -> T:
+        """Run ``operation``; retry it up to ``max_retries`` times, backing off between attempts.
+
+        ``on_retry(error, retry number from 1, backoff seconds)`` is called before each retry. A rate limit also paused
+        the exchange, which the next request waits out on top of the backoff.
+        """
         attempt = 0
         while True:
             try:
@@ -189,10 +282,9 @@ class RetryPolicy:
             except RETRYABLE as exc:
                 if attempt >= self.max_retries:
                     raise
-                on_retry(exc)
-                # throttling already set the exchange's pause, which the next call waits out
-                if not isinstance(exc, ccxt.RateLimitExceeded | ccxt.DDoSProtection):
-                    await asyncio.sleep(self.backoff_seconds(attempt))
+                seconds = self.backoff_seconds(attempt)
+                on_retry(exc, attempt + 1, seconds)
+                await asyncio.sleep(seconds)
                 attempt += 1
 
 

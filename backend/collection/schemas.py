@@ -28,6 +28,18 @@ class SeriesCoverage(msgspec.Struct, kw_only=True):
     last_candle: datetime
     candles: int
     expected_candles: int  # candles from first to last at this timeframe, had none been missing
-    missing_candles: int
+    missing_candles: int  # not stored, and not confirmed empty by the exchange (rejected ones included)
+    confirmed_empty_candles: int  # not stored: the exchange confirmed it has none (no trades)
+    rejected_candles: int  # the exchange kept sending them broken: never stored
     gap_count: int
     largest_gaps: list[Gap]
+
+
+class ConfirmationsCleared(msgspec.Struct, kw_only=True):
+    """What was forgotten of what the exchange had confirmed it does not have."""
+
+    exchange: str
+    symbol: str
+    timeframe: str | None  # null: every timeframe of the market
+    empty_ranges_cleared: int  # stretches confirmed empty (no trades)
+    history_starts_cleared: int  # "nothing before this time" marks

@@ -45,10 +45,7 @@ MONTH = "1M"
 
 def next_open(open_time: datetime, timeframe: str) -> datetime:
     """When the candle after the one opening at ``open_time`` opens (its close)."""
-    if timeframe == MONTH:
-        year, month = divmod(open_time.month, 12)
-        return open_time.replace(year=open_time.year + year, month=month + 1)
-    return open_time + FIXED_STEPS[timeframe]
+    return shift_open(open_time, timeframe, 1)
 
 
 def floor_open(moment: datetime, timeframe: str) -> datetime:
@@ -62,11 +59,7 @@ def floor_open(moment: datetime, timeframe: str) -> datetime:
 
 def last_closed_open(now: datetime, timeframe: str) -> datetime:
     """Open time of the newest candle that is closed at ``now`` (the one before the open candle)."""
-    current = floor_open(now, timeframe)
-    if timeframe == MONTH:
-        year, month = divmod(current.month - 2, 12)
-        return current.replace(year=current.year + year, month=month + 1)
-    return current - FIXED_STEPS[timeframe]
+    return shift_open(floor_open(now, timeframe), timeframe, -1)
 
 
 def candles_between(first: datetime, last: datetime, timeframe: str) -> int:
@@ -84,3 +77,22 @@ def to_datetime(ms: int) -> datetime:
 
 def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def shift_open(open_time: datetime, timeframe: str, candles: int) -> datetime:
+    """The open time ``candles`` candles after ``open_time`` (before it when negative)."""
+    if timeframe == MONTH:
+        year, month = divmod(open_time.month - 1 + candles, 12)
+        return open_time.replace(year=open_time.year + year, month=month + 1)
+    return open_time + candles * FIXED_STEPS[timeframe]
+
+
+def candles_in(start: datetime, end: datetime, timeframe: str) -> int:
+    """How many candles open from ``start`` up to (not including) ``end``."""
+    first = floor_open(start, timeframe)
+    if first < start:
+        first = next_open(first, timeframe)
+    last = floor_open(end, timeframe)
+    if last == end:
+        last = shift_open(last, timeframe, -1)
+    return candles_between(first, last, timeframe)

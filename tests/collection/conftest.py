@@ -1,13 +1,14 @@
-"""Fixtures for collection: a fake Binance on a random port, real ccxt clients, a collector.
+"""Fixtures for collection: a fake exchange on a random port, real ccxt clients, a collector.
 
-The fake and the collector share one frozen clock (``clock``), so candle boundaries never move
-during a test; ``clock.advance(...)`` lets time pass between runs.
+The fake speaks Binance unless a test parametrizes ``exchange_id`` (``EXCHANGES``: every dialect
+proven by tests). The fake and the collector share one frozen clock (``clock``), so candle
+boundaries never move during a test; ``clock.advance(...)`` lets time pass between runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,9 +21,15 @@ from backend.configs import repository as configs
 from backend.configs.schemas import ConfigCreate, Timeframe
 from backend.db.pool import Pool
 from backend.settings import Settings
-from tests.collection.fake_binance import FakeBinance, running_fake_binance
+from tests.collection.fake_binance import running_fake_binance
+from tests.collection.fake_exchange import FakeExchange
+from tests.collection.fake_okx import running_fake_okx
 
 NOW = datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC)
+EXCHANGES = ("binance", "okx")  # the dialects the collector is proven against
+FAKES = {"binance": running_fake_binance, "okx": running_fake_okx}
+
+NewConfig = Callable[..., Awaitable[int]]
 
 
 class Clock:
@@ -45,13 +52,29 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def fake(clock: Clock) -> AsyncIterator[FakeBinance]:
-    async with running_fake_binance(["BTC/USDT", "ETH/USDT"], now_ms=clock.ms) as server:
+def exchange_id() -> str:
+    """The exchange the fake speaks; ``@pytest.mark.parametrize("exchange_id", EXCHANGES)`` runs a test on each."""
+    return "binance"
+
+
+@pytest.fixture
+async def fake(clock: Clock, exchange_id: str) -> AsyncIterator[FakeExchange]:
+    async with FAKES[exchange_id](["BTC/USDT", "ETH/USDT"], now_ms=clock.ms) as server:
         yield server
 
 
 @pytest.fixture
-def collection_settings(settings: Settings, fake: FakeBinance) -> Settings:
+def new_config(pool: Pool, exchange_id: str) -> NewConfig:
+    """``await new_config(timeframes=[...], ...)``: a config of the fake's exchange; returns its id."""
+
+    async def make(**fields: Any) -> int:
+        return await create_config(pool, exchange=exchange_id, **fields)
+
+    return make
+
+
+@pytest.fixture
+def collection_settings(settings: Settings, fake: FakeExchange) -> Settings:
     """Fast retries and heartbeats; ccxt pointed at the fake through EXCHANGE_OVERRIDES."""
     return dataclasses.replace(
         settings,

@@ -1,4 +1,7 @@
-"""One run of a config against the fake Binance through the real ccxt client."""
+"""A run's lifecycle and log against the fake Binance through the real ccxt client.
+
+What every dialect must guarantee about the stored series: ``test_series_integrity.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,10 @@ import itertools
 from datetime import datetime, timedelta
 
 from backend.collection.collector import Collector
-from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
 from backend.runs import repository as runs
 from tests.collection.conftest import Clock, create_config, stored_open_times
-from tests.collection.fake_binance import FakeBinance, candle_values
+from tests.collection.fake_binance import FakeBinance
 
 HOUR = timedelta(hours=1)
 WEEK_OF_HOURS = 7 * 24  # candles of 1h in the default 7-day backfill
@@ -20,23 +22,6 @@ WEEK_OF_HOURS = 7 * 24  # candles of 1h in the default 7-day backfill
 
 def _hourly(times: list[datetime]) -> bool:
     return all(b - a == HOUR for a, b in itertools.pairwise(times))
-
-
-async def test_first_run_backfills_the_window_across_many_pages(
-    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
-) -> None:
-    fake.page_limit = 50
-    config_id = await create_config(pool)
-
-    outcome = await collector.collect_now(config_id)
-
-    times = await stored_open_times(pool)
-    assert outcome is not None
-    assert (outcome.status, outcome.records_collected) == ("success", WEEK_OF_HOURS)
-    assert len(times) == WEEK_OF_HOURS
-    assert _hourly(times)
-    assert times[0] == clock.now.replace(minute=0, second=0) - timedelta(days=7)
-    assert outcome.metadata["by_timeframe"]["1h"]["pages"] == 4
 
 
 async def test_run_is_logged_with_counts_and_timeframe_details(pool: Pool, collector: Collector) -> None:
@@ -63,99 +48,6 @@ async def test_page_size_comes_from_ccxt_features(pool: Pool, collector: Collect
     assert {request.limit for request in fake.requests} == {1000}
 
 
-async def test_open_candle_is_not_stored(pool: Pool, collector: Collector, clock: Clock) -> None:
-    await collector.collect_now(await create_config(pool))
-
-    times = await stored_open_times(pool)
-    assert times[-1] == clock.now.replace(minute=0, second=0) - HOUR
-
-
-async def test_second_run_fetches_only_what_is_new(
-    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
-) -> None:
-    config_id = await create_config(pool)
-    await collector.collect_now(config_id)
-    newest = (await stored_open_times(pool))[-1]
-    fake.requests.clear()
-    clock.advance(3 * HOUR)
-
-    outcome = await collector.collect_now(config_id)
-
-    assert outcome is not None
-    assert outcome.records_collected == 3
-    assert [request.start_ms for request in fake.requests] == [to_ms(newest + HOUR)]
-    assert len(await stored_open_times(pool)) == WEEK_OF_HOURS + 3
-
-
-async def test_candles_are_stored_with_the_exchanges_values(pool: Pool, collector: Collector) -> None:
-    await collector.collect_now(await create_config(pool))
-
-    row = await pool.fetchrow("SELECT * FROM candles ORDER BY open_time LIMIT 1")
-    assert row is not None
-    assert (row["open"], row["high"], row["low"], row["close"], row["volume"]) == candle_values(to_ms(row["open_time"]))
-
-
-async def test_failed_page_ends_the_timeframe_there_and_the_next_run_leaves_no_hole(
-    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
-) -> None:
-    fake.page_limit = 50
-    config_id = await create_config(pool)
-    window_start = clock.now.replace(minute=0, second=0) - timedelta(days=7)
-    fake.fail_klines(503, times=100, from_ms=to_ms(window_start + 100 * HOUR))
-
-    first = await collector.collect_now(config_id)
-    stored_after_failure = await stored_open_times(pool)
-    fake.clear_failures()
-    second = await collector.collect_now(config_id)
-
-    assert first is not None
-    assert second is not None
-    assert (first.status, first.error_type) == ("failed", "ExchangeNotAvailable")
-    assert stored_after_failure[-1] == window_start + 99 * HOUR
-    assert first.metadata["by_timeframe"]["1h"]["retries"] == 2
-    times = await stored_open_times(pool)
-    assert second.status == "success"
-    assert len(times) == WEEK_OF_HOURS
-    assert _hourly(times)
-
-
-async def test_deleted_candles_inside_the_window_are_refetched(pool: Pool, collector: Collector, clock: Clock) -> None:
-    config_id = await create_config(pool)
-    await collector.collect_now(config_id)
-    hole_start = clock.now.replace(minute=0, second=0) - 50 * HOUR
-    await pool.execute(
-        "DELETE FROM candles WHERE open_time >= $1 AND open_time < $2", hole_start, hole_start + 10 * HOUR
-    )
-
-    outcome = await collector.collect_now(config_id)
-
-    assert outcome is not None
-    assert outcome.records_collected == 10
-    assert outcome.metadata["by_timeframe"]["1h"]["holes_repaired"] == 1
-    times = await stored_open_times(pool)
-    assert len(times) == WEEK_OF_HOURS
-    assert _hourly(times)
-
-
-async def test_hole_the_exchange_confirms_empty_is_remembered_and_not_refetched(
-    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
-) -> None:
-    no_trades = clock.now.replace(minute=0, second=0) - 30 * HOUR
-    fake.missing_ms = {to_ms(no_trades), to_ms(no_trades + HOUR)}
-    config_id = await create_config(pool)
-    await collector.collect_now(config_id)
-    fake.requests.clear()
-
-    outcome = await collector.collect_now(config_id)
-
-    assert outcome is not None
-    assert outcome.status == "success"
-    assert fake.requests == []
-    empty = await pool.fetchrow("SELECT range_start, range_end FROM candle_empty_ranges")
-    assert empty is not None
-    assert (empty["range_start"], empty["range_end"]) == (no_trades, no_trades + 2 * HOUR)
-
-
 async def test_exchange_ignoring_since_does_not_loop_or_duplicate(
     pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
 ) -> None:
@@ -176,26 +68,10 @@ async def test_exchange_ignoring_since_does_not_loop_or_duplicate(
     assert _hourly(times)
 
 
-async def test_exchange_with_limited_history_is_not_asked_again_for_older_candles(
-    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
-) -> None:
-    earliest = clock.now.replace(minute=0, second=0) - 48 * HOUR
-    fake.history_start_ms = to_ms(earliest)
-    config_id = await create_config(pool)
-    await collector.collect_now(config_id)
-    fake.requests.clear()
-    clock.advance(HOUR)
-
-    await collector.collect_now(config_id)
-
-    assert await pool.fetchval("SELECT earliest_available FROM candle_series") == earliest
-    assert [request.start_ms for request in fake.requests] == [to_ms(clock.now.replace(minute=0, second=0) - HOUR)]
-
-
 async def test_rate_limit_answer_is_retried_and_the_run_succeeds(
     pool: Pool, collector: Collector, fake: FakeBinance
 ) -> None:
-    fake.fail_klines(429, retry_after=1)
+    fake.fail_candles(429, retry_after=1)
 
     outcome = await collector.collect_now(await create_config(pool))
 

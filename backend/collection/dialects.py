@@ -1,0 +1,104 @@
+"""How exchanges differ in answering candle requests, beyond what ccxt smooths over.
+
+Every ccxt exchange id works with the default :class:`Dialect`: pages as large as ccxt's
+``features`` say, answers read as "the candles from ``since`` on". An exchange whose answers
+need more care gets a dialect of its own, registered in :data:`DIALECTS`:
+
+- ``binance``: the first ``limit`` candles from ``startTime`` on (1,000 per page); its klines
+  answer is a JSON list and its market list an object with ``symbols``.
+- ``okx``: a fixed time window ``[since, since + limit candles)``, so an empty answer says nothing
+  about what comes after the window; the latest 1,440 candles on one endpoint (300 per page),
+  older history on another (100 per page); every answer is ``{"code", "msg", "data": [...]}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from backend.collection.timeframes import FIXED_STEPS, floor_open
+
+if TYPE_CHECKING:
+    from backend.collection.exchanges import ExchangeClient
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What to ask ccxt for one page: ``fetch_ohlcv(symbol, timeframe, since, limit, params)``."""
+
+    limit: int
+    params: dict[str, Any] = field(default_factory=dict)
+    window_end: datetime | None = None  # windowed dialects: the answer covers [since, window_end)
+
+
+class Dialect:
+    """An exchange that answers with the candles from ``since`` on, as many as ccxt says a page holds."""
+
+    name = "default"
+    windowed = False  # True: the answer covers a fixed window, not "everything from since on"
+
+    def page_request(
+        self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
+    ) -> PageRequest:
+        """The request for at most ``at_most`` candles from ``since`` (``now`` is the collector's clock)."""
+        return PageRequest(limit=min(at_most, client.page_limit(symbol)))
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        """What is wrong with a 2xx JSON ``answer`` to ``path``, or None when it is shaped right."""
+        return None
+
+
+class Binance(Dialect):
+    name = "binance"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if path.endswith("/klines") and not isinstance(answer, list):
+            return "a klines answer that is not a list"
+        listed = isinstance(answer, dict) and any(isinstance(answer.get(k), list) for k in ("symbols", "optionSymbols"))
+        if path.endswith("/exchangeInfo") and not listed:
+            return "an exchangeInfo answer without a list of symbols"
+        return None
+
+
+OKX_RECENT_CANDLES = 1440  # the recent endpoint keeps the latest 1,440 candles
+OKX_RECENT_MARGIN = 40  # candles of leeway for clock skew before the history endpoint is used
+OKX_RECENT_LIMIT = 300
+OKX_HISTORY_LIMIT = 100
+
+
+class Okx(Dialect):
+    name = "okx"
+    windowed = True
+
+    def page_request(
+        self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
+    ) -> PageRequest:
+        step = FIXED_STEPS.get(timeframe, timedelta(days=31))
+        recent = since >= floor_open(now, timeframe) - (OKX_RECENT_CANDLES - OKX_RECENT_MARGIN) * step
+        limit = min(at_most, OKX_RECENT_LIMIT if recent else OKX_HISTORY_LIMIT)
+        # ccxt asks for before = since - 1 and after = since + limit x its timeframe length
+        duration = timedelta(seconds=client.ccxt.parse_timeframe(timeframe))
+        return PageRequest(
+            limit=limit,
+            params={"type": "Candles" if recent else "HistoryCandles"},
+            window_end=since + limit * duration,
+        )
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if not isinstance(answer, dict) or not isinstance(answer.get("data"), list) or "code" not in answer:
+            return 'an answer without "code" and a "data" list'
+        return None
+
+
+DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (Binance(), Okx())}
+DEFAULT = Dialect()
+
+
+def dialect_for(exchange: Any) -> Dialect:
+    """The dialect of a ccxt exchange object; ccxt's variants of an exchange (``binanceus``,
+    ``okxus``...) are subclasses of it and speak its dialect."""
+    for cls in type(exchange).__mro__:
+        if cls.__name__ in DIALECTS:
+            return DIALECTS[cls.__name__]
+    return DEFAULT

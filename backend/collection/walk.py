@@ -1,0 +1,388 @@
+"""Walking one series page by page: forward to the newest closed candle, then repairing its holes.
+
+Forward: from after the newest stored candle (or from the window start, ``backfill_days`` ago, for
+a new series) up to the newest closed candle. Then the holes inside the window are asked again.
+A page that still fails after its retries ends the walk there, so the next run resumes at it.
+
+What the walk trusts:
+
+- An answer is checked before it is used: JSON shaped as the exchange's dialect answers
+  (``exchanges``), every candle keeping the rules (``candle_rules``). A page with broken candles is
+  asked again; if the exchange keeps sending them, its good candles are stored, the broken ones
+  recorded as rejected (and not asked again with retries), and the timeframe ends ``partial`` with
+  ``InvalidCandle``.
+- An empty answer while the series is more than ``CAUGHT_UP_SLACK`` candles behind is not "caught
+  up" until the exchange's answer for a later ``since`` agrees; a dialect answering fixed windows
+  (``Dialect.windowed``) says only that its window is empty, and the walk goes on after it.
+- Only a well-formed answer without broken candles confirms that a stretch has no candles
+  (remembered, and asked again once older than ``EMPTY_RANGE_MAX_AGE_HOURS``), or that the
+  exchange has nothing before some time; the latter holds only for windows that start as early.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import ccxt
+
+from backend.collection import repository as candles
+from backend.collection.candle_rules import CheckedPage, InvalidCandle, Rejection, check_candles
+from backend.collection.exchanges import ExchangeClient, RetryPolicy
+from backend.collection.repository import CandleRow, Hole, SeriesState
+from backend.collection.timeframes import (
+    FIXED_STEPS,
+    candles_between,
+    floor_open,
+    last_closed_open,
+    next_open,
+    shift_open,
+    to_ms,
+)
+from backend.db.pool import Pool
+
+logger = logging.getLogger(__name__)
+
+MAX_HOLES_PER_RUN = 50  # holes one run repairs per timeframe (the rest wait for the next run)
+CAUGHT_UP_SLACK = 2  # an empty answer this close to the newest closed candle means caught up
+INVALID_CANDLES_IN_METADATA = 5  # the first offending candles a run's metadata shows
+
+
+@dataclass(frozen=True)
+class Series:
+    config_id: int
+    exchange: str
+    symbol: str
+    timeframe: str
+
+    def __str__(self) -> str:
+        return f"config {self.config_id} {self.exchange} {self.symbol} {self.timeframe}"
+
+
+@dataclass
+class TimeframeProgress:
+    """What one timeframe did in a run; filled in as it goes, so a cut-off run still reports it."""
+
+    timeframe: str
+    records: int = 0
+    pages: int = 0
+    retries: int = 0
+    holes_repaired: int = 0
+    first_candle: datetime | None = None
+    last_candle: datetime | None = None
+    duration_seconds: float = 0.0
+    error_type: str | None = None
+    error: str | None = None
+    done: bool = False
+    rejected_candles: int = 0  # distinct candles
+    invalid_candles: list[Rejection] = field(default_factory=list)
+    _rejected_at: set[datetime] = field(default_factory=set)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.done and self.error_type is None
+
+    @property
+    def partial(self) -> bool:
+        """Walked to the end, storing every candle but those the exchange kept sending broken."""
+        return self.done and self.error_type == InvalidCandle.__name__
+
+    def stored(self, page: list[CandleRow], count: int) -> None:
+        self.records += count
+        self.first_candle = min(page[0][0], self.first_candle or page[0][0])
+        self.last_candle = max(page[-1][0], self.last_candle or page[-1][0])
+
+    def reject(self, rejections: list[Rejection]) -> None:
+        new = [r for r in rejections if r.open_time is None or r.open_time not in self._rejected_at]
+        self._rejected_at.update(r.open_time for r in new if r.open_time is not None)
+        self.rejected_candles += len(new)
+        room = INVALID_CANDLES_IN_METADATA - len(self.invalid_candles)
+        self.invalid_candles.extend(new[: max(0, room)])
+
+    def fail(self, error_type: str, message: str) -> None:
+        self.error_type, self.error, self.done = error_type, message, True
+
+    def finish(self) -> None:
+        """The walk reached its end: ``partial`` when candles were rejected on the way."""
+        self.done = True
+        if self.rejected_candles and self.error_type is None:
+            first = self.invalid_candles[0]
+            where = f" at {first.open_time.isoformat()}" if first.open_time else ""
+            self.error_type = InvalidCandle.__name__
+            self.error = (
+                f"{self.rejected_candles} candle(s) broke the rules and were not stored, first{where}: {first.reason}"
+            )
+
+    def as_metadata(self) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "records": self.records,
+            "first_candle": self.first_candle.isoformat() if self.first_candle else None,
+            "last_candle": self.last_candle.isoformat() if self.last_candle else None,
+            "pages": self.pages,
+            "retries": self.retries,
+            "holes_repaired": self.holes_repaired,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "error_type": self.error_type,
+            "error": self.error,
+        }
+        if self.rejected_candles:
+            metadata["rejected_candles"] = self.rejected_candles
+            metadata["invalid_candles"] = [r.as_metadata() for r in self.invalid_candles]
+        return metadata
+
+
+@dataclass(frozen=True)
+class Fetched:
+    page: CheckedPage
+    window_end: datetime | None  # windowed dialects: the answer covered [since, window_end)
+
+
+class SeriesWalk:
+    """One timeframe of one run: every closed candle of the window not yet stored, stored once."""
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        client: ExchangeClient,
+        retry: RetryPolicy,
+        clock: Callable[[], datetime],
+        series: Series,
+        progress: TimeframeProgress,
+        backfill_days: int,
+        empty_range_max_age: timedelta,
+    ) -> None:
+        self.pool = pool
+        self.client = client
+        self.retry = retry
+        self.clock = clock
+        self.series = series
+        self.progress = progress
+        self.backfill_days = backfill_days
+        self.empty_range_max_age = empty_range_max_age
+        self._known_rejected: set[datetime] = set()
+
+    async def run(self) -> None:
+        """Forward, then the holes; a failure is recorded in ``progress`` and logged, never raised."""
+        try:
+            await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
+            state = await self._state()
+            self._known_rejected = await candles.rejected_open_times(
+                self.pool, **self._key(), since=self._window_start(state)
+            )
+            await self._forward(state)
+            await self._repair_holes()
+            self.progress.finish()
+        except Exception as exc:
+            self.progress.fail(type(exc).__name__, self.client.safe_message(exc))
+            expected = isinstance(exc, ccxt.BaseError)
+            logger.log(
+                logging.WARNING if expected else logging.ERROR,
+                "%s: collecting failed after %d retries: %s: %s",
+                self.series,
+                self.progress.retries,
+                self.progress.error_type,
+                self.progress.error,
+                exc_info=not expected,
+            )
+        if self.progress.partial:
+            logger.warning("%s: %s", self.series, self.progress.error)
+
+    def _key(self) -> dict[str, str]:
+        return {"exchange": self.series.exchange, "symbol": self.series.symbol, "timeframe": self.series.timeframe}
+
+    async def _state(self) -> SeriesState:
+        return await candles.series_state(self.pool, **self._key())
+
+    def _window_start(self, state: SeriesState) -> datetime:
+        """``backfill_days`` ago, or where the exchange's history begins if it said so for this window."""
+        start = floor_open(self.clock() - timedelta(days=self.backfill_days), self.series.timeframe)
+        earliest, asked_from = state.earliest_available, state.earliest_asked_from
+        if earliest is not None and asked_from is not None and asked_from <= start:
+            return max(start, earliest)
+        return start
+
+    def _newest_closed(self) -> datetime:
+        return last_closed_open(self.clock(), self.series.timeframe)
+
+    # --- forward -------------------------------------------------------------------------------
+
+    async def _forward(self, state: SeriesState) -> None:
+        """From after the newest stored candle (or the window start) up to the newest closed candle."""
+        timeframe = self.series.timeframe
+        leading = state.newest is None  # nothing stored yet: the first answer says where history begins
+        since = self._window_start(state) if state.newest is None else next_open(state.newest, timeframe)
+        asked_from = since
+        while since <= self._newest_closed():
+            fetched = await self._fetch(since)
+            page, first = fetched.page, fetched.page.first_open
+            if first is None:
+                if fetched.window_end is None:
+                    return  # caught up: the exchange has nothing from `since` on
+                since = fetched.window_end  # windowed: nothing in this window, the next one may have
+                continue
+            if page.trusted and first > since:
+                if leading:
+                    await candles.set_earliest_available(
+                        self.pool, **self._key(), earliest=first, asked_from=asked_from
+                    )
+                else:
+                    await self._remember_empty(since, first)
+            leading = False
+            if page.rows:
+                await self._store(page.rows)
+            assert page.last_open is not None  # there is a first candle, so a last one
+            since = next_open(page.last_open, timeframe)  # always advances: the page is >= since
+
+    # --- holes ---------------------------------------------------------------------------------
+
+    async def _repair_holes(self) -> None:
+        holes = await candles.find_holes(
+            self.pool,
+            **self._key(),
+            since=self._window_start(await self._state()),
+            confirmed_after=self.clock() - self.empty_range_max_age,
+            limit=MAX_HOLES_PER_RUN,
+        )
+        for hole in holes:
+            await self._repair(hole)
+            self.progress.holes_repaired += 1
+
+    async def _repair(self, hole: Hole) -> None:
+        """Ask for one hole again; what the exchange confirms has no candles is remembered as empty.
+
+        Empty windows in a row (windowed dialects) make one empty stretch, remembered once.
+        """
+        await candles.forget_empty_ranges_in(self.pool, **self._key(), start=hole.start, end=hole.end)
+        since = hole.start
+        empty_from: datetime | None = None  # start of the stretch confirmed empty so far
+        while since < hole.end:
+            # the hole's candles plus the stored one after it, which confirms an empty stretch
+            at_most = _approximate_candles(since, hole.end, self.series.timeframe) + 1
+            fetched = await self._fetch(since, at_most=at_most, known_later=hole.end)
+            page, first = fetched.page, fetched.page.first_open
+            if first is None:
+                if fetched.window_end is None:
+                    return
+                empty_from = empty_from or since
+                since = fetched.window_end
+                continue
+            if page.trusted:
+                await self._remember_empty(empty_from or since, min(first, hole.end))
+            elif empty_from is not None:
+                await self._remember_empty(empty_from, since)
+            empty_from = None
+            inside = [row for row in page.rows if row[0] < hole.end]
+            if inside:
+                await self._store(inside)
+            assert page.last_open is not None
+            since = next_open(page.last_open, self.series.timeframe)
+        if empty_from is not None:
+            await self._remember_empty(empty_from, hole.end)
+
+    async def _remember_empty(self, start: datetime, end: datetime) -> None:
+        if end > start:
+            await candles.remember_empty_range(
+                self.pool, **self._key(), start=start, end=end, confirmed_at=self.clock()
+            )
+
+    # --- one page ------------------------------------------------------------------------------
+
+    async def _fetch(
+        self, since: datetime, *, at_most: int | None = None, known_later: datetime | None = None
+    ) -> Fetched:
+        """One page from ``since``, checked, asked again while the answer cannot be trusted.
+
+        ``known_later``: a candle the exchange has after ``since`` (an empty answer is then wrong).
+        """
+        series, client = self.series, self.client
+        request = client.dialect.page_request(
+            client, series.symbol, series.timeframe, since, self.clock(), at_most or client.page_limit(series.symbol)
+        )
+
+        async def attempt() -> CheckedPage:
+            raw = await client.fetch_ohlcv(series.symbol, series.timeframe, to_ms(since), request.limit, request.params)
+            self.progress.pages += 1
+            page = check_candles(raw, timeframe=series.timeframe, since=since, newest_closed=self._newest_closed())
+            if any(r.open_time not in self._known_rejected for r in page.rejected):
+                raise InvalidCandle(series.exchange, page)
+            if page.first_open is None:
+                await self._check_nothing_later(since, request.window_end, known_later)
+            return page
+
+        try:
+            page = await self.retry.call(attempt, on_retry=self._retrying)
+        except InvalidCandle as exc:  # the exchange keeps sending them: keep the good ones
+            page = exc.page
+        if page.rejected:
+            await self._reject(page.rejected)
+        return Fetched(page, request.window_end)
+
+    async def _check_nothing_later(
+        self, since: datetime, window_end: datetime | None, known_later: datetime | None
+    ) -> None:
+        """An empty answer from ``since`` (up to ``window_end``, if windowed): ``BadResponse`` if wrong.
+
+        It is wrong when it covers a candle the exchange is known to have (``known_later``), or,
+        while the series is more than ``CAUGHT_UP_SLACK`` candles behind, one the exchange serves
+        when asked from near the newest closed candle.
+        """
+        series, later = self.series, known_later
+        if later is None:
+            newest_closed = self._newest_closed()
+            probe_since = shift_open(newest_closed, series.timeframe, -CAUGHT_UP_SLACK)
+            if since >= probe_since or (window_end is not None and window_end <= probe_since):
+                return  # caught up, or an empty window well before the newest candles
+            probe = self.client.dialect.page_request(
+                self.client, series.symbol, series.timeframe, probe_since, self.clock(), CAUGHT_UP_SLACK + 1
+            )
+            raw = await self.client.fetch_ohlcv(
+                series.symbol, series.timeframe, to_ms(probe_since), probe.limit, probe.params
+            )
+            self.progress.pages += 1
+            later = check_candles(
+                raw, timeframe=series.timeframe, since=probe_since, newest_closed=newest_closed
+            ).first_open
+        if later is not None and (window_end is None or later < window_end):
+            raise ccxt.BadResponse(
+                f"{series.exchange} answered no candles from {since.isoformat()} "
+                f"although it has one at {later.isoformat()}"
+            )
+
+    def _retrying(self, exc: BaseException, retry: int, seconds: float) -> None:
+        self.progress.retries += 1
+        paused = self.client.pause.remaining_seconds
+        logger.info(
+            "%s: retry %d of %d in %.1f s%s after %s: %s",
+            self.series,
+            retry,
+            self.retry.max_retries,
+            seconds,
+            f" (exchange paused for {paused:.1f} s)" if paused else "",
+            type(exc).__name__,
+            self.client.safe_message(exc),
+        )
+
+    async def _reject(self, rejected: list[Rejection]) -> None:
+        """Broken candles the exchange kept sending: recorded, counted, never stored."""
+        self.progress.reject(rejected)
+        placed = [(r.open_time, r.reason) for r in rejected if r.open_time is not None]
+        if placed:
+            await candles.record_rejected_candles(self.pool, **self._key(), rejections=placed, rejected_at=self.clock())
+            self._known_rejected.update(open_time for open_time, _ in placed)
+
+    async def _store(self, rows: list[CandleRow]) -> None:
+        """The one place a page of checked candles is stored."""
+        count = await candles.store_candles(self.pool, **self._key(), rows=rows)
+        self.progress.stored(rows, count)
+
+
+def _approximate_candles(start: datetime, end: datetime, timeframe: str) -> int:
+    step = FIXED_STEPS.get(timeframe)
+    if step is None:
+        return candles_between(start, end, timeframe)
+    return max(1, math.ceil((end - start) / step))

@@ -1,0 +1,83 @@
+"""What a run tells an operator: the root cause of a failure, real retries and durations, and log
+messages that name the config, exchange, symbol and timeframe."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from backend.collection.collector import Collector
+from backend.collection.exchanges import ExchangeClients
+from backend.collection.timeframes import to_ms
+from backend.db.pool import Pool
+from backend.settings import Settings
+from tests.collection.conftest import Clock, create_config
+from tests.collection.fake_binance import FakeBinance
+from tests.collection.fake_exchange import high_below_low
+
+OFFLINE = {
+    "binance": {
+        "urls": {"api": {"public": "http://altar-offline.invalid/api/v3"}},
+        "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+    }
+}
+
+
+@pytest.fixture
+async def offline_collector(pool: Pool, collection_settings: Settings, clock: Clock) -> AsyncIterator[Collector]:
+    """A collector whose exchange's host does not resolve, as offline."""
+    settings = dataclasses.replace(collection_settings, exchange_overrides=OFFLINE)
+    exchanges = ExchangeClients(settings.exchange_overrides)
+    yield Collector(pool=pool, exchanges=exchanges, settings=settings, clock=clock)
+    await exchanges.close()
+
+
+async def test_offline_failure_keeps_the_root_cause(pool: Pool, offline_collector: Collector) -> None:
+    outcome = await offline_collector.collect_now(await create_config(pool))
+
+    assert outcome is not None
+    assert (outcome.status, outcome.error_type) == ("failed", "ExchangeNotAvailable")
+    assert outcome.error_message is not None
+    assert "exchangeInfo" in outcome.error_message
+    assert "Cannot connect to host altar-offline.invalid" in outcome.error_message
+
+
+async def test_offline_run_reports_its_retries_and_how_long_they_took(pool: Pool, offline_collector: Collector) -> None:
+    outcome = await offline_collector.collect_now(await create_config(pool, timeframes=["1h", "4h"]))
+
+    assert outcome is not None
+    for timeframe in ("1h", "4h"):
+        details = outcome.metadata["by_timeframe"][timeframe]
+        assert details["retries"] == 2
+        assert details["duration_seconds"] > 0
+
+
+async def test_run_duration_is_rounded_to_milliseconds_like_the_stats(pool: Pool, collector: Collector) -> None:
+    outcome = await collector.collect_now(await create_config(pool))
+
+    assert outcome is not None
+    stored = await pool.fetchval("SELECT duration_seconds FROM job_execution_logs WHERE id = $1", outcome.run_id)
+    assert stored == outcome.duration_seconds == round(outcome.duration_seconds, 3)
+
+
+async def test_every_collection_message_names_the_config_exchange_symbol_and_timeframe(
+    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_candles(503)  # a retry
+    broken = clock.now.replace(minute=0, second=0) - timedelta(hours=5)
+    fake.corrupt_candles(high_below_low, at_ms=[to_ms(broken)], times=100)  # rejected candles, partial
+    fake.unsupported_intervals = {"4h"}  # a failed timeframe
+    config_id = await create_config(pool, timeframes=["1h", "4h"])
+
+    with caplog.at_level(logging.INFO, logger="backend.collection"):
+        await collector.collect_now(config_id)
+
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("backend.collection")]
+    assert len(messages) >= 4
+    for message in messages:
+        assert f"config {config_id} binance BTC/USDT " in message
+        assert " 1h" in message or " 4h" in message
