@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate lint format bench procfile-check lock
+.PHONY: help install run test migrate lint format bench procfile-check lock screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ format: install ## Format and auto-fix the code
 
 bench: install ## Print benchmark figures
 	$(BIN)/python -m tests.bench
+
+screenshots: install ## Screenshots of every dashboard view (desktop and 375 px) into docs/screenshots/, and its transfer sizes
+	$(BIN)/python -m pytest tests/dashboard/screenshots.py -q -s -p no:cacheprovider
 
 procfile-check: install ## Start the Procfile's release and web processes with honcho, check /health
 	$(BIN)/python -m pytest tests/test_heroku_files.py -k procfile

@@ -25,6 +25,7 @@ from backend.collection.collector import open_collector
 from backend.collection.controllers import ConfirmedEmptyController, MarketDataController
 from backend.configs.bulk import BulkConfigController
 from backend.configs.controllers import ConfigController
+from backend.dashboard.routes import dashboard_file, dashboard_page
 from backend.db.pool import Pool, create_pool
 from backend.db.redis import create_redis
 from backend.errors import ConflictError, NotFoundError, UnavailableError
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             StatsController,
             stream_events,
             docs_redirect,
+            dashboard_page,
+            dashboard_file,
         ],
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
         lifespan=[open_services, open_collector, open_monitoring, open_scheduling],

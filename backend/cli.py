@@ -79,8 +79,8 @@ async def _ensure_admin(settings: Settings, *, invent_locally: bool) -> None:
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
-    print(f"serving on http://{host}:{port}  docs: http://{host}:{port}/docs")
-    print("log in: POST /api/v1/auth/login with your email and password, then Authorize with the token")
+    print(f"serving on http://{host}:{port}  dashboard: http://{host}:{port}/  docs: http://{host}:{port}/docs")
+    print("log in to the dashboard with your email and password (or POST /api/v1/auth/login for a token)")
     uvicorn.run(
         create_app(settings),
         host=host,

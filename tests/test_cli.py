@@ -93,6 +93,7 @@ async def test_local_run_creates_an_admin_once_and_serves(pool: Pool, database_u
         match = re.search(r"admin: created for local use only: (\S+) / (\S+)", output)
         assert match, output
         assert f"http://127.0.0.1:{port}/docs" in output
+        assert f"dashboard: http://127.0.0.1:{port}/ " in output
         async with httpx.AsyncClient() as http:
             for _ in range(100):
                 try:

@@ -141,6 +141,7 @@ class FakeExchange(ABC):
     delisted: set[str] = field(default_factory=set)  # still listed in the markets, candles answer "unknown"
     requests: list[CandleRequest] = field(default_factory=list)
     market_requests: int = 0
+    gate: asyncio.Event | None = None  # when set to an Event, candle requests wait until it is set
     url: str = ""
     _faults: list[Fault] = field(default_factory=list)
 
@@ -258,6 +259,8 @@ class FakeExchange(ABC):
         render: Callable[[list[Row]], str],
     ) -> web.Response:
         """The answer ``render`` writes for the candles at ``open_times``, or what the first matching fault says."""
+        if endpoint == "candles" and self.gate is not None:
+            await self.gate.wait()
         if self.latency_seconds:
             await asyncio.sleep(self.latency_seconds)
         rows: list[Row] = [[t, *candle_values(t)] for t in open_times]

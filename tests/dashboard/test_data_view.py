@@ -1,0 +1,87 @@
+"""The Data view: coverage per timeframe and a candlestick chart of the stored candles, gaps shaded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.dashboard.conftest import Served, create_config, log_in
+from tests.dashboard.seed import wait_for_runs
+
+# count the chart's pixels of the default candle colours and of the gap shading (alone or over white)
+COUNT_PIXELS = """
+box => {
+  const near = (value, wanted) => Math.abs(value - wanted) < 14;
+  const up = (r, g, b) => near(r, 38) && near(g, 166) && near(b, 154);
+  const down = (r, g, b) => near(r, 239) && near(g, 83) && near(b, 80);
+  const alone = (r, g, a) => a > 20 && a < 80 && r > 150 && g < 100;
+  const shaded = (r, g, b, a) => alone(r, g, a) || (near(r, 246) && near(g, 221) && near(b, 221));
+  let candles = 0, shading = 0;
+  for (const canvas of box.querySelectorAll("canvas")) {
+    const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+    for (let i = 0; i < data.length; i += 4) {
+      const [r, g, b, a] = [data[i], data[i + 1], data[i + 2], data[i + 3]];
+      if (a > 200 && (up(r, g, b) || down(r, g, b))) candles++;
+      else if (shaded(r, g, b, a)) shading++;
+    }
+  }
+  return { candles, shading };
+}
+"""
+
+
+@pytest.fixture
+def three_missing_hours(served: Served) -> Iterator[list[datetime]]:
+    """The fake has no candles for three hours two days ago (no trades then)."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    missing = [hour - timedelta(hours=k) for k in range(3)]
+    served.fake.missing_ms = {int(moment.timestamp() * 1000) for moment in missing}
+    yield sorted(missing)
+    served.fake.missing_ms = set()
+
+
+async def test_the_data_view_draws_the_stored_candles_with_their_gaps(
+    page: Page, served: Served, three_missing_hours: list[datetime]
+) -> None:
+    config = await create_config(served, "ATOM/USDT", timeframes=["1h"], enabled=True)  # runs at once
+    await wait_for_runs(served.database_url, [config["id"]])
+
+    await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1h")
+
+    coverage = page.get_by_role("region", name="Coverage of ATOM/USDT on binance").locator("tbody tr")
+    await expect(coverage).to_have_count(1)
+    # timeframe, first, last, candles, expected, missing, no trades, gaps: the collector asked for the
+    # hole again and the exchange confirmed it has no candles there, so none is "missing"
+    cells = await coverage.get_by_role("cell").all_inner_texts()
+    assert (cells[0], cells[5], cells[6], cells[7]) == ("1h", "0", "3", "1")
+    await expect(page.get_by_text("3 slots without a candle (missing or no trades) shaded")).to_be_visible()
+    first_missing = three_missing_hours[0].strftime("%Y-%m-%d %H:%M UTC")
+    await expect(page.get_by_role("listitem").filter(has_text="3 slots without a candle")).to_contain_text(
+        first_missing
+    )
+    chart = page.get_by_role("img", name="Candlestick chart of ATOM/USDT on binance, 1h")
+    drawn: dict[str, Any] = await chart.evaluate(COUNT_PIXELS)
+    assert drawn["candles"] > 1000, drawn
+    assert drawn["shading"] > 100, drawn
+
+
+async def test_the_chart_zooms_and_moves_with_its_buttons(page: Page, served: Served) -> None:
+    config = await create_config(served, "UNI/USDT", timeframes=["1h"], enabled=True)
+    await wait_for_runs(served.database_url, [config["id"]])
+    await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1h")
+    in_view = page.get_by_text(re.compile(r"^In view: "))
+    await expect(in_view).to_be_visible()
+    slots = int(re.findall(r"(\d+) slots", await in_view.inner_text())[0])
+
+    await page.get_by_role("button", name="Zoom in").click()
+    await expect(in_view).not_to_have_text(re.compile(rf" {slots} slots"))
+    zoomed = await in_view.inner_text()
+    await page.get_by_role("button", name="Earlier").click()
+    await expect(in_view).not_to_have_text(zoomed)
+
+    assert int(re.findall(r"(\d+) slots", zoomed)[0]) < slots
