@@ -5,12 +5,16 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate lint format bench procfile-check lock screenshots
+.PHONY: help install run test migrate lint format bench fuzz procfile-check lock screenshots
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SPECTRAL := tools/spectral/node_modules/.bin/spectral
+FUZZ_EXAMPLES ?= 300
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(INSTALLED) ## Create .venv and install the locked dependencies
+install: $(INSTALLED) $(SPECTRAL) ## Create .venv and install the locked dependencies (and Spectral, with npm)
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +22,13 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-run: install ## Run locally: embedded PostgreSQL if DATABASE_URL is unset, migrations, first admin, app
-	$(BIN)/python -m backend run
+$(SPECTRAL): tools/spectral/package.json tools/spectral/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tools/spectral --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the Spectral lint of the API documents will be skipped (install Node.js)"; fi
+
+run: install ## Run locally (make run PORT=8001 HOST=0.0.0.0): embedded PostgreSQL if DATABASE_URL is unset, migrations, first admin, app
+	$(BIN)/python -m backend run --host $(HOST) --port $(PORT)
 
 test: install ## Run the whole test suite against real PostgreSQL and Redis
 	$(BIN)/python -m pytest
@@ -38,6 +47,9 @@ format: install ## Format and auto-fix the code
 
 bench: install ## Print benchmark figures
 	$(BIN)/python -m tests.bench
+
+fuzz: install ## Fuzz the whole API from its OpenAPI schema with schemathesis (FUZZ_EXAMPLES per operation)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/web/test_fuzz.py -p no:cacheprovider -q -s
 
 screenshots: install ## Screenshots of every dashboard view (desktop and 375 px) into docs/screenshots/, and its transfer sizes
 	$(BIN)/python -m pytest tests/dashboard/screenshots.py -q -s -p no:cacheprovider

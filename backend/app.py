@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import asyncpg
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Tag
-from litestar.response import Redirect
+from litestar.openapi.spec import Contact, Tag
 
 from backend.auth.controllers import AuthController
 from backend.auth.throttle import LoginThrottle, MemoryFailureCounter, RedisFailureCounter
@@ -28,22 +22,29 @@ from backend.configs.controllers import ConfigController
 from backend.dashboard.routes import dashboard_file, dashboard_page
 from backend.db.pool import Pool, create_pool
 from backend.db.redis import create_redis
-from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.health import HealthController
 from backend.monitoring.controllers import ExecutionLogController, StatsController
 from backend.monitoring.events import open_monitoring
 from backend.monitoring.websocket import stream_events
 from backend.scheduling.lifespan import open_scheduling
 from backend.settings import Settings, load_settings
-
-logger = logging.getLogger(__name__)
+from backend.web.asyncapi import asyncapi_document
+from backend.web.docs import docs_redirect, swagger_ui, swagger_ui_assets
+from backend.web.errors import EXCEPTION_HANDLERS
+from backend.web.headers import request_id_first, security_headers
+from backend.web.openapi import finish_openapi
+from backend.web.requests import ParsedRequest, QueryStringMiddleware
 
 API_DESCRIPTION = """Collects OHLCV candles from crypto exchanges on admin-defined schedules.
 
 Log in with `POST /api/v1/auth/login`, then press **Authorize** and paste the `access_token`.
+
+Every error answers the `Error` body (`status_code`, `detail`, and `extra` naming each invalid field).
+Live events come from a WebSocket, described by the AsyncAPI document at
+[/schema/asyncapi.json](/schema/asyncapi.json).
 """
 # response headers a frontend on another origin must be able to read
-EXPOSED_HEADERS = ["X-Total-Count", "ETag", "Content-Disposition"]
+EXPOSED_HEADERS = ["X-Total-Count", "ETag", "Content-Disposition", "X-Request-ID"]
 TAGS = [
     Tag(name="auth", description="Login and the current user"),
     Tag(name="configs", description="Data-collection configs: what to collect and how often"),
@@ -52,41 +53,6 @@ TAGS = [
     Tag(name="execution logs", description="Every run of every job, filtered, paged and exported as CSV"),
     Tag(name="stats", description="Polled aggregates for the dashboard, with ETags for cheap polling"),
 ]
-
-
-@get("/docs", include_in_schema=False)
-async def docs_redirect() -> Redirect:
-    return Redirect("/schema/swagger")
-
-
-def _error(status_code: int, detail: str) -> Response[dict[str, Any]]:
-    return Response({"status_code": status_code, "detail": detail}, status_code=status_code, media_type=MediaType.JSON)
-
-
-def _not_found(_: Request[Any, Any, Any], exc: NotFoundError) -> Response[dict[str, Any]]:
-    return _error(404, str(exc))
-
-
-def _conflict(_: Request[Any, Any, Any], exc: ConflictError) -> Response[dict[str, Any]]:
-    return _error(409, str(exc))
-
-
-def _unique_violation(_: Request[Any, Any, Any], exc: asyncpg.UniqueViolationError) -> Response[dict[str, Any]]:
-    detail = exc.detail or "A row with the same key already exists"
-    return _error(409, f"Already exists: {detail}")
-
-
-def _check_violation(_: Request[Any, Any, Any], exc: asyncpg.CheckViolationError) -> Response[dict[str, Any]]:
-    return _error(400, f"Invalid value: violates {exc.constraint_name}")
-
-
-def _unavailable(_: Request[Any, Any, Any], exc: UnavailableError) -> Response[dict[str, Any]]:
-    return _error(503, str(exc))
-
-
-def _database_down(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    logger.error("database unavailable: %s", type(exc).__name__)
-    return _error(503, "The database is unavailable, try again shortly")
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -133,23 +99,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
             StatsController,
             stream_events,
             docs_redirect,
+            asyncapi_document,
+            swagger_ui_assets(),
             dashboard_page,
             dashboard_file,
         ],
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
         lifespan=[open_services, open_collector, open_monitoring, open_scheduling],
+        on_startup=[finish_openapi],
         state=State({"settings": settings, "jwt_auth": jwt_auth}),
-        on_app_init=[jwt_auth.on_app_init],
-        exception_handlers={
-            NotFoundError: _not_found,
-            ConflictError: _conflict,
-            UnavailableError: _unavailable,
-            asyncpg.UniqueViolationError: _unique_violation,
-            asyncpg.CheckViolationError: _check_violation,
-            asyncpg.PostgresConnectionError: _database_down,
-            asyncpg.InterfaceError: _database_down,
-            OSError: _database_down,  # asyncpg cannot reach the server (refused, socket gone)
-        },
+        on_app_init=[jwt_auth.on_app_init, request_id_first],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_class=ParsedRequest,
+        middleware=[QueryStringMiddleware],
+        before_send=[security_headers(production=settings.is_production)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins), expose_headers=EXPOSED_HEADERS)
         if settings.cors_allowed_origins
         else None,
@@ -159,11 +122,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             description=API_DESCRIPTION,
             tags=TAGS,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"])],
+            contact=Contact(name="Altar Trader Hub"),
+            use_handler_docstrings=True,
+            render_plugins=[swagger_ui()],
         ),
-        logging_config=LoggingConfig(
-            root={"level": settings.log_level, "handlers": ["queue_listener"]},
-            log_exceptions="always",
-        ),
+        logging_config=None,  # the entry points configure logging (backend.log_config); errors log in web.errors
         debug=False,
     )

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
+import socket
 import sys
 from dataclasses import replace
 
@@ -24,7 +26,8 @@ from backend.auth.schemas import Role
 from backend.db.embedded import start_embedded_postgres
 from backend.db.migrate import MigrationError, apply_migrations
 from backend.db.pool import create_pool
-from backend.settings import Settings, SettingsError, load_settings
+from backend.log_config import configure_logging
+from backend.settings import Settings, SettingsError, environment_with_dotenv, load_settings
 
 LOCAL_ADMIN_EMAIL = "admin@localhost.dev"
 
@@ -78,20 +81,40 @@ async def _ensure_admin(settings: Settings, *, invent_locally: bool) -> None:
         await pool.close()
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+class PortBusyError(Exception):
+    """The address to serve on cannot be listened on; the message says which and why."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the address before anything else starts, so a busy port is the first and only message."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise PortBusyError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another, e.g. `make run PORT={port + 1}`"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _serve(settings: Settings, sock: socket.socket) -> None:
+    host, port = sock.getsockname()[:2]
     print(f"serving on http://{host}:{port}  dashboard: http://{host}:{port}/  docs: http://{host}:{port}/docs")
     print("log in to the dashboard with your email and password (or POST /api/v1/auth/login for a token)")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
-        host=host,
-        port=port,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
-        workers=1,  # one process: the app object is passed directly (Heroku sets WEB_CONCURRENCY)
+        log_config=None,  # backend.log_config formats uvicorn's lines like the app's
         log_level=settings.log_level.lower(),
         # open requests get 3 s, then the scheduler its SHUTDOWN_GRACE_SECONDS: within Heroku's 30 s
         timeout_graceful_shutdown=3,
     )
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 async def _set_user(settings: Settings, email: str, role: Role | None, password: str) -> None:
@@ -149,19 +172,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # lines reach logs at once
     try:
-        settings = load_settings()
+        settings = load_settings(environment_with_dotenv())
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
+    try:
+        sock = _listen(args.host, args.port) if args.command in ("run", "serve") else None
+    except PortBusyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         settings = _resolve_database(settings)
         if args.command in ("run", "migrate", "release"):
             asyncio.run(_migrate(settings))
         if args.command in ("run", "release"):
             asyncio.run(_ensure_admin(settings, invent_locally=args.command == "run"))
-        if args.command in ("run", "serve"):
-            _serve(settings, args.host, args.port)
+        if sock is not None:
+            _serve(settings, sock)
         elif args.command == "create-user":
             asyncio.run(_set_user(settings, args.email, args.role, _read_password(args.password_stdin)))
         elif args.command == "set-password":

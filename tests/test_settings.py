@@ -40,6 +40,7 @@ def test_heroku_postgres_scheme_becomes_postgresql_and_keeps_sslmode() -> None:
         ({"SCHEDULER_BACKEND": "arq"}, "REDIS_URL"),
         ({"ACCESS_TOKEN_EXPIRE_MINUTES": "-1"}, "ACCESS_TOKEN_EXPIRE_MINUTES"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"APP_ENV": "staging"}, "APP_ENV"),
     ],
 )
@@ -64,6 +65,11 @@ def test_production_accepts_a_strong_secret_key() -> None:
 
     assert settings.is_production
     assert settings.secret_key == STRONG_KEY
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, "text"), ("json", "json"), ("JSON", "json"), ("text", "text")])
+def test_log_format_is_text_or_json(raw: str | None, expected: str) -> None:
+    assert load_settings({} if raw is None else {"LOG_FORMAT": raw}).log_format == expected
 
 
 def test_cors_origins_are_a_comma_separated_list() -> None:

@@ -13,6 +13,7 @@ from backend.auth import repository
 from backend.auth.passwords import verify_password
 from backend.auth.schemas import LoginRequest, LoginResponse, User
 from backend.auth.throttle import LoginThrottle
+from backend.web.openapi import documented_error
 
 BAD_CREDENTIALS = "Incorrect email or password"
 
@@ -21,7 +22,16 @@ class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
 
-    @post("/login", operation_id="login", status_code=200, security=[])
+    @post(
+        "/login",
+        operation_id="login",
+        status_code=200,
+        security=[],
+        responses={
+            401: documented_error("Wrong email or password (the same answer for both)"),
+            429: documented_error("Too many failed logins for this email or address: wait `Retry-After` seconds"),
+        },
+    )
     async def login(
         self,
         request: Request[Any, Any, Any],

@@ -8,7 +8,8 @@ from typing import Any, Self
 
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
-from litestar.security.jwt import JWTAuth, Token
+from litestar.middleware import AuthenticationResult
+from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
 from backend.auth.schemas import User
 from backend.auth.user_cache import UserCache
@@ -54,14 +55,29 @@ class VerifiedToken(Token):
         return token
 
 
+BIGINT_MAX = 2**63 - 1  # user ids are PostgreSQL bigints
+
+
 async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
     """The token's user while it is active (from this process's cache, which forgets a user that changes)."""
     try:
         user_id = int(token.sub)
     except ValueError:
         return None
+    if not 1 <= user_id <= BIGINT_MAX:
+        return None
     users: UserCache = connection.app.state.user_cache
     return await users.active_user(user_id)
+
+
+class BearerAuthenticationMiddleware(JWTAuthenticationMiddleware):
+    """``Authorization: Bearer <token>``: the scheme word must be ``Bearer`` (any case, RFC 9110)."""
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        scheme, _, credentials = connection.headers.get(self.auth_header, "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise NotAuthorizedException("Send the access token as 'Authorization: Bearer <access_token>'")
+        return await self.authenticate_token(encoded_token=credentials.strip(), connection=connection)
 
 
 def create_jwt_auth(settings: Settings) -> JWTAuth[User]:
@@ -73,4 +89,5 @@ def create_jwt_auth(settings: Settings) -> JWTAuth[User]:
         default_token_expiration=timedelta(minutes=settings.access_token_expire_minutes),
         exclude=PUBLIC_PATHS,
         description="Paste the access_token from POST /api/v1/auth/login.",
+        authentication_middleware_class=BearerAuthenticationMiddleware,
     )

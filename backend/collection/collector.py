@@ -24,6 +24,7 @@ from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
 from backend.configs import repository as configs
 from backend.configs.schemas import Config
 from backend.db.pool import Pool
+from backend.log_config import logs_run_id
 from backend.runs import repository as runs
 from backend.runs.schemas import FinalStatus, RunOutcome
 from backend.settings import Settings
@@ -59,6 +60,7 @@ class Collector:
         run_id = await runs.start_run(self.pool, config_id=config_id, trigger="manual")
         return await self.execute_run(run_id)
 
+    @logs_run_id
     async def execute_run(self, run_id: int) -> RunOutcome | None:
         """Perform the run whose ``running`` row exists, and complete that row.
 

@@ -4,11 +4,10 @@ the admin route that makes the collector ask the exchange again about stretches 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get
-from litestar.exceptions import ValidationException
 from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
 
@@ -20,6 +19,20 @@ from backend.collection.timeframes import candles_between, candles_in, next_open
 from backend.configs.schemas import Timeframe
 from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
+from backend.web.headers import attachment
+from backend.web.openapi import csv_download
+from backend.web.params import invalid_query, to_utc
+
+CANDLE_ROWS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "array",
+        "items": {"type": "number"},
+        "minItems": 6,
+        "maxItems": 6,
+        "description": "[open time in ms since the epoch (UTC), open, high, low, close, volume]",
+    },
+}
 
 MAX_CANDLES = 5000
 LARGEST_GAPS = 5
@@ -27,13 +40,6 @@ CSV_HEADER = "timestamp,datetime,open,high,low,close,volume\r\n"
 
 Exchange = Annotated[str, Parameter(min_length=1, max_length=40, description="ccxt exchange id")]
 Symbol = Annotated[str, Parameter(min_length=3, max_length=41, description="BASE/QUOTE, e.g. BTC/USDT")]
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 def _ms(moment: datetime) -> int:
@@ -61,7 +67,7 @@ class MarketDataController(Controller):
     path = "/api/v1/market-data"
     tags = ["market data"]
 
-    @get("/ohlcv", operation_id="readOhlcv")
+    @get("/ohlcv", operation_id="readOhlcv", opt={"openapi": csv_download(json_schema=CANDLE_ROWS_SCHEMA)})
     async def read_ohlcv(
         self,
         request: Request[Any, Any, Any],
@@ -82,9 +88,10 @@ class MarketDataController(Controller):
         `limit` candles (before `end`). `format=csv` or `Accept: text/csv` streams the same candles
         as CSV with a header row.
         """
-        start, end = _utc(start), _utc(end)
+        start = None if start is None else to_utc("start", start)
+        end = None if end is None else to_utc("end", end)
         if start is not None and end is not None and start >= end:
-            raise ValidationException("start: must be before end")
+            raise invalid_query("start", "must be before end")
         query = CandleQuery(
             exchange=exchange.lower(), symbol=symbol.upper(), timeframe=timeframe, start=start, end=end, limit=limit
         )
@@ -93,8 +100,8 @@ class MarketDataController(Controller):
             filename = f"{query.exchange}_{query.symbol.replace('/', '-')}_{timeframe}.csv"
             return Stream(
                 _csv(pool, query),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+                media_type="text/csv",
+                headers={"Content-Disposition": attachment(filename)},
             )
         rows = await repository.read_candles(pool, query)
         candles: list[CandleRow] = [

@@ -6,7 +6,8 @@ nothing changes: the answer is a 404 whose ``results`` say which ids are unknown
 
 Trigger starts each config's run as ``POST /configs/{id}/trigger`` does (the app's manual
 trigger); runs are independent, so each id has its own outcome (``triggered`` with its
-``run_id``, ``already_running``, ``not_found``), and the answer is a 200.
+``run_id``, ``already_running``, ``not_found``), and the answer is a 200 whose ``applied`` says
+whether any run was started.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from backend.db.pool import Connection, Pool
 from backend.dependencies import PoolDependency
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.scheduling.runs import ManualTrigger
+from backend.web.openapi import documented_error
+from backend.web.params import BIGINT_MAX
 
 BulkAction = Literal["enable", "disable", "delete", "trigger"]
 ChangeAction = Literal["enable", "disable", "delete"]
@@ -47,7 +50,7 @@ LOCK_CONFIGS = "SELECT id, enabled FROM data_collection_configs WHERE id = ANY($
 class BulkRequest(msgspec.Struct, forbid_unknown_fields=True):
     action: BulkAction
     ids: Annotated[
-        list[Annotated[int, msgspec.Meta(ge=1)]],
+        list[Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]],
         msgspec.Meta(min_length=1, max_length=MAX_BULK_IDS, description="Distinct config ids"),
     ]
 
@@ -68,7 +71,9 @@ class BulkItemResult(msgspec.Struct, omit_defaults=True):
 
 
 class BulkResult(msgspec.Struct):
-    """``applied``: the action was carried out for every id."""
+    """``applied`` says what happened: for enable, disable and delete (all or nothing), that the action
+    was carried out for every id; for trigger, that at least one run was started (``results`` says
+    which ids were ``triggered``)."""
 
     action: BulkAction
     applied: bool
@@ -115,7 +120,7 @@ async def trigger_each(manual_trigger: ManualTrigger, ids: list[int]) -> BulkRes
             results.append(BulkItemResult(config_id, "unavailable", detail=str(exc)))
         else:
             results.append(BulkItemResult(config_id, "triggered", run_id=run.run_id))
-    applied = all(result.outcome == "triggered" for result in results)
+    applied = any(result.outcome == "triggered" for result in results)
     return BulkResult(action="trigger", applied=applied, results=results)
 
 
@@ -128,7 +133,10 @@ class BulkConfigController(Controller):
         "/",
         operation_id="bulkConfigs",
         status_code=200,
-        responses={404: ResponseSpec(BulkResult, description="Some ids are unknown: nothing was changed")},
+        responses={
+            404: ResponseSpec(BulkResult, description="Some ids are unknown: nothing was changed"),
+            503: documented_error("trigger: runs cannot start (Redis unavailable with arq, or SCHEDULER_BACKEND=off)"),
+        },
     )
     async def bulk(self, pool: PoolDependency, state: State, data: JSONBody[BulkRequest]) -> Response[BulkResult]:
         """Enable, disable or delete the listed configs (admin) all in one transaction, or none of them

@@ -15,8 +15,10 @@ from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate, TriggerA
 from backend.dependencies import PoolDependency
 from backend.errors import NotFoundError
 from backend.scheduling.runs import ManualTrigger
+from backend.web.openapi import documented_error
+from backend.web.params import Skip, resource_id
 
-ConfigId = Annotated[int, Parameter(ge=1, description="Config id")]
+ConfigId = Annotated[int, resource_id("Config id")]
 
 
 def _found(config: Config | None, config_id: int) -> Config:
@@ -36,7 +38,7 @@ class ConfigController(Controller):
         pool: PoolDependency,
         enabled: FromQuery[bool | None] = None,
         exchange: FromQuery[str | None] = None,
-        skip: Annotated[int, Parameter(ge=0)] = 0,
+        skip: Skip = 0,
         limit: Annotated[int, Parameter(ge=1, le=100)] = 100,
     ) -> list[Config]:
         """List configs by id, optionally only enabled or disabled ones, or one exchange's."""
@@ -44,7 +46,11 @@ class ConfigController(Controller):
             pool, enabled=enabled, exchange=exchange.lower() if exchange else None, skip=skip, limit=limit
         )
 
-    @post("/", operation_id="createConfig")
+    @post(
+        "/",
+        operation_id="createConfig",
+        responses={409: documented_error("The exchange already has a config of this symbol")},
+    )
     async def create_config(
         self, pool: PoolDependency, request: Request[User, Any, Any], data: JSONBody[ConfigCreate]
     ) -> Config:
@@ -56,7 +62,11 @@ class ConfigController(Controller):
         """One config."""
         return _found(await repository.get_config(pool, config_id=config_id), config_id)
 
-    @put("/{config_id:int}", operation_id="updateConfig")
+    @put(
+        "/{config_id:int}",
+        operation_id="updateConfig",
+        responses={409: documented_error("The exchange already has a config of this symbol")},
+    )
     async def update_config(self, pool: PoolDependency, config_id: ConfigId, data: JSONBody[ConfigUpdate]) -> Config:
         """Change only the fields sent; the schedule follows at once."""
         changes = data.changes()
@@ -80,7 +90,15 @@ class ConfigController(Controller):
         """Disable a config: no new runs start."""
         return _found(await repository.set_enabled(pool, config_id=config_id, enabled=False), config_id)
 
-    @post("/{config_id:int}/trigger", operation_id="triggerConfig", status_code=202)
+    @post(
+        "/{config_id:int}/trigger",
+        operation_id="triggerConfig",
+        status_code=202,
+        responses={
+            409: documented_error("A run of this config is in progress"),
+            503: documented_error("Runs cannot start: Redis unavailable (arq), or SCHEDULER_BACKEND=off"),
+        },
+    )
     async def trigger_config(self, pool: PoolDependency, state: State, config_id: ConfigId) -> TriggerAccepted:
         """Run the config now, whatever its schedule, also when it is disabled (the schedule stays off).
 

@@ -14,7 +14,8 @@ KNOWN_EXCHANGES = frozenset(ccxt.exchanges)
 Symbol = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Za-z0-9]{1,20}/[A-Za-z0-9]{1,20}$",
+        # "(?!\n)": Python's "$" also matches before a final newline, ECMA-262's (the schema's) does not
+        pattern=r"^[A-Za-z0-9]{1,20}/[A-Za-z0-9]{1,20}$(?!\n)",
         description="BASE/QUOTE as ccxt writes it, e.g. BTC/USDT (upper-cased on save)",
         examples=["BTC/USDT"],
     ),

@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, get
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import FromQuery, Parameter
+from litestar.params import FromQuery, HeaderParameter, Parameter
 from litestar.response import Stream
 
 from backend.auth.guards import writes_need_admin
@@ -42,6 +42,9 @@ from backend.monitoring.schemas import (
     Timeseries,
 )
 from backend.scheduling.status import SchedulerStatus, read_scheduler_status
+from backend.web.headers import attachment
+from backend.web.openapi import csv_download
+from backend.web.params import Skip, resource_id
 
 ADMIN_PATH = "/api/v1/admin/data-collection"
 RECENT_EXECUTIONS = 10
@@ -56,9 +59,13 @@ POLLED_HEADERS = [
     ResponseHeader(name="Cache-Control", documentation_only=True, description="no-cache: revalidate every time"),
 ]
 
-ConfigIdFilter = Annotated[int | None, Parameter(ge=1, description="Runs of this config")]
+ConfigIdFilter = Annotated[int | None, resource_id("Runs of this config")]
 JobTypeFilter = Annotated[str | None, Parameter(description="e.g. data_collection, cleanup")]
 Hours = Annotated[int, Parameter(ge=1, le=720, description="The last N hours (1 to 720)")]
+IfNoneMatch = Annotated[
+    str | None,
+    HeaderParameter(name="If-None-Match", description="The ETag of an earlier answer: 304 while nothing changed"),
+]
 DateFilter = Annotated[
     str | None, Parameter(description="ISO 8601 date or date-time; without a zone it is UTC; inclusive")
 ]
@@ -110,7 +117,7 @@ class ExecutionLogController(Controller):
         self,
         pool: PoolDependency,
         filters: NamedDependency[LogFilters],
-        skip: Annotated[int, Parameter(ge=0)] = 0,
+        skip: Skip = 0,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LOG_PAGE)] = 100,
     ) -> Response[list[JobExecutionLog]]:
         """Logs matching every filter given, newest first; `X-Total-Count` has the filtered total."""
@@ -119,16 +126,14 @@ class ExecutionLogController(Controller):
         return Response(logs, headers={"X-Total-Count": str(total)})
 
     @get("/{log_id:int}", operation_id="getExecutionLog")
-    async def get_log(
-        self, pool: PoolDependency, log_id: Annotated[int, Parameter(ge=1, description="Log id")]
-    ) -> JobExecutionLog:
+    async def get_log(self, pool: PoolDependency, log_id: Annotated[int, resource_id("Log id")]) -> JobExecutionLog:
         """One execution log."""
         log = await repository.get_log(pool, log_id=log_id)
         if log is None:
             raise NotFoundError(f"Execution log {log_id} not found")
         return log
 
-    @get("/export.csv", operation_id="exportExecutionLogs", media_type="text/csv")
+    @get("/export.csv", operation_id="exportExecutionLogs", media_type="text/csv", opt={"openapi": csv_download()})
     async def export_csv(
         self,
         pool: PoolDependency,
@@ -138,8 +143,8 @@ class ExecutionLogController(Controller):
         filename = export_filename(datetime.now(UTC))
         return Stream(
             export_logs_csv(pool, filters=filters),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            media_type="text/csv",
+            headers={"Content-Disposition": attachment(filename)},
         )
 
 
@@ -155,13 +160,14 @@ class StatsController(Controller):
         self,
         request: Request[Any, Any, Any],
         pool: PoolDependency,
+        if_none_match: IfNoneMatch = None,
         job_type: JobTypeFilter = None,
         hours: Hours = 24,
     ) -> Response[JobExecutionStats]:
         """Counts, success rate and durations of the runs that started in the last `hours`."""
         minute = current_minute()
         etag = make_etag("stats", job_type, hours, minute, await current_data_version(request, pool))
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(if_none_match, etag):
             return not_modified(etag)
         since = minute - timedelta(hours=hours)
         stats = await _answer_cache(request).get_or_compute(
@@ -170,7 +176,9 @@ class StatsController(Controller):
         return Response(stats, headers=polled_headers(etag))
 
     @get("/status", operation_id="getStatus", responses=NOT_MODIFIED, response_headers=POLLED_HEADERS)
-    async def status(self, request: Request[Any, Any, Any], pool: PoolDependency) -> Response[Status]:
+    async def status(
+        self, request: Request[Any, Any, Any], pool: PoolDependency, if_none_match: IfNoneMatch = None
+    ) -> Response[Status]:
         """Configs, active jobs, the last 10 runs, the last 24 hours' stats, and the scheduler's state.
 
         The tag leaves out `scheduler.heartbeat_age_seconds`, which ages every second. The scheduler
@@ -183,7 +191,7 @@ class StatsController(Controller):
             make_etag("scheduler", version, int(time.time())), lambda: _read_scheduler(pool)
         )
         etag = make_etag("status", minute, version, scheduler_tag)
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(if_none_match, etag):
             return not_modified(etag)
         status = await _answer_cache(request).get_or_compute(etag, lambda: _read_status(pool, minute, scheduler))
         return Response(msgspec.structs.replace(status, scheduler=scheduler), headers=polled_headers(etag))
@@ -195,6 +203,7 @@ class StatsController(Controller):
         self,
         request: Request[Any, Any, Any],
         pool: PoolDependency,
+        if_none_match: IfNoneMatch = None,
         hours: Hours = 24,
         bucket: FromQuery[Bucket] = "1h",
         job_type: JobTypeFilter = None,
@@ -206,7 +215,7 @@ class StatsController(Controller):
         etag = make_etag(
             "timeseries", hours, bucket, job_type, config_id, minute, await current_data_version(request, pool)
         )
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(if_none_match, etag):
             return not_modified(etag)
 
         async def compute() -> Timeseries:
@@ -228,12 +237,13 @@ class StatsController(Controller):
         self,
         request: Request[Any, Any, Any],
         pool: PoolDependency,
+        if_none_match: IfNoneMatch = None,
         hours: Hours = 24,
     ) -> Response[list[ConfigStats]]:
         """Every config with its runs, failures, success rate, duration and records in the last `hours`."""
         minute = current_minute()
         etag = make_etag("by-config", hours, minute, await current_data_version(request, pool))
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(if_none_match, etag):
             return not_modified(etag)
         since = minute - timedelta(hours=hours)
         rows = await _answer_cache(request).get_or_compute(

@@ -161,12 +161,24 @@ async def test_bulk_trigger_starts_a_manual_run_of_each_config_and_reports_the_r
 
     assert response.status_code == 200
     body = response.json()
-    assert body["applied"] is False
+    assert body["applied"] is True  # runs were started, for the ids whose outcome is "triggered"
     outcomes = {item["id"]: item["outcome"] for item in body["results"]}
     assert outcomes == {btc: "triggered", 999_999: "not_found", busy: "already_running", eth: "triggered"}
     run_ids = [item["run_id"] for item in body["results"] if item["outcome"] == "triggered"]
     runs = await pool.fetch("SELECT config_id, trigger FROM job_execution_logs WHERE id = ANY($1::bigint[])", run_ids)
     assert sorted((row["config_id"], row["trigger"]) for row in runs) == [(btc, "manual"), (eth, "manual")]
+
+
+async def test_bulk_trigger_that_starts_no_run_is_not_applied(
+    scheduling_client: Client, admin_headers: dict[str, str], pool: Pool
+) -> None:
+    response = await scheduling_client.post(
+        BULK, json={"action": "trigger", "ids": [999_998, 999_999]}, headers=admin_headers
+    )
+
+    assert response.status_code == 200
+    assert response.json()["applied"] is False
+    assert await pool.fetchval("SELECT count(*) FROM job_execution_logs WHERE job_type = 'data_collection'") == 0
 
 
 async def test_bulk_trigger_without_a_scheduler_is_503(client: Client, admin_headers: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -26,10 +27,11 @@ async def test_export_is_an_attachment_with_a_csv_filename(client: Client, viewe
     response = await client.get(EXPORT, headers=viewer_headers)
 
     assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/csv")
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     disposition = response.headers["Content-Disposition"]
-    assert disposition.startswith('attachment; filename="execution-logs-')
-    assert disposition.endswith('.csv"')
+    assert re.fullmatch(
+        r"attachment; filename=\"(execution-logs-\d{8}T\d{6}Z\.csv)\"; filename\*=UTF-8''\1", disposition
+    ), disposition
 
 
 async def test_empty_export_is_the_header_row_only(client: Client, admin_headers: dict[str, str]) -> None:

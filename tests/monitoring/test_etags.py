@@ -29,9 +29,12 @@ async def _poll_until_modified(client: Client, url: str, headers: dict[str, str]
         await asyncio.sleep(0.01)
 
 
-async def _heard(app: Litestar, pool: asyncpg.Pool) -> None:
-    """Wait until the app has heard (NOTIFY) the version written so far: a tag taken before that
-    would change once the notification arrives."""
+async def _until_the_app_has_heard(app: Litestar, pool: asyncpg.Pool) -> None:
+    """Wait for the change's NOTIFY to reach the app, so the next tag is taken after it.
+
+    An answer computed before the notification arrives carries the older tag (by design: the next
+    poll replaces it), so a test that compares two tags must take the first one after it.
+    """
     stored = combine_tokens(await read_data_version_tokens(pool))
     versions: DataVersions = app.state.data_versions
     deadline = asyncio.get_running_loop().time() + NOTIFY_WAIT_SECONDS
@@ -71,7 +74,7 @@ async def test_matching_if_none_match_is_304_without_a_body(
     path: str,
 ) -> None:
     await insert_log()
-    await _heard(app, session_pool)
+    await _until_the_app_has_heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}{path}", headers=admin_headers)).headers["ETag"]
 
     response = await client.get(f"{ADMIN_PATH}{path}", headers={**admin_headers, "If-None-Match": etag})
@@ -126,7 +129,7 @@ async def test_a_heartbeat_keeps_the_tag(
     app: Litestar, client: Client, admin_headers: dict[str, str], insert_log: InsertLog, session_pool: asyncpg.Pool
 ) -> None:
     log_id = await insert_log(status="running")
-    await _heard(app, session_pool)
+    await _until_the_app_has_heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)).headers["ETag"]
     before = await _versions(session_pool)
 
@@ -161,7 +164,7 @@ async def test_304_runs_no_query_over_the_logs(
 ) -> None:
     """While another session holds an exclusive lock on the logs, any query over them would wait."""
     await insert_log()
-    await _heard(app, session_pool)
+    await _until_the_app_has_heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}{path}", headers=admin_headers)).headers["ETag"]
     locker = await asyncpg.connect(database_url)
     try:
@@ -195,7 +198,7 @@ async def test_the_notified_version_is_the_stored_one(
     await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)
     await insert_log()
 
-    await _heard(app, session_pool)
+    await _until_the_app_has_heard(app, session_pool)
 
     versions: DataVersions = app.state.data_versions
     assert versions.known

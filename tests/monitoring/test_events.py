@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 from litestar import Litestar
+from litestar.security.jwt import Token
 from litestar.testing import AsyncTestClient
 
 from backend.monitoring.events import LISTENER_APPLICATION_NAME
-from tests.conftest import VIEWER_EMAIL
+from tests.conftest import TEST_SECRET_KEY, VIEWER_EMAIL
 from tests.monitoring.conftest import ADMIN_PATH
 
 EVENTS = f"{ADMIN_PATH}/events"
@@ -175,6 +177,15 @@ async def test_a_deactivated_users_token_closes_the_connection(
         aiohttp.ClientSession() as session,
         session.ws_connect(f"{events_url}?token={_token(viewer_headers)}") as ws,
     ):
+        message = await ws.receive(timeout=RECEIVE_TIMEOUT)
+
+    assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008)
+
+
+async def test_a_token_whose_subject_is_beyond_64_bits_closes_the_connection_as_a_bad_token(events_url: str) -> None:
+    forged = Token(sub=str(2**63), exp=datetime.now(UTC) + timedelta(minutes=5)).encode(TEST_SECRET_KEY, "HS256")
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{events_url}?token={forged}") as ws:
         message = await ws.receive(timeout=RECEIVE_TIMEOUT)
 
     assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008)

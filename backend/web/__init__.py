@@ -1,0 +1,1 @@
+"""The HTTP edge: request parsing, the one error shape, response headers, the published API documents."""

@@ -1,0 +1,193 @@
+"""The published OpenAPI document, completed once at start-up so that client tooling accepts it.
+
+Litestar generates the document from the routes; this adds what it cannot know or gets wrong:
+
+- every error an operation can answer, each with the one shared ``Error`` body: 400 when it
+  takes parameters or a body, 401 when it needs a token, 403 when it also changes something,
+  404 when its path names a resource, 503 when it needs the database; 409, 429 (with
+  ``Retry-After``) and route-specific 503s are declared by the routes themselves;
+- ``security: []`` on the routes that need no token, and no ``name`` on the HTTP bearer scheme;
+- a ``schema`` on every response header, and ``If-None-Match`` with a 304 on ETag routes;
+- ``additionalProperties: false`` on request bodies that refuse unknown fields, and
+  ``allowEmptyValue`` on optional query parameters (sent empty, they are as if not sent);
+- whatever a route adds through ``opt={"openapi": callable}`` (CSV alternatives, raw rows).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
+
+from backend.auth.tokens import PUBLIC_PATHS
+from backend.web.errors import Error
+
+OperationHook = Callable[[dict[str, Any]], None]
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+NO_DATABASE = frozenset({"liveness"})  # operations that answer without touching PostgreSQL
+ERROR_DESCRIPTIONS = {
+    400: "The request is invalid: `detail` says why and `extra` names each field (`key`, `source`)",
+    401: "No token, or a token that is invalid, expired or of a deactivated user",
+    403: "The token's user may read but this action needs the admin role",
+    404: "No such resource",
+    409: "Conflicts with the current state",
+    429: "Too many attempts: wait for `Retry-After` seconds",
+    503: "A service this request needs is unavailable (the database, Redis or the scheduler); retry shortly",
+}
+HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "X-Total-Count": {"type": "integer", "minimum": 0},
+    "Retry-After": {"type": "integer", "minimum": 1},
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "The `ETag` of an earlier answer: 304 without a body while nothing changed",
+    "schema": {"type": "string"},
+}
+PATH_PARAMETER = re.compile(r"\{[^}]+\}")
+
+
+def documented_error(description: str) -> ResponseSpec:
+    """For a route's ``responses``: an error it can answer, with the shared body."""
+    return ResponseSpec(data_container=Error, description=description)
+
+
+def _error_components() -> dict[str, Any]:
+    _, components = msgspec.json.schema_components([Error], ref_template="#/components/schemas/{name}")
+    return components
+
+
+def _is_public(path: str) -> bool:
+    return any(re.match(pattern, path) for pattern in PUBLIC_PATHS)
+
+
+def _handlers_by_operation(app: Litestar) -> dict[str, HTTPRouteHandler]:
+    handlers: dict[str, HTTPRouteHandler] = {}
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if isinstance(handler, HTTPRouteHandler) and isinstance(handler.operation_id, str):
+                handlers[handler.operation_id] = handler
+    return handlers
+
+
+def _refuses_unknown_fields(handlers: dict[str, HTTPRouteHandler]) -> set[str]:
+    names = set()
+    for handler in handlers.values():
+        field = handler.parsed_data_field
+        body_type = field.annotation if field is not None else None
+        if (
+            isinstance(body_type, type)
+            and issubclass(body_type, msgspec.Struct)
+            and body_type.__struct_config__.forbid_unknown_fields
+        ):
+            names.add(body_type.__name__)
+    return names
+
+
+def _empty_means_absent(operation: dict[str, Any]) -> None:
+    """An optional query parameter sent empty (``?enabled=``) is as if not sent: no filter."""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "query" and not parameter.get("required"):
+            parameter["allowEmptyValue"] = True
+
+
+def _complete_responses(path: str, method: str, operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    public = operation.get("security") == []
+    wanted = set()
+    if operation.get("parameters") or operation.get("requestBody"):
+        wanted.add(400)
+    if not public:
+        wanted.add(401)
+        if method in WRITE_METHODS:
+            wanted.add(403)
+    if PATH_PARAMETER.search(path):
+        wanted.add(404)
+    if operation.get("operationId") not in NO_DATABASE:
+        wanted.add(503)
+    for status in sorted(wanted):
+        key = str(status)
+        if key == "400" or key not in responses:  # Litestar's own 400 has an untyped body
+            responses[key] = {"description": ERROR_DESCRIPTIONS[status]}
+        responses[key].setdefault("content", {"application/json": {"schema": ERROR_REF}})
+    for key, response in responses.items():
+        if (
+            key.startswith(("4", "5"))
+            and response.get("content", {}).get("application/json", {}).get("schema") == ERROR_REF
+        ):
+            response["description"] = response.get("description") or ERROR_DESCRIPTIONS[int(key)]
+        if key == "429":
+            response.setdefault("headers", {})["Retry-After"] = {
+                "description": "Seconds to wait before trying again",
+                "schema": HEADER_SCHEMAS["Retry-After"],
+            }
+        for name, header in response.get("headers", {}).items():
+            header.setdefault("schema", HEADER_SCHEMAS.get(name, {"type": "string"}))
+            header.pop("deprecated", None)
+    ok = responses.get("200", {})
+    if "ETag" in ok.get("headers", {}):
+        parameters = operation.setdefault("parameters", [])
+        if not any(parameter.get("name") == "If-None-Match" for parameter in parameters):
+            parameters.append(IF_NONE_MATCH)
+        not_modified = responses.setdefault("304", {"description": "Not modified"})
+        not_modified.pop("content", None)
+        not_modified["headers"] = {
+            name: ok["headers"][name] for name in ("ETag", "Cache-Control") if name in ok["headers"]
+        }
+
+
+def complete_openapi(document: dict[str, Any], handlers: dict[str, HTTPRouteHandler]) -> None:
+    """Complete ``document`` (the dict the app serves) in place."""
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.update(_error_components())
+    for name in _refuses_unknown_fields(handlers):
+        if name in schemas:
+            schemas[name]["additionalProperties"] = False
+    for scheme in components.get("securitySchemes", {}).values():
+        if scheme.get("type") == "http":
+            scheme.pop("name", None)
+            scheme["scheme"] = "bearer"
+    for path, item in document.get("paths", {}).items():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            if _is_public(path):
+                operation["security"] = []
+            handler = handlers.get(operation.get("operationId", ""))
+            if handler is not None and (hook := handler.opt.get("openapi")) is not None:
+                hook(operation)
+            _empty_means_absent(operation)
+            _complete_responses(path, method, operation)
+
+
+async def finish_openapi(app: Litestar) -> None:
+    """``on_startup``: complete the document before the first request can read it."""
+    complete_openapi(app.plugins.get(OpenAPIPlugin).provide_openapi_schema(), _handlers_by_operation(app))
+
+
+def csv_download(*, json_schema: dict[str, Any] | None = None) -> OperationHook:
+    """An ``opt["openapi"]`` hook: the 200 answer is also (or only) ``text/csv``, as an attachment."""
+
+    def document(operation: dict[str, Any]) -> None:
+        ok = operation.setdefault("responses", {}).setdefault("200", {"description": "OK"})
+        content = ok.setdefault("content", {})
+        if json_schema is not None:
+            content["application/json"] = {"schema": json_schema}
+        content["text/csv"] = {"schema": {"type": "string", "description": "RFC 4180 CSV with a header row"}}
+        ok.setdefault("headers", {})["Content-Disposition"] = {
+            "description": "`attachment` with an ASCII `filename` and the exact name as RFC 6266 `filename*`",
+            "schema": {"type": "string"},
+        }
+
+    return document

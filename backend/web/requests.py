@@ -1,0 +1,129 @@
+"""Request parsing, once for every route: the query string and JSON bodies.
+
+- Query string: an empty value (``?enabled=``, ``?symbol=``) means the parameter was not sent, so
+  "no filter" everywhere; a NUL character in a value is a 400 naming the parameter (PostgreSQL
+  stores no NUL, and no identifier or filter here can contain one).
+- JSON bodies: not JSON, not UTF-8, or nested deeper than any body here is a 400; the body is
+  checked against the route's declared type *strictly* (``"10"`` is not an integer), the error
+  naming the field; a NUL character in any string of it is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+from urllib.parse import unquote_plus
+
+import msgspec
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.exceptions import ValidationException
+from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.utils.empty import value_or_default
+
+NUL = "\x00"
+# msgspec's message ends with " - at `$.field[0]`" when it knows where the problem is
+ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+FIELD_PREFIX = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*): ")
+
+
+def _field_name(path: str) -> str:
+    """``.ids[3]`` -> ``ids[3]``; ``""`` (the whole body) -> ``""``."""
+    return path.removeprefix(".")
+
+
+def _validation_error(
+    request: Request[Any, Any, Any], message: str, key: str | None, source: str
+) -> ValidationException:
+    return ValidationException(
+        f"Validation failed for {request.method} {request.scope.get('path', '')}",
+        extra=[{"message": message, "key": key, "source": source}],
+    )
+
+
+def _nul_field(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding a NUL in a decoded body (its type bounds the depth)."""
+    if isinstance(value, str):
+        return path if NUL in value else None
+    if isinstance(value, msgspec.Struct):
+        value = msgspec.structs.asdict(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else str(key)
+            if NUL in str(key):
+                return name
+            if (found := _nul_field(item, name)) is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if (found := _nul_field(item, f"{path}[{index}]")) is not None:
+                return found
+    return None
+
+
+def parse_json_body(request: Request[Any, Any, Any], body: bytes) -> Any:
+    """The decoded body, after the checks above; raises ``ValidationException`` naming the problem."""
+    try:
+        value = msgspec.json.decode(body)
+    except UnicodeDecodeError:
+        raise _validation_error(request, "The body is not valid UTF-8", None, "body") from None
+    except RecursionError:
+        raise _validation_error(request, "The body is nested too deeply", None, "body") from None
+    except msgspec.DecodeError as exc:
+        raise _validation_error(request, f"The body is not valid JSON ({exc})", None, "body") from None
+    field = request.route_handler.parsed_data_field
+    if field is None:
+        return value
+    try:
+        typed = msgspec.convert(value, field.annotation, strict=True)
+    except msgspec.ValidationError as exc:
+        match = ERROR_PATH.match(str(exc))
+        assert match is not None  # the pattern matches any text
+        message, path = match["message"], match["path"]
+        key = _field_name(path) if path else None
+        if not key and (prefix := FIELD_PREFIX.match(message)):  # a check that names its field first
+            key = prefix["key"]
+        raise _validation_error(request, message, key, "body") from None
+    if (nul_path := _nul_field(typed)) is not None:
+        raise _validation_error(request, "must not contain a NUL character", nul_path, "body")
+    return value
+
+
+class ParsedRequest(Request[Any, Any, Any]):
+    """The app's request class: JSON bodies go through :func:`parse_json_body`."""
+
+    async def json(self) -> Any:
+        if value_or_default(self._connection_state.json, None) is None:
+            body = await self.body()
+            self._connection_state.json = parse_json_body(self, body or b"null")
+        return await super().json()
+
+
+def normalize_query_string(query_string: bytes) -> bytes:
+    """The query string without empty parameters; a NUL in a name or value raises naming it."""
+    kept = []
+    for part in query_string.split(b"&"):
+        name, _, value = part.partition(b"=")
+        if not name or not value:
+            continue
+        decoded_name = unquote_plus(name.decode("latin-1"), errors="replace")
+        if NUL in decoded_name or NUL in unquote_plus(value.decode("latin-1"), errors="replace"):
+            raise ValidationException(
+                "Validation failed: a query parameter contains a NUL character",
+                extra=[{"message": "must not contain a NUL character", "key": decoded_name, "source": "query"}],
+            )
+        kept.append(part)
+    return b"&".join(kept)
+
+
+class QueryStringMiddleware:
+    """Applies :func:`normalize_query_string` to every HTTP request before its parameters are read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope.get("query_string"):
+            scope = cast("Scope", {**scope, "query_string": normalize_query_string(scope["query_string"])})
+        await self.app(scope, receive, send)
