@@ -20,7 +20,7 @@ from backend.collection.controllers import ConfirmedEmptyController, MarketDataC
 from backend.configs.bulk import BulkConfigController
 from backend.configs.controllers import ConfigController
 from backend.dashboard.routes import dashboard_file, dashboard_page
-from backend.db.pool import Pool, create_pool
+from backend.db.pool import Pool, close_pool, create_pool
 from backend.db.redis import create_redis
 from backend.health import HealthController
 from backend.monitoring.controllers import ExecutionLogController, StatsController
@@ -72,8 +72,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         counter = RedisFailureCounter(app.state.redis) if app.state.redis else MemoryFailureCounter()
         app.state.login_throttle = LoginThrottle(
             counter=counter,
-            max_failures_per_email=settings.login_max_failures_per_email,
+            max_failures_per_email_and_address=settings.login_max_failures_per_email_and_address,
             max_failures_per_address=settings.login_max_failures_per_address,
+            max_failures_per_email=settings.login_max_failures_per_email,
             window_seconds=settings.login_failure_window_seconds,
         )
         try:
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             if app.state.redis is not None:
                 await app.state.redis.aclose()
-            await app.state.pool.close()
+            await close_pool(app.state.pool)
 
     def provide_pool(state: State) -> Pool:
         pool: Pool = state.pool

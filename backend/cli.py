@@ -3,6 +3,8 @@
 - ``run``: what ``make run`` does locally (embedded PostgreSQL when DATABASE_URL is unset,
   migrations, a first admin, then the web app).
 - ``release``: the Heroku release phase (migrations, then the admin from ADMIN_EMAIL/ADMIN_PASSWORD).
+- ``worker``: an arq worker (``SCHEDULER_BACKEND=arq``), the Procfile's ``worker`` process;
+  ``worker --check``: exit 0 when a worker recorded its health lately.
 - ``migrate``, ``serve``, ``create-user``, ``set-password``.
 """
 
@@ -27,6 +29,7 @@ from backend.db.embedded import start_embedded_postgres
 from backend.db.migrate import MigrationError, apply_migrations
 from backend.db.pool import create_pool
 from backend.log_config import configure_logging
+from backend.scheduling.worker import check_worker_health, run_worker
 from backend.settings import Settings, SettingsError, environment_with_dotenv, load_settings
 
 LOCAL_ADMIN_EMAIL = "admin@localhost.dev"
@@ -110,7 +113,7 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_config=None,  # backend.log_config formats uvicorn's lines like the app's
         log_level=settings.log_level.lower(),
-        # open requests get 3 s, then the scheduler its SHUTDOWN_GRACE_SECONDS: within Heroku's 30 s
+        # on SIGTERM open requests get 3 s, runs SHUTDOWN_GRACE_SECONDS (15), their logs 2 s: ~20 s of Heroku's 30 s
         timeout_graceful_shutdown=3,
     )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
@@ -156,6 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     for command in (run, serve):
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=8000)
+    worker = commands.add_parser("worker", help="run an arq worker (SCHEDULER_BACKEND=arq)")
+    worker.add_argument("--check", action="store_true", help="exit 0 when a worker recorded its health lately")
     commands.add_parser("migrate", help="apply pending migrations")
     commands.add_parser("release", help="Heroku release phase: migrate, then ensure the admin")
     create = commands.add_parser("create-user", help="create a user")
@@ -190,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_ensure_admin(settings, invent_locally=args.command == "run"))
         if sock is not None:
             _serve(settings, sock)
+        elif args.command == "worker":
+            if args.check:
+                return check_worker_health(settings)
+            run_worker(settings)
         elif args.command == "create-user":
             asyncio.run(_set_user(settings, args.email, args.role, _read_password(args.password_stdin)))
         elif args.command == "set-password":

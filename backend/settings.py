@@ -44,8 +44,9 @@ class Settings:
     log_format: LogFormat = "text"
     admin_email: str | None = None
     admin_password: str | None = None
-    login_max_failures_per_email: int = 5
+    login_max_failures_per_email_and_address: int = 5
     login_max_failures_per_address: int = 20
+    login_max_failures_per_email: int = 50
     login_failure_window_seconds: int = 900
     forwarded_allow_ips: str = "127.0.0.1"
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -55,7 +56,7 @@ class Settings:
     exchange_retry_base_ms: int = 1000
     empty_range_max_age_hours: int = 24
     max_concurrent_jobs: int = 8
-    shutdown_grace_seconds: int = 25
+    shutdown_grace_seconds: int = 15
     stale_run_seconds: int = 60
     scheduler_heartbeat_seconds: int = 10
     scheduler_tick_seconds: int = 2
@@ -86,8 +87,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format="json" if _choice(env, "LOG_FORMAT", ("text", "json"), "text") == "json" else "text",
         admin_email=_optional(env, "ADMIN_EMAIL"),
         admin_password=_optional(env, "ADMIN_PASSWORD"),
-        login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
+        login_max_failures_per_email_and_address=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS", 5, minimum=1),
         login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1),
+        login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 50, minimum=1),
         login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1),
         forwarded_allow_ips=_optional(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1",
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
@@ -97,7 +99,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         exchange_retry_base_ms=_int(env, "EXCHANGE_RETRY_BASE_MS", 1000, minimum=0),
         empty_range_max_age_hours=_int(env, "EMPTY_RANGE_MAX_AGE_HOURS", 24, minimum=1),
         max_concurrent_jobs=_int(env, "MAX_CONCURRENT_JOBS", 8, minimum=1),
-        shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 25, minimum=0),
+        shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 15, minimum=0),
         stale_run_seconds=_int(env, "STALE_RUN_SECONDS", 60, minimum=1),
         scheduler_heartbeat_seconds=_int(env, "SCHEDULER_HEARTBEAT_SECONDS", 10, minimum=1),
         scheduler_tick_seconds=_int(env, "SCHEDULER_TICK_SECONDS", 2, minimum=1),

@@ -11,7 +11,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +28,7 @@ from backend.db.embedded import start_embedded_postgres
 from backend.db.migrate import apply_migrations
 from backend.db.pool import Pool, create_pool
 from backend.settings import Settings
+from tests.faults import ThrowawayPostgres, ThrowawayRedis
 
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN_EMAIL = "admin@example.com"
@@ -162,3 +163,20 @@ def redis_url() -> str:
             pytest.fail(f"{message} (required in CI)")
         pytest.skip(message)
     return url
+
+
+@pytest.fixture(scope="session")
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """An embedded PostgreSQL that fault tests may stop and start (never the shared server)."""
+    server = ThrowawayPostgres()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def throwaway_redis() -> Iterator[ThrowawayRedis]:
+    """A redis-server of this test's own, started; fault tests may kill it and start it again."""
+    server = ThrowawayRedis()
+    server.start()
+    yield server
+    server.remove()

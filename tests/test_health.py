@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
-import pgserver
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
-from backend.db.migrate import apply_migrations
 from backend.settings import Settings
 from tests.conftest import TEST_SECRET_KEY
+from tests.faults import ThrowawayPostgres
 
 Client = AsyncTestClient[Litestar]
 
@@ -40,26 +36,15 @@ async def test_ready_reports_redis_when_configured(settings: Settings, redis_url
     assert response.json()["components"] == {"database": "ok", "redis": "ok"}
 
 
-@pytest.fixture
-async def throwaway_server(tmp_path: Path) -> AsyncIterator[pgserver.PostgresServer]:
-    """A PostgreSQL of this test's own, which the test may stop."""
-    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="delete")
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 async def test_database_down_keeps_liveness_and_fails_readiness_naming_it(
-    throwaway_server: pgserver.PostgresServer,
+    throwaway_postgres: ThrowawayPostgres,
 ) -> None:
-    url = throwaway_server.get_uri()
-    await apply_migrations(url)
+    url = await throwaway_postgres.new_database()
     settings = Settings(app_env="test", database_url=url, secret_key=TEST_SECRET_KEY, database_pool_min_size=0)
     async with AsyncTestClient(app=create_app(settings)) as client:
         assert (await client.get("/health/ready")).status_code == 200
 
-        throwaway_server.cleanup()  # stops the server
+        throwaway_postgres.stop()
 
         live = await client.get("/health")
         ready = await client.get("/health/ready")

@@ -39,8 +39,9 @@ class AuthController(Controller):
     ) -> LoginResponse:
         """Exchange email and password for a bearer token.
 
-        Wrong email and wrong password answer the same 401. Repeated failures for one
-        email or one client address answer 429 with `Retry-After`.
+        Wrong email and wrong password answer the same 401. Repeated failures answer 429 with
+        `Retry-After`: for one email from one address; from one address for emails it never logged
+        in to; for one email from many addresses, on addresses it never logged in from.
         """
         state = request.app.state
         throttle: LoginThrottle = state.login_throttle
@@ -57,7 +58,7 @@ class AuthController(Controller):
         if not await verify_password(data.password, password_hash) or user is None or not user.is_active:
             await throttle.record_failure(email=email, address=address)
             raise NotAuthorizedException(BAD_CREDENTIALS)
-        await throttle.record_success(email=email)
+        await throttle.record_success(email=email, address=address)
         token = jwt_auth.create_token(identifier=str(user.id), token_extras={"role": user.role})
         expires_in = int(jwt_auth.default_token_expiration.total_seconds())
         return LoginResponse(access_token=token, expires_in=expires_in, user=user)

@@ -23,6 +23,7 @@ from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryP
 from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
 from backend.configs import repository as configs
 from backend.configs.schemas import Config
+from backend.db.outage import SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
 from backend.db.pool import Pool
 from backend.log_config import logs_run_id
 from backend.runs import repository as runs
@@ -88,7 +89,7 @@ class Collector:
             ended = ("Timeout", f"The run took longer than JOB_TIMEOUT_SECONDS={self.settings.job_timeout_seconds}")
         except asyncio.CancelledError:
             outcome = self._outcome(run_id, config, progress, started, ("Cancelled", "The run was cancelled"))
-            await asyncio.shield(self._complete(outcome))
+            await asyncio.shield(self._complete(outcome, give_up_after=SHUTDOWN_WRITE_SECONDS))
             raise
         finally:
             heartbeat.cancel()
@@ -101,19 +102,27 @@ class Collector:
             await asyncio.sleep(self.settings.run_heartbeat_seconds)
             try:
                 await runs.refresh_heartbeat(self.pool, run_id=run_id)
-            except Exception:
-                logger.exception("heartbeat of run %s failed", run_id)
+            except Exception as exc:
+                logger.warning(
+                    "heartbeat of run %s failed (%s)", run_id, type(exc).__name__, exc_info=not is_outage(exc)
+                )
 
-    async def _complete(self, outcome: RunOutcome) -> None:
-        closed = await runs.complete_run(
-            self.pool,
-            run_id=outcome.run_id,
-            status=outcome.status,
-            duration_seconds=outcome.duration_seconds,
-            records_collected=outcome.records_collected,
-            error_message=outcome.error_message,
-            error_type=outcome.error_type,
-            metadata=outcome.metadata,
+    async def _complete(self, outcome: RunOutcome, *, give_up_after: float | None = None) -> None:
+        """Write the outcome; while the database is unreachable, again until it is back (this process
+        owns the run, so it closes it with what it collected), or for ``give_up_after`` seconds."""
+        closed = await write_through_outage(
+            lambda: runs.complete_run(
+                self.pool,
+                run_id=outcome.run_id,
+                status=outcome.status,
+                duration_seconds=outcome.duration_seconds,
+                records_collected=outcome.records_collected,
+                error_message=outcome.error_message,
+                error_type=outcome.error_type,
+                metadata=outcome.metadata,
+            ),
+            what=f"the outcome of run {outcome.run_id}",
+            give_up_after=give_up_after,
         )
         if not closed:
             logger.warning("run %s had already been closed by someone else; its outcome is dropped", outcome.run_id)

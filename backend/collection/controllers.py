@@ -37,6 +37,7 @@ CANDLE_ROWS_SCHEMA = {
 MAX_CANDLES = 5000
 LARGEST_GAPS = 5
 CSV_HEADER = "timestamp,datetime,open,high,low,close,volume\r\n"
+CSV_CHUNK_ROWS = 500
 
 Exchange = Annotated[str, Parameter(min_length=1, max_length=40, description="ccxt exchange id")]
 Symbol = Annotated[str, Parameter(min_length=3, max_length=41, description="BASE/QUOTE, e.g. BTC/USDT")]
@@ -53,14 +54,11 @@ def _csv_line(row: Any) -> str:
 
 
 async def _csv(pool: Pool, query: CandleQuery) -> AsyncIterator[str]:
+    """At most MAX_CANDLES rows, read at once so that no connection waits on a slow client."""
     yield CSV_HEADER
-    lines: list[str] = []
-    async for row in repository.stream_candles(pool, query):
-        lines.append(_csv_line(row))
-        if len(lines) == 500:
-            yield "".join(lines)
-            lines = []
-    yield "".join(lines)
+    rows = await repository.read_candles(pool, query)
+    for start in range(0, len(rows), CSV_CHUNK_ROWS):
+        yield "".join(_csv_line(row) for row in rows[start : start + CSV_CHUNK_ROWS])
 
 
 class MarketDataController(Controller):

@@ -7,7 +7,7 @@ than a given age), and candles it sent that broke the rules (never stored, count
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -301,13 +301,6 @@ async def count_rejected(db: Pool | Connection, *, exchange: str, symbol: str) -
 async def read_candles(db: Pool | Connection, query: CandleQuery) -> list[Any]:
     """The candles ``query`` asks for, oldest first."""
     return await db.fetch(READ_CANDLES, *query.arguments())
-
-
-async def stream_candles(pool: Pool, query: CandleQuery) -> AsyncIterator[Any]:
-    """The candles of :func:`read_candles`, through a server-side cursor (never all in memory)."""
-    async with pool.acquire() as conn, conn.transaction():
-        async for row in conn.cursor(READ_CANDLES, *query.arguments(), prefetch=1000):
-            yield row
 
 
 async def coverage(db: Pool | Connection, *, exchange: str, symbol: str, largest_gaps: int) -> list[Any]:

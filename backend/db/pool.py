@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -13,6 +15,9 @@ if TYPE_CHECKING:
 else:  # asyncpg's classes are generic only to the type checker
     Pool = asyncpg.Pool
     Connection = asyncpg.Connection
+
+
+POOL_CLOSE_SECONDS = 3.0
 
 
 async def _init_connection(conn: Connection) -> None:
@@ -39,3 +44,10 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> Pool
     )
     assert pool is not None
     return pool
+
+
+async def close_pool(pool: Pool) -> None:
+    """Close gracefully; connections still busy after ``POOL_CLOSE_SECONDS`` (a statement hanging on a
+    database that stopped answering) are cut, so that shutdown keeps its time budget."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)  # cancelled, asyncpg terminates the pool

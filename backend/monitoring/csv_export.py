@@ -1,4 +1,4 @@
-"""Execution logs as RFC 4180 CSV, streamed from a server-side cursor in batches (constant memory)."""
+"""Execution logs as RFC 4180 CSV, streamed batch by batch (constant memory, no connection held between)."""
 
 from __future__ import annotations
 

@@ -43,7 +43,13 @@ NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
 LIST_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order} OFFSET ${skip} LIMIT ${limit}"
 COUNT_LOGS = "SELECT count(*) FROM job_execution_logs {where}"
-EXPORT_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order}"
+# the columns are formatted under their own names, so the order names the table's (an index range)
+EXPORT_LOGS = """
+SELECT {columns} FROM job_execution_logs AS log {where} ORDER BY log.started_at DESC, log.id DESC LIMIT ${limit}
+"""
+# the next batch of an export: rows after the last one sent, in NEWEST_FIRST order (its started_at
+# as exported, ISO 8601 to the microsecond, and its id)
+EXPORT_AFTER = "(started_at, id) < (${}::text::timestamptz, ${}::bigint)"
 GET_LOG = f"SELECT {LOG_COLUMNS} FROM job_execution_logs WHERE id = $1"
 
 # Summed from the per-minute counts (job_execution_minutes, kept by triggers): a day is at most
@@ -217,18 +223,34 @@ async def get_log(db: Pool | Connection, *, log_id: int) -> JobExecutionLog | No
     return None if row is None else _to_log(row)
 
 
-async def stream_export_rows(pool: Pool, *, filters: LogFilters) -> AsyncIterator[list[Record]]:
-    """The filtered logs as ``EXPORT_COLUMNS`` rows, newest first, in batches from a server-side cursor.
-
-    One pooled connection is held, in the read-only transaction the cursor needs, until the
-    iteration ends or is closed.
-    """
+def export_queries(filters: LogFilters) -> tuple[str, str, list[Any]]:
+    """The export's first batch and next batches: SQL taking the filter parameters, then (next
+    batches only) the last row's ``started_at`` and ``id``, then the batch size."""
     where, parameters = where_clause(filters)
-    sql = EXPORT_LOGS.format(columns=EXPORT_SELECT, where=where, order=NEWEST_FIRST)
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
-        cursor = await conn.cursor(sql, *parameters)
-        while batch := await cursor.fetch(EXPORT_BATCH_ROWS):
-            yield batch
+    after = EXPORT_AFTER.format(len(parameters) + 1, len(parameters) + 2)
+    first_sql = EXPORT_LOGS.format(columns=EXPORT_SELECT, where=where, limit=len(parameters) + 1)
+    next_sql = EXPORT_LOGS.format(
+        columns=EXPORT_SELECT, where=f"{where} AND {after}" if where else f"WHERE {after}", limit=len(parameters) + 3
+    )
+    return first_sql, next_sql, parameters
+
+
+async def stream_export_rows(pool: Pool, *, filters: LogFilters) -> AsyncIterator[list[Record]]:
+    """The filtered logs as ``EXPORT_COLUMNS`` rows, newest first, ``EXPORT_BATCH_ROWS`` at a time.
+
+    Each batch is one short query on a pooled connection, released before the batch is handed on:
+    a client that reads slowly (or stops) holds no connection while it takes its time. A batch
+    starts after the last row of the one before (keyset on ``started_at, id``), so each row comes
+    once, as it stood when its batch was read.
+    """
+    first_sql, next_sql, parameters = export_queries(filters)
+    batch = await pool.fetch(first_sql, *parameters, EXPORT_BATCH_ROWS)
+    while batch:
+        yield batch
+        if len(batch) < EXPORT_BATCH_ROWS:
+            return
+        last = batch[-1]
+        batch = await pool.fetch(next_sql, *parameters, last["started_at"], last["id"], EXPORT_BATCH_ROWS)
 
 
 async def read_stats(db: Pool | Connection, *, since: datetime, job_type: str | None) -> JobExecutionStats:

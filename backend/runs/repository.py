@@ -1,4 +1,4 @@
-"""SQL for the life of one run in ``job_execution_logs``: start, heartbeat, complete, or discard.
+"""SQL for the life of one run in ``job_execution_logs``: queued, started, heartbeat, complete, or discard.
 
 Every function takes a pool or a connection; the scheduler calls :func:`start_run` inside the
 transaction that claims the slot, so the claim and the ``running`` row commit together.
@@ -18,10 +18,12 @@ from backend.runs.schemas import FinalStatus, RunningRun, Trigger
 # The row copies symbol and exchange so the log stays readable after the config is deleted.
 # A unique key (one running run per config, one run per scheduled slot) makes it insert nothing,
 # without aborting the caller's transaction; WHY_NOT_STARTED then says which.
+# The run is queued: status 'running' (as the API shows it) without a heartbeat until a process
+# starts it (MARK_RUN_STARTED), so that stale-run detection never mistakes a queued run for a dead one.
 START_RUN = """
 INSERT INTO job_execution_logs
-    (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots, heartbeat_at)
-SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'running', $2, $3, $4, now()
+    (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots)
+SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'running', $2, $3, $4
 FROM data_collection_configs WHERE id = $1
 ON CONFLICT DO NOTHING
 RETURNING id
@@ -43,11 +45,13 @@ WITH run AS (
 UPDATE data_collection_configs SET last_run_at = run.started_at FROM run WHERE id = run.config_id
 """
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
+# The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
+# stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome.
 COMPLETE_RUN = """
 UPDATE job_execution_logs
 SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = $3, records_collected = $4,
     error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
-WHERE id = $1 AND status = 'running'
+WHERE id = $1 AND (status = 'running' OR error_type = 'Interrupted')
 RETURNING id
 """
 DELETE_RUN = "DELETE FROM job_execution_logs WHERE id = $1"
@@ -61,7 +65,7 @@ async def start_run(
     scheduled_for: datetime | None = None,
     missed_slots: int = 0,
 ) -> int:
-    """Insert the ``running`` row of a new run of ``config_id`` and return its id.
+    """Insert the ``running`` row of a new run of ``config_id`` (queued: no heartbeat yet) and return its id.
 
     Raises :class:`ConflictError` (409) when the config already has a running run or the slot
     ``scheduled_for`` already ran, and :class:`NotFoundError` when the config does not exist. The
@@ -86,7 +90,7 @@ async def get_running_run(db: Pool | Connection, *, run_id: int) -> RunningRun |
 
 
 async def mark_run_started(db: Pool | Connection, *, run_id: int) -> None:
-    """Set the run's ``started_at`` (and its config's ``last_run_at``) to now."""
+    """A process starts the run: its ``started_at``, first heartbeat (and its config's ``last_run_at``) are now."""
     await db.execute(MARK_RUN_STARTED, run_id)
 
 
@@ -106,7 +110,7 @@ async def complete_run(
     error_type: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> bool:
-    """Close a running run; False when it was no longer running (for example closed as Interrupted)."""
+    """Close a running run (or correct one closed as Interrupted); False when it had ended otherwise."""
     closed = await db.fetchval(
         COMPLETE_RUN,
         run_id,

@@ -16,31 +16,58 @@ from redis.exceptions import RedisError
 from backend.db.pool import Pool
 from backend.errors import UnavailableError
 from backend.scheduling import repository
+from backend.scheduling.repository import QueuedRun
 from backend.scheduling.runs import StartedRun, TriggeredRun, start_manual_run
 
 logger = logging.getLogger(__name__)
 
 COLLECT_JOB = "collect"
-CLEANUP_JOB = "cleanup_logs"
 REDIS_ERRORS = (RedisError, OSError)
+REQUEUE_BATCH = 500  # queued runs checked per heartbeat
 
 
 def scheduled_job_id(queue_name: str, run: StartedRun) -> str:
-    slot = run.scheduled_for.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    return f"{queue_name}:collect_data_{run.config_id}:slot:{slot}"
+    return _slot_job_id(queue_name, run.config_id, run.scheduled_for)
 
 
-def manual_job_id(queue_name: str, config_id: int, run_id: int) -> str:
+def _slot_job_id(queue_name: str, config_id: int, scheduled_for: datetime) -> str:
+    slot = scheduled_for.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"{queue_name}:collect_data_{config_id}:slot:{slot}"
+
+
+def manual_job_id(queue_name: str, config_id: int | None, run_id: int) -> str:
     return f"{queue_name}:collect_data_{config_id}:run:{run_id}"
 
 
-def cleanup_job_id(queue_name: str, day: datetime) -> str:
-    return f"{queue_name}:{CLEANUP_JOB}:{day.astimezone(UTC):%Y-%m-%d}"
+def queued_run_job_id(queue_name: str, run: QueuedRun) -> str:
+    """The id the run's job was queued with (a config deleted meanwhile: a manual-style id of its own)."""
+    if run.trigger == "schedule" and run.config_id is not None and run.scheduled_for is not None:
+        return _slot_job_id(queue_name, run.config_id, run.scheduled_for)
+    return manual_job_id(queue_name, run.config_id, run.run_id)
 
 
-async def enqueue_run(redis: ArqRedis, *, run_id: int, job_id: str, queue_name: str) -> None:
-    """Queue the ``collect`` job of a started run (a job with this id already queued: nothing)."""
-    await redis.enqueue_job(COLLECT_JOB, run_id, _job_id=job_id, _queue_name=queue_name)
+async def enqueue_run(redis: ArqRedis, *, run_id: int, job_id: str, queue_name: str) -> bool:
+    """Queue the ``collect`` job of a queued run; False when a job with this id is there already."""
+    return await redis.enqueue_job(COLLECT_JOB, run_id, _job_id=job_id, _queue_name=queue_name) is not None
+
+
+async def requeue_waiting_runs(pool: Pool, redis: ArqRedis, *, queue_name: str, older_than_seconds: float) -> int:
+    """Queue again the runs no worker started for ``older_than_seconds``: a job that Redis lost (it
+    restarted empty, or was flushed) is queued anew, one still waiting is left as it is. How many
+    were missing."""
+    requeued = 0
+    for run in await repository.queued_runs(pool, older_than_seconds=older_than_seconds, limit=REQUEUE_BATCH):
+        if await enqueue_run(
+            redis, run_id=run.run_id, job_id=queued_run_job_id(queue_name, run), queue_name=queue_name
+        ):
+            requeued += 1
+            logger.warning(
+                "run %s (config %s) was queued %.0f s ago and its job was not in Redis: queued again",
+                run.run_id,
+                run.config_id,
+                run.queued_seconds,
+            )
+    return requeued
 
 
 class ArqRunQueue:

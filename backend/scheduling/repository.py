@@ -78,8 +78,9 @@ REMOVE_HEARTBEAT = "DELETE FROM scheduler_heartbeats WHERE scheduler_id = $1"
 # schedulers whose lease ran out long ago (killed processes); live ones keep their row
 FORGET_DEAD_SCHEDULERS = "DELETE FROM scheduler_heartbeats WHERE expires_at < now() - interval '1 day'"
 
-# A run whose heartbeat stopped: its process died. Whoever sees it first closes it, so that no
-# stale "running" row blocks its config; the next slot runs as usual.
+# A started run whose heartbeat stopped: its process died. Whoever sees it first closes it, so that
+# no stale "running" row blocks its config; the next slot runs as usual. A queued run (no heartbeat:
+# no process started it yet) is not dead; see QUEUED_RUNS and ADOPT_QUEUED_RUNS.
 CLOSE_STALE_RUNS = """
 UPDATE job_execution_logs
 SET status = 'failed', finished_at = greatest(now(), started_at),
@@ -87,7 +88,30 @@ SET status = 'failed', finished_at = greatest(now(), started_at),
     error_type = 'Interrupted',
     error_message = 'The process running this job stopped without finishing it (no heartbeat for '
                     || $1::integer || ' s)'
-WHERE status = 'running' AND coalesce(heartbeat_at, started_at) < now() - make_interval(secs => $1)
+WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+RETURNING id
+"""
+# Runs queued for more than $1 seconds (oldest first, at most $2): arq workers queue them again
+# (Redis may have lost the job; a job still queued is not duplicated).
+QUEUED_RUNS = """
+SELECT id AS run_id, config_id, trigger, scheduled_for,
+       extract(epoch FROM now() - started_at)::double precision AS queued_seconds
+FROM job_execution_logs
+WHERE status = 'running' AND heartbeat_at IS NULL AND started_at < now() - make_interval(secs => $1)
+ORDER BY started_at
+LIMIT $2
+"""
+# In-process schedulers start their runs at once, so a run queued for more than $1 seconds lost the
+# process that claimed it: one scheduler takes it over (a heartbeat now), at most $2 of them.
+ADOPT_QUEUED_RUNS = """
+UPDATE job_execution_logs SET heartbeat_at = now()
+WHERE id IN (
+    SELECT id FROM job_execution_logs
+    WHERE status = 'running' AND heartbeat_at IS NULL AND started_at < now() - make_interval(secs => $1)
+    ORDER BY started_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
 RETURNING id
 """
 # The scheduler's own guard when a job ends without closing its row (an error before the run began).
@@ -131,6 +155,16 @@ SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = $
     error_type = $4, error_message = $5, metadata = $6, heartbeat_at = now()
 WHERE id = $1 AND status = 'running'
 """
+
+
+class QueuedRun(msgspec.Struct, kw_only=True, frozen=True):
+    """A run inserted for a worker that no process has started yet."""
+
+    run_id: int
+    config_id: int | None
+    trigger: str
+    scheduled_for: datetime | None
+    queued_seconds: float
 
 
 class ClaimedSlot(msgspec.Struct, kw_only=True, frozen=True):
@@ -183,6 +217,19 @@ async def forget_dead_schedulers(db: Pool | Connection) -> None:
 async def close_stale_runs(db: Pool | Connection, *, stale_after_seconds: int) -> list[int]:
     """Close runs without a heartbeat for ``stale_after_seconds`` as failed/Interrupted; their ids."""
     return [row["id"] for row in await db.fetch(CLOSE_STALE_RUNS, stale_after_seconds)]
+
+
+async def queued_runs(db: Pool | Connection, *, older_than_seconds: float, limit: int) -> list[QueuedRun]:
+    """Runs no process has started for ``older_than_seconds``, oldest first."""
+    rows = await db.fetch(QUEUED_RUNS, older_than_seconds, limit)
+    return [msgspec.convert(dict(row), QueuedRun) for row in rows]
+
+
+async def adopt_queued_runs(db: Pool | Connection, *, older_than_seconds: float, limit: int) -> list[int]:
+    """Take over up to ``limit`` runs queued for ``older_than_seconds`` (their process is gone); their ids."""
+    if limit <= 0:
+        return []
+    return [row["id"] for row in await db.fetch(ADOPT_QUEUED_RUNS, older_than_seconds, limit)]
 
 
 async def fail_run_if_running(db: Pool | Connection, *, run_id: int, error_type: str, error_message: str) -> bool:

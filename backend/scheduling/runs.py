@@ -19,6 +19,7 @@ from typing import Protocol, cast
 import asyncpg
 import msgspec
 
+from backend.db.outage import SHUTDOWN_WRITE_SECONDS, write_through_outage
 from backend.db.pool import Connection, Pool
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.runs.repository import start_run
@@ -123,7 +124,10 @@ async def run_to_end(pool: Pool, run_job: RunJob, run_id: int, *, not_before: da
             await asyncio.sleep(max(0.0, (not_before - datetime.now(UTC)).total_seconds()))
         await run_job(run_id)
     except asyncio.CancelledError:
-        await _close_if_running(pool, run_id, "Cancelled", "The run was cancelled at shutdown")
+        closing = _close_if_running(
+            pool, run_id, "Cancelled", "The run was cancelled at shutdown", give_up_after=SHUTDOWN_WRITE_SECONDS
+        )
+        await asyncio.shield(closing)
         raise
     except Exception as exc:
         logger.exception("run %s failed outside the collector", run_id)
@@ -131,11 +135,20 @@ async def run_to_end(pool: Pool, run_job: RunJob, run_id: int, *, not_before: da
         await _close_if_running(pool, run_id, type(exc).__name__, message)
 
 
-async def _close_if_running(pool: Pool, run_id: int, error_type: str, error_message: str) -> None:
-    """Close the run's log unless the collector did; failing that, stale-run recovery will."""
+async def _close_if_running(
+    pool: Pool, run_id: int, error_type: str, error_message: str, *, give_up_after: float | None = None
+) -> None:
+    """Close the run's log unless the collector did, through a database outage; failing that (at
+    shutdown, after ``give_up_after`` seconds), stale-run recovery will."""
     try:
-        await repository.fail_run_if_running(pool, run_id=run_id, error_type=error_type, error_message=error_message)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        await write_through_outage(
+            lambda: repository.fail_run_if_running(
+                pool, run_id=run_id, error_type=error_type, error_message=error_message
+            ),
+            what=f"closing run {run_id}",
+            give_up_after=give_up_after,
+        )
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as exc:
         logger.warning("run %s: could not close its log (%s); stale-run recovery will", run_id, type(exc).__name__)
 
 

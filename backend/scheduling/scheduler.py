@@ -7,7 +7,7 @@ created, changed or deleted by any process, or a run ended while its next slot w
 its own ending while it was full, or its heartbeat (every ``SCHEDULER_HEARTBEAT_SECONDS``, also
 the safety-net re-check). It never polls in between. Each run is a task of its own, at most
 ``MAX_CONCURRENT_JOBS`` at once; shutdown stops claiming, waits ``SHUTDOWN_GRACE_SECONDS`` for the
-runs, then cancels the rest (their logs end ``failed``/``Cancelled``).
+runs, then cancels the rest (their logs end ``failed``/``Cancelled``, written within 2 s).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from datetime import datetime
 
 import asyncpg
 
+from backend.backoff import Backoff
+from backend.db.outage import SHUTDOWN_WRITE_SECONDS
 from backend.db.pool import Connection, Pool
 from backend.errors import UnavailableError
 from backend.scheduling import repository
@@ -44,6 +46,8 @@ FIRST_CONTENDED_RETRY_SECONDS = 0.002
 # slots are claimed this long before they are due and their runs start at the slot: the claim's
 # writes (a transaction, triggers, a commit) happen before the slot instead of making the run late
 CLAIM_AHEAD_SECONDS = 0.1
+# after an error the loop beats again this soon, then backs off up to SCHEDULER_HEARTBEAT_SECONDS
+FIRST_RETRY_SECONDS = 0.5
 DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 # a claim chosen as the victim of a deadlock or serialization conflict: nothing was claimed, try again
 TRANSIENT_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -91,13 +95,19 @@ class InProcessScheduler:
             _, pending = await asyncio.wait(set(self._runs), timeout=self._settings.shutdown_grace_seconds)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                # cancelled runs write their logs within SHUTDOWN_WRITE_SECONDS; nothing waits longer
+                _, abandoned = await asyncio.wait(pending, timeout=SHUTDOWN_WRITE_SECONDS + 1)
+                if abandoned:
+                    logger.warning("%d runs could not log their end; stale-run detection will", len(abandoned))
         if self._listener is not None:
-            with contextlib.suppress(*DATABASE_ERRORS):
-                await self._listener.close()
+            with contextlib.suppress(*DATABASE_ERRORS, TimeoutError):
+                await self._listener.close(timeout=SHUTDOWN_WRITE_SECONDS)
             self._listener = None
-        with contextlib.suppress(*DATABASE_ERRORS):
-            await repository.remove_heartbeat(self._pool, scheduler_id=self.scheduler_id)
+        with contextlib.suppress(*DATABASE_ERRORS, TimeoutError):
+            await asyncio.wait_for(
+                repository.remove_heartbeat(self._pool, scheduler_id=self.scheduler_id), SHUTDOWN_WRITE_SECONDS
+            )
         logger.info("in-process scheduler %s stopped", self.scheduler_id)
 
     async def trigger(self, config_id: int) -> TriggeredRun:
@@ -109,8 +119,11 @@ class InProcessScheduler:
         return TriggeredRun(run_id=run_id)
 
     async def _schedule(self) -> None:
+        """Beat, claim, sleep; forever. Whatever an iteration raises is logged, backed off from, and
+        followed by a new beat: the loop only ends when ``stop()`` cancels it."""
         loop = asyncio.get_running_loop()
         next_beat = loop.time()
+        backoff = Backoff(first_seconds=FIRST_RETRY_SECONDS, max_seconds=self._settings.scheduler_heartbeat_seconds)
         while True:
             self._wake.clear()
             try:
@@ -119,12 +132,17 @@ class InProcessScheduler:
                     next_beat = loop.time() + self._settings.scheduler_heartbeat_seconds
                 await self._claim()
                 delay = await self._delay(until_beat=next_beat - loop.time())
+                backoff.reset()
             except TRANSIENT_ERRORS as exc:
                 logger.info("scheduler: claim rolled back (%s); retrying at once", type(exc).__name__)
                 delay = CONTENDED_SLOT_RETRY_SECONDS
             except DATABASE_ERRORS as exc:
-                logger.warning("scheduler: database unavailable (%s); retrying", type(exc).__name__)
-                delay = self._settings.scheduler_heartbeat_seconds
+                delay = backoff.next_delay()
+                name = type(exc).__name__
+                logger.warning("scheduler: database unavailable (%s); beating again in %.1f s", name, delay)
+            except Exception:
+                delay = backoff.next_delay()
+                logger.exception("scheduler: unexpected error; beating again in %.1f s", delay)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -137,6 +155,14 @@ class InProcessScheduler:
         )
         if retention_due:
             self._track(asyncio.create_task(self._retain_logs(), name="log retention"))
+        orphans = await repository.adopt_queued_runs(
+            self._pool,
+            older_than_seconds=self._settings.stale_run_seconds,
+            limit=self._settings.max_concurrent_jobs - len(self._runs),
+        )
+        for run_id in orphans:
+            logger.warning("run %s was queued by a process that stopped before starting it: running it here", run_id)
+            self._spawn(run_id)
 
     async def _retain_logs(self) -> None:
         try:

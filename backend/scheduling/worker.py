@@ -1,11 +1,16 @@
-"""The arq backend (``SCHEDULER_BACKEND=arq``): the Procfile's ``worker: arq backend.scheduling.worker.WorkerSettings``.
+"""The arq backend (``SCHEDULER_BACKEND=arq``): the Procfile's ``worker: python -m backend worker``.
 
-Every worker beats in ``scheduler_heartbeats``; a cron tick every ``SCHEDULER_TICK_SECONDS``
+Every worker beats in ``scheduler_heartbeats`` (PostgreSQL); a cron tick every ``SCHEDULER_TICK_SECONDS``
 claims due slots (no more than the live workers can take) and queues one ``collect`` job per
 started run, with a deterministic job id. Several workers can run: the claims share the work
 through ``FOR UPDATE SKIP LOCKED``. The web process queues manual runs (``ArqRunQueue``) and runs
 no collection itself. On SIGTERM arq stops taking jobs, waits ``SHUTDOWN_GRACE_SECONDS``, then
 cancels what still runs (the collector logs it ``failed``/``Cancelled``).
+
+Redis may go away for minutes: :class:`ResilientWorker` keeps the process up (arq's own loop ends
+on the first Redis error), says so in the log, retries with backoff, and keeps beating in
+PostgreSQL meanwhile. Due slots wait in the database and are claimed when Redis is back, as one
+run each with ``missed_slots``; runs whose jobs Redis lost are queued again.
 """
 
 from __future__ import annotations
@@ -14,48 +19,45 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
+import time
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from arq import cron, func
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.utils import poll
+from arq.worker import Worker, async_check_health
 
+from backend.backoff import Backoff
 from backend.collection.collector import Collector
 from backend.collection.exchanges import open_exchange_clients
-from backend.db.pool import Pool, create_pool
+from backend.db.outage import is_outage
+from backend.db.pool import Pool, close_pool
+from backend.db.pool import create_pool as create_database_pool
 from backend.scheduling import repository
-from backend.scheduling.queue import (
-    CLEANUP_JOB,
-    COLLECT_JOB,
-    REDIS_ERRORS,
-    cleanup_job_id,
-    enqueue_run,
-    scheduled_job_id,
-)
+from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
 from backend.scheduling.retention import retain_logs
 from backend.scheduling.runs import RunJob, claim_and_start_runs, housekeeping, new_scheduler_id, run_to_end
 from backend.scheduling.scheduler import DATABASE_ERRORS
-from backend.settings import Settings, load_settings
+from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 MAX_TRIES = 3  # a job whose worker died is retried; a run that already ended is then a no-op
-HEALTH_CHECK_SECONDS = 30  # `arq --check backend.scheduling.worker.WorkerSettings` reads it
+HEALTH_CHECK_SECONDS = 30  # `python -m backend worker --check` reads the key arq refreshes this often
 # arq's timeout is only a backstop: the collector ends a run at JOB_TIMEOUT_SECONDS and logs a Timeout
 JOB_TIMEOUT_MARGIN_SECONDS = 60
+# while Redis is away: retry after 0.5 s, then less often, at most every 5 s
+REDIS_RETRY_FIRST_SECONDS = 0.5
+REDIS_RETRY_MAX_SECONDS = 5.0
+REDIS_AWAY_REMINDER_SECONDS = 60  # how often the log repeats that Redis is still away
 
 
 async def collect(ctx: dict[str, Any], run_id: int) -> None:
-    """Carry the started run ``run_id`` to its end (nothing if it ended before this worker took it)."""
+    """Carry the queued run ``run_id`` to its end (nothing if it ended before this worker took it)."""
     await run_to_end(ctx["pool"], ctx["run_job"], run_id)
-
-
-async def cleanup_logs(ctx: dict[str, Any]) -> int:
-    """Today's log retention; its execution log's id."""
-    settings: Settings = ctx["settings"]
-    return await retain_logs(ctx["pool"], retention_days=settings.log_retention_days)
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> int:
@@ -67,38 +69,32 @@ async def schedule_tick(ctx: dict[str, Any]) -> int:
     redis: ArqRedis = ctx["redis"]
     for index, run in enumerate(started):
         try:
-            await enqueue_run(
-                redis,
-                run_id=run.run_id,
-                job_id=scheduled_job_id(settings.arq_queue_name, run),
-                queue_name=settings.arq_queue_name,
-            )
+            job_id = scheduled_job_id(settings.arq_queue_name, run)
+            await enqueue_run(redis, run_id=run.run_id, job_id=job_id, queue_name=settings.arq_queue_name)
         except REDIS_ERRORS as exc:
-            # the slots were claimed: record them as failed rather than lose them silently
-            for lost in started[index:]:
-                await repository.fail_run_if_running(
-                    pool,
-                    run_id=lost.run_id,
-                    error_type="QueueUnavailable",
-                    error_message=f"Redis was unavailable, so the run could not be queued ({type(exc).__name__})",
-                )
-            raise
+            # the runs stay queued in the database; they are queued again once Redis is back
+            logger.warning(
+                "Redis is away (%s): %d claimed runs wait in the database until it is back",
+                type(exc).__name__,
+                len(started) - index,
+            )
+            break
     return len(started)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Open the pool and the exchange clients, beat once, and keep beating."""
+    """Open the pool and the exchange clients, beat once, and keep beating (Redis is not needed yet)."""
     settings: Settings = ctx["settings"]
     assert settings.database_url is not None, "DATABASE_URL must be set for the worker"
     stack = AsyncExitStack()
-    pool = await create_pool(
+    pool = await create_database_pool(
         settings.database_url, min_size=settings.database_pool_min_size, max_size=settings.database_pool_max_size
     )
-    stack.push_async_callback(pool.close)
+    stack.push_async_callback(close_pool, pool)
     if ctx.get("run_job") is None:
         exchanges = await stack.enter_async_context(open_exchange_clients(settings.exchange_overrides))
         ctx["run_job"] = Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
-    ctx.update(pool=pool, exit_stack=stack, scheduler_id=new_scheduler_id())
+    ctx.update(pool=pool, exit_stack=stack, scheduler_id=new_scheduler_id(), background=set())
     await repository.beat(
         pool, scheduler_id=ctx["scheduler_id"], backend="arq", lease_seconds=settings.scheduler_heartbeat_seconds * 3
     )
@@ -108,33 +104,157 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     """Stop beating, leave the heartbeat table, close the exchange clients and the pool."""
-    keep_alive: asyncio.Task[None] | None = ctx.get("keep_alive")
-    if keep_alive is not None:
-        keep_alive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keep_alive
-    if "pool" in ctx:
+    tasks: list[asyncio.Task[Any]] = [ctx.pop("keep_alive")] if "keep_alive" in ctx else []
+    tasks += ctx.get("background", ())
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if "exit_stack" in ctx:
         with contextlib.suppress(*DATABASE_ERRORS):
             await repository.remove_heartbeat(ctx["pool"], scheduler_id=ctx["scheduler_id"])
-        await ctx["exit_stack"].aclose()
+        await ctx.pop("exit_stack").aclose()
     logger.info("arq worker %s stopped", ctx.get("scheduler_id"))
 
 
 async def _keep_alive(ctx: dict[str, Any]) -> None:
-    """Heartbeat, dead-run recovery and the daily retention job, every SCHEDULER_HEARTBEAT_SECONDS."""
+    """Every SCHEDULER_HEARTBEAT_SECONDS, whatever happens: heartbeat, dead-run recovery and the daily
+    retention (PostgreSQL), then queue again the runs whose jobs Redis lost (when Redis is there)."""
     settings: Settings = ctx["settings"]
+    redis_back: asyncio.Event = ctx["redis_back"]
+    backoff = Backoff(first_seconds=REDIS_RETRY_FIRST_SECONDS, max_seconds=settings.scheduler_heartbeat_seconds)
     while True:
+        delay: float = settings.scheduler_heartbeat_seconds
         try:
             if await housekeeping(ctx["pool"], settings=settings, scheduler_id=ctx["scheduler_id"], backend="arq"):
-                redis: ArqRedis = ctx["redis"]
-                await redis.enqueue_job(
-                    CLEANUP_JOB,
-                    _job_id=cleanup_job_id(settings.arq_queue_name, datetime.now(UTC)),
-                    _queue_name=settings.arq_queue_name,
+                _in_background(ctx, retain_logs(ctx["pool"], retention_days=settings.log_retention_days))
+            backoff.reset()
+        except Exception as exc:
+            delay = backoff.next_delay()
+            if is_outage(exc):
+                logger.warning(
+                    "worker heartbeat: database unavailable (%s); again in %.1f s", type(exc).__name__, delay
                 )
-        except (*DATABASE_ERRORS, *REDIS_ERRORS) as exc:
-            logger.warning("worker heartbeat failed (%s); retrying", type(exc).__name__)
-        await asyncio.sleep(settings.scheduler_heartbeat_seconds)
+            else:
+                logger.exception("worker heartbeat failed; again in %.1f s", delay)
+        redis: ArqRedis | None = ctx.get("redis")
+        if redis is not None:
+            # right after Redis came back, every queued run is checked; otherwise those waiting long
+            older_than = 0 if redis_back.is_set() else settings.stale_run_seconds
+            redis_back.clear()
+            try:
+                await requeue_waiting_runs(
+                    ctx["pool"], redis, queue_name=settings.arq_queue_name, older_than_seconds=older_than
+                )
+            except REDIS_ERRORS + DATABASE_ERRORS as exc:
+                logger.info("queued runs not checked now (%s); next beat", type(exc).__name__)
+            except Exception:
+                logger.exception("checking queued runs failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(redis_back.wait(), timeout=delay)
+
+
+def _in_background(ctx: dict[str, Any], job: Any) -> None:
+    background: set[asyncio.Task[Any]] = ctx["background"]
+    task = asyncio.create_task(job)
+    background.add(task)
+    task.add_done_callback(background.discard)
+
+
+class ResilientWorker(Worker):
+    """arq's ``Worker``, made to outlive Redis: the database side starts first, Redis is connected
+    with endless retries, and an error of the polling loop is logged and retried with backoff
+    instead of ending the process."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redis_away_since: float | None = None
+        self._redis_away_logged = 0.0
+        self._backoff = Backoff(first_seconds=REDIS_RETRY_FIRST_SECONDS, max_seconds=REDIS_RETRY_MAX_SECONDS)
+        self._closed = False
+        self.ctx["redis_back"] = asyncio.Event()  # set when Redis comes back after an outage
+
+    async def main(self) -> None:
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        if self._pool is None:
+            self._pool = await self._connect_redis()
+        self.ctx["redis"] = self._pool
+        logger.info("worker polling queue %s for %s", self.queue_name, ", ".join(self.functions))
+        async for _ in poll(self.poll_delay_s):
+            try:
+                await self._poll_iteration()
+            except Exception as exc:
+                await self._wait_after(exc)
+            else:
+                self._redis_is_back()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's, one job at a time: when Redis fails between taking a place for a job and starting
+        it, the place is given back (arq would keep it, and a few outages would leave no room)."""
+        for job_id in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return
+            try:
+                await super().start_jobs([job_id])
+            except REDIS_ERRORS:
+                if job_id.decode() not in self.tasks:
+                    self._release_sem_dec_counter_on_complete()
+                raise
+
+    async def close(self) -> None:
+        """arq's, without giving up when Redis is away, and always closing the database side."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if self._pool is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        if self._pool is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await self._pool.aclose(close_connection_pool=True)
+            self._pool = None
+
+    async def _connect_redis(self) -> ArqRedis:
+        assert self.redis_settings is not None
+        settings = dataclasses.replace(self.redis_settings, conn_retries=0)
+        while True:
+            try:
+                redis = await create_pool(settings, default_queue_name=self.queue_name)
+            except (TimeoutError, *REDIS_ERRORS) as exc:
+                await self._wait_after(exc)
+                continue
+            self._redis_is_back()
+            return redis
+
+    async def _wait_after(self, exc: Exception) -> None:
+        """Log the failure (Redis away: once, then a reminder a minute), then back off."""
+        now = time.monotonic()
+        if not isinstance(exc, REDIS_ERRORS):
+            logger.exception("worker loop failed; retrying")
+        elif self._redis_away_since is None:
+            self._redis_away_since = self._redis_away_logged = now
+            logger.warning(
+                "Redis is away (%s: %s); retrying with backoff. Runs wait in the database; "
+                "this worker keeps its heartbeat in PostgreSQL",
+                type(exc).__name__,
+                exc,
+            )
+        elif now - self._redis_away_logged >= REDIS_AWAY_REMINDER_SECONDS:
+            self._redis_away_logged = now
+            logger.warning("Redis still away after %.0f s (%s)", now - self._redis_away_since, type(exc).__name__)
+        await asyncio.sleep(self._backoff.next_delay())
+
+    def _redis_is_back(self) -> None:
+        self._backoff.reset()
+        if self._redis_away_since is not None:
+            logger.warning("Redis is back after %.0f s", time.monotonic() - self._redis_away_since)
+            self._redis_away_since = None
+            self.ctx["redis_back"].set()
 
 
 def redis_settings(url: str | None) -> RedisSettings:
@@ -147,12 +267,12 @@ def redis_settings(url: str | None) -> RedisSettings:
     return settings
 
 
-def worker_options(settings: Settings, *, run_job: RunJob | None = None) -> dict[str, Any]:
-    """The arq ``Worker`` options for ``settings``. ``run_job`` replaces the collector at the job
-    boundary (the benchmark's no-network stand-in); left out, the worker runs the real collector."""
-    return {
-        "functions": [func(collect, name=COLLECT_JOB, max_tries=MAX_TRIES), func(cleanup_logs, name=CLEANUP_JOB)],
-        "cron_jobs": [
+def create_worker(settings: Settings, *, run_job: RunJob | None = None, **options: Any) -> ResilientWorker:
+    """The worker for ``settings``. ``run_job`` replaces the collector at the job boundary (tests and the
+    benchmark's no-network stand-in); left out, the worker runs the real collector. ``options`` go to arq."""
+    return ResilientWorker(
+        functions=[func(collect, name=COLLECT_JOB, max_tries=MAX_TRIES)],
+        cron_jobs=[
             cron(
                 schedule_tick,
                 name="schedule_tick",
@@ -162,18 +282,25 @@ def worker_options(settings: Settings, *, run_job: RunJob | None = None) -> dict
                 max_tries=1,
             )
         ],
-        "on_startup": startup,
-        "on_shutdown": shutdown,
-        "redis_settings": redis_settings(settings.redis_url),
-        "queue_name": settings.arq_queue_name,
-        "max_jobs": settings.max_concurrent_jobs + 1,  # room for the tick next to a full set of runs
-        "job_timeout": settings.job_timeout_seconds + JOB_TIMEOUT_MARGIN_SECONDS,
-        "max_tries": MAX_TRIES,
-        "health_check_interval": HEALTH_CHECK_SECONDS,
-        "job_completion_wait": settings.shutdown_grace_seconds,
-        "ctx": {"settings": settings, "run_job": run_job},
-    }
+        on_startup=startup,
+        on_shutdown=shutdown,
+        redis_settings=redis_settings(settings.redis_url),
+        queue_name=settings.arq_queue_name,
+        max_jobs=settings.max_concurrent_jobs + 1,  # room for the tick next to a full set of runs
+        job_timeout=settings.job_timeout_seconds + JOB_TIMEOUT_MARGIN_SECONDS,
+        max_tries=MAX_TRIES,
+        health_check_interval=HEALTH_CHECK_SECONDS,
+        job_completion_wait=settings.shutdown_grace_seconds,
+        ctx={"settings": settings, "run_job": run_job},
+        **options,
+    )
 
 
-WorkerSettings = type("WorkerSettings", (), worker_options(load_settings()))
-"""What ``arq backend.scheduling.worker.WorkerSettings`` runs: the options from the environment."""
+def run_worker(settings: Settings) -> None:
+    """``python -m backend worker``: run until SIGTERM/SIGINT."""
+    create_worker(settings).run()
+
+
+def check_worker_health(settings: Settings) -> int:
+    """``python -m backend worker --check``: 0 when a worker of this queue recorded its health lately."""
+    return asyncio.run(async_check_health(redis_settings(settings.redis_url), queue_name=settings.arq_queue_name))

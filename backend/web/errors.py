@@ -19,21 +19,12 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
+from backend.db.outage import OUTAGE_ERRORS
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "The database is unavailable, try again shortly"
-# the server is starting, shutting down, out of connections, or cannot be reached
-DATABASE_DOWN_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-    OSError,  # refused, or the socket went away
-)
 
 
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
@@ -149,7 +140,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     asyncpg.CheckViolationError: _client_error(400, lambda exc: f"Invalid value: violates {exc.constraint_name}"),
     # a value the request parsing let through but PostgreSQL refuses (out of range, not representable)
     asyncpg.DataError: _client_error(400, lambda _: "Invalid value: out of range or not representable"),
-    **dict.fromkeys(DATABASE_DOWN_ERRORS, database_down),
+    **dict.fromkeys(OUTAGE_ERRORS, database_down),  # starting, shutting down, full or unreachable
     Exception: internal_error,
 }
 """Registered on the app; the most specific class in an exception's MRO wins."""

@@ -77,7 +77,9 @@ async def test_login_body_missing_a_field_names_it(client: Client) -> None:
     assert "password" in response.text
 
 
-async def test_repeated_failures_for_one_email_answer_429_with_retry_after(client: Client, pool: Pool) -> None:
+async def test_repeated_failures_of_one_email_from_one_address_answer_429_even_for_the_right_password(
+    client: Client, pool: Pool
+) -> None:
     await _user(pool)
     for _ in range(5):
         assert (await client.post(LOGIN, json={"email": "trader@example.com", "password": "bad"})).status_code == 401

@@ -17,7 +17,7 @@ async def _config_id(pool: Pool) -> int:
     return (await configs.create_config(pool, data=data, created_by=None)).id
 
 
-async def test_start_run_writes_a_running_row_named_after_the_config(pool: Pool) -> None:
+async def test_start_run_writes_a_queued_running_row_named_after_the_config(pool: Pool) -> None:
     config_id = await _config_id(pool)
 
     run_id = await runs.start_run(pool, config_id=config_id, trigger="manual")
@@ -28,7 +28,7 @@ async def test_start_run_writes_a_running_row_named_after_the_config(pool: Pool)
     assert row["job_name"] == f"collect_data_{config_id}"
     assert row["job_type"] == "data_collection"
     assert (row["symbol"], row["exchange"], row["trigger"]) == ("BTC/USDT", "binance", "manual")
-    assert row["heartbeat_at"] is not None
+    assert row["heartbeat_at"] is None  # queued: no process has started it yet
 
 
 async def test_second_start_while_running_is_a_conflict_naming_the_run(pool: Pool) -> None:
@@ -88,6 +88,28 @@ async def test_completing_a_run_twice_changes_nothing_the_second_time(pool: Pool
 
     assert not closed
     assert await pool.fetchval("SELECT status FROM job_execution_logs WHERE id = $1", run_id) == "success"
+
+
+async def test_the_runs_own_outcome_replaces_a_close_as_interrupted(pool: Pool) -> None:
+    """Stale-run detection guessed the process had died (a database outage stopped its heartbeat);
+    the process then writes what really happened."""
+    run_id = await runs.start_run(pool, config_id=await _config_id(pool), trigger="manual")
+    await pool.execute(
+        "UPDATE job_execution_logs SET status = 'failed', error_type = 'Interrupted', finished_at = now() "
+        "WHERE id = $1",
+        run_id,
+    )
+
+    closed = await runs.complete_run(
+        pool, run_id=run_id, status="success", duration_seconds=2.0, records_collected=7, metadata={"timeframes": []}
+    )
+
+    row = await pool.fetchrow(
+        "SELECT status, error_type, records_collected FROM job_execution_logs WHERE id = $1", run_id
+    )
+    assert closed
+    assert row is not None
+    assert dict(row) == {"status": "success", "error_type": None, "records_collected": 7}
 
 
 async def test_mark_run_started_sets_the_configs_last_run_at(pool: Pool) -> None:

@@ -7,6 +7,7 @@ import io
 import json
 import re
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -99,3 +100,21 @@ async def test_bad_export_filter_is_400_naming_it(client: Client, admin_headers:
 
     assert response.status_code == 400
     assert "start_date" in response.text
+
+
+@pytest.mark.parametrize("query", ["", "?status=success"])
+async def test_an_export_of_several_batches_has_every_log_once_newest_first(
+    client: Client, admin_headers: dict[str, str], pool: Pool, query: str
+) -> None:
+    # 4,500 logs: more than two batches, with runs that started in the same microsecond across them
+    await pool.execute(
+        "INSERT INTO job_execution_logs (job_name, job_type, status, started_at, finished_at) "
+        "SELECT 'collect_data_1', 'data_collection', 'success', t, t FROM generate_series(1, 4500) AS n, "
+        "LATERAL (SELECT timestamptz '2025-01-01 00:00:00.000001Z' + (n / 3) * interval '1.000001 seconds') AS s(t)"
+    )
+
+    text = (await client.get(EXPORT + query, headers=admin_headers)).text
+
+    exported = [int(row[0]) for row in _rows(text)[1:]]
+    expected = await pool.fetch("SELECT id FROM job_execution_logs ORDER BY started_at DESC, id DESC")
+    assert exported == [row["id"] for row in expected]

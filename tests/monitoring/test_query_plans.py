@@ -129,3 +129,18 @@ async def test_minute_counts_always_equal_the_logs(seeded: Pool) -> None:
         "records_collected AS records FROM job_execution_minutes ORDER BY 1, 2, 3"
     )
     assert [tuple(row) for row in kept] == [tuple(row) for row in recounted]
+
+
+@pytest.mark.parametrize("filters", [LogFilters(), LogFilters(started_from=datetime(2000, 1, 1, tzinfo=UTC))])
+async def test_each_batch_of_the_csv_export_reads_an_index_range_without_sorting_every_log(
+    seeded: Pool, filters: LogFilters
+) -> None:
+    """A batch that sorted all matching logs would make a long export quadratic."""
+    _, next_sql, parameters = repository.export_queries(filters)
+
+    plan = await _plan(seeded, next_sql, *parameters, "2099-01-01T00:00:00.000000Z", 1, repository.EXPORT_BATCH_ROWS)
+
+    encoded = msgspec.json.encode(plan).decode()
+    assert _index_names(plan) & {"job_execution_logs_started_at_idx", "job_execution_logs_stats_idx"}
+    assert '"Node Type":"Sort"' not in encoded.replace(" ", "")
+    assert '"Seq Scan"' not in encoded

@@ -22,7 +22,7 @@ from backend.auth.passwords import hash_password
 from backend.db.pool import Pool
 from backend.runs.repository import complete_run, mark_run_started, refresh_heartbeat
 from backend.scheduling.scheduler import InProcessScheduler
-from backend.scheduling.worker import worker_options
+from backend.scheduling.worker import create_worker
 from backend.settings import Settings
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
 from tests.conftest import ADMIN_EMAIL, PASSWORD
@@ -196,8 +196,7 @@ async def start_worker(arq_settings: Settings) -> AsyncIterator[StartWorker]:
     workers: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(job: Callable[[int], Awaitable[Any]] | None, **changes: Any) -> Worker:
-        options = worker_options(replace(arq_settings, **changes), run_job=job)
-        worker = Worker(**options, handle_signals=False, poll_delay=0.05)
+        worker = create_worker(replace(arq_settings, **changes), run_job=job, handle_signals=False, poll_delay=0.05)
         workers.append((worker, asyncio.create_task(worker.async_run())))
         return worker
 

@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
 from backend.db.pool import Pool
+from backend.runs.repository import start_run
 from backend.scheduling.status import read_scheduler_status
 from backend.settings import Settings
 from tests.collection.fake_binance import FakeBinance
@@ -233,3 +234,34 @@ async def test_disabling_stops_the_workers_runs_and_deleting_keeps_the_logs(
     )
     assert {run["id"] for run in deleted_runs} <= {row["id"] for row in orphans}
     assert len(orphans) <= len(deleted_runs) + 2  # runs in progress or queued when it was deleted
+
+
+async def test_a_run_queued_while_no_worker_is_up_is_run_by_the_first_worker_even_after_the_stale_time(
+    pool: Pool, arq_settings: Settings, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    config_id = await make_config(interval_minutes=60, enabled=False)
+    async with AsyncTestClient(app=create_app(arq_settings)) as client:
+        headers = await login_admin(client, pool)
+        triggered = (await client.post(f"{CONFIGS}/{config_id}/trigger", headers=headers)).json()
+    older_than_stale = "SELECT started_at < now() - make_interval(secs => $1 + 1) FROM job_execution_logs WHERE id = $2"
+    await eventually(lambda: pool.fetchval(older_than_stale, arq_settings.stale_run_seconds, triggered["run_id"]))
+
+    await start_worker(StandInJob(pool))
+
+    [run] = await _finished_runs(pool, config_id, 1)
+    assert run["id"] == triggered["run_id"]
+    assert run["status"] == "success"
+
+
+async def test_a_run_whose_job_redis_lost_is_queued_again_and_runs(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    config_id = await make_config(interval_minutes=60, enabled=False)
+    lost = await start_run(pool, config_id=config_id, trigger="manual")  # its job never reached Redis
+    await pool.execute("UPDATE job_execution_logs SET started_at = now() - interval '30 seconds' WHERE id = $1", lost)
+
+    await start_worker(StandInJob(pool))
+
+    [run] = await _finished_runs(pool, config_id, 1)
+    assert run["id"] == lost
+    assert run["status"] == "success"

@@ -11,6 +11,7 @@ import pytest
 
 from backend.db.pool import Pool
 from backend.errors import ConflictError
+from backend.runs.repository import start_run
 from backend.scheduling.status import read_scheduler_status
 from tests.scheduling.conftest import MakeConfig, StandInJob, StartScheduler, eventually
 
@@ -233,6 +234,20 @@ async def test_a_run_whose_process_died_is_closed_as_interrupted_and_the_config_
     assert dead["status"] == "failed"
     assert dead["error_type"] == "Interrupted"
     assert any(run["trigger"] == "schedule" and run["status"] == "success" for run in runs)
+
+
+async def test_a_queued_run_whose_process_died_before_starting_it_is_run_by_another(
+    pool: Pool, make_config: MakeConfig, start_scheduler: StartScheduler
+) -> None:
+    config_id = await make_config(interval_minutes=60, enabled=False)
+    orphan = await start_run(pool, config_id=config_id, trigger="manual")
+    await pool.execute("UPDATE job_execution_logs SET started_at = now() - interval '30 seconds' WHERE id = $1", orphan)
+
+    await start_scheduler(StandInJob(pool))
+
+    [run] = await _finished_runs(pool, config_id, 1)
+    assert run["id"] == orphan
+    assert run["status"] == "success"
 
 
 async def test_shutdown_cancels_runs_that_outlive_the_grace_period(
