@@ -7,14 +7,17 @@ and every test starts from empty tables.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -101,6 +104,28 @@ def settings(pool: Pool, database_url: str) -> Settings:
 @pytest.fixture
 def app(settings: Settings) -> Litestar:
     return create_app(settings)
+
+
+@pytest.fixture
+async def served_url(settings: Settings) -> AsyncIterator[str]:
+    """An app of its own served by uvicorn on a free port of 127.0.0.1 (``http://...``), as another
+    web process next to ``client``'s, for the duration of the test."""
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def writer(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """Another connection, as another process (a scheduler, a worker, the CLI) would write."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from backend.auth.schemas import User
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def writes_need_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def writes_need_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Any signed-in user may read; only admins may change anything. ``OPTIONS`` (which methods a
-    route allows, or a CORS preflight) needs no token: browsers never send one with it."""
+    route allows, or a CORS preflight) needs no token: browsers never send one with it. (Async:
+    Litestar runs a sync guard in a worker thread, which cost more than the check.)"""
     method = connection.scope.get("method", "GET")
     if method == "OPTIONS":
         return

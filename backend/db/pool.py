@@ -31,9 +31,16 @@ def _encode_json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+async def _keep_session(_: Connection) -> None:
+    """Hand a connection back as it is: asyncpg's default reset sends a query on every release (a
+    round trip per pooled query) to undo session state this app never leaves behind. Its rollback
+    of an unfinished transaction still runs. So: no session-level ``SET`` (``SET LOCAL`` inside a
+    transaction instead), no ``LISTEN`` and no session advisory lock on pooled connections."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session, command_timeout=60
     )
     assert pool is not None
     return pool

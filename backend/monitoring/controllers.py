@@ -187,11 +187,10 @@ class StatsController(Controller):
         """
         minute = current_minute()
         version = await current_data_version(request, pool)
-        scheduler = await _answer_cache(request).get_or_compute(
-            make_etag("scheduler", version, int(time.time())), lambda: read_scheduler_status(pool)
+        scheduler, scheduler_tag = await _answer_cache(request).get_or_compute(
+            make_etag("scheduler", version, int(time.time())), lambda: _read_scheduler(pool)
         )
-        moving_part = msgspec.structs.replace(scheduler, heartbeat_age_seconds=None)
-        etag = make_etag("status", minute, version, msgspec.json.encode(moving_part))
+        etag = make_etag("status", minute, version, scheduler_tag)
         if etag_matches(if_none_match, etag):
             return not_modified(etag)
         status = await _answer_cache(request).get_or_compute(etag, lambda: _read_status(pool, minute, scheduler))
@@ -251,6 +250,12 @@ class StatsController(Controller):
             etag, lambda: repository.read_stats_by_config(pool, since=since)
         )
         return Response(rows, headers=polled_headers(etag))
+
+
+async def _read_scheduler(pool: PoolDependency) -> tuple[SchedulerStatus, bytes]:
+    """The scheduler's state, and what of it the tag is made of (all but the heartbeat's age)."""
+    scheduler = await read_scheduler_status(pool)
+    return scheduler, msgspec.json.encode(msgspec.structs.replace(scheduler, heartbeat_age_seconds=None))
 
 
 async def _read_status(pool: PoolDependency, minute: datetime, scheduler: SchedulerStatus) -> Status:

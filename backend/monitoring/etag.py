@@ -14,6 +14,7 @@ between carries the older tag and is replaced at the next poll after it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -103,19 +104,29 @@ def not_modified(etag: str) -> Response[Any]:
 
 
 class AnswerCache:
-    """The latest answers by tag, least recently used dropped first; one per process."""
+    """The latest answers by tag, least recently used dropped first; one per process.
+
+    An answer is computed once per tag: requests that arrive while it is being computed (every
+    dashboard polls right after a change) wait for that computation instead of running their own.
+    A computation that fails is forgotten, so the next request tries again.
+    """
 
     def __init__(self, max_entries: int = CACHED_ANSWERS) -> None:
         self._max_entries = max_entries
-        self._answers: OrderedDict[str, Any] = OrderedDict()
+        self._answers: OrderedDict[str, asyncio.Future[Any]] = OrderedDict()
 
     async def get_or_compute(self, etag: str, compute: Callable[[], Awaitable[T]]) -> T:
-        if etag in self._answers:
+        answer = self._answers.get(etag)
+        if answer is None:
+            answer = self._answers[etag] = asyncio.ensure_future(compute())
+            if len(self._answers) > self._max_entries:
+                self._answers.popitem(last=False)
+        else:
             self._answers.move_to_end(etag)
-            answer: T = self._answers[etag]
-            return answer
-        answer = await compute()
-        self._answers[etag] = answer
-        if len(self._answers) > self._max_entries:
-            self._answers.popitem(last=False)
-        return answer
+        try:
+            result: T = await asyncio.shield(answer)  # one client leaving does not cancel it for the others
+        except Exception:
+            if self._answers.get(etag) is answer:
+                del self._answers[etag]
+            raise
+        return result

@@ -3,8 +3,9 @@
 Browsers cannot set headers on a WebSocket, so the JWT comes as the ``token`` query parameter, or
 as the first message (the bare token or ``{"token": "..."}``); an ``Authorization`` header works
 too. The server answers ``{"type": "ready"}``, then sends each event as one JSON text message.
-A missing or bad token closes the connection with code 1008; 1011 when this process cannot listen
-to PostgreSQL, 1013 when the client reads too slowly (reconnect and refetch).
+A missing or bad token closes the connection with code 1008, and so does the user's deactivation or
+deletion while the stream is open; 1011 when this process cannot listen to PostgreSQL, 1013 when
+the client reads too slowly (reconnect and refetch).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1011_INTERNAL_ERR
 
 from backend.auth.schemas import User
 from backend.auth.tokens import retrieve_user
+from backend.auth.user_cache import UserCache
 from backend.monitoring.events import EventHub, Subscription
 
 EVENTS_PATH = "/api/v1/admin/data-collection/events"
@@ -64,6 +66,17 @@ async def _send_events(socket: WebSocket[Any, Any, Any], subscription: Subscript
     await socket.close(code=TOO_SLOW_CLOSE_CODE, reason="Too many events waiting: reconnect and refetch")
 
 
+async def _until_access_lost(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
+    """Close with 1008 once the user is no longer active (checked each time the user changes)."""
+    users: UserCache = socket.app.state.user_cache
+    while True:
+        await subscription.access_changed.wait()
+        subscription.access_changed.clear()
+        if await users.active_user(subscription.user_id) is None:
+            await socket.close(code=WS_1008_POLICY_VIOLATION, reason="Access revoked")
+            return
+
+
 async def _until_client_leaves(socket: WebSocket[Any, Any, Any]) -> None:
     async for _ in socket.iter_data("text"):
         pass  # clients have nothing to say after the token
@@ -73,12 +86,14 @@ async def _until_client_leaves(socket: WebSocket[Any, Any, Any]) -> None:
 async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
     """Run started / finished and config changed events, as they are committed by any process."""
     await socket.accept()
-    if await _authenticate(socket) is None:
+    user = await _authenticate(socket)
+    if user is None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
             await socket.close(code=WS_1008_POLICY_VIOLATION, reason="A valid access token is required")
         return
     hub: EventHub = socket.app.state.event_hub
-    subscription = hub.subscribe()
+    subscription = hub.subscribe(user.id)
+    subscription.access_changed.set()  # a change heard between the token check and subscribing counts too
     try:
         try:
             await asyncio.wait_for(hub.listening.wait(), LISTENER_WAIT_SECONDS)
@@ -89,6 +104,7 @@ async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
         tasks = {
             asyncio.create_task(_send_events(socket, subscription)),
             asyncio.create_task(_until_client_leaves(socket)),
+            asyncio.create_task(_until_access_lost(socket, subscription)),
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:

@@ -19,11 +19,13 @@ from backend.db.pool import Connection, Pool
 from backend.settings import SchedulerBackend
 
 # Due, enabled, not running, unlocked: claim the latest due slot of each, oldest slots first.
-# $1 = seconds in one interval minute (60), $2 = how many configs at most.
+# $1 = seconds in one interval minute (60), $2 = how many configs at most, $3 = seconds ahead: a
+# slot due within them counts as due (the in-process scheduler claims a little early, then starts
+# the run at its slot, so that the claim's own writes never make a run late).
 CLAIM_DUE_SLOTS = """
 WITH due AS (
     SELECT id FROM data_collection_configs AS config
-    WHERE enabled AND next_run_at <= now()
+    WHERE enabled AND next_run_at <= now() + make_interval(secs => $3)
       AND NOT EXISTS (
           SELECT FROM job_execution_logs AS log WHERE log.config_id = config.id AND log.status = 'running'
       )
@@ -38,7 +40,9 @@ slot AS (
 ),
 latest AS (
     SELECT id, first_due, every,
-           anchor + make_interval(secs => floor(extract(epoch FROM now() - anchor) / every) * every) AS scheduled_for
+           anchor + make_interval(
+               secs => floor(extract(epoch FROM now() + make_interval(secs => $3) - anchor) / every) * every
+           ) AS scheduled_for
     FROM slot
 )
 UPDATE data_collection_configs AS config
@@ -171,11 +175,14 @@ class ClaimedSlot(msgspec.Struct, kw_only=True, frozen=True):
     missed_slots: int
 
 
-async def claim_due_slots(db: Connection, *, limit: int, interval_unit_seconds: int) -> list[ClaimedSlot]:
-    """Claim up to ``limit`` due slots; run inside the transaction that also starts their runs."""
+async def claim_due_slots(
+    db: Connection, *, limit: int, interval_unit_seconds: int, ahead_seconds: float = 0.0
+) -> list[ClaimedSlot]:
+    """Claim up to ``limit`` slots due now (or within ``ahead_seconds``); run inside the transaction
+    that also starts their runs."""
     if limit <= 0:
         return []
-    rows = await db.fetch(CLAIM_DUE_SLOTS, interval_unit_seconds, limit)
+    rows = await db.fetch(CLAIM_DUE_SLOTS, interval_unit_seconds, limit, ahead_seconds)
     return [msgspec.convert(dict(row), ClaimedSlot) for row in rows]
 
 

@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, cast
 
 import asyncpg
@@ -72,8 +72,11 @@ def new_scheduler_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-async def claim_and_start_runs(pool: Pool, *, limit: int, interval_unit_seconds: int) -> list[StartedRun]:
-    """Claim up to ``limit`` due slots and insert their ``running`` logs, in one transaction.
+async def claim_and_start_runs(
+    pool: Pool, *, limit: int, interval_unit_seconds: int, ahead_seconds: float = 0.0
+) -> list[StartedRun]:
+    """Claim up to ``limit`` due slots (or due within ``ahead_seconds``) and insert their ``running``
+    logs, in one transaction.
 
     A slot whose run cannot start (its config began a manual run meanwhile, or the slot ran
     already) is left out; the claim still moved ``next_run_at`` past it.
@@ -83,7 +86,10 @@ async def claim_and_start_runs(pool: Pool, *, limit: int, interval_unit_seconds:
     started: list[StartedRun] = []
     async with pool.acquire() as proxy, proxy.transaction():
         conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
-        for slot in await repository.claim_due_slots(conn, limit=limit, interval_unit_seconds=interval_unit_seconds):
+        claimed = await repository.claim_due_slots(
+            conn, limit=limit, interval_unit_seconds=interval_unit_seconds, ahead_seconds=ahead_seconds
+        )
+        for slot in claimed:
             try:
                 run_id = await start_run(
                     conn,
@@ -106,13 +112,16 @@ async def start_manual_run(pool: Pool, *, config_id: int) -> int:
     return await start_run(pool, config_id=config_id, trigger="manual")
 
 
-async def run_to_end(pool: Pool, run_job: RunJob, run_id: int) -> None:
-    """Run ``run_job`` on a started run; whatever happens, its log never stays ``running``.
+async def run_to_end(pool: Pool, run_job: RunJob, run_id: int, *, not_before: datetime | None = None) -> None:
+    """Run ``run_job`` on a started run (at ``not_before``, when that is still ahead); whatever
+    happens, its log never stays ``running``.
 
     The collector closes its own log (also when cancelled or timed out); this closes it only when
     the job failed before it could, so that no stale "already running" state remains.
     """
     try:
+        if not_before is not None:
+            await asyncio.sleep(max(0.0, (not_before - datetime.now(UTC)).total_seconds()))
         await run_job(run_id)
     except asyncio.CancelledError:
         closing = _close_if_running(

@@ -1,6 +1,8 @@
 """The in-process scheduler (``SCHEDULER_BACKEND=inprocess``): one asyncio task in the web process.
 
-It sleeps until the earliest claimable slot, a PostgreSQL ``NOTIFY scheduler_wakeup`` (a config
+It claims each slot a tenth of a second before it is due and starts the run at the slot, so the
+claim's writes never make a run late. It sleeps until the next slot can be claimed (exactly: no
+floor), a PostgreSQL ``NOTIFY scheduler_wakeup`` (a config
 created, changed or deleted by any process, or a run ended while its next slot waits), a run of
 its own ending while it was full, or its heartbeat (every ``SCHEDULER_HEARTBEAT_SECONDS``, also
 the safety-net re-check). It never polls in between. Each run is a task of its own, at most
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import datetime
 
 import asyncpg
 
@@ -38,6 +41,11 @@ logger = logging.getLogger(__name__)
 WAKEUP_CHANNEL = "scheduler_wakeup"  # notified by the triggers of db/migrations/0003_scheduling.sql
 # when a due slot was just taken by another scheduler, look again after this long rather than spin
 CONTENDED_SLOT_RETRY_SECONDS = 0.05
+# ... first after this long (its claim commits in milliseconds), doubling up to the above while it lasts
+FIRST_CONTENDED_RETRY_SECONDS = 0.002
+# slots are claimed this long before they are due and their runs start at the slot: the claim's
+# writes (a transaction, triggers, a commit) happen before the slot instead of making the run late
+CLAIM_AHEAD_SECONDS = 0.1
 # after an error the loop beats again this soon, then backs off up to SCHEDULER_HEARTBEAT_SECONDS
 FIRST_RETRY_SECONDS = 0.5
 DATABASE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -60,6 +68,8 @@ class InProcessScheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._accepting = False
         self._listener: Connection | None = None
+        self._claim_began = 0.0  # loop time of the latest claim
+        self._contended_retry = FIRST_CONTENDED_RETRY_SECONDS
 
     @property
     def runs_in_progress(self) -> int:
@@ -165,25 +175,41 @@ class InProcessScheduler:
             logger.exception("log retention failed")
 
     async def _claim(self) -> None:
+        self._claim_began = asyncio.get_running_loop().time()
         free = self._settings.max_concurrent_jobs - len(self._runs)
         started = await claim_and_start_runs(
-            self._pool, limit=free, interval_unit_seconds=self._settings.interval_unit_seconds
+            self._pool,
+            limit=free,
+            interval_unit_seconds=self._settings.interval_unit_seconds,
+            ahead_seconds=CLAIM_AHEAD_SECONDS,
         )
         for run in started:
-            self._spawn(run.run_id)
+            self._spawn(run.run_id, not_before=run.scheduled_for)
         self._full = len(self._runs) >= self._settings.max_concurrent_jobs
 
     async def _delay(self, *, until_beat: float) -> float:
-        """Seconds to sleep: until the next claimable slot, at most until the next beat."""
+        """Seconds to sleep: until the next slot can be claimed (however close), at most until the next beat.
+
+        A claimable slot that the claim did not take either became claimable after the claim looked
+        (take it now) or is being claimed by another scheduler: then look again shortly, backing off
+        while that lasts.
+        """
         if self._full:
             return max(0.0, until_beat)  # a run ending wakes us
-        seconds = await repository.seconds_until_next_slot(self._pool)
-        if seconds is None:
+        until_due = await repository.seconds_until_next_slot(self._pool)
+        if until_due is None:
             return max(0.0, until_beat)
-        return max(CONTENDED_SLOT_RETRY_SECONDS, min(seconds, until_beat))
+        seconds = until_due - CLAIM_AHEAD_SECONDS
+        if seconds > 0 or -seconds < asyncio.get_running_loop().time() - self._claim_began:
+            self._contended_retry = FIRST_CONTENDED_RETRY_SECONDS
+            return max(0.0, min(seconds, until_beat))
+        delay = self._contended_retry
+        self._contended_retry = min(2 * delay, CONTENDED_SLOT_RETRY_SECONDS)
+        return min(delay, max(0.0, until_beat))
 
-    def _spawn(self, run_id: int) -> None:
-        self._track(asyncio.create_task(run_to_end(self._pool, self._run_job, run_id), name=f"run {run_id}"))
+    def _spawn(self, run_id: int, *, not_before: datetime | None = None) -> None:
+        run = run_to_end(self._pool, self._run_job, run_id, not_before=not_before)
+        self._track(asyncio.create_task(run, name=f"run {run_id}"))
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._runs.add(task)

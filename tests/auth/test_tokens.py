@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -76,3 +77,17 @@ async def test_admin_can_write(client: Client, admin_headers: dict[str, str]) ->
     response = await client.post(CONFIGS, json=NEW_CONFIG, headers=admin_headers)
 
     assert response.status_code == 201
+
+
+async def test_a_token_accepted_before_is_refused_once_it_expires(
+    client: Client, admin_headers: dict[str, str]
+) -> None:
+    me = await client.get("/api/v1/auth/me", headers=admin_headers)
+    expires_at = datetime.now(UTC) + timedelta(seconds=3)
+    token = jwt.encode({"sub": str(me.json()["id"]), "iat": datetime.now(UTC), "exp": expires_at}, TEST_SECRET_KEY)
+    assert (await client.get(CONFIGS, headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+    await asyncio.sleep((expires_at - datetime.now(UTC)).total_seconds() + 1)  # JWT times are whole seconds
+
+    response = await client.get(CONFIGS, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401

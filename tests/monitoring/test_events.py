@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
-import uvicorn
 from litestar import Litestar
 from litestar.security.jwt import Token
 from litestar.testing import AsyncTestClient
 
-from backend.app import create_app
 from backend.monitoring.events import LISTENER_APPLICATION_NAME
-from backend.settings import Settings
 from tests.conftest import TEST_SECRET_KEY, VIEWER_EMAIL
 from tests.monitoring.conftest import ADMIN_PATH
 
@@ -27,24 +22,8 @@ RECEIVE_TIMEOUT = 10.0
 
 
 @pytest.fixture
-async def events_url(settings: Settings) -> AsyncIterator[str]:
-    """The app served by uvicorn on a free port of 127.0.0.1, for the duration of the test."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"ws://127.0.0.1:{port}{EVENTS}"
-    server.should_exit = True
-    await task
-
-
-@pytest.fixture
-async def writer(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """Another connection, as another process (a scheduler, a worker) would write."""
-    conn = await asyncpg.connect(database_url)
-    yield conn
-    await conn.close()
+def events_url(served_url: str) -> str:
+    return f"ws{served_url.removeprefix('http')}{EVENTS}"
 
 
 def _token(headers: dict[str, str]) -> str:
