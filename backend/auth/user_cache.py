@@ -3,7 +3,7 @@
 Every authenticated request needs its user (is it still active? which role?). Reading it from the
 database each time was most of the cost of a cheap request, so each process keeps the users it has
 read. A change to a user (deactivation, role, deletion, the table emptied) is announced by a
-trigger on channel ``users_changed`` at commit (migration 0008); this process's LISTEN connection
+trigger on channel ``users_changed`` at commit (migration 0007); this process's LISTEN connection
 (:mod:`backend.monitoring.events`) passes it to :meth:`UserCache.forget_user`, so the next request
 reads the user again: a deactivated user loses access as soon as the notification arrives,
 milliseconds after the commit.
