@@ -49,7 +49,8 @@ REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id
 # stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome.
 COMPLETE_RUN = """
 UPDATE job_execution_logs
-SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = $3, records_collected = $4,
+SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
+    records_collected = $4,
     error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
 WHERE id = $1 AND (status = 'running' OR error_type = 'Interrupted')
 RETURNING id

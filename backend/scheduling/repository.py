@@ -84,7 +84,7 @@ FORGET_DEAD_SCHEDULERS = "DELETE FROM scheduler_heartbeats WHERE expires_at < no
 CLOSE_STALE_RUNS = """
 UPDATE job_execution_logs
 SET status = 'failed', finished_at = greatest(now(), started_at),
-    duration_seconds = greatest(0, extract(epoch FROM now() - started_at)),
+    duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
     error_type = 'Interrupted',
     error_message = 'The process running this job stopped without finishing it (no heartbeat for '
                     || $1::integer || ' s)'
@@ -118,7 +118,7 @@ RETURNING id
 FAIL_RUN_IF_RUNNING = """
 UPDATE job_execution_logs
 SET status = 'failed', finished_at = greatest(now(), started_at),
-    duration_seconds = greatest(0, extract(epoch FROM now() - started_at)),
+    duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
     error_type = $2, error_message = $3
 WHERE id = $1 AND status = 'running'
 RETURNING id
@@ -151,7 +151,7 @@ DELETE FROM job_execution_logs WHERE id IN (SELECT id FROM doomed)
 REFRESH_SYSTEM_RUN = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 FINISH_SYSTEM_RUN = """
 UPDATE job_execution_logs
-SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = $3,
+SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
     error_type = $4, error_message = $5, metadata = $6, heartbeat_at = now()
 WHERE id = $1 AND status = 'running'
 """

@@ -18,7 +18,7 @@ from tests.scheduling.conftest import MakeConfig, StandInJob, StartScheduler, ev
 
 async def _runs(pool: Pool, config_id: int | None = None) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        "SELECT id, config_id, trigger, status, scheduled_for, missed_slots, started_at, error_type "
+        "SELECT id, config_id, trigger, status, scheduled_for, missed_slots, started_at, error_type, duration_seconds "
         "FROM job_execution_logs WHERE job_type = 'data_collection' AND ($1::bigint IS NULL OR config_id = $1) "
         "ORDER BY scheduled_for, id",
         config_id,
@@ -233,6 +233,7 @@ async def test_a_run_whose_process_died_is_closed_as_interrupted_and_the_config_
     dead = next(run for run in runs if run["id"] == dead_run)
     assert dead["status"] == "failed"
     assert dead["error_type"] == "Interrupted"
+    assert dead["duration_seconds"] == round(dead["duration_seconds"], 3)  # rounded as the stats are
     assert any(run["trigger"] == "schedule" and run["status"] == "success" for run in runs)
 
 

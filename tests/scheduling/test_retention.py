@@ -42,6 +42,7 @@ async def test_the_job_is_logged_as_a_cleanup_with_what_it_deleted(pool: Pool) -
     assert row["trigger"] == "system"
     assert row["status"] == "success"
     assert row["finished_at"] is not None
+    assert row["duration_seconds"] == round(row["duration_seconds"], 3)  # rounded as the stats are
     assert row["metadata"] == {
         "deleted_logs": 25,
         "retention_days": 30,
