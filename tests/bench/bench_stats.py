@@ -17,13 +17,10 @@ load-and-sum through HTTP; 304s at 4,000 req/s or more with 16 clients.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -38,8 +35,8 @@ from backend.auth import repository as users
 from backend.auth.passwords import hash_password
 from backend.db.pool import Pool, create_pool
 from backend.monitoring import repository
+from tests.bench.served_app import EMAIL, PASSWORD, login, serve
 from tests.bench.throwaway import throwaway_database
-from tests.conftest import TEST_SECRET_KEY
 
 LOGS = 1_000_000
 CONFIGS = 200
@@ -53,9 +50,6 @@ COMPUTED_WARM_UP = 30
 COMPUTED_GOAL_RATIO = 50
 NOT_MODIFIED_GOAL_RPS = 4000
 ADMIN_PATH = "/api/v1/admin/data-collection"
-EMAIL = "bench@example.com"
-PASSWORD = "bench password, not a secret"
-ROOT = Path(__file__).resolve().parents[2]
 
 SEED_CONFIGS = f"""
 INSERT INTO data_collection_configs (symbol, exchange, timeframes, interval_minutes, enabled)
@@ -89,13 +83,6 @@ FROM (
 LOAD_WINDOW = "SELECT * FROM job_execution_logs WHERE started_at >= $1 AND job_type = $2"
 # what any write of a run does to the tag of every polled answer
 BUMP_DATA_VERSION = "SELECT bump_data_version('job_execution_logs')"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _rss_mb(pid: int) -> float:
@@ -311,43 +298,6 @@ async def _export_figures(base: str, token: str, pid: int) -> None:
         )
 
 
-async def _serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "SECRET_KEY": TEST_SECRET_KEY,
-        "SCHEDULER_BACKEND": "off",
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_POOL_MAX_SIZE": "10",
-    }
-    env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backend", "serve", "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(f"{base}/health") as response:
-                    if response.status == 200:
-                        return process, base
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the app did not start")
-
-
-async def _login(base: str) -> str:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{base}/api/v1/auth/login", json={"email": EMAIL, "password": PASSWORD}) as response,
-    ):
-        token: str = (await response.json())["access_token"]
-        return token
-
-
 async def main() -> None:
     if shutil.which("hey") is None:
         print("skipped: the load tool 'hey' is missing (Debian: apt-get install hey)")
@@ -359,9 +309,9 @@ async def main() -> None:
             load_and_sum_ms = await _compare_with_load_and_sum(pool)
         finally:
             await pool.close()
-        process, base = await _serve(url)
+        process, base = await serve(url)
         try:
-            token = await _login(base)
+            token = await login(base)
             computed = await _computed_stats_ms(base, token, url)
             computed_p50 = statistics.median(computed)
             computed_p95 = statistics.quantiles(computed, n=20)[-1]

@@ -42,7 +42,7 @@ from backend.configs.schemas import ConfigCreate
 from backend.db.pool import Pool, create_pool
 from backend.settings import Settings
 from tests.bench.bench_collection import start_fake_binance
-from tests.bench.bench_stats import EMAIL, PASSWORD, _login, _serve
+from tests.bench.served_app import EMAIL, PASSWORD, login, serve
 from tests.bench.throwaway import throwaway_database
 
 PAGE = 1000
@@ -178,9 +178,9 @@ async def bench_http(pool: Pool, url: str, results: dict[str, Any]) -> None:
     async with SeriesWriter(pool, day, PartitionCache(pool)) as writer:
         await writer.store(next(_pages(1440)))
     await users.create_user(pool, email=EMAIL, password_hash=await hash_password(PASSWORD), role="admin")
-    process, base = await _serve(url)
+    process, base = await serve(url)
     try:
-        token = await _login(base)
+        token = await login(base)
         coverage = f"{base}/api/v1/market-data/coverage?symbol="
         results["coverage long"] = _hey(coverage + "PRE0/USDT", token)
         results["coverage day"] = _hey(coverage + "DAY/USDT", token)

@@ -33,7 +33,7 @@ from backend.collection.partitions import drop_expired_partitions
 from backend.collection.repository import CandleQuery
 from backend.collection.timeframes import to_minute
 from backend.db.pool import Pool, create_pool
-from tests.bench.bench_stats import EMAIL, PASSWORD, _login, _serve
+from tests.bench.served_app import EMAIL, PASSWORD, login, serve
 from tests.bench.throwaway import throwaway_database
 from tests.collection.conftest import assert_summary_equals_recount
 
@@ -221,9 +221,9 @@ async def main() -> None:
             ]
             sql_p50, sql_p95 = await _timed_reads(pool, queries)
             _, cached_p95 = await _timed_reads(pool, queries)  # the same days again: in memory now
-            process, base = await _serve(url)
+            process, base = await serve(url)
             try:
-                token = await _login(base)
+                token = await login(base)
                 reads = [
                     f"/api/v1/market-data/ohlcv?symbol=S{n}/USDT&timeframe=1m&limit=1440"
                     f"&start={day.strftime('%Y-%m-%dT%H:%M:%SZ')}"
