@@ -12,6 +12,7 @@ than a given age), and candles it sent that broke the rules (never stored, count
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -265,7 +266,7 @@ async def set_earliest_available(
 async def create_partitions(db: Pool | Connection, *, timeframe: str, first: int, last: int) -> list[Period]:
     """The partitions holding minutes ``first``..``last``, created when missing (in a transaction of their own)."""
     rows = await db.fetch(CREATE_PARTITIONS, timeframe, first, last)
-    return [Period(row["period_start"], row["period_end"]) for row in rows]
+    return [Period(row["period_start"], row["period_end"], row["partition_name"]) for row in rows]
 
 
 async def lock_series(conn: Connection, *, series_id: int) -> int | None:
@@ -275,13 +276,24 @@ async def lock_series(conn: Connection, *, series_id: int) -> int | None:
     return newest
 
 
-async def copy_candles(conn: Connection, *, series_id: int, minutes: Sequence[int], rows: Sequence[CandleRow]) -> None:
+async def copy_candles(
+    conn: Connection, *, series_id: int, minutes: Sequence[int], rows: Sequence[CandleRow], periods: Sequence[Period]
+) -> None:
     """Append candles none of which can be stored already (COPY: no staging, no conflict check).
 
-    ``minutes`` are the rows' open times as stored minutes.
+    ``minutes`` are the rows' open times as stored minutes (ascending), all inside ``periods``
+    (ascending): each period's candles are copied straight into its partition, not routed through
+    ``candle_data``.
     """
-    records = ((series_id, minute, *row[1:]) for minute, row in zip(minutes, rows, strict=True))
-    await conn.copy_records_to_table("candle_data", records=records, columns=CANDLE_COLUMNS)
+    start = 0
+    for period in periods:
+        end = bisect.bisect_left(minutes, period.end, start)
+        if end > start:
+            records = ((series_id, minutes[i], *rows[i][1:]) for i in range(start, end))
+            await conn.copy_records_to_table(period.table, records=records, columns=CANDLE_COLUMNS)
+        start = end
+    if start != len(minutes):
+        raise ValueError("periods do not cover every candle")
 
 
 async def merge_candles(

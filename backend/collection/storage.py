@@ -177,7 +177,7 @@ class SeriesWriter:
                 written = [await self._merge_in(conn, page, periods) for page in pages]
             else:
                 rows = [row for page in pages for row in page.rows]
-                await repository.copy_candles(conn, series_id=series_id, minutes=minutes, rows=rows)
+                await repository.copy_candles(conn, series_id=series_id, minutes=minutes, rows=rows, periods=periods)
                 change = change_after_insert(
                     self.series.timeframe, minutes, first=newest, last=newest, gaps=[], periods=periods
                 )

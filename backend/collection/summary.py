@@ -23,6 +23,7 @@ class Period:
 
     start: int
     end: int
+    table: str  # the partition's name, e.g. candle_data_1m_2025_01
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +103,6 @@ def _gaps(minutes: Sequence[int], timeframe: str) -> list[tuple[int, int]]:
     step = STEP_MINUTES.get(timeframe)
     if step is None:  # calendar months
         return [(a, b) for a, b in itertools.pairwise(minutes) if b > next_open_minute(a, timeframe)]
+    if minutes and minutes[-1] - minutes[0] == (len(minutes) - 1) * step:
+        return []  # open times on the grid, ascending, each one step after the previous one
     return [(a, b) for a, b in itertools.pairwise(minutes) if b - a > step]
