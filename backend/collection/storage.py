@@ -4,11 +4,14 @@ A page newer than everything stored is appended with a plain COPY (no staging, n
 check); any other page (hole repair, a range fetched again) is merged, which rewrites a stored
 candle only when the exchange changed it. The coverage summary is updated in the same
 transaction. Consecutive appended pages may share a transaction (and one COPY): a crash then
-loses only candles newer than the newest committed one, which the next run fetches again.
+loses only candles newer than the newest committed one, which the next run fetches again. While
+more pages are coming, that transaction commits behind the caller, so the database writes one
+batch while the next one is being fetched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import time
@@ -87,9 +90,12 @@ class SeriesWriter:
     Pages newer than everything stored wait in memory and go in with one COPY when the transaction
     commits: after each page unless the caller says ``more_coming``, and at least every
     ``MAX_PAGES_PER_TRANSACTION`` pages or ``COMMIT_WITHIN_SECONDS`` (a caller waiting for its next
-    page asks :meth:`seconds_until_commit`). Any other page is merged at once, in a transaction of
-    its own. ``on_committed`` hears of every page once it is committed. Leaving the block commits
-    what is pending, also when the block raised; when it was cancelled, the pending pages are dropped.
+    page asks :meth:`seconds_until_commit`). When more pages are coming, that commit goes on behind
+    the caller: ``store`` returns at once, and the next commit (or a merge) waits for it first, so
+    one commit at a time is under way and its error is raised there. Any other page is merged at
+    once, in a transaction of its own. ``on_committed`` hears of every page once it is committed.
+    Leaving the block commits what is pending, also when the block raised; when it was cancelled,
+    the pending pages are dropped (and the commit under way is cancelled).
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class SeriesWriter:
         self._newest: int | None = to_minute(series.newest) if series.newest is not None else None
         self._appends: list[_Page] = []
         self._first_waiting_since = 0.0  # monotonic time the first waiting page was stored
+        self._committing: asyncio.Task[None] | None = None  # the commit under way behind the caller
 
     async def __aenter__(self) -> SeriesWriter:
         return self
@@ -132,13 +139,17 @@ class SeriesWriter:
                 )
         else:
             self._appends = []  # cancelled: the next run fetches them again
+            if self._committing is not None:
+                self._committing.cancel()
+                await asyncio.gather(self._committing, return_exceptions=True)
 
     async def store(self, rows: Sequence[CandleRow], *, more_coming: bool = False) -> None:
         """Store one page (open times ascending, none repeated).
 
         A page newer than everything stored waits for the commit, which happens now unless
         ``more_coming`` says the caller is fetching the next page (then up to
-        ``MAX_PAGES_PER_TRANSACTION`` pages share one transaction and one COPY).
+        ``MAX_PAGES_PER_TRANSACTION`` pages share one transaction and one COPY, committed behind
+        the caller).
         """
         if not rows:
             return
@@ -151,9 +162,13 @@ class SeriesWriter:
             self._first_waiting_since = time.monotonic()
         self._appends.append(page)
         self._newest = page.minutes[-1]
-        due = self.seconds_until_commit() == 0.0
-        if not more_coming or len(self._appends) >= MAX_PAGES_PER_TRANSACTION or due:
+        if not more_coming:
             await self.commit()
+        elif len(self._appends) >= MAX_PAGES_PER_TRANSACTION or self.seconds_until_commit() == 0.0:
+            await self._previous_commit()
+            self._committing = asyncio.create_task(self._write(self._take_appends()))
+        elif self._committing is not None:
+            await asyncio.sleep(0)  # a turn for the commit under way, also when the caller never waits
 
     def seconds_until_commit(self) -> float | None:
         """How long the pages waiting may wait still (None: none waits)."""
@@ -163,7 +178,20 @@ class SeriesWriter:
 
     async def commit(self) -> None:
         """Write and commit the pages waiting (nothing when none is)."""
+        await self._previous_commit()
+        await self._write(self._take_appends())
+
+    async def _previous_commit(self) -> None:
+        """Wait for the commit under way behind the caller, if any (raising what it raised)."""
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            await committing
+
+    def _take_appends(self) -> list[_Page]:
         pages, self._appends = self._appends, []
+        return pages
+
+    async def _write(self, pages: list[_Page]) -> None:
         if not pages:
             return
         minutes = [minute for page in pages for minute in page.minutes]

@@ -128,7 +128,10 @@ async def test_a_transaction_holds_at_most_a_bounded_number_of_pages(pool: Pool)
         for page in range(MAX_PAGES_PER_TRANSACTION + 1):
             await writer.store(_hours(page, 1), more_coming=True)
 
-        assert len(committed) == MAX_PAGES_PER_TRANSACTION
+    # candles written by one transaction share its id (xmin)
+    transactions = await pool.fetch("SELECT count(*) AS candles FROM candle_data GROUP BY xmin::text ORDER BY 1 DESC")
+    assert [row["candles"] for row in transactions] == [MAX_PAGES_PER_TRANSACTION, 1]
+    assert len(committed) == MAX_PAGES_PER_TRANSACTION + 1
 
 
 async def test_candles_of_a_month_without_a_partition_get_one(pool: Pool) -> None:
