@@ -5,7 +5,9 @@ Every ccxt exchange id works with the default :class:`Dialect`: pages as large a
 need more care gets a dialect of its own, registered in :data:`DIALECTS`:
 
 - ``binance``: the first ``limit`` candles from ``startTime`` on (1,000 per page); its klines
-  answer is a JSON list and its market list an object with ``symbols``.
+  answer is a JSON list and its market list an object with ``symbols``. Spot klines are asked for
+  through ccxt's own endpoint method (its rate limiter, throttling and error mapping) and read in
+  one pass, not candle by candle through ccxt's generic parser.
 - ``okx``: a fixed time window ``[since, since + limit candles)``, so an empty answer says nothing
   about what comes after the window; the latest 1,440 candles on one endpoint (300 per page),
   older history on another (100 per page); every answer is ``{"code", "msg", "data": [...]}``.
@@ -16,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+import ccxt
 
 from backend.collection.timeframes import FIXED_STEPS, floor_open
 
@@ -48,9 +52,34 @@ class Dialect:
         """What is wrong with a 2xx JSON ``answer`` to ``path``, or None when it is shaped right."""
         return None
 
+    async def fetch_ohlcv(
+        self, exchange: Any, symbol: str, timeframe: str, since_ms: int, limit: int, params: dict[str, Any]
+    ) -> Any:
+        """One page of candles from the ccxt ``exchange``: ``[open ms, open, high, low, close, volume]`` rows."""
+        return await exchange.fetch_ohlcv(symbol, timeframe, since_ms, limit, params)
+
 
 class Binance(Dialect):
     name = "binance"
+
+    async def fetch_ohlcv(
+        self, exchange: Any, symbol: str, timeframe: str, since_ms: int, limit: int, params: dict[str, Any]
+    ) -> Any:
+        """Spot candles as ccxt's ``fetch_ohlcv`` asks for them (``publicGetKlines``), each kline read
+        at once when it is shaped as Binance sends it; other markets go through ``fetch_ohlcv``."""
+        market = exchange.market(symbol)
+        if not market["spot"] or params:
+            return await super().fetch_ohlcv(exchange, symbol, timeframe, since_ms, limit, params)
+        request = {
+            "symbol": market["id"],
+            "interval": exchange.timeframes[timeframe],
+            "startTime": since_ms,
+            "limit": min(limit, BINANCE_MAX_LIMIT),
+        }
+        klines = await exchange.publicGetKlines(request)
+        if not isinstance(klines, list):  # checked on arrival (ExchangeClient): ccxt read it otherwise
+            raise ccxt.BadResponse(f"binance klines answer read as a {type(klines).__name__}, not a list")
+        return [_kline_candle(exchange, kline, market) for kline in klines]
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if path.endswith("/klines") and not isinstance(answer, list):
@@ -59,6 +88,23 @@ class Binance(Dialect):
         if path.endswith("/exchangeInfo") and not listed:
             return "an exchangeInfo answer without a list of symbols"
         return None
+
+
+BINANCE_MAX_LIMIT = 1000  # klines per request
+
+
+def _kline_candle(exchange: Any, kline: Any, market: Any) -> Any:
+    """ccxt's ``parse_ohlcv`` of one kline, done at once for ``[open ms, "open", "high", "low", "close",
+    "volume", ...]`` (the values are decimal strings, read with ``float`` as ccxt reads them); any
+    other shape is left to ccxt."""
+    if type(kline) is list and len(kline) >= 6:
+        open_ms, o, h, low, c, v = kline[:6]
+        if type(open_ms) is int and type(o) is type(h) is type(low) is type(c) is type(v) is str:
+            try:
+                return [open_ms, float(o), float(h), float(low), float(c), float(v)]
+            except ValueError:
+                pass
+    return exchange.parse_ohlcv(kline, market)
 
 
 OKX_RECENT_CANDLES = 1440  # the recent endpoint keeps the latest 1,440 candles

@@ -219,7 +219,7 @@ class ExchangeClient:
         self, symbol: str, timeframe: str, since_ms: int, limit: int, params: Mapping[str, Any] | None = None
     ) -> list[list[Any]]:
         candles: list[list[Any]] = await self._call(
-            lambda: self.ccxt.fetch_ohlcv(symbol, timeframe, since_ms, limit, dict(params or {}))
+            lambda: self.dialect.fetch_ohlcv(self.ccxt, symbol, timeframe, since_ms, limit, dict(params or {}))
         )
         return candles
 
