@@ -47,10 +47,10 @@ MINUTE_MS = 60_000
 
 
 def _csv_line(row: Any) -> str:
-    open_minute: int = row["open_minute"]
+    open_ms: int = row["open_ms"]
     values = ",".join(repr(row[name]) for name in ("open", "high", "low", "close", "volume"))
-    iso = from_minute(open_minute).isoformat().replace("+00:00", "Z")
-    return f"{open_minute * MINUTE_MS},{iso},{values}\r\n"
+    iso = from_minute(open_ms // MINUTE_MS).isoformat().replace("+00:00", "Z")
+    return f"{open_ms},{iso},{values}\r\n"
 
 
 async def _csv(pool: Pool, query: CandleQuery) -> AsyncIterator[str]:
@@ -101,10 +101,7 @@ class MarketDataController(Controller):
                 media_type="text/csv",
                 headers={"Content-Disposition": attachment(filename)},
             )
-        rows = await repository.read_candles(pool, query)
-        candles: list[CandleRow] = [
-            (r["open_minute"] * MINUTE_MS, r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in rows
-        ]
+        candles: list[CandleRow] = [tuple(row) for row in await repository.read_candles(pool, query)]
         return Response(candles)
 
     @get("/coverage", operation_id="readCoverage")

@@ -163,15 +163,16 @@ WHERE r.exchange = $1 AND r.symbol = $2 AND NOT EXISTS (
 GROUP BY r.timeframe
 """
 SERIES_ID = "SELECT id FROM candle_series WHERE exchange = $1 AND symbol = $2 AND timeframe = $3"
-# The first $4 candles of series $1 from minute $2 on, before minute $3.
+# The first $4 candles of series $1 from minute $2 on, before minute $3 (open time in ms, as the
+# API answers it).
 READ_FROM_START = """
-SELECT open_minute, open, high, low, close, volume FROM candle_data
+SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume FROM candle_data
 WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
 ORDER BY open_minute LIMIT $4
 """
 # The newest $4 candles of series $1 before minute $3 (from minute $2 on), newest first.
 READ_NEWEST = """
-SELECT open_minute, open, high, low, close, volume FROM candle_data
+SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume FROM candle_data
 WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
 ORDER BY open_minute DESC LIMIT $4
 """
@@ -425,7 +426,7 @@ def _bounds(query: CandleQuery) -> tuple[int, int]:
 
 
 async def read_candles(pool: Pool, query: CandleQuery) -> list[Any]:
-    """The candles ``query`` asks for, oldest first (``open_minute``, ``open`` ... ``volume``)."""
+    """The candles ``query`` asks for, oldest first (``open_ms``, ``open`` ... ``volume``)."""
     async with pool.acquire() as conn:  # one connection for both statements
         series_id = await conn.fetchval(SERIES_ID, query.exchange, query.symbol, query.timeframe)
         if series_id is None:

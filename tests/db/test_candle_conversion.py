@@ -13,7 +13,7 @@ import pytest
 from backend.collection import repository
 from backend.collection.repository import CandleQuery
 from backend.collection.storage import store_candles
-from backend.collection.timeframes import to_minute
+from backend.collection.timeframes import to_minute, to_ms
 from backend.db.migrate import MIGRATIONS_DIR, apply_migrations
 from backend.db.pool import Pool, create_pool
 
@@ -69,7 +69,7 @@ async def test_every_whole_minute_candle_reads_back_with_its_values(converted: P
     rows = await repository.read_candles(converted, query)
 
     hours = [h for h in range(48) if h not in (5, 6, 30)]
-    assert [row["open_minute"] for row in rows] == [to_minute(START + h * HOUR) for h in hours]
+    assert [row["open_ms"] for row in rows] == [to_ms(START + h * HOUR) for h in hours]
     assert tuple(rows[0])[1:] == (100.0, 101.0, 99.0, 100.5, 2.5)
     assert await converted.fetchval("SELECT count(*) FROM candles WHERE timeframe = '1m'") == 600
 
