@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # appended pages one transaction may hold while more keep coming, and how long the first of them
 # may wait for it (a crash loses at most these; the next run fetches them again)
-MAX_PAGES_PER_TRANSACTION = 20
+MAX_PAGES_PER_TRANSACTION = 50
 COMMIT_WITHIN_SECONDS = 0.25
 
 

@@ -33,7 +33,7 @@ async def _until_requests_stop(fake: FakeBinance) -> int:
 async def test_fetching_goes_on_while_pages_wait_to_be_written_and_stops_one_page_beyond_them(
     pool: Pool, collector: Collector, fake: FakeBinance, database_url: str
 ) -> None:
-    fake.page_limit = 4  # 42 pages: more than a transaction holds
+    fake.page_limit = 1  # 168 pages: more than two transactions hold
     config_id = await create_config(pool)
     series = await repository.open_series(pool, exchange="binance", symbol="BTC/USDT", timeframe="1h")
     blocker = await asyncpg.connect(database_url)
