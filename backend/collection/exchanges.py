@@ -11,7 +11,6 @@ lifespan, an arq worker's startup) and closes every client when it ends.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import re
@@ -157,7 +156,7 @@ class ExchangeClient:
 
     def _check_answer(self, code: int, method: str, url: str, body: str) -> None:
         try:
-            answer = json.loads(body)
+            answer = self.ccxt.on_json_response(body)  # the JSON parser ccxt reads the body with next
         except ValueError:
             problem: str | None = "a body that is not JSON"
         else:
