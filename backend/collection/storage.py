@@ -182,10 +182,18 @@ class SeriesWriter:
         await self._write(self._take_appends())
 
     async def _previous_commit(self) -> None:
-        """Wait for the commit under way behind the caller, if any (raising what it raised)."""
+        """Wait for the commit under way behind the caller, if any (raising what it raised).
+
+        When it failed, the pages waiting since are dropped too: stored after it, they would leave
+        a hole behind the newest candle; the next run fetches them all again.
+        """
         committing, self._committing = self._committing, None
         if committing is not None:
-            await committing
+            try:
+                await committing
+            except BaseException:
+                self._appends = []
+                raise
 
     def _take_appends(self) -> list[_Page]:
         pages, self._appends = self._appends, []
