@@ -35,6 +35,14 @@ ADMIN_EMAIL = "admin@example.com"
 VIEWER_EMAIL = "viewer@example.com"
 PASSWORD = "correct horse battery staple"
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
+_password_hashes: dict[str, str] = {}
+
+
+async def password_hash(password: str = PASSWORD) -> str:
+    """The hash of ``password``, computed once per test run (argon2 takes about 0.1 s a hash)."""
+    if password not in _password_hashes:
+        _password_hashes[password] = await hash_password(password)
+    return _password_hashes[password]
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -135,7 +143,7 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 
 async def _login(client: AsyncTestClient[Litestar], pool: Pool, email: str, role: users.Role) -> str:
-    await users.create_user(pool, email=email, password_hash=await hash_password(PASSWORD), role=role)
+    await users.create_user(pool, email=email, password_hash=await password_hash(), role=role)
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]

@@ -8,16 +8,15 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.auth import repository as users
-from backend.auth.passwords import hash_password
 from backend.db.pool import Pool
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, password_hash
 
 LOGIN = "/api/v1/auth/login"
 Client = AsyncTestClient[Litestar]
 
 
 async def _user(pool: Pool, email: str = "trader@example.com", role: users.Role = "admin") -> None:
-    await users.create_user(pool, email=email, password_hash=await hash_password(PASSWORD), role=role)
+    await users.create_user(pool, email=email, password_hash=await password_hash(), role=role)
 
 
 async def test_good_credentials_give_a_bearer_token(client: Client, pool: Pool) -> None:

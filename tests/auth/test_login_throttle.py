@@ -14,10 +14,9 @@ import uvicorn
 
 from backend.app import create_app
 from backend.auth import repository as users
-from backend.auth.passwords import hash_password
 from backend.db.pool import Pool
 from backend.settings import Settings
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, password_hash
 
 LOGIN = "/api/v1/auth/login"
 PER_PAIR = 5  # LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS (default)
@@ -68,7 +67,7 @@ async def shared_login(settings: Settings, redis_url: str) -> AsyncIterator[Logi
 async def email(pool: Pool) -> str:
     """A user of this test's own (a new email each run: Redis keeps counts between runs)."""
     address = f"trader-{uuid.uuid4().hex[:8]}@example.com"
-    await users.create_user(pool, email=address, password_hash=await hash_password(PASSWORD), role="viewer")
+    await users.create_user(pool, email=address, password_hash=await password_hash(), role="viewer")
     return address
 
 

@@ -290,7 +290,8 @@ async def serving(fake: F) -> AsyncIterator[F]:
     """Serve ``fake`` on a free 127.0.0.1 port for the duration of the block."""
     app = web.Application()
     app.add_routes(fake.routes())
-    runner = web.AppRunner(app, access_log=None)
+    # a stalled answer is only ever waited for by a client that has gone: don't wait for it to end
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

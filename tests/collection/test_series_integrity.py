@@ -47,7 +47,7 @@ async def test_backfill_stores_every_closed_candle_of_the_window_once(
 async def test_open_candle_is_never_stored(
     pool: Pool, collector: Collector, new_config: NewConfig, clock: Clock
 ) -> None:
-    await collector.collect_now(await new_config(timeframes=["1m", "1h"]))
+    await collector.collect_now(await new_config(timeframes=["1m", "1h"], backfill_days=1))
 
     assert (await stored_open_times(pool, "1h"))[-1] == _newest_closed(clock)
     assert (await stored_open_times(pool, "1m"))[-1] == clock.now.replace(second=0) - timedelta(minutes=1)

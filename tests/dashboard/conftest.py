@@ -25,11 +25,10 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 
 from backend.app import create_app
 from backend.auth import repository as users
-from backend.auth.passwords import hash_password
 from backend.settings import Settings
 from tests.bench.throwaway import throwaway_database
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
-from tests.conftest import ADMIN_EMAIL, PASSWORD, TEST_SECRET_KEY, VIEWER_EMAIL
+from tests.conftest import ADMIN_EMAIL, PASSWORD, TEST_SECRET_KEY, VIEWER_EMAIL, password_hash
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -110,7 +109,7 @@ async def served(chromium: str) -> AsyncIterator[Served]:
         conn = await asyncpg.connect(database_url)
         try:
             for email, role in ((ADMIN_EMAIL, "admin"), (VIEWER_EMAIL, "viewer")):
-                await users.create_user(conn, email=email, password_hash=await hash_password(PASSWORD), role=role)
+                await users.create_user(conn, email=email, password_hash=await password_hash(), role=role)
         finally:
             await conn.close()
         settings = Settings(
