@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from backend.collection import repository
@@ -21,6 +22,10 @@ from tests.collection.conftest import assert_summary_equals_recount, stored_open
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+WAITING_FOR_THE_SERIES_LOCK = """
+SELECT pid FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'
+"""
 
 
 def _hours(first: int, count: int, price: float = 100.0) -> list[CandleRow]:
@@ -152,3 +157,32 @@ async def test_two_writers_of_one_series_at_once_store_every_candle_once(pool: P
     assert await stored_open_times(pool) == [START + h * HOUR for h in range(400)]
     series_id = await pool.fetchval("SELECT id FROM candle_series")
     await assert_summary_equals_recount(pool, series_id, 60)
+
+
+async def test_pages_waiting_after_a_commit_that_failed_behind_the_walk_are_not_stored(
+    pool: Pool, database_url: str
+) -> None:
+    committed: list[StoredPage] = []
+    writer = await _writer(pool, committed)
+    blocker = await asyncpg.connect(database_url)
+    await blocker.execute("SELECT pg_advisory_lock($1)", writer.series.id)  # the commit behind waits for it
+
+    async def walking_on_after_a_failed_commit() -> None:
+        async with writer:
+            for page in range(MAX_PAGES_PER_TRANSACTION):  # the last one starts the commit behind
+                await writer.store(_hours(page, 1), more_coming=True)
+            while (pid := await blocker.fetchval(WAITING_FOR_THE_SERIES_LOCK)) is None:
+                await asyncio.sleep(0.01)
+            await blocker.execute("SELECT pg_terminate_backend($1)", pid)  # that commit fails
+            await blocker.execute("SELECT pg_advisory_unlock($1)", writer.series.id)
+            for page in range(MAX_PAGES_PER_TRANSACTION, 2 * MAX_PAGES_PER_TRANSACTION):
+                await writer.store(_hours(page, 1), more_coming=True)  # the last one meets the failure
+
+    try:
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):  # the connection was cut
+            await walking_on_after_a_failed_commit()
+    finally:
+        await blocker.close()
+
+    # what came after the failed commit would have left a hole behind the newest candle
+    assert (committed, await stored_open_times(pool)) == ([], [])
