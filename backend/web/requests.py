@@ -5,7 +5,9 @@
   stores no NUL, and no identifier or filter here can contain one).
 - JSON bodies: not JSON, not UTF-8, or nested deeper than any body here is a 400; the body is
   checked against the route's declared type *strictly* (``"10"`` is not an integer), the error
-  naming the field; a NUL character in any string of it is a 400 naming the field.
+  naming the field; a NUL character in any string of it is a 400 naming the field. A value that
+  does not match a field's pattern is told what the field's description says it must be, not the
+  regular expression.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ NUL = "\x00"
 # msgspec's message ends with " - at `$.field[0]`" when it knows where the problem is
 ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 FIELD_PREFIX = re.compile(r"^(?P<key>[a-z_][a-z0-9_]*): ")
+PATTERN_MISMATCH = re.compile(r"^Expected `str` matching regex '.*'$", re.DOTALL)
+
+
+def _described_mismatch(annotation: Any, key: str) -> str | None:
+    """``Expected <description>`` for the field ``key`` of the body type, when it has a description."""
+    info = msgspec.inspect.type_info(annotation)
+    for field in getattr(info, "fields", ()):
+        if field.name == key and isinstance(field.type, msgspec.inspect.Metadata):
+            description = (field.type.extra_json_schema or {}).get("description")
+            return f"Expected {description}" if description else None
+    return None
 
 
 def _field_name(path: str) -> str:
@@ -84,6 +97,8 @@ def parse_json_body(request: Request[Any, Any, Any], body: bytes) -> Any:
         key = _field_name(path) if path else None
         if not key and (prefix := FIELD_PREFIX.match(message)):  # a check that names its field first
             key = prefix["key"]
+        if key and PATTERN_MISMATCH.match(message):
+            message = _described_mismatch(field.annotation, key) or message
         raise _validation_error(request, message, key, "body") from None
     if (nul_path := _nul_field(typed)) is not None:
         raise _validation_error(request, "must not contain a NUL character", nul_path, "body")

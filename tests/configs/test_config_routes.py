@@ -94,6 +94,21 @@ async def test_invalid_create_is_400_naming_the_field(
     assert await pool.fetchval("SELECT count(*) FROM data_collection_configs") == 0
 
 
+async def test_a_malformed_symbol_is_told_what_a_symbol_looks_like_not_the_regex(
+    client: Client, admin_headers: dict[str, str]
+) -> None:
+    created = await client.post(CONFIGS, json={**NEW, "symbol": "ETHUSDT"}, headers=admin_headers)
+    config = await _create(client, admin_headers)
+    updated = await client.put(f"{CONFIGS}/{config['id']}", json={"symbol": "ETH-USDT"}, headers=admin_headers)
+
+    for response in (created, updated):
+        assert response.status_code == 400
+        [problem] = response.json()["extra"]
+        assert problem["key"] == "symbol"
+        assert problem["message"].startswith("Expected BASE/QUOTE as ccxt writes it, e.g. BTC/USDT")
+        assert "regex" not in response.text
+
+
 @pytest.mark.parametrize("body", [[1, 2], "text", 3, None])
 async def test_body_that_is_not_an_object_is_400(client: Client, admin_headers: dict[str, str], body: Any) -> None:
     response = await client.post(CONFIGS, json=body, headers=admin_headers)
