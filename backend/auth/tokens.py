@@ -14,6 +14,7 @@ from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 from backend.auth.schemas import User
 from backend.auth.user_cache import UserCache
 from backend.settings import Settings
+from backend.web.params import BIGINT_MAX
 
 PUBLIC_PATHS = ["/health", "/schema", "/docs", "/api/v1/auth/login"]
 MAX_VERIFIED_TOKENS = 1024  # a few clients poll with a few tokens each
@@ -55,9 +56,6 @@ class VerifiedToken(Token):
         return token
 
 
-BIGINT_MAX = 2**63 - 1  # user ids are PostgreSQL bigints
-
-
 async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
     """The token's user while it is active (from this process's cache, which forgets a user that changes)."""
     try:
@@ -70,14 +68,21 @@ async def retrieve_user(token: Token, connection: ASGIConnection[Any, Any, Any, 
     return await users.active_user(user_id)
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value (the scheme word in any case, RFC 9110)."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
 class BearerAuthenticationMiddleware(JWTAuthenticationMiddleware):
     """``Authorization: Bearer <token>``: the scheme word must be ``Bearer`` (any case, RFC 9110)."""
 
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        scheme, _, credentials = connection.headers.get(self.auth_header, "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+        token = bearer_token(connection.headers.get(self.auth_header, ""))
+        if token is None:
             raise NotAuthorizedException("Send the access token as 'Authorization: Bearer <access_token>'")
-        return await self.authenticate_token(encoded_token=credentials.strip(), connection=connection)
+        return await self.authenticate_token(encoded_token=token, connection=connection)
 
 
 def create_jwt_auth(settings: Settings) -> JWTAuth[User]:

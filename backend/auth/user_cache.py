@@ -63,14 +63,10 @@ class UserCache:
 
     def start_listening(self) -> None:
         """LISTEN has begun: changes from now on are heard; what was kept before may be stale."""
-        self._forget_all()
+        self.forget_user(None)
         self.listening = True
 
     def stop_listening(self) -> None:
         """The LISTEN connection is gone: changes may go unheard, so read every user again."""
         self.listening = False
-        self._forget_all()
-
-    def _forget_all(self) -> None:
-        self._generation += 1
-        self._users.clear()
+        self.forget_user(None)

@@ -40,7 +40,6 @@ class Dialect:
     """An exchange that answers with the candles from ``since`` on, as many as ccxt says a page holds."""
 
     name = "default"
-    windowed = False  # True: the answer covers a fixed window, not "everything from since on"
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
@@ -115,7 +114,6 @@ OKX_HISTORY_LIMIT = 100
 
 class Okx(Dialect):
     name = "okx"
-    windowed = True
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 import msgspec
 
+from backend.collection import repository
 from backend.collection.timeframes import to_minute
 from backend.db.pool import Pool
 
@@ -23,16 +24,15 @@ logger = logging.getLogger(__name__)
 AHEAD = timedelta(days=31)  # a month ahead: the next monthly partition always exists
 
 TIMEFRAMES_IN_USE = "SELECT DISTINCT timeframe FROM candle_series ORDER BY timeframe"
-CREATE_PARTITIONS = "SELECT partition_name FROM create_candle_partitions($1, $2, $3)"
 EXISTING_PARTITIONS = "SELECT partition_name FROM candle_partitions WHERE timeframe = $1"
 # the partitions of timeframe $1 whose period ended at or before minute $2, oldest first
 EXPIRED_PARTITIONS = """
 SELECT partition_name, period_start, period_end, detach_pending,
-       format('ALTER TABLE %I DETACH PARTITION %I', parent_name, partition_name) AS detach
+       format('ALTER TABLE %I DETACH PARTITION %I', parent_name, partition_name) AS detach,
+       format('DROP TABLE %I', partition_name) AS drop_table
 FROM candle_partitions WHERE timeframe = $1 AND period_end <= $2
 ORDER BY period_start
 """
-DROP_TABLE = "SELECT format('DROP TABLE %I', $1::text)"
 # the summary of the candles of a dropped partition: its period's counts, and the gaps that began
 # in it (their later end is now the series' first candle)
 FORGET_SUMMARY = """
@@ -59,10 +59,10 @@ async def keep_partitions(pool: Pool, *, retention_days: Mapping[str, int], now:
     for row in await pool.fetch(TIMEFRAMES_IN_USE):
         timeframe: str = row["timeframe"]
         existing = {r["partition_name"] for r in await pool.fetch(EXISTING_PARTITIONS, timeframe)}
-        names = [
-            r["partition_name"]
-            for r in await pool.fetch(CREATE_PARTITIONS, timeframe, to_minute(now), to_minute(now + AHEAD))
-        ]
+        periods = await repository.create_partitions(
+            pool, timeframe=timeframe, first=to_minute(now), last=to_minute(now + AHEAD)
+        )
+        names = [period.table for period in periods]
         upkeep.created += [name for name in names if name not in existing]
     for timeframe, days in sorted(retention_days.items()):
         upkeep.dropped += await drop_expired_partitions(pool, timeframe=timeframe, before=now - timedelta(days=days))
@@ -80,7 +80,7 @@ async def drop_expired_partitions(pool: Pool, *, timeframe: str, before: datetim
         suffix = " FINALIZE" if partition["detach_pending"] else " CONCURRENTLY"
         await pool.execute(partition["detach"] + suffix)
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(await conn.fetchval(DROP_TABLE, name))
+            await conn.execute(partition["drop_table"])
             await conn.execute(FORGET_SUMMARY, timeframe, partition["period_start"], partition["period_end"])
         dropped.append(name)
     return dropped

@@ -270,9 +270,13 @@ async def create_partitions(db: Pool | Connection, *, timeframe: str, first: int
     return [Period(row["period_start"], row["period_end"], row["partition_name"]) for row in rows]
 
 
-async def lock_series(conn: Connection, *, series_id: int) -> int | None:
-    """Inside a writing transaction: wait for other writers of the series; its newest stored minute."""
+async def lock_series(conn: Connection, *, series_id: int) -> None:
+    """Inside a writing transaction: wait for other writers of the series."""
     await conn.execute(LOCK_SERIES, series_id)
+
+
+async def newest_minute(conn: Connection, *, series_id: int) -> int | None:
+    """The newest stored minute of the series, as its writer sees it once it holds the lock."""
     newest: int | None = await conn.fetchval(NEWEST, series_id)
     return newest
 

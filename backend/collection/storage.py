@@ -207,7 +207,8 @@ class SeriesWriter:
         series_id = self.series.id
         async with self._pool.acquire() as proxy, proxy.transaction():
             conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
-            newest = await repository.lock_series(conn, series_id=series_id)
+            await repository.lock_series(conn, series_id=series_id)
+            newest = await repository.newest_minute(conn, series_id=series_id)
             if newest is not None and minutes[0] <= newest:
                 # another writer stored some of these meanwhile: merge them instead
                 written = [await self._merge_in(conn, page, periods) for page in pages]

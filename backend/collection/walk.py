@@ -15,7 +15,7 @@ What the walk trusts:
   ``InvalidCandle``.
 - An empty answer while the series is more than ``CAUGHT_UP_SLACK`` candles behind is not "caught
   up" until the exchange's answer for a later ``since`` agrees; a dialect answering fixed windows
-  (``Dialect.windowed``) says only that its window is empty, and the walk goes on after it.
+  (a ``PageRequest.window_end``) says only that its window is empty, and the walk goes on after it.
 - Only a well-formed answer without broken candles confirms that a stretch has no candles
   (remembered, and asked again once older than ``EMPTY_RANGE_MAX_AGE_HOURS``), or that the
   exchange has nothing before some time; the latter holds only for windows that start as early.
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,8 +38,7 @@ from backend.collection.exchanges import ExchangeClient, RetryPolicy
 from backend.collection.repository import CandleRow, Hole, StoredSeries
 from backend.collection.storage import PartitionCache, SeriesWriter, StoredPage
 from backend.collection.timeframes import (
-    FIXED_STEPS,
-    candles_between,
+    candles_in,
     floor_open,
     last_closed_open,
     next_open,
@@ -303,7 +301,7 @@ class SeriesWalk:
         empty_from: datetime | None = None  # start of the stretch confirmed empty so far
         while since < hole.end:
             # the hole's candles plus the stored one after it, which confirms an empty stretch
-            at_most = _approximate_candles(since, hole.end, self.series.timeframe) + 1
+            at_most = candles_in(since, hole.end, self.series.timeframe) + 1
             fetched = await self._fetch(since, at_most=at_most, known_later=hole.end)
             page, first = fetched.page, fetched.page.first_open
             if first is None:
@@ -420,10 +418,3 @@ class SeriesWalk:
         """The one place a page of checked candles is stored (see ``SeriesWriter.store``)."""
         assert self._writer is not None
         await self._writer.store(rows, more_coming=more_coming)
-
-
-def _approximate_candles(start: datetime, end: datetime, timeframe: str) -> int:
-    step = FIXED_STEPS.get(timeframe)
-    if step is None:
-        return candles_between(start, end, timeframe)
-    return max(1, math.ceil((end - start) / step))

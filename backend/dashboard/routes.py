@@ -17,6 +17,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 
 from backend.dashboard.assets import dashboard_assets
+from backend.monitoring.etag import etag_matches
 
 ASSETS_PATH = "/dashboard"
 INDEX = "index.html"
@@ -58,7 +59,7 @@ def _serve(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
         "ETag": asset.etag,
         "Vary": "Accept-Encoding",
     }
-    if asset.etag in request.headers.get("if-none-match", ""):
+    if etag_matches(request.headers.get("if-none-match"), asset.etag):
         return Response(b"", status_code=304, headers=headers, media_type=asset.media_type)
     if asset.gzipped is not None and _accepts_gzip(request.headers.get("accept-encoding", "")):
         headers["Content-Encoding"] = "gzip"

@@ -21,7 +21,7 @@ from litestar.security.jwt import JWTAuth
 from litestar.status_codes import WS_1008_POLICY_VIOLATION, WS_1011_INTERNAL_ERROR
 
 from backend.auth.schemas import User
-from backend.auth.tokens import retrieve_user
+from backend.auth.tokens import bearer_token, retrieve_user
 from backend.auth.user_cache import UserCache
 from backend.monitoring.events import EventHub, Subscription
 
@@ -40,9 +40,8 @@ async def _token(socket: WebSocket[Any, Any, Any]) -> str:
     token: str | None = socket.query_params.get("token")
     if token:
         return token
-    scheme, _, credentials = socket.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and credentials:
-        return credentials
+    if token := bearer_token(socket.headers.get("authorization", "")):
+        return token
     message = (await asyncio.wait_for(socket.receive_text(), FIRST_MESSAGE_TIMEOUT_SECONDS)).strip()
     if message.startswith("{"):
         return msgspec.json.decode(message, type=TokenMessage).token

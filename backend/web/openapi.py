@@ -7,7 +7,7 @@ Litestar generates the document from the routes; this adds what it cannot know o
   404 when its path names a resource, 503 when it needs the database; 409, 429 (with
   ``Retry-After``) and route-specific 503s are declared by the routes themselves;
 - ``security: []`` on the routes that need no token, and no ``name`` on the HTTP bearer scheme;
-- a ``schema`` on every response header, and ``If-None-Match`` with a 304 on ETag routes;
+- a ``schema`` on every response header, and a 304 on ETag routes;
 - ``additionalProperties: false`` on request bodies that refuse unknown fields, and
   ``allowEmptyValue`` on optional query parameters (sent empty, they are as if not sent);
 - whatever a route adds through ``opt={"openapi": callable}`` (CSV alternatives, raw rows).
@@ -45,13 +45,6 @@ ERROR_DESCRIPTIONS = {
 HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     "X-Total-Count": {"type": "integer", "minimum": 0},
     "Retry-After": {"type": "integer", "minimum": 1},
-}
-IF_NONE_MATCH = {
-    "name": "If-None-Match",
-    "in": "header",
-    "required": False,
-    "description": "The `ETag` of an earlier answer: 304 without a body while nothing changed",
-    "schema": {"type": "string"},
 }
 PATH_PARAMETER = re.compile(r"\{[^}]+\}")
 
@@ -135,9 +128,6 @@ def _complete_responses(path: str, method: str, operation: dict[str, Any]) -> No
             header.pop("deprecated", None)
     ok = responses.get("200", {})
     if "ETag" in ok.get("headers", {}):
-        parameters = operation.setdefault("parameters", [])
-        if not any(parameter.get("name") == "If-None-Match" for parameter in parameters):
-            parameters.append(IF_NONE_MATCH)
         not_modified = responses.setdefault("304", {"description": "Not modified"})
         not_modified.pop("content", None)
         not_modified["headers"] = {
