@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -114,18 +115,30 @@ def app(settings: Settings) -> Litestar:
     return create_app(settings)
 
 
+@asynccontextmanager
+async def serving(config: uvicorn.Config, sockets: list[socket.socket] | None = None) -> AsyncIterator[str]:
+    """The app of ``config`` served by uvicorn in this event loop; its base URL while the block lasts.
+    A start-up that fails raises here instead of leaving the test waiting."""
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=sockets))
+    while not server.started:
+        if task.done():
+            task.result()  # start-up raised: show why
+            raise RuntimeError("uvicorn stopped before it started serving")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture
 async def served_url(settings: Settings) -> AsyncIterator[str]:
     """An app of its own served by uvicorn on a free port of 127.0.0.1 (``http://...``), as another
     web process next to ``client``'s, for the duration of the test."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serving(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ proxy (as on Heroku), each request's address given by ``X-Forwarded-For``."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -16,7 +15,7 @@ from backend.app import create_app
 from backend.auth import repository as users
 from backend.db.pool import Pool
 from backend.settings import Settings
-from tests.conftest import PASSWORD, password_hash
+from tests.conftest import PASSWORD, password_hash, serving
 
 LOGIN = "/api/v1/auth/login"
 PER_PAIR = 5  # LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS (default)
@@ -33,20 +32,13 @@ async def _serve(settings: Settings) -> AsyncIterator[Login]:
         proxy_headers=True,
         forwarded_allow_ips="127.0.0.1",
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    async with httpx.AsyncClient(base_url=base_url) as http:
+    async with serving(config) as base_url, httpx.AsyncClient(base_url=base_url) as http:
 
         async def login(email: str, password: str, address: str) -> httpx.Response:
             body = {"email": email, "password": password}
             return await http.post(LOGIN, json=body, headers={"X-Forwarded-For": address})
 
         yield login
-    server.should_exit = True
-    await task
 
 
 @pytest.fixture

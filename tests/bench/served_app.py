@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +12,11 @@ from pathlib import Path
 import aiohttp
 
 from tests.conftest import TEST_SECRET_KEY
+from tests.faults import free_port
 
 EMAIL = "bench@example.com"
 PASSWORD = "bench password, not a secret"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:

@@ -10,7 +10,6 @@ Without Chromium the tests are skipped with the reason, except with CI=true, whe
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from backend.auth import repository as users
 from backend.settings import Settings
 from tests.bench.throwaway import throwaway_database
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
-from tests.conftest import ADMIN_EMAIL, PASSWORD, TEST_SECRET_KEY, VIEWER_EMAIL, password_hash
+from tests.conftest import ADMIN_EMAIL, PASSWORD, TEST_SECRET_KEY, VIEWER_EMAIL, password_hash, serving
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -123,18 +122,9 @@ async def served(chromium: str) -> AsyncIterator[Served]:
             exchange_max_retries=1,
             run_heartbeat_seconds=1,
         )
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        try:
-            yield Served(url=f"http://127.0.0.1:{port}", database_url=database_url, fake=fake)
-        finally:
-            server.should_exit = True
-            await task
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+        async with serving(config) as url:
+            yield Served(url=url, database_url=database_url, fake=fake)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ receive buffer that sends its request and never reads, so the server's writes bl
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from backend.app import create_app
 from backend.collection import storage as candles
 from backend.db.pool import Pool
 from backend.settings import Settings
+from tests.conftest import serving
 from tests.monitoring.conftest import ADMIN_PATH
 
 STALLED_CLIENTS = 20
@@ -40,13 +40,8 @@ async def served(settings: Settings) -> AsyncIterator[str]:
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)  # inherited by accepted sockets
     listening.bind(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(settings), log_level="warning", timeout_graceful_shutdown=1)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[listening]))
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{listening.getsockname()[1]}"
-    server.should_exit = True
-    await task
+    async with serving(config, sockets=[listening]) as url:
+        yield url
 
 
 @pytest.fixture
