@@ -30,9 +30,7 @@ async def activity(pool: Pool) -> AsyncIterator[ExchangeActivity]:
 
 
 @pytest.fixture
-async def recorded_clients(
-    collection_settings: Settings, activity: ExchangeActivity
-) -> AsyncIterator[ExchangeClients]:
+async def recorded_clients(collection_settings: Settings, activity: ExchangeActivity) -> AsyncIterator[ExchangeClients]:
     clients = ExchangeClients(collection_settings.exchange_overrides, activity=activity)
     yield clients
     await clients.close()
@@ -64,7 +62,8 @@ async def test_rate_limit_is_read_as_paused_until_its_retry_after(
         await client.fetch_ohlcv("BTC/USDT", "1h", 0, 10)
     state = await _until_state(pool, "paused")
 
-    assert state.since is not None and state.until is not None
+    assert state.since is not None
+    assert state.until is not None
     assert asked_at - timedelta(seconds=1) <= state.since <= datetime.now(UTC)
     assert timedelta(seconds=29) < state.until - state.since <= timedelta(seconds=31)
     assert state.reason == "rate limited (429), Retry-After 30 s"

@@ -112,7 +112,8 @@ async def test_a_config_enabled_lately_is_given_the_time_to_catch_up(pool: Pool)
     [before] = await read_series_freshness(pool, now=limit - SECOND)
     [after] = await read_series_freshness(pool, now=limit + SECOND)
 
-    assert before.lag_seconds is not None and before.lag_seconds > before.stale_after_seconds
+    assert before.lag_seconds is not None
+    assert before.lag_seconds > before.stale_after_seconds
     assert (before.stale, after.stale) == (False, True)
 
 
@@ -169,4 +170,3 @@ async def test_summary_counts_stale_series_and_shows_the_worst_first(pool: Pool)
     assert (summary.series, summary.stale_series) == (3, 2)
     assert [(s.symbol, s.timeframe) for s in summary.worst] == [("BTC/USDT", "1m"), ("ETH/USDT", "1h")]
     assert all(s.stale for s in summary.worst)
-
