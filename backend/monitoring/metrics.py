@@ -321,11 +321,7 @@ class MetricsController(PrometheusController):
     path = METRICS_PATH
     guards = [reads_metrics]
 
-    @get(
-        operation_id="readMetrics",
-        include_in_schema=False,
-        media_type=CONTENT_TYPE_LATEST,
-    )
+    @get(operation_id="readMetrics", include_in_schema=False)
     async def get(self, request: Request[Any, Any, Any], pool: PoolDependency) -> Response[bytes]:
         """Every metric in the Prometheus text format."""
         settings: Settings = request.app.state.settings
@@ -334,4 +330,4 @@ class MetricsController(PrometheusController):
         registry.register(_Registered(REGISTRY))
         registry.register(SystemCollector(snapshot))
         registry.register(PoolCollector(pool, process=process_identity(), max_size=settings.database_pool_max_size))
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
