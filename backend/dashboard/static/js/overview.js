@@ -203,7 +203,13 @@ export function mountOverview(root) {
           )
         : el("p", { class: "hint", text: "Every collected series is up to date." }),
       freshness.stale_series > stale.length
-        ? el("p", { class: "hint" }, `${formatCount(freshness.stale_series - stale.length)} more on the `, el("a", { href: "#/configs", text: "Configs" }), " page.")
+        ? el(
+            "p",
+            { class: "hint" },
+            `${formatCount(freshness.stale_series - stale.length)} more on the `,
+            el("a", { href: "#/configs", text: "Configs" }),
+            " page.",
+          )
         : null,
     );
   }
