@@ -23,12 +23,13 @@ from backend.db.pool import Connection, Pool
 from backend.settings import Settings
 
 # Every timeframe of every enabled config, in config order, with its newest stored candle's open
-# minute (null: nothing stored); $1/$2 narrow to one exchange / symbol when not null.
+# minute (null: nothing stored): the last minute of its newest period, one index probe per series.
+# $1/$2 narrow to one exchange / symbol when not null.
 SERIES_FRESHNESS = """
 SELECT config.id AS config_id, config.exchange, config.symbol, tf.timeframe, config.interval_minutes,
        config.schedule_anchor_at,
-       (SELECT max(counts.last_minute) FROM candle_counts AS counts WHERE counts.series_id = series.id)
-           AS newest_minute
+       (SELECT counts.last_minute FROM candle_counts AS counts
+        WHERE counts.series_id = series.id ORDER BY counts.period_start DESC LIMIT 1) AS newest_minute
 FROM data_collection_configs AS config
 CROSS JOIN LATERAL unnest(config.timeframes) WITH ORDINALITY AS tf(timeframe, position)
 LEFT JOIN candle_series AS series
