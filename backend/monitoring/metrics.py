@@ -176,15 +176,16 @@ class SystemCollector(Collector):
         )
         stale = GaugeMetricFamily(
             _name("series_stale"),
-            "1 when the series is stale (no new candle for one candle + two intervals + FRESHNESS_MARGIN_SECONDS), "
-            "else 0",
+            "1 for each series that is stale (no new candle for one candle + two intervals + "
+            "FRESHNESS_MARGIN_SECONDS); series that are not are left out",
             labels=labels,
         )
         for series in self._snapshot.series:
             values = [series.exchange, series.symbol, series.timeframe]
             if series.lag_seconds is not None:
                 lag.add_metric(values, series.lag_seconds)
-            stale.add_metric(values, float(series.stale))
+            if series.stale:
+                stale.add_metric(values, 1.0)
         yield lag
         yield stale
         yield GaugeMetricFamily(
