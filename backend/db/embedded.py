@@ -14,7 +14,6 @@ cannot keep the server running for ever.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -61,7 +60,7 @@ def _forget_dead_handles(pgserver: Any, data_dir: Path) -> None:
             return
         listed_at = path.stat().st_mtime
         pids: list[int] = handles.get()
-        live = [pid for pid in pids if pid == os.getpid() or _is_live_handle(pid, listed_at)]
+        live = [pid for pid in pids if _is_live_handle(pid, listed_at)]
         if live != pids:
             handles.put(live)
 
