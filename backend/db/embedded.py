@@ -48,6 +48,8 @@ def _is_live_handle(pid: int, listed_at: float) -> bool:
         return bool(process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= listed_at)
     except psutil.NoSuchProcess:
         return False
+    except psutil.AccessDenied:  # another user's process, which is there
+        return True
 
 
 def _forget_dead_handles(pgserver: Any, data_dir: Path) -> None:
