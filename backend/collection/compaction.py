@@ -1,0 +1,175 @@
+"""Compacting closed periods: the candles of each series become one segment per day (month, year).
+
+Once a time partition of ``candle_data`` has been closed for ``COMPACT_AFTER`` (the collector
+re-reads its newest candles for revisions, so they stay rows a while), the daily upkeep encodes its
+candles into ``candle_segments`` (:mod:`backend.collection.segments`), series by series, each in a
+transaction holding the series lock that writers take, and then empties the partition. Candles
+written into a compacted period later (older history, repaired holes, revisions) land in the
+partition as rows, replace the segment's candle of the same minute on every read, and are folded
+into the segments by the next upkeep. The coverage summary does not change: the same candles are
+stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import asyncpg
+
+from backend.collection import repository
+from backend.collection.segments import Candle, Segment, decode_segment, encode_segment, split_by_segment
+from backend.collection.timeframes import to_minute
+from backend.db.pool import Connection, Pool
+
+logger = logging.getLogger(__name__)
+
+COMPACT_AFTER = timedelta(days=3)
+HEARTBEAT_EVERY_SERIES = 100
+# how long emptying a compacted partition may wait for the writers and readers in it
+EMPTY_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
+
+# The partitions whose period ended at or before minute $1, oldest first, with the statements run on
+# each (partition names come from the catalog).
+CLOSED_PARTITIONS = """
+SELECT partition_name, timeframe, period_start, period_end,
+       format('SELECT EXISTS (SELECT FROM %I)', partition_name) AS has_rows,
+       format('DELETE FROM %I WHERE series_id = $1', partition_name) AS delete_rows,
+       format('LOCK TABLE %I IN EXCLUSIVE MODE', partition_name) AS keep_writers_out,
+       format('TRUNCATE %I', partition_name) AS empty
+FROM candle_partitions WHERE period_end <= $1 AND NOT detach_pending
+ORDER BY period_start, timeframe
+"""
+CREATE_SEGMENT_PARTITION = "SELECT create_candle_segment_partition($1)"
+# The series with candles in the period beginning at $2 of timeframe $1 (from the summary).
+SERIES_IN_PERIOD = """
+SELECT c.series_id FROM candle_counts AS c JOIN candle_timeframes() AS t ON c.series_id / 100000000 = t.series_block
+WHERE t.timeframe = $1 AND c.period_start = $2
+ORDER BY c.series_id
+"""
+ROWS_IN_PERIOD = """
+SELECT open_minute, open, high, low, close, volume FROM candle_data
+WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+ORDER BY open_minute
+"""
+SEGMENTS_AT = """
+SELECT segment_start, first_minute, runs, body, raw_positions, raw_values FROM candle_segments
+WHERE series_id = $1 AND segment_start = ANY($2::integer[])
+"""
+DELETE_SEGMENTS_AT = "DELETE FROM candle_segments WHERE series_id = $1 AND segment_start = ANY($2::integer[])"
+SEGMENT_COLUMNS = (
+    "series_id",
+    "segment_start",
+    "first_minute",
+    "last_minute",
+    "candles",
+    "runs",
+    "body",
+    "raw_positions",
+    "raw_values",
+)
+
+
+async def compact_closed_partitions(
+    pool: Pool,
+    *,
+    now: datetime,
+    after: timedelta = COMPACT_AFTER,
+    heartbeat: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Compact every partition closed ``after`` ago or more that holds rows; the names of those emptied."""
+    emptied: list[str] = []
+    for partition in await pool.fetch(CLOSED_PARTITIONS, to_minute(now - after)):
+        if not await pool.fetchval(partition["has_rows"]):
+            continue
+        await compact_partition(pool, partition, heartbeat=heartbeat)
+        if await _empty(pool, partition):
+            emptied.append(partition["partition_name"])
+        if heartbeat is not None:
+            await heartbeat()
+    if emptied:
+        logger.info("candle partitions compacted: %s", emptied)
+    return emptied
+
+
+async def compact_partition(
+    pool: Pool, partition: Any, *, heartbeat: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    """Fold the rows of one partition (a row of ``CLOSED_PARTITIONS``) into segments, series by series."""
+    segment_table: str = await pool.fetchval(CREATE_SEGMENT_PARTITION, partition["partition_name"])
+    series = await pool.fetch(SERIES_IN_PERIOD, partition["timeframe"], partition["period_start"])
+    for done, row in enumerate(series, start=1):
+        await _compact_series(pool, partition, segment_table, row["series_id"])
+        if heartbeat is not None and done % HEARTBEAT_EVERY_SERIES == 0:
+            await heartbeat()
+
+
+async def _compact_series(pool: Pool, partition: Any, segment_table: str, series_id: int) -> None:
+    timeframe: str = partition["timeframe"]
+    async with pool.acquire() as proxy, proxy.transaction():
+        conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
+        await repository.lock_series(conn, series_id=series_id)
+        rows = await conn.fetch(ROWS_IN_PERIOD, series_id, partition["period_start"], partition["period_end"])
+        if not rows:
+            return
+        groups = split_by_segment([cast(Candle, tuple(row)) for row in rows], timeframe)
+        existing = await conn.fetch(SEGMENTS_AT, series_id, list(groups))
+        segments = await asyncio.to_thread(_fold, timeframe, groups, existing)
+        if existing:
+            await conn.execute(DELETE_SEGMENTS_AT, series_id, [row["segment_start"] for row in existing])
+        await conn.copy_records_to_table(
+            segment_table,
+            records=[
+                (
+                    series_id,
+                    segment.start,
+                    segment.first_minute,
+                    segment.last_minute,
+                    segment.candles,
+                    segment.runs,
+                    segment.body,
+                    segment.raw_positions,
+                    segment.raw_values,
+                )
+                for segment in segments
+            ],
+            columns=SEGMENT_COLUMNS,
+        )
+        await conn.execute(partition["delete_rows"], series_id)
+
+
+def _fold(timeframe: str, groups: dict[int, list[Candle]], existing: Sequence[Any]) -> list[Segment]:
+    """The segments of ``groups`` (rows per segment start), each with the candles of the segment
+    already stored there that no row replaces."""
+    stored = {row["segment_start"]: row for row in existing}
+    segments = []
+    for start, rows in groups.items():
+        candles = rows
+        if start in stored:
+            old = stored[start]
+            minutes, values = decode_segment(
+                timeframe, old["first_minute"], old["runs"], old["body"], old["raw_positions"], old["raw_values"]
+            )
+            by_minute = {minute: (minute, *value) for minute, value in zip(minutes, values, strict=True)}
+            by_minute.update((row[0], row) for row in rows)
+            candles = [by_minute[minute] for minute in sorted(by_minute)]
+        segments.append(encode_segment(start, candles, timeframe))
+    return segments
+
+
+async def _empty(pool: Pool, partition: Any) -> bool:
+    """Truncate the partition when no row is left in it (writers kept out meanwhile); whether it was."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(EMPTY_LOCK_TIMEOUT)
+            await conn.execute(partition["keep_writers_out"])
+            if await conn.fetchval(partition["has_rows"]):
+                return False  # written meanwhile: the next upkeep folds them in
+            await conn.execute(partition["empty"])
+    except asyncpg.LockNotAvailableError:
+        logger.info("%s: busy, emptied at the next upkeep", partition["partition_name"])
+        return False
+    return True
