@@ -85,10 +85,12 @@ RETURN CASE width
          | (get_byte(body, pos + 6)::bigint << 48) | (get_byte(body, pos + 7)::bigint << 56)
 END;
 
--- The open minutes of a segment's candles, with their place among them (0 first).
+-- The open minutes of a segment's candles, with their place among them (0 first). Not inlined into
+-- the statements that call it (SET): its row estimates would be far off, and compiling them (JIT)
+-- would cost far more than running them.
 CREATE FUNCTION candle_segment_minutes(p_series_id integer, p_first_minute integer, p_runs integer[])
     RETURNS TABLE (open_minute integer, candle integer)
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE sql STABLE ROWS 1440 SET jit = off AS $$
 WITH runs AS (
     SELECT p_runs[2 * r - 1] AS first_slot, p_runs[2 * r] AS length,
            (sum(p_runs[2 * r]) OVER (ORDER BY r) - p_runs[2 * r])::integer AS first_candle
@@ -108,36 +110,44 @@ CREATE FUNCTION candle_segment_candles(
     p_raw_positions integer[], p_raw_values double precision[]
 ) RETURNS TABLE (open_minute integer, open double precision, high double precision, low double precision,
                  close double precision, volume double precision)
-    LANGUAGE sql STABLE AS $$
-WITH head AS (
-    SELECT ('1e' || get_byte(p_body, 1))::double precision AS divisor,
-           ('1e' || get_byte(p_body, 2))::double precision AS volume_divisor,
-           get_byte(p_body, 3) AS w_open, get_byte(p_body, 4) AS w_high, get_byte(p_body, 5) AS w_low,
-           get_byte(p_body, 6) AS w_close, get_byte(p_body, 7) AS w_volume,
-           candle_segment_int(p_body, 8, 8) AS base,
+    LANGUAGE sql STABLE ROWS 1440 SET jit = off AS $$
+WITH head AS MATERIALIZED (
+    -- the body read once (each get_byte of a stored body would fetch it again)
+    SELECT body, ('1e' || get_byte(body, 1))::double precision AS divisor,
+           ('1e' || get_byte(body, 2))::double precision AS volume_divisor,
+           get_byte(body, 3) AS w_open, get_byte(body, 4) AS w_high, get_byte(body, 5) AS w_low,
+           get_byte(body, 6) AS w_close, get_byte(body, 7) AS w_volume,
+           candle_segment_int(body, 8, 8) AS base,
            (SELECT sum(p_runs[2 * r]) FROM generate_series(1, cardinality(p_runs) / 2) AS r)::integer AS n
-), ints AS (
-    SELECT m.open_minute, m.candle,
-           candle_segment_int(p_body, 16 + m.candle * w_open, w_open) AS to_open,
-           candle_segment_int(p_body, 16 + n * w_open + m.candle * w_high, w_high) AS to_high,
-           candle_segment_int(p_body, 16 + n * (w_open + w_high) + m.candle * w_low, w_low) AS to_low,
-           candle_segment_int(p_body, 16 + n * (w_open + w_high + w_low) + m.candle * w_close, w_close) AS to_close,
-           candle_segment_int(p_body, 16 + n * (w_open + w_high + w_low + w_close) + m.candle * w_volume, w_volume)
+    FROM (SELECT p_body || '\x'::bytea AS body) AS copied
+), ints AS MATERIALIZED (  -- the integers of each candle (the body is not carried further)
+    SELECT m.open_minute, m.candle, divisor, volume_divisor, base,
+           candle_segment_int(body, 16 + m.candle * w_open, w_open) AS to_open,
+           candle_segment_int(body, 16 + n * w_open + m.candle * w_high, w_high) AS to_high,
+           candle_segment_int(body, 16 + n * (w_open + w_high) + m.candle * w_low, w_low) AS to_low,
+           candle_segment_int(body, 16 + n * (w_open + w_high + w_low) + m.candle * w_close, w_close) AS to_close,
+           candle_segment_int(body, 16 + n * (w_open + w_high + w_low + w_close) + m.candle * w_volume, w_volume)
                AS volume
     FROM candle_segment_minutes(p_series_id, p_first_minute, p_runs) AS m, head
-), chained AS (
-    SELECT ints.*, (base + sum(to_close) OVER (ORDER BY candle))::bigint AS close_int,
-           array_position(p_raw_positions, candle) AS raw
-    FROM ints, head
+), raw AS MATERIALIZED (  -- the candles kept as they are: their place, and their five values
+    SELECT p.candle, v.raw_values
+    FROM unnest(p_raw_positions) WITH ORDINALITY AS p(candle, n)
+    JOIN (
+        SELECT (i - 1) / 5 + 1 AS n, array_agg(value ORDER BY i) AS raw_values
+        FROM unnest(p_raw_values) WITH ORDINALITY AS u(value, i) GROUP BY 1
+    ) AS v USING (n)
 )
-SELECT c.open_minute,
-       coalesce(p_raw_values[5 * c.raw - 4], (c.close_int - c.to_close + c.to_open)::double precision / h.divisor),
-       coalesce(p_raw_values[5 * c.raw - 3], (c.close_int + c.to_high)::double precision / h.divisor),
-       coalesce(p_raw_values[5 * c.raw - 2], (c.close_int - c.to_low)::double precision / h.divisor),
-       coalesce(p_raw_values[5 * c.raw - 1], c.close_int::double precision / h.divisor),
-       coalesce(p_raw_values[5 * c.raw], c.volume::double precision / h.volume_divisor)
-FROM chained AS c, head AS h
-ORDER BY c.candle
+SELECT open_minute,
+       coalesce(raw_values[1], (close_int - to_close + to_open)::double precision / divisor),
+       coalesce(raw_values[2], (close_int + to_high)::double precision / divisor),
+       coalesce(raw_values[3], (close_int - to_low)::double precision / divisor),
+       coalesce(raw_values[4], close_int::double precision / divisor),
+       coalesce(raw_values[5], volume::double precision / volume_divisor)
+FROM (
+    SELECT ints.*, (base + sum(to_close) OVER (ORDER BY candle))::bigint AS close_int FROM ints
+) AS chained
+LEFT JOIN raw USING (candle)
+ORDER BY candle
 $$;
 
 -- Whether a candle of a series is stored, as a row or in a segment.
