@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import accumulate, repeat
+from itertools import accumulate, chain, repeat
 from operator import add, eq, mul, sub, truediv
 
 from backend.collection.timeframes import STEP_MINUTES, from_minute, to_minute
@@ -101,11 +101,17 @@ def encode_segment(start: int, candles: Sequence[Candle], timeframe: str) -> Seg
     runs = _runs(minutes, timeframe)
     prices = [value for candle in candles for value in candle[1:5]]
     volumes = [candle[5] for candle in candles]
-    scale, volume_scale = _scale(prices), _scale(volumes)
-    raw = _unscalable(candles, scale, volume_scale)
+    (scale, prices_exact), (volume_scale, volumes_exact) = _scale(prices), _scale(volumes)
+    if prices_exact and volumes_exact and _small_enough(prices, scale) and _small_enough(volumes, volume_scale):
+        raw: set[int] = set()
+    else:
+        raw = _unscalable(candles, scale, volume_scale)
+    wanted = _packed(candle[1:] for candle in candles)
     while True:
         body = _body(candles, scale, volume_scale, raw)
         decoded = decode_values(body, len(candles), None, None)
+        if _packed(decoded) == wanted:
+            break
         wrong = {i for i, (got, candle) in enumerate(zip(decoded, candles, strict=True)) if not _same(got, candle[1:])}
         if wrong <= raw:
             break
@@ -188,31 +194,28 @@ def decode_values(
 
 
 def _body(candles: Sequence[Candle], scale: int, volume_scale: int, raw: set[int]) -> bytes:
-    """The encoded values; candles in ``raw`` count as flat (no change) and zero volume."""
-    factor, volume_factor = 10**scale, 10**volume_scale
-    to_open: list[int] = []
-    to_high: list[int] = []
-    to_low: list[int] = []
-    to_close: list[int] = []
-    volumes: list[int] = []
-    first = next((candle for i, candle in enumerate(candles) if i not in raw), None)
-    base = previous = round(first[1] * factor) if first is not None else 0
-    for i, (_, o, h, low, c, v) in enumerate(candles):
-        if i in raw:
-            to_open.append(0)
-            to_high.append(0)
-            to_low.append(0)
-            to_close.append(0)
-            volumes.append(0)
-            continue
-        close = round(c * factor)
-        to_open.append(round(o * factor) - previous)
-        to_high.append(round(h * factor) - close)
-        to_low.append(close - round(low * factor))
-        to_close.append(close - previous)
-        volumes.append(round(v * volume_factor))
-        previous = close
-    columns = [to_open, to_high, to_low, to_close, volumes]
+    """The encoded values; candles in ``raw`` count as flat (prices of the close before) with no volume."""
+    if raw:
+        candles = [(0, 0.0, 0.0, 0.0, 0.0, 0.0) if i in raw else candle for i, candle in enumerate(candles)]
+    _, opens, highs, lows, closes, volumes = zip(*candles, strict=True)
+    factor, volume_factor = float(10**scale), float(10**volume_scale)
+    to_open, to_high, to_low, to_close = (
+        list(map(round, map(mul, column, repeat(factor)))) for column in (opens, highs, lows, closes)
+    )
+    scaled_volumes = list(map(round, map(mul, volumes, repeat(volume_factor))))
+    kept = [i for i in range(len(candles)) if i not in raw]
+    base = previous = to_open[kept[0]] if kept else 0
+    for i in sorted(raw):  # flat at the close before them
+        previous = to_close[i - 1] if i > 0 else base
+        to_open[i] = to_high[i] = to_low[i] = to_close[i] = previous
+    before = [base, *to_close[:-1]]
+    columns = [
+        list(map(sub, to_open, before)),
+        list(map(sub, to_high, to_close)),
+        list(map(sub, to_close, to_low)),
+        list(map(sub, to_close, before)),
+        scaled_volumes,
+    ]
     widths = [_width(column) for column in columns]
     parts = [HEADER.pack(VERSION, scale, volume_scale, *widths, base)]
     for width, column in zip(widths, columns, strict=True):
@@ -223,13 +226,14 @@ def _body(candles: Sequence[Candle], scale: int, volume_scale: int, raw: set[int
     return b"".join(parts)
 
 
-def _scale(values: Sequence[float]) -> int:
-    """The smallest k that brings every value back from an integer over 10^k (else the one that does most)."""
+def _scale(values: Sequence[float]) -> tuple[int, bool]:
+    """The smallest k that brings every value back from an integer over 10^k, and True; else the k
+    that brings back the most, and False."""
     for scale in range(MAX_SCALE + 1):
         divisor = float(10**scale)
         try:
             if all(map(eq, map(truediv, map(round, map(mul, values, repeat(divisor))), repeat(divisor)), values)):
-                return scale
+                return scale, True
         except (OverflowError, ValueError):  # inf or NaN: those are kept raw
             break
     needed = [(_digits(value), abs(value)) for value in values]
@@ -239,7 +243,17 @@ def _scale(values: Sequence[float]) -> int:
             1 for digits, size in needed if digits is not None and digits <= scale and size * 10**scale < EXACT_INTEGERS
         )
 
-    return max(range(MAX_SCALE + 1), key=lambda scale: (exact_at(scale), -scale))
+    return max(range(MAX_SCALE + 1), key=lambda scale: (exact_at(scale), -scale)), False
+
+
+def _small_enough(values: Sequence[float], scale: int) -> bool:
+    """Every value times 10^scale is exact as a float (and so are the differences, in 8 bytes)."""
+    largest: float = max(map(abs, values))
+    return bool(largest * 10**scale < EXACT_INTEGERS)
+
+
+def _packed(values: Iterable[Sequence[float]]) -> bytes:
+    return array("d", chain.from_iterable(values)).tobytes()
 
 
 def _digits(value: float) -> int | None:
