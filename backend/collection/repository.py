@@ -15,12 +15,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import mul
 from typing import Any
 
 import msgspec
 
 from backend.collection import schemas
-from backend.collection.segments import decode_segment, segment_start
+from backend.collection.segments import decode_values, open_minutes, segment_start
 from backend.collection.summary import Period, SummaryChange
 from backend.collection.timeframes import EPOCH, MINUTE, from_minute, to_minute
 from backend.db.pool import Connection, Pool
@@ -475,38 +477,43 @@ async def read_candles(pool: Pool, query: CandleQuery) -> list[schemas.CandleRow
         statement = READ_FROM_START if query.start is not None else READ_NEWEST
         records = await conn.fetch(statement, series_id, start, end, query.limit, lowest)
     rows = [record[:6] for record in records if record["body"] is None]
-    segments = [record for record in records if record["body"] is not None]
+    segments = sorted((record for record in records if record["body"] is not None), key=lambda r: r["open_ms"])
     if query.start is None:
         rows.reverse()
-    if segments:
-        rows = _with_segments(rows, segments, query.timeframe, start, end)
-        rows = rows[: query.limit] if query.start is not None else rows[-query.limit :]
-    return rows
+    if not segments:
+        return rows
+    if not rows:
+        return _from_segments(segments, query.timeframe, start, end, query.limit, newest=query.start is None)
+    replaced = {row[0] for row in rows}  # a row replaces the segment's candle of its minute
+    compacted = _from_segments(segments, query.timeframe, start, end, None, newest=False)
+    candles = sorted(rows + [c for c in compacted if c[0] not in replaced], key=lambda candle: candle[0])
+    return candles[: query.limit] if query.start is not None else candles[-query.limit :]
 
 
-def _with_segments(
-    rows: list[schemas.CandleRow], segments: list[Any], timeframe: str, start: int, end: int
+def _from_segments(
+    segments: list[Any], timeframe: str, start: int, end: int, limit: int | None, *, newest: bool
 ) -> list[schemas.CandleRow]:
-    """``rows`` (ascending) and the candles of ``segments`` from minute ``start`` up to ``end``, ascending;
-    a row replaces the segment's candle of its minute."""
-    replaced = {row[0] for row in rows}
-    candles = list(rows)
-    for segment in segments:
-        minutes, values = decode_segment(
-            timeframe,
-            segment["open_ms"] // MINUTE_MS,
-            segment["runs"],
+    """The candles of ``segments`` (ascending) from minute ``start`` up to ``end``, ascending: the
+    first ``limit`` of them, or the last when ``newest`` (all when ``limit`` is None)."""
+    candles: list[schemas.CandleRow] = []
+    for segment in reversed(segments) if newest else segments:
+        left = None if limit is None else limit - len(candles)
+        if left == 0:
+            break
+        minutes = open_minutes(timeframe, segment["open_ms"] // MINUTE_MS, segment["runs"])
+        low, high = bisect.bisect_left(minutes, start), bisect.bisect_left(minutes, end)
+        if left is not None:
+            low, high = (max(low, high - left), high) if newest else (low, min(high, low + left))
+        part = decode_values(
             segment["body"],
+            len(minutes),
             segment["raw_positions"],
             segment["raw_values"],
+            first=low,
+            stop=high,
+            open_times=map(mul, minutes[low:high], repeat(MINUTE_MS)),
         )
-        low, high = bisect.bisect_left(minutes, start), bisect.bisect_left(minutes, end)
-        candles += [
-            (minute * MINUTE_MS, *value)
-            for minute, value in zip(minutes[low:high], values[low:high], strict=True)
-            if minute * MINUTE_MS not in replaced
-        ]
-    candles.sort(key=lambda candle: candle[0])
+        candles = part + candles if newest else candles + part
     return candles
 
 

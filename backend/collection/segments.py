@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from itertools import accumulate, chain, repeat
 from operator import add, eq, mul, sub, truediv
+from typing import Any
 
 from backend.collection.timeframes import STEP_MINUTES, from_minute, to_minute
 
@@ -136,7 +137,7 @@ def decode_segment(
     body: bytes,
     raw_positions: Sequence[int] | None,
     raw_values: Sequence[float] | None,
-) -> tuple[list[int], list[tuple[float, float, float, float, float]]]:
+) -> tuple[list[int], list[tuple[Any, ...]]]:
     """Open minutes and values of a segment's candles, oldest first."""
     minutes = open_minutes(timeframe, first_minute, runs)
     return minutes, decode_values(body, len(minutes), raw_positions, raw_values)
@@ -157,40 +158,57 @@ def open_minutes(timeframe: str, first_minute: int, runs: Sequence[int]) -> list
 
 
 def decode_values(
-    body: bytes, count: int, raw_positions: Sequence[int] | None, raw_values: Sequence[float] | None
-) -> list[tuple[float, float, float, float, float]]:
-    """The (open, high, low, close, volume) of a segment's ``count`` candles."""
+    body: bytes,
+    count: int,
+    raw_positions: Sequence[int] | None,
+    raw_values: Sequence[float] | None,
+    *,
+    first: int = 0,
+    stop: int | None = None,
+    open_times: Iterable[int] | None = None,
+) -> list[tuple[Any, ...]]:
+    """The (open, high, low, close, volume) of a segment's candles ``first`` up to ``stop`` (of
+    ``count``), each after its open time when ``open_times`` are given (one per candle returned)."""
     version, scale, volume_scale, *widths, base = HEADER.unpack_from(body)
     if version != VERSION:
         raise ValueError(f"unknown candle segment version {version}")
-    columns: list[array[int]] = []
-    offset = HEADER.size
-    for width in widths:
-        column = array(TYPECODES[width])
-        column.frombytes(body[offset : offset + count * width])
-        if BIG_ENDIAN:  # pragma: no cover
-            column.byteswap()
-        columns.append(column)
-        offset += count * width
-    to_open, to_high, to_low, to_close, volumes = columns
+    stop = count if stop is None else stop
+    offsets = list(accumulate((count * width for width in widths[:-1]), initial=HEADER.size))
+    to_open, to_high, to_low, to_close, volumes = (
+        _column(body, offset, width, first, stop) for offset, width in zip(offsets, widths, strict=True)
+    )
+    base += sum(_column(body, offsets[3], widths[3], 0, first))  # the close before candle ``first``
     chain = list(accumulate(to_close, initial=base))  # the close before each candle, then the last close
     closes = chain[1:]
     divisor, volume_divisor = float(10**scale), float(10**volume_scale)
-    values = list(
-        zip(
-            map(truediv, map(add, chain, to_open), repeat(divisor)),
-            map(truediv, map(add, closes, to_high), repeat(divisor)),
-            map(truediv, map(sub, closes, to_low), repeat(divisor)),
-            map(truediv, closes, repeat(divisor)),
-            map(truediv, volumes, repeat(volume_divisor)),
-            strict=False,  # chain is one longer than the others
-        )
+    value_columns = (
+        map(truediv, map(add, chain, to_open), repeat(divisor)),
+        map(truediv, map(add, closes, to_high), repeat(divisor)),
+        map(truediv, map(sub, closes, to_low), repeat(divisor)),
+        map(truediv, closes, repeat(divisor)),
+        map(truediv, volumes, repeat(volume_divisor)),
     )
+    # (the open column's map runs one longer than the others: the chain holds the last close too)
+    rows = (
+        zip(open_times, *value_columns, strict=False) if open_times is not None else zip(*value_columns, strict=False)
+    )
+    values = list(rows)
     if raw_positions:
         assert raw_values is not None
         for n, position in enumerate(raw_positions):
-            values[position] = tuple(raw_values[5 * n : 5 * n + 5])  # type: ignore[assignment]
+            if first <= position < stop:
+                kept = tuple(raw_values[5 * n : 5 * n + 5])
+                values[position - first] = kept if open_times is None else (values[position - first][0], *kept)
     return values
+
+
+def _column(body: bytes, offset: int, width: int, first: int, stop: int) -> array[int]:
+    """Items ``first`` up to ``stop`` of the column of ``width``-byte integers at ``offset``."""
+    column = array(TYPECODES[width])
+    column.frombytes(body[offset + first * width : offset + stop * width])
+    if BIG_ENDIAN:  # pragma: no cover
+        column.byteswap()
+    return column
 
 
 def _body(candles: Sequence[Candle], scale: int, volume_scale: int, raw: set[int]) -> bytes:

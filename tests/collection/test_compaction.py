@@ -263,3 +263,14 @@ async def test_the_api_answers_compacted_candles_as_json_and_csv_alike(
     assert _bits([tuple(row) for row in answer.json()]) == _bits(expected)
     lines = csv.text.splitlines()[1:]
     assert [line.split(",", 2)[2] for line in lines] == [",".join(map(repr, row[1:])) for row in expected]
+
+
+async def test_the_newest_candles_mix_rows_written_since_with_compacted_ones(pool: Pool, compacted: int) -> None:
+    revised = (_ms(JANUARY + 10 * MINUTE), 1.5, 2.5, 1.25, 2.0, 7.0)
+    await _store(pool, [(JANUARY + 10 * MINUTE, *revised[1:]), (JANUARY + 6 * MINUTE, *_values(6))])
+
+    newest = await _read(pool, None, JANUARY + 20 * MINUTE, limit=15)
+
+    stored = {row[0]: row for row in _expected(0, 20)}
+    stored.update({revised[0]: revised, _ms(JANUARY + 6 * MINUTE): (_ms(JANUARY + 6 * MINUTE), *_values(6))})
+    assert _bits(newest) == _bits([stored[ms] for ms in sorted(stored)][-15:])
