@@ -57,7 +57,9 @@ DECLARE
 BEGIN
     IF to_regclass(name) IS NULL THEN
         PERFORM pg_advisory_xact_lock(hashtext(name));
-        IF to_regclass(name) IS NULL THEN
+        -- a statement of its own, after the lock: it sees a partition its previous holder committed
+        -- (to_regclass reads the session's catalog cache, which the lock does not refresh)
+        IF NOT EXISTS (SELECT FROM pg_class WHERE relname = name AND relnamespace = current_schema()::regnamespace) THEN
             SELECT cp.period_start, cp.period_end, 'candle_segments_' || t.slug AS parent INTO STRICT p
             FROM candle_partitions AS cp JOIN candle_timeframes() AS t USING (timeframe)
             WHERE cp.partition_name = p_partition;
