@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 COMPACT_AFTER = timedelta(days=3)
 HEARTBEAT_EVERY_SERIES = 100
+SERIES_AT_ONCE = 2
 # how long emptying a compacted partition may wait for the writers and readers in it
 EMPTY_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
 
@@ -82,11 +83,10 @@ async def compact_closed_partitions(
 ) -> list[str]:
     """Compact every partition closed ``after`` ago or more that holds rows; the names of those emptied."""
     emptied: list[str] = []
-    for partition in await pool.fetch(CLOSED_PARTITIONS, to_minute(now - after)):
+    for partition in await closed_partitions(pool, before=now - after):
         if not await pool.fetchval(partition["has_rows"]):
             continue
-        await compact_partition(pool, partition, heartbeat=heartbeat)
-        if await _empty(pool, partition):
+        if await compact_partition(pool, partition, heartbeat=heartbeat):
             emptied.append(partition["partition_name"])
         if heartbeat is not None:
             await heartbeat()
@@ -95,16 +95,36 @@ async def compact_closed_partitions(
     return emptied
 
 
+async def closed_partitions(pool: Pool, *, before: datetime) -> list[Any]:
+    """The partitions whose period ended at or before ``before``, oldest first (``CLOSED_PARTITIONS``)."""
+    return await pool.fetch(CLOSED_PARTITIONS, to_minute(before))
+
+
 async def compact_partition(
     pool: Pool, partition: Any, *, heartbeat: Callable[[], Awaitable[None]] | None = None
-) -> None:
-    """Fold the rows of one partition (a row of ``CLOSED_PARTITIONS``) into segments, series by series."""
+) -> bool:
+    """Fold the rows of one partition (a row of ``CLOSED_PARTITIONS``) into segments, series by series
+    (two at a time: one is encoded while the other's rows are read or deleted), then empty it;
+    whether it was emptied."""
     segment_table: str = await pool.fetchval(CREATE_SEGMENT_PARTITION, partition["partition_name"])
-    series = await pool.fetch(SERIES_IN_PERIOD, partition["timeframe"], partition["period_start"])
-    for done, row in enumerate(series, start=1):
-        await _compact_series(pool, partition, segment_table, row["series_id"])
-        if heartbeat is not None and done % HEARTBEAT_EVERY_SERIES == 0:
-            await heartbeat()
+    series = iter(await pool.fetch(SERIES_IN_PERIOD, partition["timeframe"], partition["period_start"]))
+    done = 0
+
+    async def compact_series_in_turn() -> None:
+        nonlocal done
+        for row in series:
+            await _compact_series(pool, partition, segment_table, row["series_id"])
+            done += 1
+            if heartbeat is not None and done % HEARTBEAT_EVERY_SERIES == 0:
+                await heartbeat()
+
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing stops the other
+            for _ in range(SERIES_AT_ONCE):
+                group.create_task(compact_series_in_turn())
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from failed  # what went wrong, as the daily job's run log names it
+    return await _empty(pool, partition)
 
 
 async def _compact_series(pool: Pool, partition: Any, segment_table: str, series_id: int) -> None:
