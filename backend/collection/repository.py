@@ -16,7 +16,7 @@ import bisect
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import repeat
-from operator import mul
+from operator import itemgetter, mul
 from typing import Any
 
 import msgspec
@@ -182,35 +182,49 @@ GROUP BY r.timeframe
 """
 SERIES_ID = "SELECT id FROM candle_series WHERE exchange = $1 AND symbol = $2 AND timeframe = $3"
 # The first $4 candles of series $1 from minute $2 on, before minute $3 (open time in ms, as the
-# API answers it): the rows, and the segments that may hold some of them (from the one holding
-# minute $2, which begins at $5, on; as many as the first $4 candles can need), one row each.
+# API answers it): the segments that may hold some of them (from the one holding minute $2, which
+# begins at $5, on; as many as the first $4 candles can need), one row each, and the rows up to
+# where those segments alone hold $4 candles.
 READ_FROM_START = """
-(SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
-        NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
- FROM candle_data WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
- ORDER BY open_minute LIMIT $4)
-UNION ALL
-(SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM (
-    SELECT *, sum(candles) OVER (ORDER BY segment_start ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-              - first_value(candles) OVER (ORDER BY segment_start) AS after_first
+WITH segments AS (
+    SELECT first_minute, last_minute, candles, runs, body, raw_positions, raw_values,
+           sum(candles) OVER (ORDER BY segment_start ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+               - first_value(candles) OVER (ORDER BY segment_start) AS after_first
     FROM candle_segments
     WHERE series_id = $1 AND segment_start >= $5 AND segment_start < $3 AND last_minute >= $2
- ) AS g WHERE after_first IS NULL OR after_first < $4)
-"""
-# The newest $4 candles of series $1 before minute $3 (from minute $2 on, in a segment beginning at
-# $5 or later), rows newest first, and the segments that may hold some of them.
-READ_NEWEST = """
+), needed AS MATERIALIZED (
+    SELECT * FROM segments WHERE after_first IS NULL OR after_first < $4
+)
 (SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
         NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
- FROM candle_data WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
- ORDER BY open_minute DESC LIMIT $4)
+ FROM candle_data
+ WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+   AND open_minute <= coalesce((SELECT last_minute FROM needed WHERE after_first + candles >= $4), $3)
+ ORDER BY open_minute LIMIT $4)
 UNION ALL
-(SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM (
-    SELECT *, sum(candles) OVER (ORDER BY segment_start DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-              - first_value(candles) OVER (ORDER BY segment_start DESC) AS after_first
+SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM needed
+"""
+# The newest $4 candles of series $1 before minute $3 (from minute $2 on, in a segment beginning at
+# $5 or later): the segments that may hold some of them, and the rows, newest first, down to where
+# those segments alone hold $4 candles.
+READ_NEWEST = """
+WITH segments AS (
+    SELECT first_minute, last_minute, candles, runs, body, raw_positions, raw_values,
+           sum(candles) OVER (ORDER BY segment_start DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+               - first_value(candles) OVER (ORDER BY segment_start DESC) AS after_first
     FROM candle_segments
     WHERE series_id = $1 AND segment_start >= $5 AND first_minute < $3 AND last_minute >= $2
- ) AS g WHERE after_first IS NULL OR after_first < $4)
+), needed AS MATERIALIZED (
+    SELECT * FROM segments WHERE after_first IS NULL OR after_first < $4
+)
+(SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
+        NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
+ FROM candle_data
+ WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+   AND open_minute >= coalesce((SELECT first_minute FROM needed WHERE after_first + candles >= $4), $2)
+ ORDER BY open_minute DESC LIMIT $4)
+UNION ALL
+SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM needed
 """
 # Per series of one market with candles: count, first and last from the summary, its gaps.
 COVERAGE = """
@@ -482,11 +496,12 @@ async def read_candles(pool: Pool, query: CandleQuery) -> list[schemas.CandleRow
         rows.reverse()
     if not segments:
         return rows
+    compacted = _from_segments(segments, query.timeframe, start, end, query.limit, newest=query.start is None)
     if not rows:
-        return _from_segments(segments, query.timeframe, start, end, query.limit, newest=query.start is None)
+        return compacted
+    # the first (newest) ``limit`` of both are among the first (newest) ``limit`` of each
     replaced = {row[0] for row in rows}  # a row replaces the segment's candle of its minute
-    compacted = _from_segments(segments, query.timeframe, start, end, None, newest=False)
-    candles = sorted(rows + [c for c in compacted if c[0] not in replaced], key=lambda candle: candle[0])
+    candles = sorted([*rows, *(c for c in compacted if c[0] not in replaced)], key=itemgetter(0))
     return candles[: query.limit] if query.start is not None else candles[-query.limit :]
 
 

@@ -226,12 +226,13 @@ BEGIN
         SELECT m.open_minute FROM candle_segments AS g
         CROSS JOIN LATERAL candle_segment_minutes(g.series_id, g.first_minute, g.runs) AS m
         WHERE g.series_id = p_series_id
+    ), periods AS MATERIALIZED (  -- read once, not for every candle
+        SELECT period_start, period_end FROM candle_partitions WHERE timeframe = tf.timeframe
     ), counts AS (
         INSERT INTO candle_counts (series_id, period_start, candles, first_minute, last_minute)
         SELECT p_series_id, p.period_start, count(*), min(c.open_minute), max(c.open_minute)
         FROM stored AS c
-        JOIN candle_partitions AS p ON p.timeframe = tf.timeframe
-            AND c.open_minute >= p.period_start AND c.open_minute < p.period_end
+        JOIN periods AS p ON c.open_minute >= p.period_start AND c.open_minute < p.period_end
         GROUP BY p.period_start
     )
     INSERT INTO candle_gaps (series_id, after_minute, next_minute)

@@ -114,9 +114,10 @@ async def stored_open_times(pool: Pool, timeframe: str = "1h", symbol: str = "BT
 
 # recounted from the candles as the view shows them (rows and compacted segments alike)
 RECOUNT_PERIODS = """
+WITH periods AS MATERIALIZED (SELECT timeframe, period_start, period_end FROM candle_partitions)
 SELECT p.period_start, count(*)::integer AS candles, min(c.open_minute) AS first_minute,
        max(c.open_minute) AS last_minute
-FROM candles AS c JOIN candle_partitions AS p
+FROM candles AS c JOIN periods AS p
     ON p.timeframe = c.timeframe AND c.open_minute >= p.period_start AND c.open_minute < p.period_end
 WHERE c.series_id = $1 GROUP BY p.period_start ORDER BY p.period_start
 """
