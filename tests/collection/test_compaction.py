@@ -274,3 +274,50 @@ async def test_the_newest_candles_mix_rows_written_since_with_compacted_ones(poo
     stored = {row[0]: row for row in _expected(0, 20)}
     stored.update({revised[0]: revised, _ms(JANUARY + 6 * MINUTE): (_ms(JANUARY + 6 * MINUTE), *_values(6))})
     assert _bits(newest) == _bits([stored[ms] for ms in sorted(stored)][-15:])
+
+
+async def test_a_series_resumed_after_its_month_was_compacted_appends_after_it(pool: Pool) -> None:
+    await _store(pool, _candles(0, 1440))
+    await compact_closed_partitions(pool, now=NOW)
+    later = _candles(0, 600, start=JANUARY + 20 * DAY)
+
+    assert await _store(pool, later) == len(later)
+
+    assert _bits(await _read(pool, JANUARY, None)) == _bits(_expected(0, 1440) + _expected(0, 600, JANUARY + 20 * DAY))
+    await assert_summary_equals_recount(pool, await _series_id(pool), 1)
+
+
+@pytest.mark.parametrize(("timeframe", "step"), [("1h", timedelta(hours=1)), ("1M", None)])
+async def test_longer_timeframes_are_compacted_by_month_or_year_and_read_back(
+    pool: Pool, timeframe: str, step: timedelta | None
+) -> None:
+    if step is None:
+        opens = [datetime(2023, month, 1, tzinfo=UTC) for month in (1, 2, 3, 5, 12)]
+    else:
+        opens = [datetime(2023, 3, 1, tzinfo=UTC) + h * step for h in range(2000) if h % 97]
+    rows = [(moment, *_values(n)) for n, moment in enumerate(opens)]
+    await store_candles(pool, exchange="binance", symbol="BTC/USDT", timeframe=timeframe, rows=rows)
+    before = await _view(pool)
+
+    await compact_closed_partitions(pool, now=NOW)
+
+    query = CandleQuery(
+        exchange="binance", symbol="BTC/USDT", timeframe=timeframe, start=opens[0], end=None, limit=5000
+    )
+    assert _bits(list(await repository.read_candles(pool, query))) == _bits([(_ms(r[0]), *r[1:]) for r in rows])
+    assert await _view(pool) == before
+    assert await pool.fetchval("SELECT count(*) FROM candle_data") == 0
+
+
+async def test_a_rejected_candle_stored_since_and_compacted_is_no_longer_counted(pool: Pool, compacted: int) -> None:
+    await pool.execute(
+        "INSERT INTO candle_rejections (exchange, symbol, timeframe, open_time, reason, rejected_at) "
+        "VALUES ('binance', 'BTC/USDT', '1m', $1, 'high below low', $2), ('binance', 'BTC/USDT', '1m', $3, 'NaN', $2)",
+        JANUARY + 10 * MINUTE,
+        NOW,
+        JANUARY + 6 * MINUTE,
+    )
+
+    rejected = await repository.count_rejected(pool, exchange="binance", symbol="BTC/USDT")
+
+    assert rejected == {"1m": 1}  # minute 6 is still missing
