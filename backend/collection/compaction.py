@@ -36,7 +36,7 @@ EMPTY_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
 # The partitions whose period ended at or before minute $1, oldest first, with the statements run on
 # each (partition names come from the catalog).
 CLOSED_PARTITIONS = """
-SELECT partition_name, timeframe, period_start, period_end,
+SELECT partition_name, timeframe, period_start, period_end, pg_relation_size(partition_name::regclass) AS bytes,
        format('SELECT EXISTS (SELECT FROM %I)', partition_name) AS has_rows,
        format('DELETE FROM %I WHERE series_id = $1', partition_name) AS delete_rows,
        format('LOCK TABLE %I IN EXCLUSIVE MODE', partition_name) AS keep_writers_out,
@@ -81,12 +81,17 @@ async def compact_closed_partitions(
     after: timedelta = COMPACT_AFTER,
     heartbeat: Callable[[], Awaitable[None]] | None = None,
 ) -> list[str]:
-    """Compact every partition closed ``after`` ago or more that holds rows; the names of those emptied."""
+    """Compact every partition closed ``after`` ago or more that holds rows, and empty it; the names of
+    those emptied."""
     emptied: list[str] = []
     for partition in await closed_partitions(pool, before=now - after):
-        if not await pool.fetchval(partition["has_rows"]):
-            continue
-        if await compact_partition(pool, partition, heartbeat=heartbeat):
+        if partition["bytes"] == 0:
+            continue  # never written, or emptied already
+        if await pool.fetchval(partition["has_rows"]):
+            done = await compact_partition(pool, partition, heartbeat=heartbeat)
+        else:
+            done = await _empty(pool, partition)  # compacted before, but busy when it was to be emptied
+        if done:
             emptied.append(partition["partition_name"])
         if heartbeat is not None:
             await heartbeat()

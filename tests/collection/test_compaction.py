@@ -6,11 +6,12 @@ import asyncio
 import struct
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from backend.collection import repository
+from backend.collection import compaction, repository
 from backend.collection.compaction import compact_closed_partitions
 from backend.collection.partitions import keep_partitions
 from backend.collection.repository import CandleQuery, CandleRow
@@ -321,3 +322,23 @@ async def test_a_rejected_candle_stored_since_and_compacted_is_no_longer_counted
     rejected = await repository.count_rejected(pool, exchange="binance", symbol="BTC/USDT")
 
     assert rejected == {"1m": 1}  # minute 6 is still missing
+
+
+async def test_a_partition_busy_when_it_was_to_be_emptied_is_emptied_by_the_next_upkeep(
+    pool: Pool, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compaction, "EMPTY_LOCK_TIMEOUT", "SET LOCAL lock_timeout = '100ms'")
+    await _store(pool, _candles(0, 1440))
+    reader = await asyncpg.connect(database_url)
+    try:
+        async with reader.transaction():  # a reader inside the partition: it cannot be truncated meanwhile
+            await reader.fetchval("SELECT count(*) FROM candle_data_1m_2025_01")
+            busy = await compact_closed_partitions(pool, now=NOW)
+    finally:
+        await reader.close()
+
+    emptied = await compact_closed_partitions(pool, now=NOW)
+
+    assert (busy, emptied) == ([], ["candle_data_1m_2025_01"])
+    assert await pool.fetchval("SELECT pg_relation_size('candle_data_1m_2025_01')") == 0
+    assert len(await _read(pool, JANUARY, None)) == 1440 - 3
