@@ -21,7 +21,14 @@ from typing import Any, cast
 import asyncpg
 
 from backend.collection import repository
-from backend.collection.segments import Candle, Segment, decode_segment, encode_segment, split_by_segment
+from backend.collection.segments import (
+    Candle,
+    OffTheGrid,
+    Segment,
+    decode_segment,
+    encode_segment,
+    split_by_segment,
+)
 from backend.collection.timeframes import to_minute
 from backend.db.pool import Connection, Pool
 
@@ -38,7 +45,8 @@ EMPTY_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
 CLOSED_PARTITIONS = """
 SELECT partition_name, timeframe, period_start, period_end, pg_relation_size(partition_name::regclass) AS bytes,
        format('SELECT EXISTS (SELECT FROM %I)', partition_name) AS has_rows,
-       format('DELETE FROM %I WHERE series_id = $1', partition_name) AS delete_rows,
+       format('DELETE FROM %I WHERE series_id = $1 AND open_minute <> ALL($2::integer[])', partition_name)
+           AS delete_rows,
        format('LOCK TABLE %I IN EXCLUSIVE MODE', partition_name) AS keep_writers_out,
        format('TRUNCATE %I', partition_name) AS empty
 FROM candle_partitions WHERE period_end <= $1 AND NOT detach_pending
@@ -142,9 +150,10 @@ async def _compact_series(pool: Pool, partition: Any, segment_table: str, series
             return
         groups = split_by_segment([cast(Candle, tuple(row)) for row in rows], timeframe)
         existing = await conn.fetch(SEGMENTS_AT, series_id, list(groups))
-        segments = await asyncio.to_thread(_fold, timeframe, groups, existing)
-        if existing:
-            await conn.execute(DELETE_SEGMENTS_AT, series_id, [row["segment_start"] for row in existing])
+        segments, kept = await asyncio.to_thread(_fold, timeframe, groups, existing)
+        replaced = [row["segment_start"] for row in existing if row["segment_start"] not in kept]
+        if replaced:
+            await conn.execute(DELETE_SEGMENTS_AT, series_id, replaced)
         await conn.copy_records_to_table(
             segment_table,
             records=[
@@ -163,14 +172,23 @@ async def _compact_series(pool: Pool, partition: Any, segment_table: str, series
             ],
             columns=SEGMENT_COLUMNS,
         )
-        await conn.execute(partition["delete_rows"], series_id)
+        kept_minutes = [candle[0] for start in kept for candle in groups[start]]
+        await conn.execute(partition["delete_rows"], series_id, kept_minutes)
+    if kept:
+        logger.warning(
+            "%s: series %s has candles off the timeframe's grid: %d days kept as rows",
+            partition["partition_name"],
+            series_id,
+            len(kept),
+        )
 
 
-def _fold(timeframe: str, groups: dict[int, list[Candle]], existing: Sequence[Any]) -> list[Segment]:
+def _fold(timeframe: str, groups: dict[int, list[Candle]], existing: Sequence[Any]) -> tuple[list[Segment], set[int]]:
     """The segments of ``groups`` (rows per segment start), each with the candles of the segment
-    already stored there that no row replaces."""
+    already stored there that no row replaces; and the starts whose rows stay rows (off the grid)."""
     stored = {row["segment_start"]: row for row in existing}
     segments = []
+    kept: set[int] = set()
     for start, rows in groups.items():
         candles = rows
         if start in stored:
@@ -181,8 +199,11 @@ def _fold(timeframe: str, groups: dict[int, list[Candle]], existing: Sequence[An
             by_minute = {minute: (minute, *value) for minute, value in zip(minutes, values, strict=True)}
             by_minute.update((row[0], row) for row in rows)
             candles = [by_minute[minute] for minute in sorted(by_minute)]
-        segments.append(encode_segment(start, candles, timeframe))
-    return segments
+        try:
+            segments.append(encode_segment(start, candles, timeframe))
+        except OffTheGrid:
+            kept.add(start)
+    return segments, kept
 
 
 async def _empty(pool: Pool, partition: Any) -> bool:

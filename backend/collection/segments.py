@@ -60,6 +60,10 @@ class Segment:
     raw_values: list[float] | None  # ...and their five values each
 
 
+class OffTheGrid(ValueError):
+    """Candles whose open times are not all on one grid of the timeframe (loaded by hand)."""
+
+
 def segment_start(minute: int, timeframe: str) -> int:
     """The minute the segment holding a candle opening at ``minute`` begins."""
     moment = from_minute(minute)
@@ -100,6 +104,8 @@ def encode_segment(start: int, candles: Sequence[Candle], timeframe: str) -> Seg
     """The segment of ``candles`` (ascending open minutes, all within one span, at least one)."""
     minutes = [candle[0] for candle in candles]
     runs = _runs(minutes, timeframe)
+    if open_minutes(timeframe, minutes[0], runs) != minutes:
+        raise OffTheGrid(f"{timeframe} candles opening off the timeframe's grid cannot be compacted")
     prices = [value for candle in candles for value in candle[1:5]]
     volumes = [candle[5] for candle in candles]
     (scale, prices_exact), (volume_scale, volumes_exact) = _scale(prices), _scale(volumes)

@@ -342,3 +342,20 @@ async def test_a_partition_busy_when_it_was_to_be_emptied_is_emptied_by_the_next
     assert (busy, emptied) == ([], ["candle_data_1m_2025_01"])
     assert await pool.fetchval("SELECT pg_relation_size('candle_data_1m_2025_01')") == 0
     assert len(await _read(pool, JANUARY, None)) == 1440 - 3
+
+
+async def test_candles_loaded_by_hand_off_the_grid_stay_rows_and_the_rest_is_compacted(pool: Pool) -> None:
+    fives = [(JANUARY + 5 * m * MINUTE, *_values(m)) for m in range(2 * 288)]
+    await store_candles(pool, exchange="binance", symbol="BTC/USDT", timeframe="5m", rows=fives)
+    series_id = await pool.fetchval("SELECT id FROM candle_series WHERE timeframe = '5m'")
+    off_grid = _ms(JANUARY + 3 * MINUTE) // 60_000
+    await pool.execute("INSERT INTO candle_data VALUES ($1, $2, 1, 2, 0.5, 1.5, 3)", series_id, off_grid)
+    await pool.execute("SELECT recount_candle_series($1)", series_id)
+    before = await _view(pool)
+
+    emptied = await compact_closed_partitions(pool, now=NOW)
+
+    assert emptied == []
+    assert await pool.fetchval(SEGMENTS, series_id) == 1  # the second day; the first stays rows
+    assert await pool.fetchval(SERIES_ROWS, series_id) == 288 + 1
+    assert await _view(pool) == before

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.collection.segments import Candle, decode_segment, encode_segment, segment_start, split_by_segment
+from backend.collection.segments import (
+    Candle,
+    OffTheGrid,
+    decode_segment,
+    encode_segment,
+    segment_start,
+    split_by_segment,
+)
 from backend.collection.timeframes import STEP_MINUTES, to_minute
 
 DAY = to_minute(datetime(2025, 1, 6, tzinfo=UTC))  # a Monday
@@ -113,3 +120,10 @@ def test_segments_are_days_for_minutes_months_for_hours_and_years_for_days() -> 
     assert segment_start(moment, "1m") == to_minute(datetime(2025, 5, 17, tzinfo=UTC))
     assert segment_start(moment, "1h") == to_minute(datetime(2025, 5, 1, tzinfo=UTC))
     assert segment_start(moment, "1d") == to_minute(datetime(2025, 1, 1, tzinfo=UTC))
+
+
+def test_candles_off_the_timeframe_grid_are_refused() -> None:
+    candles: list[Candle] = [(DAY + minute, 1.5, 2.0, 1.0, 1.75, 10.0) for minute in (0, 5, 13)]
+
+    with pytest.raises(OffTheGrid):
+        encode_segment(DAY, candles, "5m")
