@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from backend.collection import schemas
-from backend.collection.segments import decode_values, open_minutes, segment_start
+from backend.collection.segments import decode_values, open_minutes, segment_span_minutes, segment_start
 from backend.collection.summary import Period, SummaryChange
 from backend.collection.timeframes import EPOCH, MINUTE, from_minute, to_minute
 from backend.db.pool import Connection, Pool
@@ -205,26 +205,29 @@ UNION ALL
 SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM needed
 """
 # The newest $4 candles of series $1 before minute $3 (from minute $2 on, in a segment beginning at
-# $5 or later): the segments that may hold some of them, and the rows, newest first, down to where
-# those segments alone hold $4 candles.
+# $5 or later): the rows, and the segments that may hold some of them (when the rows alone hold $4
+# candles, only those reaching past the oldest of them, which begin at most $6 minutes earlier).
 READ_NEWEST = """
-WITH segments AS (
-    SELECT first_minute, last_minute, candles, runs, body, raw_positions, raw_values,
+WITH recent AS MATERIALIZED (
+    SELECT open_minute, open, high, low, close, volume FROM candle_data
+    WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+    ORDER BY open_minute DESC LIMIT $4
+), oldest AS (
+    SELECT CASE WHEN count(*) = $4 THEN min(open_minute) END AS minute FROM recent
+), segments AS (
+    SELECT first_minute, runs, body, raw_positions, raw_values,
            sum(candles) OVER (ORDER BY segment_start DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                - first_value(candles) OVER (ORDER BY segment_start DESC) AS after_first
     FROM candle_segments
-    WHERE series_id = $1 AND segment_start >= $5 AND first_minute < $3 AND last_minute >= $2
-), needed AS MATERIALIZED (
-    SELECT * FROM segments WHERE after_first IS NULL OR after_first < $4
+    WHERE series_id = $1 AND segment_start >= greatest($5, coalesce((SELECT minute FROM oldest) - $6, $5))
+      AND first_minute < $3 AND last_minute >= greatest($2, coalesce((SELECT minute FROM oldest), $2))
 )
-(SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
-        NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
- FROM candle_data
- WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
-   AND open_minute >= coalesce((SELECT first_minute FROM needed WHERE after_first + candles >= $4), $2)
- ORDER BY open_minute DESC LIMIT $4)
+SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
+       NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
+FROM recent
 UNION ALL
-SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM needed
+SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values
+FROM segments WHERE after_first IS NULL OR after_first < $4
 """
 # Per series of one market with candles: count, first and last from the summary, its gaps.
 COVERAGE = """
@@ -488,12 +491,13 @@ async def read_candles(pool: Pool, query: CandleQuery) -> list[schemas.CandleRow
             return []
         start, end = _bounds(query)
         lowest = start if start == FIRST_MINUTE else segment_start(start, query.timeframe)
-        statement = READ_FROM_START if query.start is not None else READ_NEWEST
-        records = await conn.fetch(statement, series_id, start, end, query.limit, lowest)
-    rows = [record[:6] for record in records if record["body"] is None]
-    segments = sorted((record for record in records if record["body"] is not None), key=lambda r: r["open_ms"])
-    if query.start is None:
-        rows.reverse()
+        if query.start is not None:
+            records = await conn.fetch(READ_FROM_START, series_id, start, end, query.limit, lowest)
+        else:
+            span = segment_span_minutes(query.timeframe)
+            records = await conn.fetch(READ_NEWEST, series_id, start, end, query.limit, lowest, span)
+    rows = sorted((record[:6] for record in records if record["body"] is None), key=itemgetter(0))
+    segments = sorted((record for record in records if record["body"] is not None), key=itemgetter(0))
     if not segments:
         return rows
     compacted = _from_segments(segments, query.timeframe, start, end, query.limit, newest=query.start is None)

@@ -76,6 +76,13 @@ def segment_start(minute: int, timeframe: str) -> int:
     return to_minute(moment)
 
 
+def segment_span_minutes(timeframe: str) -> int:
+    """The most minutes a segment of the timeframe spans (a day, 31 days, a leap year)."""
+    if timeframe in DAY_SEGMENTS:
+        return 1440
+    return 366 * 1440 if timeframe in YEAR_SEGMENTS else 31 * 1440
+
+
 def split_by_segment(candles: Sequence[Candle], timeframe: str) -> dict[int, list[Candle]]:
     """Candles (ascending) grouped by the segment they belong to."""
     groups: dict[int, list[Candle]] = {}

@@ -359,3 +359,11 @@ async def test_candles_loaded_by_hand_off_the_grid_stay_rows_and_the_rest_is_com
     assert await pool.fetchval(SEGMENTS, series_id) == 1  # the second day; the first stays rows
     assert await pool.fetchval(SERIES_ROWS, series_id) == 288 + 1
     assert await _view(pool) == before
+
+
+async def test_the_newest_candles_come_from_a_segment_newer_than_as_many_rows(pool: Pool, compacted: int) -> None:
+    await _store(pool, [(JANUARY + 10 * MINUTE, 1.5, 2.5, 1.25, 2.0, 7.0), (JANUARY + 6 * MINUTE, *_values(6))])
+
+    newest = await _read(pool, None, JANUARY + 20 * MINUTE, limit=2)
+
+    assert _bits(newest) == _bits(_expected(18, 2))
