@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 COMPACT_AFTER = timedelta(days=3)
 HEARTBEAT_EVERY_SERIES = 100
 SERIES_AT_ONCE = 2
+ROWS_AT_ONCE = 2000
 # how long emptying a compacted partition may wait for the writers and readers in it
 EMPTY_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '5s'"
 
@@ -145,10 +146,12 @@ async def _compact_series(pool: Pool, partition: Any, segment_table: str, series
     async with pool.acquire() as proxy, proxy.transaction():
         conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
         await repository.lock_series(conn, series_id=series_id)
-        rows = await conn.fetch(ROWS_IN_PERIOD, series_id, partition["period_start"], partition["period_end"])
+        # read in batches, so that the process serving requests never stops for a whole month of rows
+        period = (series_id, partition["period_start"], partition["period_end"])
+        rows = [cast(Candle, tuple(row)) async for row in conn.cursor(ROWS_IN_PERIOD, *period, prefetch=ROWS_AT_ONCE)]
         if not rows:
             return
-        groups = split_by_segment([cast(Candle, tuple(row)) for row in rows], timeframe)
+        groups = split_by_segment(rows, timeframe)
         existing = await conn.fetch(SEGMENTS_AT, series_id, list(groups))
         segments, kept = await asyncio.to_thread(_fold, timeframe, groups, existing)
         replaced = [row["segment_start"] for row in existing if row["segment_start"] not in kept]
