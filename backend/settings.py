@@ -22,7 +22,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SECRET_KEY_LENGTH = 32
 WEAK_SECRET_KEYS = frozenset({"secret", "changeme", "change-me", "dev", "development", "password", "test"})
 DOTENV_PATH = Path(".env")  # in the directory the command runs from, as env.example says
-DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"  # noqa: S105 - refused in production
+# keys that were ever written in this repository: never accepted, in any environment
+PUBLISHED_SECRET_KEYS = frozenset({"dev-only-secret-key-not-for-production-use-0000"})
+SECRET_KEY_HINT = "at least 32 random characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105
 # CANDLE_RETENTION_DAYS_<suffix> per timeframe (environment names ignore case, so the monthly 1M is 1MO)
 CANDLE_RETENTION_SUFFIXES = {
     "1m": "1M",
@@ -55,7 +57,7 @@ class Settings:
     database_pool_max_size: int = 5
     redis_url: str | None = None
     scheduler_backend: SchedulerBackend = "inprocess"
-    secret_key: str = DEV_SECRET_KEY
+    secret_key: str | None = None  # unset: only `run` on a loopback address may supply one (.data/)
     access_token_expire_minutes: int = 60
     cors_allowed_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -241,16 +243,22 @@ def _redis_url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def _secret_key(env: Mapping[str, str], *, production: bool) -> str:
+def _secret_key(env: Mapping[str, str], *, production: bool) -> str | None:
     raw = _optional(env, "SECRET_KEY")
     if raw is None:
         if production:
-            raise SettingsError("SECRET_KEY: required when APP_ENV=production")
-        return DEV_SECRET_KEY
-    weak = raw.lower() in WEAK_SECRET_KEYS or len(set(raw)) < 8 or raw == DEV_SECRET_KEY
+            raise SettingsError(f"SECRET_KEY: required when APP_ENV=production ({SECRET_KEY_HINT})")
+        return None
+    if raw in PUBLISHED_SECRET_KEYS:
+        raise SettingsError(f"SECRET_KEY: this key is published, anyone could sign tokens with it ({SECRET_KEY_HINT})")
+    weak = raw.lower() in WEAK_SECRET_KEYS or len(set(raw)) < 8
     if production and (len(raw) < MIN_SECRET_KEY_LENGTH or weak):
-        raise SettingsError(
-            f"SECRET_KEY: too weak, use at least {MIN_SECRET_KEY_LENGTH} random characters "
-            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-        )
+        raise SettingsError(f"SECRET_KEY: too weak, use {SECRET_KEY_HINT}")
     return raw
+
+
+def signing_key(settings: Settings) -> str:
+    """The key that signs login tokens; without one, a :class:`SettingsError` naming SECRET_KEY."""
+    if settings.secret_key is None:
+        raise SettingsError(f"SECRET_KEY: required to sign login tokens ({SECRET_KEY_HINT})")
+    return settings.secret_key
