@@ -67,7 +67,10 @@ class Settings:
     login_max_failures_per_email_and_address: int = 5
     login_max_failures_per_address: int = 20
     login_max_failures_per_email: int = 50
+    login_max_failures_per_device: int = 5
     login_failure_window_seconds: int = 900
+    login_concurrent_password_checks: int = 1
+    login_password_check_wait_seconds: int = 5
     forwarded_allow_ips: str = "127.0.0.1"
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
     job_timeout_seconds: int = 600
@@ -111,7 +114,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_max_failures_per_email_and_address=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS", 5, minimum=1),
         login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1),
         login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 50, minimum=1),
+        login_max_failures_per_device=_int(env, "LOGIN_MAX_FAILURES_PER_DEVICE", 5, minimum=1),
         login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1),
+        login_concurrent_password_checks=_int(env, "LOGIN_CONCURRENT_PASSWORD_CHECKS", 1, minimum=1),
+        login_password_check_wait_seconds=_int(env, "LOGIN_PASSWORD_CHECK_WAIT_SECONDS", 5, minimum=1),
         forwarded_allow_ips=_optional(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1",
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
         job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 600, minimum=1),

@@ -44,6 +44,9 @@ def test_heroku_postgres_scheme_becomes_postgresql_and_keeps_sslmode() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"APP_ENV": "staging"}, "APP_ENV"),
+        ({"LOGIN_MAX_FAILURES_PER_DEVICE": "0"}, "LOGIN_MAX_FAILURES_PER_DEVICE"),
+        ({"LOGIN_CONCURRENT_PASSWORD_CHECKS": "0"}, "LOGIN_CONCURRENT_PASSWORD_CHECKS"),
+        ({"LOGIN_PASSWORD_CHECK_WAIT_SECONDS": "soon"}, "LOGIN_PASSWORD_CHECK_WAIT_SECONDS"),
     ],
 )
 def test_invalid_value_names_the_variable(environ: dict[str, str], variable: str) -> None:

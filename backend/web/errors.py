@@ -96,7 +96,9 @@ def _details(extra: Any) -> list[ErrorDetail]:
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Error]:
     """Litestar's own exceptions (validation, auth, not found, method not allowed, 429, ...)."""
-    if exc.status_code >= 500:
+    if exc.status_code == 503:
+        logger.warning("%s -> 503 %s", _where(request), exc.detail)
+    elif exc.status_code >= 500:
         logger.error("%s -> %d %s", _where(request), exc.status_code, exc.detail, exc_info=exc)
     else:
         _log_client_error(request, exc.status_code, exc.detail)
