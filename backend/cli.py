@@ -42,6 +42,7 @@ from backend.settings import (
     load_settings,
     signing_key,
 )
+from backend.web.server import server_config
 
 LOCAL_ADMIN_EMAIL = "admin@localhost.dev"
 
@@ -136,15 +137,7 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     print(f"serving on http://{host}:{port}  dashboard: http://{host}:{port}/  docs: http://{host}:{port}/docs")
     print("log in to the dashboard with your email and password (or POST /api/v1/auth/login for a token)")
-    config = uvicorn.Config(
-        create_app(settings),
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_config=None,  # backend.log_config formats uvicorn's lines like the app's
-        log_level=settings.log_level.lower(),
-        # on SIGTERM open requests get 3 s, runs SHUTDOWN_GRACE_SECONDS (15), their logs 2 s: ~20 s of Heroku's 30 s
-        timeout_graceful_shutdown=3,
-    )
+    config = server_config(create_app(settings), settings)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
         uvicorn.Server(config).run(sockets=[sock])
 

@@ -72,6 +72,8 @@ class Settings:
     login_concurrent_password_checks: int = 1
     login_password_check_wait_seconds: int = 5
     forwarded_allow_ips: str = "127.0.0.1"
+    http_max_header_bytes: int = 65_536
+    http_header_timeout_seconds: int = 10
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
     job_timeout_seconds: int = 600
     run_heartbeat_seconds: int = 10
@@ -119,6 +121,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_concurrent_password_checks=_int(env, "LOGIN_CONCURRENT_PASSWORD_CHECKS", 1, minimum=1),
         login_password_check_wait_seconds=_int(env, "LOGIN_PASSWORD_CHECK_WAIT_SECONDS", 5, minimum=1),
         forwarded_allow_ips=_optional(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        http_max_header_bytes=_int(env, "HTTP_MAX_HEADER_BYTES", 65_536, minimum=1024),
+        http_header_timeout_seconds=_int(env, "HTTP_HEADER_TIMEOUT_SECONDS", 10, minimum=1),
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
         job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 600, minimum=1),
         run_heartbeat_seconds=_int(env, "RUN_HEARTBEAT_SECONDS", 10, minimum=1),

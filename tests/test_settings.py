@@ -45,6 +45,8 @@ def test_heroku_postgres_scheme_becomes_postgresql_and_keeps_sslmode() -> None:
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"APP_ENV": "staging"}, "APP_ENV"),
         ({"LOGIN_MAX_FAILURES_PER_DEVICE": "0"}, "LOGIN_MAX_FAILURES_PER_DEVICE"),
+        ({"HTTP_MAX_HEADER_BYTES": "100"}, "HTTP_MAX_HEADER_BYTES"),
+        ({"HTTP_HEADER_TIMEOUT_SECONDS": "0"}, "HTTP_HEADER_TIMEOUT_SECONDS"),
         ({"LOGIN_CONCURRENT_PASSWORD_CHECKS": "0"}, "LOGIN_CONCURRENT_PASSWORD_CHECKS"),
         ({"LOGIN_PASSWORD_CHECK_WAIT_SECONDS": "soon"}, "LOGIN_PASSWORD_CHECK_WAIT_SECONDS"),
     ],
