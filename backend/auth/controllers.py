@@ -66,9 +66,9 @@ class AuthController(Controller):
             raise TooManyRequestsException(
                 "Too many failed logins, try again later", headers={"Retry-After": str(wait)}
             )
-        found = await repository.get_login(state.pool, email=email)
-        user, password_hash = found if found is not None else (None, None)
         try:
+            found = await repository.get_login(state.pool, email=email)
+            user, password_hash = found if found is not None else (None, None)
             valid = await verifier.verify(data.password, password_hash, trusted=attempt.device is not None)
         except VerifierBusyError:
             await throttle.give_back(attempt)
@@ -76,6 +76,9 @@ class AuthController(Controller):
                 "Too many logins are being checked right now, try again shortly",
                 headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
             ) from None
+        except Exception:
+            await throttle.give_back(attempt)  # the password was never checked (the database is away)
+            raise
         if not valid or user is None or not user.is_active:
             raise NotAuthorizedException(BAD_CREDENTIALS)
         await throttle.succeeded(attempt)

@@ -16,6 +16,7 @@ from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.auth.conftest import CHEAP_HASH, LoginClient, new_address, new_addresses, patient, serve_logins
 from tests.conftest import PASSWORD
+from tests.web.fake_postgres import refusing_postgres
 
 PER_PAIR = 5  # LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS (default)
 PER_ADDRESS = 20  # LOGIN_MAX_FAILURES_PER_ADDRESS (default)
@@ -172,3 +173,14 @@ async def test_an_altered_device_cookie_is_not_trusted(client: LoginClient, emai
     ]
 
     assert statuses == [429, 429, 429]
+
+
+async def test_a_login_the_database_could_not_answer_counts_against_no_limit(settings: Settings) -> None:
+    with refusing_postgres("57P03", "the database system is starting up") as url:
+        async for client in serve_logins(replace(settings, database_url=url, database_pool_min_size=0)):
+            address = new_address()
+            statuses = [
+                (await client.login("a@example.com", PASSWORD, address)).status_code for _ in range(PER_PAIR + 2)
+            ]
+
+    assert statuses == [503] * (PER_PAIR + 2)
