@@ -13,7 +13,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Contact, Tag
 
 from backend.auth.controllers import AuthController
-from backend.auth.throttle import LoginThrottle, MemoryFailureCounter, RedisFailureCounter
+from backend.auth.devices import DeviceCookies
+from backend.auth.passwords import PasswordVerifier
+from backend.auth.throttle import LoginThrottle, MemoryAttemptCounter, RedisAttemptCounter
 from backend.auth.tokens import create_jwt_auth
 from backend.collection.collector import open_collector
 from backend.collection.controllers import ConfirmedEmptyController, MarketDataController
@@ -56,6 +58,14 @@ TAGS = [
 ]
 
 
+def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
+    """Browsers on the listed origins may call the API; named origins also keep the login's device
+    cookie (``credentials: "include"``), which a wildcard never allows."""
+    if not origins:
+        return None
+    return CORSConfig(allow_origins=list(origins), expose_headers=EXPOSED_HEADERS, allow_credentials="*" not in origins)
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings()
     jwt_auth = create_jwt_auth(settings)
@@ -70,13 +80,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
             max_size=settings.database_pool_max_size,
         )
         app.state.redis = create_redis(settings.redis_url) if settings.redis_url else None
-        counter = RedisFailureCounter(app.state.redis) if app.state.redis else MemoryFailureCounter()
+        counter = RedisAttemptCounter(app.state.redis) if app.state.redis else MemoryAttemptCounter()
         app.state.login_throttle = LoginThrottle(
             counter=counter,
             max_failures_per_email_and_address=settings.login_max_failures_per_email_and_address,
             max_failures_per_address=settings.login_max_failures_per_address,
             max_failures_per_email=settings.login_max_failures_per_email,
+            max_failures_per_device=settings.login_max_failures_per_device,
             window_seconds=settings.login_failure_window_seconds,
+        )
+        app.state.password_verifier = PasswordVerifier(
+            concurrent=settings.login_concurrent_password_checks,
+            wait_seconds=settings.login_password_check_wait_seconds,
         )
         try:
             yield
@@ -110,15 +125,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
         lifespan=[open_services, open_collector, open_monitoring, open_scheduling],
         on_startup=[finish_openapi],
-        state=State({"settings": settings, "jwt_auth": jwt_auth}),
+        state=State(
+            {"settings": settings, "jwt_auth": jwt_auth, "device_cookies": DeviceCookies.for_settings(settings)}
+        ),
         on_app_init=[jwt_auth.on_app_init, request_id_first],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ParsedRequest,
         middleware=[http_metrics_config().middleware, QueryStringMiddleware],
         before_send=[security_headers(production=settings.is_production)],
-        cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins), expose_headers=EXPOSED_HEADERS)
-        if settings.cors_allowed_origins
-        else None,
+        cors_config=_cors(settings.cors_allowed_origins),
         openapi_config=OpenAPIConfig(
             title="Altar Trader Hub",
             version="1.0.0",

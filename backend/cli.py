@@ -1,11 +1,14 @@
 """Command line: ``python -m backend <command>``.
 
 - ``run``: what ``make run`` does locally (embedded PostgreSQL when DATABASE_URL is unset,
-  migrations, a first admin, then the web app).
-- ``release``: the Heroku release phase (migrations, then the admin from ADMIN_EMAIL/ADMIN_PASSWORD).
+  migrations, a first admin, then the web app). Without SECRET_KEY, on a loopback address only,
+  tokens are signed with a random key made once and kept in ``.data/secret_key``.
+- ``serve``: the web app alone (the Procfile's ``web``); refuses to start without SECRET_KEY.
+- ``release``: the Heroku release phase (migrations, then the admin from ADMIN_EMAIL/ADMIN_PASSWORD);
+  refuses to start without SECRET_KEY, so a deployment that could not sign tokens is never released.
 - ``worker``: an arq worker (``SCHEDULER_BACKEND=arq``), the Procfile's ``worker`` process;
   ``worker --check``: exit 0 when a worker recorded its health lately.
-- ``migrate``, ``serve``, ``create-user``, ``set-password``.
+- ``migrate``, ``create-user``, ``set-password``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import uvicorn
 
 from backend.app import create_app
 from backend.auth import repository as users
+from backend.auth.local_key import LOCAL_SECRET_KEY_PATH, is_loopback, local_secret_key
 from backend.auth.passwords import MIN_PASSWORD_LENGTH, generate_password, hash_password
 from backend.auth.schemas import Role
 from backend.db.embedded import start_embedded_postgres
@@ -32,7 +36,15 @@ from backend.db.migrate import MigrationError, apply_migrations
 from backend.db.pool import create_pool
 from backend.log_config import configure_logging
 from backend.scheduling.worker import check_worker_health, run_worker
-from backend.settings import Settings, SettingsError, environment_with_dotenv, load_settings
+from backend.settings import (
+    SECRET_KEY_HINT,
+    Settings,
+    SettingsError,
+    environment_with_dotenv,
+    load_settings,
+    signing_key,
+)
+from backend.web.server import server_config
 
 LOCAL_ADMIN_EMAIL = "admin@localhost.dev"
 
@@ -67,6 +79,24 @@ def _resolve_database(settings: Settings) -> Settings:
     url = start_embedded_postgres()
     print(f"DATABASE_URL is unset: using the embedded PostgreSQL ({url})")
     return replace(settings, database_url=url)
+
+
+def _with_signing_key(settings: Settings, command: str, host: str) -> Settings:
+    """Settings whose SECRET_KEY signs tokens: the one set, else (``run`` on a loopback address only)
+    the local key kept under .data/; else a SettingsError naming SECRET_KEY."""
+    if settings.secret_key is not None:
+        return settings
+    if command == "run" and is_loopback(host):
+        key = local_secret_key()
+        print(f"SECRET_KEY is unset: signing tokens with this machine's local key ({LOCAL_SECRET_KEY_PATH})")
+        return replace(settings, secret_key=key)
+    if command == "run":
+        raise SettingsError(
+            f"SECRET_KEY: required to serve on {host} (a local key is only made for a loopback address; "
+            f"{SECRET_KEY_HINT})"
+        )
+    signing_key(settings)  # raises: serve and release need the key
+    return settings
 
 
 async def _migrate(settings: Settings) -> None:
@@ -130,15 +160,7 @@ def _serve(settings: Settings, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     print(f"serving on http://{host}:{port}  dashboard: http://{host}:{port}/  docs: http://{host}:{port}/docs")
     print("log in to the dashboard with your email and password (or POST /api/v1/auth/login for a token)")
-    config = uvicorn.Config(
-        create_app(settings),
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_config=None,  # backend.log_config formats uvicorn's lines like the app's
-        log_level=settings.log_level.lower(),
-        # on SIGTERM open requests get 3 s, runs SHUTDOWN_GRACE_SECONDS (15), their logs 2 s: ~20 s of Heroku's 30 s
-        timeout_graceful_shutdown=3,
-    )
+    config = server_config(create_app(settings), settings)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
         uvicorn.Server(config).run(sockets=[sock])
 
@@ -210,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     except PortBusyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    try:
+        if args.command in ("run", "serve", "release"):
+            settings = _with_signing_key(settings, args.command, args.host if sock is not None else "")
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     try:
         settings = _resolve_database(settings)
         if args.command in ("run", "migrate", "release"):

@@ -23,7 +23,9 @@ MIN_SECRET_KEY_LENGTH = 32
 MIN_METRICS_TOKEN_LENGTH = 24
 WEAK_SECRET_KEYS = frozenset({"secret", "changeme", "change-me", "dev", "development", "password", "test"})
 DOTENV_PATH = Path(".env")  # in the directory the command runs from, as env.example says
-DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"  # noqa: S105 - refused in production
+# keys that were ever written in this repository: never accepted, in any environment
+PUBLISHED_SECRET_KEYS = frozenset({"dev-only-secret-key-not-for-production-use-0000"})
+SECRET_KEY_HINT = "at least 32 random characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105
 # CANDLE_RETENTION_DAYS_<suffix> per timeframe (environment names ignore case, so the monthly 1M is 1MO)
 CANDLE_RETENTION_SUFFIXES = {
     "1m": "1M",
@@ -56,7 +58,7 @@ class Settings:
     database_pool_max_size: int = 5
     redis_url: str | None = None
     scheduler_backend: SchedulerBackend = "inprocess"
-    secret_key: str = DEV_SECRET_KEY
+    secret_key: str | None = None  # unset: only `run` on a loopback address may supply one (.data/)
     access_token_expire_minutes: int = 60
     cors_allowed_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -66,8 +68,13 @@ class Settings:
     login_max_failures_per_email_and_address: int = 5
     login_max_failures_per_address: int = 20
     login_max_failures_per_email: int = 50
+    login_max_failures_per_device: int = 5
     login_failure_window_seconds: int = 900
+    login_concurrent_password_checks: int = 1
+    login_password_check_wait_seconds: int = 5
     forwarded_allow_ips: str = "127.0.0.1"
+    http_max_header_bytes: int = 65_536
+    http_header_timeout_seconds: int = 10
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
     job_timeout_seconds: int = 600
     run_heartbeat_seconds: int = 10
@@ -112,8 +119,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         login_max_failures_per_email_and_address=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS", 5, minimum=1),
         login_max_failures_per_address=_int(env, "LOGIN_MAX_FAILURES_PER_ADDRESS", 20, minimum=1),
         login_max_failures_per_email=_int(env, "LOGIN_MAX_FAILURES_PER_EMAIL", 50, minimum=1),
+        login_max_failures_per_device=_int(env, "LOGIN_MAX_FAILURES_PER_DEVICE", 5, minimum=1),
         login_failure_window_seconds=_int(env, "LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1),
+        login_concurrent_password_checks=_int(env, "LOGIN_CONCURRENT_PASSWORD_CHECKS", 1, minimum=1),
+        login_password_check_wait_seconds=_int(env, "LOGIN_PASSWORD_CHECK_WAIT_SECONDS", 5, minimum=1),
         forwarded_allow_ips=_optional(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1",
+        http_max_header_bytes=_int(env, "HTTP_MAX_HEADER_BYTES", 65_536, minimum=1024),
+        http_header_timeout_seconds=_int(env, "HTTP_HEADER_TIMEOUT_SECONDS", 10, minimum=1),
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
         job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 600, minimum=1),
         run_heartbeat_seconds=_int(env, "RUN_HEARTBEAT_SECONDS", 10, minimum=1),
@@ -257,16 +269,22 @@ def _metrics_token(env: Mapping[str, str]) -> str | None:
     return raw
 
 
-def _secret_key(env: Mapping[str, str], *, production: bool) -> str:
+def _secret_key(env: Mapping[str, str], *, production: bool) -> str | None:
     raw = _optional(env, "SECRET_KEY")
     if raw is None:
         if production:
-            raise SettingsError("SECRET_KEY: required when APP_ENV=production")
-        return DEV_SECRET_KEY
-    weak = raw.lower() in WEAK_SECRET_KEYS or len(set(raw)) < 8 or raw == DEV_SECRET_KEY
+            raise SettingsError(f"SECRET_KEY: required when APP_ENV=production ({SECRET_KEY_HINT})")
+        return None
+    if raw in PUBLISHED_SECRET_KEYS:
+        raise SettingsError(f"SECRET_KEY: this key is published, anyone could sign tokens with it ({SECRET_KEY_HINT})")
+    weak = raw.lower() in WEAK_SECRET_KEYS or len(set(raw)) < 8
     if production and (len(raw) < MIN_SECRET_KEY_LENGTH or weak):
-        raise SettingsError(
-            f"SECRET_KEY: too weak, use at least {MIN_SECRET_KEY_LENGTH} random characters "
-            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-        )
+        raise SettingsError(f"SECRET_KEY: too weak, use {SECRET_KEY_HINT}")
     return raw
+
+
+def signing_key(settings: Settings) -> str:
+    """The key that signs login tokens; without one, a :class:`SettingsError` naming SECRET_KEY."""
+    if settings.secret_key is None:
+        raise SettingsError(f"SECRET_KEY: required to sign login tokens ({SECRET_KEY_HINT})")
+    return settings.secret_key

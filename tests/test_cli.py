@@ -8,11 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+from litestar.security.jwt import Token
 
+from backend.auth.local_key import LOCAL_SECRET_KEY_PATH
 from backend.db.pool import Pool
 from tests.test_heroku_files import STRONG_KEY, _free_port
+
+LOGIN = "/api/v1/auth/login"
+ME = "/api/v1/auth/me"
+PUBLISHED_KEY = "dev-only-secret-key-not-for-production-use-0000"  # the key this code once signed with
 
 
 def _cli(database_url: str, *args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
@@ -74,37 +82,107 @@ async def test_release_in_production_never_invents_an_admin(pool: Pool, database
     assert await pool.fetchval("SELECT count(*) FROM users") == 0
 
 
-async def test_local_run_creates_an_admin_once_and_serves(pool: Pool, database_url: str) -> None:
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backend", "run", "--port", str(port)],
-        env={"PATH": os.environ.get("PATH", ""), "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
+class LocalRun:
+    """``python -m backend run`` on 127.0.0.1 with only DATABASE_URL set, up to its "serving on" lines."""
+
+    def __init__(self, database_url: str, *args: str) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "backend", "run", "--port", str(self.port), *args],
+            env={"PATH": os.environ.get("PATH", ""), "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
         lines: list[str] = []
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any("docs:" in line for line in lines) and process.poll() is None:
-            lines.append(process.stdout.readline())
-        output = "".join(lines)
-        match = re.search(r"admin: created for local use only: (\S+) / (\S+)", output)
-        assert match, output
-        assert f"http://127.0.0.1:{port}/docs" in output
-        assert f"dashboard: http://127.0.0.1:{port}/ " in output
-        async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline and self.process.poll() is None:
+            lines.append(self.process.stdout.readline())
+            if "docs:" in lines[-1]:
+                break
+        self.output = "".join(lines)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+
+    async def request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """The answer once the server accepts connections."""
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
             for _ in range(100):
                 try:
-                    login = await http.post(
-                        f"http://127.0.0.1:{port}/api/v1/auth/login",
-                        json={"email": match.group(1), "password": match.group(2)},
-                    )
-                    break
+                    return await http.request(method, path, **options)
                 except httpx.TransportError:
                     time.sleep(0.1)
+        raise AssertionError(f"the server never answered:\n{self.output}")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+
+
+async def test_local_run_creates_an_admin_once_and_serves(pool: Pool, database_url: str) -> None:
+    run = LocalRun(database_url)
+    try:
+        match = re.search(r"admin: created for local use only: (\S+) / (\S+)", run.output)
+        assert match, run.output
+        assert f"http://127.0.0.1:{run.port}/docs" in run.output
+        assert f"dashboard: http://127.0.0.1:{run.port}/ " in run.output
+        login = await run.request("POST", LOGIN, json={"email": match.group(1), "password": match.group(2)})
         assert login.status_code == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        run.stop()
+
+
+async def test_local_run_signs_tokens_with_a_random_key_that_survives_a_restart(pool: Pool, database_url: str) -> None:
+    first = LocalRun(database_url)
+    try:
+        match = re.search(r"admin: created for local use only: (\S+) / (\S+)", first.output)
+        assert match, first.output
+        login = await first.request("POST", LOGIN, json={"email": match.group(1), "password": match.group(2)})
+        token = login.json()["access_token"]
+    finally:
+        first.stop()
+
+    second = LocalRun(database_url)
+    try:
+        me = await second.request("GET", ME, headers={"Authorization": f"Bearer {token}"})
+        forged = Token(exp=datetime.now(UTC) + timedelta(hours=1), sub="1", extras={"role": "admin"})
+        forged_me = await second.request(
+            "GET", ME, headers={"Authorization": f"Bearer {forged.encode(PUBLISHED_KEY, 'HS256')}"}
+        )
+    finally:
+        second.stop()
+
+    assert me.status_code == 200
+    assert forged_me.status_code == 401
+    assert str(LOCAL_SECRET_KEY_PATH) in second.output
+    assert LOCAL_SECRET_KEY_PATH.stat().st_mode & 0o777 == 0o600
+
+
+def test_local_run_on_an_address_others_reach_refuses_to_start_without_secret_key(database_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "run", "--host", "0.0.0.0", "--port", str(_free_port())],  # noqa: S104
+        env={"PATH": os.environ.get("PATH", ""), "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("configuration error: SECRET_KEY: required to serve on 0.0.0.0")
+
+
+def test_serve_with_only_database_url_and_port_refuses_to_start_naming_secret_key(database_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "serve", "--host", "0.0.0.0", "--port", str(_free_port())],  # noqa: S104
+        env={"PATH": os.environ.get("PATH", ""), "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("configuration error: SECRET_KEY: required to sign login tokens")

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from backend.db.pool import Pool
+from tests.conftest import TEST_SECRET_KEY
 from tests.test_heroku_files import _free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +90,13 @@ async def test_json_logs_cover_the_app_and_uvicorn_and_redact_tokens(pool: Pool,
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "backend", "serve", "--port", str(port)],
-        env=_env(DATABASE_URL=database_url, LOG_FORMAT="json", LOG_LEVEL="INFO", SCHEDULER_BACKEND="off"),
+        env=_env(
+            DATABASE_URL=database_url,
+            SECRET_KEY=TEST_SECRET_KEY,
+            LOG_FORMAT="json",
+            LOG_LEVEL="INFO",
+            SCHEDULER_BACKEND="off",
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

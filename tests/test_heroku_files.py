@@ -101,3 +101,19 @@ def test_release_in_production_refuses_incomplete_configuration(database_url: st
 
     assert result.returncode == 2
     assert result.stderr.startswith(f"configuration error: {missing}:")
+
+
+def test_procfile_web_with_only_database_url_and_port_refuses_to_start_naming_secret_key(database_url: str) -> None:
+    """A Heroku app created without app.json, or a container given the two variables it cannot do without."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PORT": str(_free_port()),
+        "DATABASE_URL": database_url,
+    }
+    honcho = [sys.executable, "-m", "honcho", "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", "web"]
+
+    web = subprocess.run(honcho, env=env, capture_output=True, text=True, timeout=60)
+
+    assert web.returncode != 0
+    [refusal] = [line for line in web.stdout.splitlines() if "configuration error" in line]
+    assert refusal.split("| ", 1)[1].startswith("configuration error: SECRET_KEY: required to sign login tokens")

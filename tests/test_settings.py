@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from backend.app import create_app
 from backend.settings import SettingsError, load_settings
 
 STRONG_KEY = "k3Y-" + "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -18,6 +19,7 @@ def test_defaults_without_environment() -> None:
     assert settings.database_url is None
     assert settings.database_pool_max_size == 5
     assert settings.scheduler_backend == "inprocess"
+    assert settings.secret_key is None
     assert not settings.is_production
 
 
@@ -45,6 +47,11 @@ def test_heroku_postgres_scheme_becomes_postgresql_and_keeps_sslmode() -> None:
         ({"FRESHNESS_MARGIN_SECONDS": "-5"}, "FRESHNESS_MARGIN_SECONDS"),
         ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
         ({"METRICS_TOKEN": "a" * 40}, "METRICS_TOKEN"),
+        ({"LOGIN_MAX_FAILURES_PER_DEVICE": "0"}, "LOGIN_MAX_FAILURES_PER_DEVICE"),
+        ({"HTTP_MAX_HEADER_BYTES": "100"}, "HTTP_MAX_HEADER_BYTES"),
+        ({"HTTP_HEADER_TIMEOUT_SECONDS": "0"}, "HTTP_HEADER_TIMEOUT_SECONDS"),
+        ({"LOGIN_CONCURRENT_PASSWORD_CHECKS": "0"}, "LOGIN_CONCURRENT_PASSWORD_CHECKS"),
+        ({"LOGIN_PASSWORD_CHECK_WAIT_SECONDS": "soon"}, "LOGIN_PASSWORD_CHECK_WAIT_SECONDS"),
     ],
 )
 def test_invalid_value_names_the_variable(environ: dict[str, str], variable: str) -> None:
@@ -61,6 +68,19 @@ def test_production_refuses_to_start_without_secret_key() -> None:
 def test_production_refuses_a_weak_secret_key(weak: str) -> None:
     with pytest.raises(SettingsError, match="^SECRET_KEY: too weak"):
         load_settings({"APP_ENV": "production", "DATABASE_URL": "postgresql://x/y", "SECRET_KEY": weak})
+
+
+@pytest.mark.parametrize("app_env", ["development", "test", "production"])
+def test_a_key_once_written_in_the_repository_is_refused_everywhere(app_env: str) -> None:
+    environ = {"APP_ENV": app_env, "DATABASE_URL": "postgresql://x/y"}
+
+    with pytest.raises(SettingsError, match="^SECRET_KEY: this key is published"):
+        load_settings({**environ, "SECRET_KEY": "dev-only-secret-key-not-for-production-use-0000"})
+
+
+def test_an_app_without_a_secret_key_is_never_built() -> None:
+    with pytest.raises(SettingsError, match="^SECRET_KEY: required to sign login tokens"):
+        create_app(load_settings({"DATABASE_URL": "postgresql://x/y"}))
 
 
 def test_production_accepts_a_strong_secret_key() -> None:

@@ -1,22 +1,27 @@
-"""Failed-login limits that keep guessing expensive without letting anyone lock a user out.
+"""Login attempt limits that keep guessing expensive without letting anyone lock a user out.
 
-Three counts per window (``LOGIN_FAILURE_WINDOW_SECONDS``), each checked before the password:
+An attempt is counted *before* its password is checked, in one atomic step that checks every
+limit and counts in all of them or in none: any number of simultaneous guesses is held to the
+limits, never checked first and counted after. Which counts apply depends on the client:
 
-- one email from one address (``LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS``): that pair waits. Failing
-  logins from one place never lock the account anywhere else.
-- one address, any emails (``LOGIN_MAX_FAILURES_PER_ADDRESS``): that address waits for every email it
-  never logged in to before.
-- one email, from any addresses (``LOGIN_MAX_FAILURES_PER_EMAIL``, failures spread over many
-  addresses): that email waits on every address it never logged in from before.
+- a **trusted device** (it presents a valid device cookie for this email, :mod:`backend.auth.devices`):
+  only that device's own attempts (``LOGIN_MAX_FAILURES_PER_DEVICE``). Guesses from anywhere
+  else never lock it out.
+- any other client:
 
-A successful login clears its pair's failures and remembers the pair as known for
-``KNOWN_ADDRESS_DAYS``: a user keeps logging in from where they did before while strangers guess.
-IPv6 clients count per /64 network (one machine often holds a whole /64).
+  - one email from one address (``LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS``);
+  - one address, any emails (``LOGIN_MAX_FAILURES_PER_ADDRESS``);
+  - one email from any address without a device cookie (``LOGIN_MAX_FAILURES_PER_EMAIL``): past
+    it, every unknown device waits for that email, while its trusted devices do not.
 
-Counts live in Redis when it is configured (so every process shares them), else in this
-process's memory; while Redis is unreachable, in memory too, so logins keep working. A key
-that reached its limit answers with the seconds left in its window, which the login route
-sends as ``Retry-After``.
+A successful login gives its attempt back to every count it took and clears its pair's (or its
+device's) count. An attempt whose password was never checked (the server was too busy) is given
+back too. Counts live for ``LOGIN_FAILURE_WINDOW_SECONDS`` from the first one; a count at its limit
+answers with the seconds left, which the login route sends as ``Retry-After``. IPv6 clients count
+per /64 network (one machine often holds a whole /64).
+
+Counts live in Redis when it is configured (every process shares them), else in this process's
+memory; while Redis is unreachable, in memory too, so logins keep working.
 """
 
 from __future__ import annotations
@@ -28,12 +33,41 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
-KNOWN_ADDRESS_DAYS = 30
 MEMORY_KEYS_BEFORE_PRUNING = 10_000
+
+# KEYS: the counts; ARGV[1]: the window in seconds, ARGV[2..]: each count's limit.
+# Returns 0 when the attempt was counted in every key, else the seconds to wait (nothing counted).
+ADMIT_SCRIPT = """
+local wait = 0
+for i, key in ipairs(KEYS) do
+    if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
+        wait = math.max(wait, redis.call('TTL', key), 1)
+    end
+end
+if wait > 0 then
+    return wait
+end
+for _, key in ipairs(KEYS) do
+    if redis.call('INCR', key) == 1 or redis.call('TTL', key) < 0 then
+        redis.call('EXPIRE', key, ARGV[1])
+    end
+end
+return 0
+"""
+# KEYS: counts to give one attempt back to (never below zero, never made anew)
+GIVE_BACK_SCRIPT = """
+for _, key in ipairs(KEYS) do
+    if redis.call('EXISTS', key) == 1 and redis.call('DECR', key) <= 0 then
+        redis.call('DEL', key)
+    end
+end
+return 0
+"""
 
 
 def client_key(address: str) -> str:
@@ -49,130 +83,156 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
-class FailureCounter(Protocol):
-    async def count(self, key: str) -> tuple[int, int]:
-        """Failures recorded for ``key`` in its window, and seconds until the window ends."""
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """Who tries: the email, the client's address, and the device id of a valid device cookie."""
 
-    async def add(self, key: str, window_seconds: int) -> None:
-        """One more failure; the window starts with the first one."""
+    email: str
+    address: str
+    device: str | None = None
 
-    async def remember(self, key: str, seconds: int) -> None:
-        """Set ``key`` to 1 for the next ``seconds``, from now."""
+    @property
+    def pair_key(self) -> str:
+        return f"pair:{self.email}|{client_key(self.address)}"
+
+    @property
+    def own_key(self) -> str:
+        """The count a success clears: the trusted device's, else the (email, address) pair's."""
+        return f"device:{self.device}" if self.device is not None else self.pair_key
+
+
+class AttemptCounter(Protocol):
+    async def admit(self, limits: list[tuple[str, int]], window_seconds: int) -> int | None:
+        """Count one attempt in every key when all are under their limits, and return None; else
+        count nothing and return the seconds until the fullest key's window ends."""
+
+    async def give_back(self, keys: list[str]) -> None:
+        """Take one attempt off each key that still counts some."""
 
     async def clear(self, key: str) -> None: ...
 
 
 @dataclass(slots=True)
-class MemoryFailureCounter:
+class MemoryAttemptCounter:
+    """Counts in this process (atomic: nothing awaits between checking and counting)."""
+
     _windows: dict[str, tuple[int, float]] = field(default_factory=dict)
 
-    async def count(self, key: str) -> tuple[int, int]:
-        failures, ends_at = self._windows.get(key, (0, 0.0))
-        left = ends_at - time.monotonic()
-        if left <= 0:
-            self._windows.pop(key, None)
-            return 0, 0
-        return failures, int(left) + 1
+    async def admit(self, limits: list[tuple[str, int]], window_seconds: int) -> int | None:
+        now = time.monotonic()
+        waits = []
+        for key, limit in limits:
+            count, ends_at = self._live(key, now)
+            if count >= limit:
+                waits.append(int(ends_at - now) + 1)
+        if waits:
+            return max(waits)
+        for key, _ in limits:
+            count, ends_at = self._live(key, now)
+            self._windows[key] = (count + 1, ends_at if count else now + window_seconds)
+        self._prune(now)
+        return None
 
-    async def add(self, key: str, window_seconds: int) -> None:
-        failures, _ = await self.count(key)
-        ends_at = self._windows.get(key, (0, time.monotonic() + window_seconds))[1]
-        self._windows[key] = (failures + 1, ends_at)
-        self._prune()
-
-    async def remember(self, key: str, seconds: int) -> None:
-        self._windows[key] = (1, time.monotonic() + seconds)
-        self._prune()
+    async def give_back(self, keys: list[str]) -> None:
+        now = time.monotonic()
+        for key in keys:
+            count, ends_at = self._live(key, now)
+            if count > 1:
+                self._windows[key] = (count - 1, ends_at)
+            else:
+                self._windows.pop(key, None)
 
     async def clear(self, key: str) -> None:
         self._windows.pop(key, None)
 
-    def _prune(self) -> None:
+    def _live(self, key: str, now: float) -> tuple[int, float]:
+        count, ends_at = self._windows.get(key, (0, 0.0))
+        return (count, ends_at) if ends_at > now else (0, 0.0)
+
+    def _prune(self, now: float) -> None:
         """Forget ended windows once there are many (guesses over many emails must not grow memory)."""
         if len(self._windows) > MEMORY_KEYS_BEFORE_PRUNING:
-            now = time.monotonic()
             for key in [key for key, (_, ends_at) in self._windows.items() if ends_at <= now]:
                 del self._windows[key]
 
 
 @dataclass(slots=True)
-class RedisFailureCounter:
+class RedisAttemptCounter:
+    """Counts in Redis, each step one script (atomic for every process); in memory while Redis is away."""
+
     redis: Redis
-    prefix: str = "login-failures:"
-    fallback: MemoryFailureCounter = field(default_factory=MemoryFailureCounter)
+    prefix: str = "login-attempts:"
+    fallback: MemoryAttemptCounter = field(default_factory=MemoryAttemptCounter)
+    _redis_away: bool = False
+    _admit: AsyncScript = field(init=False)
+    _give_back: AsyncScript = field(init=False)
 
-    async def count(self, key: str) -> tuple[int, int]:
+    def __post_init__(self) -> None:
+        self._admit = self.redis.register_script(ADMIT_SCRIPT)
+        self._give_back = self.redis.register_script(GIVE_BACK_SCRIPT)
+
+    async def admit(self, limits: list[tuple[str, int]], window_seconds: int) -> int | None:
+        keys = [self.prefix + key for key, _ in limits]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.get(self.prefix + key)
-                pipe.ttl(self.prefix + key)
-                value, ttl = await pipe.execute()
+            wait = await self._admit(keys=keys, args=[window_seconds, *(limit for _, limit in limits)])
         except RedisError as exc:
-            logger.warning("login throttle: Redis unavailable (%s), counting in memory", type(exc).__name__)
-            return await self.fallback.count(key)
-        return int(value or 0), max(int(ttl), 0)
+            self._away(exc)
+            return await self.fallback.admit(limits, window_seconds)
+        self._back()
+        return int(wait) or None
 
-    async def add(self, key: str, window_seconds: int) -> None:
+    async def give_back(self, keys: list[str]) -> None:
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(self.prefix + key)
-                pipe.expire(self.prefix + key, window_seconds, nx=True)
-                await pipe.execute()
-        except RedisError:
-            await self.fallback.add(key, window_seconds)
-
-    async def remember(self, key: str, seconds: int) -> None:
-        try:
-            await self.redis.set(self.prefix + key, 1, ex=seconds)
-        except RedisError:
-            await self.fallback.remember(key, seconds)
+            await self._give_back(keys=[self.prefix + key for key in keys])
+        except RedisError as exc:
+            self._away(exc)
+            await self.fallback.give_back(keys)
 
     async def clear(self, key: str) -> None:
         try:
             await self.redis.delete(self.prefix + key)
-        except RedisError:
+        except RedisError as exc:
+            self._away(exc)
             await self.fallback.clear(key)
+
+    def _away(self, exc: RedisError) -> None:
+        if not self._redis_away:
+            self._redis_away = True
+            logger.warning("login limits: Redis unavailable (%s), counting in this process", type(exc).__name__)
+
+    def _back(self) -> None:
+        if self._redis_away:
+            self._redis_away = False
+            logger.warning("login limits: Redis is back, counting there again")
 
 
 @dataclass(slots=True)
 class LoginThrottle:
-    counter: FailureCounter
+    counter: AttemptCounter
     max_failures_per_email_and_address: int
     max_failures_per_address: int
     max_failures_per_email: int
+    max_failures_per_device: int
     window_seconds: int
 
-    async def retry_after(self, *, email: str, address: str) -> int | None:
-        """Seconds to wait before this email may try from this address, or ``None`` to go ahead."""
-        client = client_key(address)
-        limits = [(_pair(email, client), self.max_failures_per_email_and_address)]
-        known, _ = await self.counter.count(_known(email, client))
-        if not known:
-            limits += [
-                (f"address:{client}", self.max_failures_per_address),
-                (f"email:{email}", self.max_failures_per_email),
-            ]
-        waits = []
-        for key, max_failures in limits:
-            failures, left = await self.counter.count(key)
-            if failures >= max_failures:
-                waits.append(max(left, 1))
-        return max(waits) if waits else None
+    def _limits(self, attempt: LoginAttempt) -> list[tuple[str, int]]:
+        if attempt.device is not None:
+            return [(attempt.own_key, self.max_failures_per_device)]
+        return [
+            (attempt.pair_key, self.max_failures_per_email_and_address),
+            (f"address:{client_key(attempt.address)}", self.max_failures_per_address),
+            (f"email:{attempt.email}", self.max_failures_per_email),
+        ]
 
-    async def record_failure(self, *, email: str, address: str) -> None:
-        client = client_key(address)
-        for key in (_pair(email, client), f"address:{client}", f"email:{email}"):
-            await self.counter.add(key, self.window_seconds)
+    async def admit(self, attempt: LoginAttempt) -> int | None:
+        """Count the attempt and return None (check its password), or return the seconds to wait."""
+        return await self.counter.admit(self._limits(attempt), self.window_seconds)
 
-    async def record_success(self, *, email: str, address: str) -> None:
-        client = client_key(address)
-        await self.counter.clear(_pair(email, client))
-        await self.counter.remember(_known(email, client), KNOWN_ADDRESS_DAYS * 86_400)
+    async def give_back(self, attempt: LoginAttempt) -> None:
+        """The attempt's password was never checked: it counts nowhere."""
+        await self.counter.give_back([key for key, _ in self._limits(attempt)])
 
-
-def _pair(email: str, client: str) -> str:
-    return f"pair:{email}|{client}"
-
-
-def _known(email: str, client: str) -> str:
-    return f"known:{email}|{client}"
+    async def succeeded(self, attempt: LoginAttempt) -> None:
+        """The password was right: the attempt counts nowhere, and its pair (or device) starts afresh."""
+        await self.give_back(attempt)
+        await self.counter.clear(attempt.own_key)

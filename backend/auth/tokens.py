@@ -13,7 +13,7 @@ from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, Token
 
 from backend.auth.schemas import User
 from backend.auth.user_cache import UserCache
-from backend.settings import Settings
+from backend.settings import Settings, signing_key
 from backend.web.params import BIGINT_MAX
 
 PUBLIC_PATHS = ["/health", "/schema", "/docs", "/api/v1/auth/login"]
@@ -90,7 +90,7 @@ class BearerAuthenticationMiddleware(JWTAuthenticationMiddleware):
 def create_jwt_auth(settings: Settings) -> JWTAuth[User]:
     return JWTAuth[User](
         retrieve_user_handler=retrieve_user,
-        token_secret=settings.secret_key,
+        token_secret=signing_key(settings),
         algorithm="HS256",
         token_cls=VerifiedToken,
         default_token_expiration=timedelta(minutes=settings.access_token_expire_minutes),

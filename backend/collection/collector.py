@@ -24,7 +24,7 @@ from backend.collection.storage import PartitionCache
 from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
 from backend.configs import repository as configs
 from backend.configs.schemas import Config
-from backend.db.outage import SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
+from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
 from backend.db.pool import Pool
 from backend.log_config import logs_run_id
 from backend.runs import repository as runs
@@ -105,9 +105,10 @@ class Collector:
             try:
                 await runs.refresh_heartbeat(self.pool, run_id=run_id)
             except Exception as exc:
-                logger.warning(
-                    "heartbeat of run %s failed (%s)", run_id, type(exc).__name__, exc_info=not is_outage(exc)
-                )
+                if is_outage(exc):
+                    DATABASE_OUTAGE.unreachable(exc)
+                else:
+                    logger.warning("heartbeat of run %s failed (%s)", run_id, type(exc).__name__, exc_info=True)
 
     async def _complete(self, outcome: RunOutcome, *, give_up_after: float | None = None) -> None:
         """Write the outcome; while the database is unreachable, again until it is back (this process

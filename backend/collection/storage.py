@@ -25,6 +25,7 @@ from backend.collection import repository
 from backend.collection.repository import CandleRow, StoredSeries
 from backend.collection.summary import Period, change_after_insert
 from backend.collection.timeframes import to_minute
+from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Connection, Pool
 
 logger = logging.getLogger(__name__)
@@ -128,15 +129,18 @@ class SeriesWriter:
             # a failed request ends a walk there: what it stored before is good, keep it
             try:
                 await self.commit()
-            except Exception:
-                series = self.series
-                logger.warning(
-                    "%s %s %s: the pages waiting could not be committed",
-                    series.exchange,
-                    series.symbol,
-                    series.timeframe,
-                    exc_info=True,
-                )
+            except Exception as commit_error:
+                if is_outage(commit_error):
+                    DATABASE_OUTAGE.unreachable(commit_error)
+                else:
+                    series = self.series
+                    logger.warning(
+                        "%s %s %s: the pages waiting could not be committed",
+                        series.exchange,
+                        series.symbol,
+                        series.timeframe,
+                        exc_info=True,
+                    )
         else:
             self._appends = []  # cancelled: the next run fetches them again
             if self._committing is not None:

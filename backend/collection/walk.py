@@ -45,6 +45,7 @@ from backend.collection.timeframes import (
     shift_open,
     to_ms,
 )
+from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,9 @@ class SeriesWalk:
             self.progress.finish()
         except Exception as exc:
             self.progress.fail(type(exc).__name__, self.client.safe_message(exc))
+            if is_outage(exc):
+                DATABASE_OUTAGE.unreachable(exc)  # the run's outcome says which timeframes it cost
+                return
             expected = isinstance(exc, ccxt.BaseError)
             logger.log(
                 logging.WARNING if expected else logging.ERROR,

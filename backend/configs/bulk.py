@@ -1,8 +1,10 @@
 """``POST /configs/bulk``: enable, disable, delete or trigger many configs at once.
 
-Enable, disable and delete are all or nothing: each id goes through the same repository function
-as its single-config route, inside one transaction that first locks every id. One unknown id and
-nothing changes: the answer is a 404 whose ``results`` say which ids are unknown.
+Enable, disable and delete are all or nothing, inside one transaction that first locks every id:
+enable and disable go through the same repository function as their single-config routes, id by
+id; delete removes them all in one statement, so that it takes its locks in the order runs take
+theirs (``backend.runs.repository``) and never deadlocks with runs starting and ending meanwhile.
+One unknown id and nothing changes: the answer is a 404 whose ``results`` say which ids are unknown.
 
 Trigger starts each config's run as ``POST /configs/{id}/trigger`` does (the app's manual
 trigger); runs are independent, so each id has its own outcome (``triggered`` with its
@@ -88,15 +90,17 @@ async def apply_bulk_change(pool: Pool, *, action: ChangeAction, ids: list[int])
         if len(enabled_by_id) < len(ids):
             results = [BulkItemResult(i, "not_applied" if i in enabled_by_id else "not_found") for i in ids]
             return BulkResult(action=action, applied=False, results=results)
+        if action == "delete":
+            await repository.delete_configs(conn, config_ids=ids)
+            return BulkResult(action=action, applied=True, results=[BulkItemResult(i, "deleted") for i in ids])
         return BulkResult(
             action=action, applied=True, results=[await _apply(conn, action, i, enabled_by_id[i]) for i in ids]
         )
 
 
-async def _apply(conn: Connection, action: ChangeAction, config_id: int, enabled: bool) -> BulkItemResult:
-    if action == "delete":
-        await repository.delete_config(conn, config_id=config_id)
-        return BulkItemResult(config_id, "deleted")
+async def _apply(
+    conn: Connection, action: Literal["enable", "disable"], config_id: int, enabled: bool
+) -> BulkItemResult:
     wanted = action == "enable"
     if enabled == wanted:
         return BulkItemResult(config_id, "unchanged")

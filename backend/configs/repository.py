@@ -35,6 +35,9 @@ UPDATE data_collection_configs SET enabled = $2, updated_at = now() WHERE id = $
 RETURNING {CONFIG_COLUMNS}
 """
 DELETE_CONFIG = "DELETE FROM data_collection_configs WHERE id = $1 RETURNING id"
+# one statement: every log row it detaches (ON DELETE SET NULL) is locked before the triggers that
+# run at its end write the data versions (see backend.runs.repository for the lock order)
+DELETE_CONFIGS = "DELETE FROM data_collection_configs WHERE id = ANY($1::bigint[])"
 
 
 def _to_config(row: Any) -> Config | None:
@@ -89,3 +92,8 @@ async def set_enabled(db: Pool | Connection, *, config_id: int, enabled: bool) -
 
 async def delete_config(db: Pool | Connection, *, config_id: int) -> bool:
     return await db.fetchval(DELETE_CONFIG, config_id) is not None
+
+
+async def delete_configs(db: Pool | Connection, *, config_ids: list[int]) -> None:
+    """Delete these configs in one statement (their logs stay, detached)."""
+    await db.execute(DELETE_CONFIGS, config_ids)

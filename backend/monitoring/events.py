@@ -22,6 +22,7 @@ import asyncpg
 from litestar import Litestar
 
 from backend.auth.user_cache import USERS_CHANNEL, UserCache, changed_user_id
+from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.monitoring.etag import AnswerCache, DataVersions, read_data_version_tokens
 
 logger = logging.getLogger(__name__)
@@ -116,9 +117,13 @@ async def listen(dsn: str, hub: EventHub, versions: DataVersions, users: UserCac
             connected_before = True
             attempt = 0
             hub.listening.set()
+            DATABASE_OUTAGE.reachable()
             await _wait_until_lost(conn, lost)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            logger.warning("event listener: connection to PostgreSQL lost or refused (%s)", type(exc).__name__)
+            if is_outage(exc):
+                DATABASE_OUTAGE.unreachable(exc)
+            else:
+                logger.warning("event listener: PostgreSQL refused it (%s: %s)", type(exc).__name__, exc)
         except Exception:
             logger.exception("event listener: unexpected error; reconnecting")
         finally:

@@ -3,15 +3,17 @@
 Browsers cannot set headers on a WebSocket, so the JWT comes as the ``token`` query parameter, or
 as the first message (the bare token or ``{"token": "..."}``); an ``Authorization`` header works
 too. The server answers ``{"type": "ready"}``, then sends each event as one JSON text message.
-A missing or bad token closes the connection with code 1008, and so does the user's deactivation or
-deletion while the stream is open; 1011 when this process cannot listen to PostgreSQL, 1013 when
-the client reads too slowly (reconnect and refetch).
+A missing or bad token closes the connection with code 1008, and so do the token's expiry and the
+user's deactivation or deletion while the stream is open (log in again and reconnect); 1011 when
+this process cannot listen to PostgreSQL, 1013 when the client reads too slowly (reconnect and
+refetch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -48,15 +50,17 @@ async def _token(socket: WebSocket[Any, Any, Any]) -> str:
     return message
 
 
-async def _authenticate(socket: WebSocket[Any, Any, Any]) -> User | None:
-    """The active user whose valid token the client sent, as every REST route checks it."""
+async def _authenticate(socket: WebSocket[Any, Any, Any]) -> tuple[User, datetime] | None:
+    """The active user whose valid token the client sent, as every REST route checks it, and when
+    that token expires."""
     jwt_auth: JWTAuth[User] = socket.app.state.jwt_auth
     try:
         encoded = await _token(socket)
         token = jwt_auth.token_cls.decode(encoded, secret=jwt_auth.token_secret, algorithm=jwt_auth.algorithm)
     except (NotAuthorizedException, WebSocketDisconnect, TimeoutError, msgspec.ValidationError, msgspec.DecodeError):
         return None
-    return await retrieve_user(token, socket)
+    user = await retrieve_user(token, socket)
+    return None if user is None else (user, token.exp)
 
 
 async def _send_events(socket: WebSocket[Any, Any, Any], subscription: Subscription) -> None:
@@ -76,6 +80,12 @@ async def _until_access_lost(socket: WebSocket[Any, Any, Any], subscription: Sub
             return
 
 
+async def _until_token_expires(socket: WebSocket[Any, Any, Any], expires_at: datetime) -> None:
+    """Close with 1008 when the token expires: from then on the REST routes refuse it too."""
+    await asyncio.sleep(max(0.0, (expires_at - datetime.now(UTC)).total_seconds()))
+    await socket.close(code=WS_1008_POLICY_VIOLATION, reason="The access token expired: log in again")
+
+
 async def _until_client_leaves(socket: WebSocket[Any, Any, Any]) -> None:
     async for _ in socket.iter_data("text"):
         pass  # clients have nothing to say after the token
@@ -85,11 +95,12 @@ async def _until_client_leaves(socket: WebSocket[Any, Any, Any]) -> None:
 async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
     """Run started / finished and config changed events, as they are committed by any process."""
     await socket.accept()
-    user = await _authenticate(socket)
-    if user is None:
+    authenticated = await _authenticate(socket)
+    if authenticated is None:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the client may be gone already
             await socket.close(code=WS_1008_POLICY_VIOLATION, reason="A valid access token is required")
         return
+    user, expires_at = authenticated
     hub: EventHub = socket.app.state.event_hub
     subscription = hub.subscribe(user.id)
     subscription.access_changed.set()  # a change heard between the token check and subscribing counts too
@@ -104,6 +115,7 @@ async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
             asyncio.create_task(_send_events(socket, subscription)),
             asyncio.create_task(_until_client_leaves(socket)),
             asyncio.create_task(_until_access_lost(socket, subscription)),
+            asyncio.create_task(_until_token_expires(socket, expires_at)),
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:

@@ -2,6 +2,12 @@
 
 Every function takes a pool or a connection; the scheduler calls :func:`start_run` inside the
 transaction that claims the slot, so the claim and the ``running`` row commit together.
+
+Lock order, everywhere: a config's row, then log rows, then what the tables' triggers write at the
+end of a statement (the per-minute counts, the data versions). A claim locks configs and inserts
+their logs; a run's start locks its config, then its log; its heartbeat and its end lock the log
+only; deleting configs (one or many, in one statement) locks them, then detaches their logs. So no
+two of them wait for each other in a circle.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import msgspec
 
 from backend.db.pool import Connection, Pool
@@ -36,14 +43,17 @@ SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exis
 GET_RUNNING_RUN = """
 SELECT id, config_id, trigger, scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'
 """
-# the run really starts now (a queued run may have waited); the config remembers its latest start
+# The run really starts now (a queued run may have waited); the config remembers its latest start.
+# The config's row is locked first: the condition on `config` is evaluated once, before the log row
+# is read for update (see the lock order above).
 MARK_RUN_STARTED = """
-WITH run AS (
-    UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
-    WHERE id = $1 AND status = 'running'
-    RETURNING config_id, started_at
+WITH config AS (
+    UPDATE data_collection_configs SET last_run_at = now()
+    WHERE id = (SELECT config_id FROM job_execution_logs WHERE id = $1 AND status = 'running')
+    RETURNING id
 )
-UPDATE data_collection_configs SET last_run_at = run.started_at FROM run WHERE id = run.config_id
+UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
+WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) >= 0
 """
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
@@ -80,9 +90,13 @@ async def start_run(
 
     Raises :class:`ConflictError` (409) when the config already has a running run or the slot
     ``scheduled_for`` already ran, and :class:`NotFoundError` when the config does not exist. The
-    caller's transaction stays usable either way.
+    caller's transaction stays usable either way, except when the config is deleted by another
+    transaction while the row is inserted (a claim holds its configs' locks, so never there).
     """
-    run_id: int | None = await db.fetchval(START_RUN, config_id, trigger, scheduled_for, missed_slots)
+    try:
+        run_id: int | None = await db.fetchval(START_RUN, config_id, trigger, scheduled_for, missed_slots)
+    except asyncpg.ForeignKeyViolationError:  # the config was deleted while the row was being inserted
+        raise NotFoundError(f"Config {config_id} not found") from None
     if run_id is not None:
         return run_id
     why = await db.fetchrow(WHY_NOT_STARTED, config_id)

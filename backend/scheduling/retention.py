@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from backend.collection.compaction import compact_closed_partitions
 from backend.collection.exchange_states import forget_ended_pauses
 from backend.collection.partitions import PartitionUpkeep, keep_partitions
+from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool
 from backend.scheduling import repository
 from backend.scheduling.runs import LOG_RETENTION_JOB
@@ -61,7 +62,10 @@ async def retain_logs(
         error_type = "Cancelled"
         raise
     except Exception as exc:
-        logger.exception("log retention failed")
+        if is_outage(exc):
+            DATABASE_OUTAGE.unreachable(exc)
+        else:
+            logger.exception("log retention failed")
         error_type = type(exc).__name__
         raise
     finally:

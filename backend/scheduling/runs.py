@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 
 from backend.collection.exchange_states import ExchangeActivity
-from backend.db.outage import SHUTDOWN_WRITE_SECONDS, write_through_outage
+from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
 from backend.db.pool import Connection, Pool
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 from backend.runs.repository import start_run
@@ -131,8 +131,12 @@ async def run_to_end(pool: Pool, run_job: RunJob, run_id: int, *, not_before: da
         await asyncio.shield(closing)
         raise
     except Exception as exc:
-        logger.exception("run %s failed outside the collector", run_id)
-        message = "The run stopped on an unexpected error; the server log has the details"
+        if is_outage(exc):
+            DATABASE_OUTAGE.unreachable(exc)
+            message = "The run stopped: the database was unreachable"
+        else:
+            logger.exception("run %s failed outside the collector", run_id)
+            message = "The run stopped on an unexpected error; the server log has the details"
         await _close_if_running(pool, run_id, type(exc).__name__, message)
 
 

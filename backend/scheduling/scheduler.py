@@ -21,7 +21,7 @@ import asyncpg
 
 from backend.backoff import Backoff
 from backend.collection.exchange_states import ExchangeActivity
-from backend.db.outage import SHUTDOWN_WRITE_SECONDS
+from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage
 from backend.db.pool import Connection, Pool
 from backend.errors import UnavailableError
 from backend.scheduling import repository
@@ -137,16 +137,20 @@ class InProcessScheduler:
                 await self._claim()
                 delay = await self._delay(until_beat=next_beat - loop.time())
                 backoff.reset()
+                DATABASE_OUTAGE.reachable()
             except TRANSIENT_ERRORS as exc:
                 logger.info("scheduler: claim rolled back (%s); retrying at once", type(exc).__name__)
                 delay = CONTENDED_SLOT_RETRY_SECONDS
-            except DATABASE_ERRORS as exc:
+            except Exception as exc:
                 delay = backoff.next_delay()
-                name = type(exc).__name__
-                logger.warning("scheduler: database unavailable (%s); beating again in %.1f s", name, delay)
-            except Exception:
-                delay = backoff.next_delay()
-                logger.exception("scheduler: unexpected error; beating again in %.1f s", delay)
+                if is_outage(exc):
+                    DATABASE_OUTAGE.unreachable(exc)
+                elif isinstance(exc, DATABASE_ERRORS):
+                    logger.warning(
+                        "scheduler: database error (%s: %s); beating again in %.1f s", type(exc).__name__, exc, delay
+                    )
+                else:
+                    logger.exception("scheduler: unexpected error; beating again in %.1f s", delay)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -179,8 +183,11 @@ class InProcessScheduler:
                 retention_days=self._settings.log_retention_days,
                 candle_retention_days=self._settings.candle_retention_days,
             )
-        except Exception:
-            logger.exception("log retention failed")
+        except Exception as exc:
+            if is_outage(exc):
+                DATABASE_OUTAGE.unreachable(exc)
+            else:
+                logger.exception("log retention failed")
 
     async def _claim(self) -> None:
         self._claim_began = asyncio.get_running_loop().time()
@@ -236,7 +243,10 @@ class InProcessScheduler:
             await self._listener.add_listener(WAKEUP_CHANNEL, self._on_notify)
         except DATABASE_ERRORS as exc:
             self._listener = None
-            logger.warning("scheduler: cannot LISTEN (%s); relying on the periodic re-check", type(exc).__name__)
+            if is_outage(exc):
+                DATABASE_OUTAGE.unreachable(exc)
+            else:
+                logger.warning("scheduler: cannot LISTEN (%s); relying on the periodic re-check", type(exc).__name__)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()

@@ -33,7 +33,7 @@ from arq.worker import Worker, async_check_health
 from backend.backoff import Backoff
 from backend.collection.collector import Collector
 from backend.collection.exchanges import open_exchange_clients
-from backend.db.outage import is_outage
+from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
 from backend.scheduling import repository
@@ -53,6 +53,26 @@ JOB_TIMEOUT_MARGIN_SECONDS = 60
 REDIS_RETRY_FIRST_SECONDS = 0.5
 REDIS_RETRY_MAX_SECONDS = 5.0
 REDIS_AWAY_REMINDER_SECONDS = 60  # how often the log repeats that Redis is still away
+TICK_JOB = "schedule_tick"
+
+
+class RoutineLinesToDebug(logging.Filter):
+    """arq logs each cron tick as it starts and ends (two INFO lines every SCHEDULER_TICK_SECONDS,
+    60 a minute on an idle worker) and a health line whenever its job counters move: routine, not
+    changes of state. Those lines become DEBUG (shown with LOG_LEVEL=DEBUG); the lines of ``collect``
+    jobs, each a run starting or ending, stay INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        message = record.getMessage()
+        if TICK_JOB not in message and not message.startswith("recording health"):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+ROUTINE_LINES_TO_DEBUG = RoutineLinesToDebug()
 
 
 async def collect(ctx: dict[str, Any], run_id: int) -> None:
@@ -61,11 +81,18 @@ async def collect(ctx: dict[str, Any], run_id: int) -> None:
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> int:
-    """Claim the due slots the live workers have room for, start their runs and queue them; how many."""
+    """Claim the due slots the live workers have room for, start their runs and queue them; how many.
+    While the database is unreachable, none (the slots wait in it; the outage is logged once)."""
     settings: Settings = ctx["settings"]
     pool: Pool = ctx["pool"]
-    free = await repository.arq_free_capacity(pool, jobs_per_worker=settings.max_concurrent_jobs)
-    started = await claim_and_start_runs(pool, limit=free, interval_unit_seconds=settings.interval_unit_seconds)
+    try:
+        free = await repository.arq_free_capacity(pool, jobs_per_worker=settings.max_concurrent_jobs)
+        started = await claim_and_start_runs(pool, limit=free, interval_unit_seconds=settings.interval_unit_seconds)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        DATABASE_OUTAGE.unreachable(exc)
+        return 0
     redis: ArqRedis = ctx["redis"]
     for index, run in enumerate(started):
         try:
@@ -143,12 +170,11 @@ async def _keep_alive(ctx: dict[str, Any]) -> None:
                     ),
                 )
             backoff.reset()
+            DATABASE_OUTAGE.reachable()
         except Exception as exc:
             delay = backoff.next_delay()
             if is_outage(exc):
-                logger.warning(
-                    "worker heartbeat: database unavailable (%s); again in %.1f s", type(exc).__name__, delay
-                )
+                DATABASE_OUTAGE.unreachable(exc)
             else:
                 logger.exception("worker heartbeat failed; again in %.1f s", delay)
         redis: ArqRedis | None = ctx.get("redis")
@@ -161,7 +187,7 @@ async def _keep_alive(ctx: dict[str, Any]) -> None:
                     ctx["pool"], redis, queue_name=settings.arq_queue_name, older_than_seconds=older_than
                 )
             except REDIS_ERRORS + DATABASE_ERRORS as exc:
-                logger.info("queued runs not checked now (%s); next beat", type(exc).__name__)
+                logger.debug("queued runs not checked now (%s); next beat", type(exc).__name__)
             except Exception:
                 logger.exception("checking queued runs failed")
         with contextlib.suppress(TimeoutError):
@@ -285,12 +311,13 @@ def redis_settings(url: str | None) -> RedisSettings:
 def create_worker(settings: Settings, *, run_job: RunJob | None = None, **options: Any) -> ResilientWorker:
     """The worker for ``settings``. ``run_job`` replaces the collector at the job boundary (tests and the
     benchmark's no-network stand-in); left out, the worker runs the real collector. ``options`` go to arq."""
+    logging.getLogger("arq.worker").addFilter(ROUTINE_LINES_TO_DEBUG)
     return ResilientWorker(
         functions=[func(collect, name=COLLECT_JOB, max_tries=MAX_TRIES)],
         cron_jobs=[
             cron(
                 schedule_tick,
-                name="schedule_tick",
+                name=TICK_JOB,
                 second=set(range(0, 60, settings.scheduler_tick_seconds)),
                 run_at_startup=True,
                 unique=True,

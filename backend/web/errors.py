@@ -2,8 +2,9 @@
 
 Every error answer is an :class:`Error`: ``status_code``, ``detail`` and, for validation errors,
 ``extra`` entries naming the field. Client errors (4xx) are logged at INFO in one line (method,
-path, status, detail); a 503 (a service is down) in one WARNING line; only other 5xx carry a
-traceback.
+path, status, detail); a 503 (a service is down) in one WARNING line, except a database outage:
+one INFO line per request, and one WARNING for the whole process while it lasts
+(``backend.db.outage``); only other 5xx carry a traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
-from backend.db.outage import OUTAGE_ERRORS
+from backend.db.outage import DATABASE_OUTAGE, OUTAGE_ERRORS
 from backend.errors import ConflictError, NotFoundError, UnavailableError
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ def _details(extra: Any) -> list[ErrorDetail]:
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Error]:
     """Litestar's own exceptions (validation, auth, not found, method not allowed, 429, ...)."""
-    if exc.status_code >= 500:
+    if exc.status_code == 503:
+        logger.warning("%s -> 503 %s", _where(request), exc.detail)
+    elif exc.status_code >= 500:
         logger.error("%s -> %d %s", _where(request), exc.status_code, exc.detail, exc_info=exc)
     else:
         _log_client_error(request, exc.status_code, exc.detail)
@@ -120,7 +123,9 @@ def unavailable(request: Request[Any, Any, Any], exc: UnavailableError) -> Respo
 
 
 def database_down(request: Request[Any, Any, Any], exc: Exception) -> Response[Error]:
-    logger.warning("%s -> 503 database unavailable (%s: %s)", _where(request), type(exc).__name__, exc)
+    """The outage is a WARNING once for the whole process (``DATABASE_OUTAGE``); each request, a line at INFO."""
+    DATABASE_OUTAGE.unreachable(exc)
+    logger.info("%s -> 503 database unavailable (%s)", _where(request), type(exc).__name__)
     return error_response(503, DATABASE_UNAVAILABLE)
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
 from backend.auth import repository as users
 from backend.db.pool import Pool
-from tests.conftest import PASSWORD, password_hash
+from backend.settings import Settings
+from tests.conftest import PASSWORD, TEST_SECRET_KEY, password_hash
 
 LOGIN = "/api/v1/auth/login"
 Client = AsyncTestClient[Litestar]
@@ -110,3 +113,40 @@ async def test_me_returns_the_token_owner(client: Client, viewer_headers: dict[s
 
 async def test_me_without_token_is_401(client: Client) -> None:
     assert (await client.get("/api/v1/auth/me")).status_code == 401
+
+
+async def test_a_successful_login_sets_a_device_cookie_no_script_reads_and_no_other_site_sends(
+    client: Client, pool: Pool
+) -> None:
+    await _user(pool)
+
+    response = await client.post(LOGIN, json={"email": "trader@example.com", "password": PASSWORD})
+
+    [set_cookie] = response.headers.get_list("set-cookie")
+    attributes = {part.strip().split("=")[0].lower() for part in set_cookie.split(";")[1:]}
+    assert set_cookie.startswith("device_")
+    assert "trader" not in set_cookie
+    assert {"httponly", "path", "max-age"} <= attributes
+    assert "samesite=strict" in set_cookie.lower()
+    assert "Path=/api/v1/auth/login" in set_cookie
+    assert "secure" not in attributes  # a test server speaks plain HTTP
+
+
+async def test_a_failed_login_sets_no_device_cookie(client: Client, pool: Pool) -> None:
+    await _user(pool)
+
+    response = await client.post(LOGIN, json={"email": "trader@example.com", "password": "not it"})
+
+    assert response.status_code == 401
+    assert "set-cookie" not in response.headers
+
+
+async def test_in_production_the_device_cookie_travels_over_https_only(settings: Settings, pool: Pool) -> None:
+    await _user(pool)
+    production = replace(settings, app_env="production", secret_key=TEST_SECRET_KEY)
+
+    async with AsyncTestClient(app=create_app(production)) as client:
+        response = await client.post(LOGIN, json={"email": "trader@example.com", "password": PASSWORD})
+
+    assert response.status_code == 200
+    assert "; secure" in response.headers["set-cookie"].lower()

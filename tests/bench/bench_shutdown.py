@@ -23,6 +23,7 @@ import asyncpg
 
 from tests.bench.throwaway import throwaway_database
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
+from tests.conftest import TEST_SECRET_KEY
 from tests.faults import ThrowawayRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,7 @@ async def _time_sigterm(url: str, fake: FakeBinance, command: list[str], extra_e
         env = {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "DATABASE_URL": url,
+            "SECRET_KEY": TEST_SECRET_KEY,
             "EXCHANGE_OVERRIDES": json.dumps(fake.exchange_overrides()),
             "LOG_LEVEL": "WARNING",
             **extra_env,

@@ -19,8 +19,9 @@ PASSWORD = "bench password, not a secret"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    """The app on database ``url`` in a subprocess (no scheduler, no Redis): the process and its base URL."""
+async def serve(url: str, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The app on database ``url`` in a subprocess (no scheduler, no Redis; ``settings`` are more
+    environment variables): the process and its base URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -29,6 +30,7 @@ async def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
         "SCHEDULER_BACKEND": "off",
         "LOG_LEVEL": "WARNING",
         "DATABASE_POOL_MAX_SIZE": "10",
+        **settings,
     }
     env.pop("REDIS_URL", None)
     process = subprocess.Popen(

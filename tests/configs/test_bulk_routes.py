@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
+import httpx
 import pytest
+import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -14,6 +18,8 @@ from backend.app import create_app
 from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.collection.fake_binance import running_fake_binance
+from tests.conftest import serving
+from tests.scheduling.conftest import eventually
 
 CONFIGS = "/api/v1/admin/data-collection/configs"
 BULK = f"{CONFIGS}/bulk"
@@ -188,3 +194,34 @@ async def test_bulk_trigger_without_a_scheduler_is_503(client: Client, admin_hea
 
     assert response.status_code == 503
     assert "SCHEDULER_BACKEND" in response.json()["detail"]
+
+
+async def test_a_trigger_that_meets_the_configs_deletion_answers_404(
+    settings: Settings, admin_headers: dict[str, str], pool: Pool, writer: asyncpg.Connection[Any]
+) -> None:
+    config_id: int = await pool.fetchval(
+        "INSERT INTO data_collection_configs (symbol, exchange, timeframes, interval_minutes, enabled) "
+        "VALUES ('BTC/USDT', 'binance', '{1m}', 10, false) RETURNING id"
+    )
+    app = create_app(replace(settings, scheduler_backend="inprocess", shutdown_grace_seconds=1))
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+    async with serving(config) as url, httpx.AsyncClient(base_url=url, headers=admin_headers) as http:
+        deleting = writer.transaction()
+        await deleting.start()
+        await writer.execute("DELETE FROM data_collection_configs WHERE id = $1", config_id)
+        trigger = asyncio.create_task(http.post(f"{CONFIGS}/{config_id}/trigger"))
+        await eventually(lambda: _waiting_for_a_lock(pool))
+
+        await deleting.commit()
+        response = await trigger
+
+    assert response.status_code == 404
+    assert await pool.fetchval("SELECT count(*) FROM job_execution_logs WHERE job_type = 'data_collection'") == 0
+
+
+async def _waiting_for_a_lock(pool: Pool) -> bool:
+    waiting: int = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO job_execution_logs%'"
+    )
+    return waiting > 0

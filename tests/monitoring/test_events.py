@@ -189,3 +189,25 @@ async def test_a_token_whose_subject_is_beyond_64_bits_closes_the_connection_as_
         message = await ws.receive(timeout=RECEIVE_TIMEOUT)
 
     assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008)
+
+
+async def test_the_connection_closes_with_1008_when_its_token_expires(
+    events_url: str, served_url: str, viewer_headers: dict[str, str], pool: Any
+) -> None:
+    viewer_id = await pool.fetchval("SELECT id FROM users WHERE email = $1", VIEWER_EMAIL)
+    short_lived = Token(sub=str(viewer_id), exp=datetime.now(UTC) + timedelta(seconds=2)).encode(
+        TEST_SECRET_KEY, "HS256"
+    )
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"{events_url}?token={short_lived}") as ws:
+        ready = await _next_json(ws)
+        closing = await ws.receive(timeout=RECEIVE_TIMEOUT)
+        rest = await session.get(f"{served_url}/api/v1/auth/me", headers={"Authorization": f"Bearer {short_lived}"})
+
+    assert ready == {"type": "ready"}
+    assert (closing.type, closing.data, closing.extra) == (
+        aiohttp.WSMsgType.CLOSE,
+        1008,
+        "The access token expired: log in again",
+    )
+    assert rest.status == 401

@@ -14,6 +14,7 @@ import pytest
 
 from backend.db.pool import Pool
 from tests.collection.fake_binance import FakeBinance
+from tests.conftest import TEST_SECRET_KEY
 from tests.faults import free_port
 from tests.scheduling.conftest import eventually
 
@@ -34,6 +35,7 @@ async def test_sigterm_with_a_run_in_progress_exits_by_itself_well_before_heroku
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DATABASE_URL": database_url,
+        "SECRET_KEY": TEST_SECRET_KEY,
         "SCHEDULER_BACKEND": "inprocess",
         "EXCHANGE_OVERRIDES": json.dumps(fake.exchange_overrides()),
         "LOG_LEVEL": "WARNING",

@@ -1,5 +1,6 @@
 """Errors an operator can read: one shape for every error, one INFO line per client error, one
-WARNING line per 503, a traceback only for a real server error."""
+WARNING line per 503 (a database outage: one for the process while it lasts), a traceback only for
+a real server error."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
+from backend.db.outage import DATABASE_OUTAGE
 from backend.settings import Settings
 from tests.web.fake_postgres import refusing_postgres
 
@@ -40,19 +42,22 @@ async def client_of_refusing_database(request: pytest.FixtureRequest, settings: 
     indirect=True,
     ids=["starting-up", "shutting-down"],
 )
-async def test_a_database_starting_or_shutting_down_answers_503_logged_in_one_line(
+async def test_a_database_starting_or_shutting_down_answers_503_logged_once_for_the_outage(
     client_of_refusing_database: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
+    DATABASE_OUTAGE.forget()
     caplog.set_level(logging.INFO)
 
-    response = await client_of_refusing_database.post(LOGIN, json=CREDENTIALS)
+    responses = [await client_of_refusing_database.post(LOGIN, json=CREDENTIALS) for _ in range(3)]
 
-    assert response.status_code == 503
-    assert response.json() == {"status_code": 503, "detail": "The database is unavailable, try again shortly"}
-    [record] = _records(caplog)
-    assert record.levelno == logging.WARNING
-    assert record.exc_info is None
-    assert "POST /api/v1/auth/login -> 503" in record.getMessage()
+    assert {response.status_code for response in responses} == {503}
+    assert responses[0].json() == {"status_code": 503, "detail": "The database is unavailable, try again shortly"}
+    requests = _records(caplog)
+    assert [record.levelno for record in requests] == [logging.INFO] * 3
+    assert all("POST /api/v1/auth/login -> 503" in record.getMessage() for record in requests)
+    [outage] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert outage.getMessage().startswith("database unreachable (")
+    assert [record for record in caplog.records if record.exc_info] == []
 
 
 async def test_a_client_error_is_logged_at_info_in_one_line(client: Client, caplog: pytest.LogCaptureFixture) -> None:

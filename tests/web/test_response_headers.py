@@ -98,3 +98,16 @@ async def test_the_bearer_scheme_word_is_case_insensitive(client: Client, admin_
     response = await client.get(CONFIGS, headers={"Authorization": f"bearer {token}"})
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(("origins", "credentials"), [(("https://app.example.com",), "true"), (("*",), None)])
+async def test_a_listed_origin_may_keep_the_login_device_cookie_and_a_wildcard_may_not(
+    settings: Settings, origins: tuple[str, ...], credentials: str | None
+) -> None:
+    app = create_app(replace(settings, cors_allowed_origins=origins))
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"}
+
+    async with AsyncTestClient(app=app) as client:
+        response = await client.options("/api/v1/auth/login", headers=preflight)
+
+    assert response.headers.get("Access-Control-Allow-Credentials") == credentials

@@ -131,7 +131,9 @@ async function send(method, url, { body, etag, accept = "application/json", auth
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store", // this module keeps ETags itself, so a 304 reaches it as a 304
-      credentials: "omit",
+      // the login alone sends and keeps this browser's device cookie (HttpOnly: no script reads it),
+      // so that guesses from elsewhere never lock it out; every other request carries the token only
+      credentials: authenticated ? "omit" : "same-origin",
     });
   } catch {
     throw new ApiError(0, "Cannot reach the server. Check the connection; the page retries by itself.");

@@ -33,9 +33,10 @@ export function mountLogin(root, { notice, onLoggedIn }) {
       const user = await logIn(email.control.value.trim(), password.control.value);
       onLoggedIn(user);
     } catch (error) {
-      if (error.status === 429 && error.retryAfter) error.message += ` (retry in ${error.retryAfter} s)`;
-      // a wrong email or password is one message for both fields: show it above the button
-      if (error.status === 401 || error.status === 429) showMessage(formLine, error.message);
+      const refused = [401, 429, 503].includes(error.status);
+      if (refused && error.retryAfter) error.message += ` (retry in ${error.retryAfter} s)`;
+      // a wrong email or password is one message for both fields, as is "too many": above the button
+      if (refused) showMessage(formLine, error.message);
       else showProblems(fields, formLine, error);
       submit.disabled = false;
     }
