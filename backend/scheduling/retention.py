@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from backend.collection.compaction import compact_closed_partitions
+from backend.collection.exchange_states import forget_ended_pauses
 from backend.collection.partitions import PartitionUpkeep, keep_partitions
 from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool
@@ -51,6 +52,7 @@ async def retain_logs(
                 break
             await repository.refresh_system_run(pool, run_id=run_id)
         await repository.forget_dead_schedulers(pool)
+        await forget_ended_pauses(pool)
         now = datetime.now(UTC)
         partitions = await keep_partitions(pool, retention_days=candle_retention_days or {}, now=now)
         compacted = await compact_closed_partitions(
