@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 from backend.alerts.evaluation import evaluate_once
 from backend.alerts.repository import EVALUATION_JOB
 from backend.app import create_app
-from backend.db.pool import Pool
+from backend.db.pool import Connection, Pool
 from backend.settings import Settings
 from tests.alerts.receiver import Receiver, running_receiver
 from tests.conftest import VIEWER_EMAIL, _login
@@ -39,10 +39,12 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture
 def alert_settings(settings: Settings, receiver: Receiver) -> Settings:
-    """Alerts posted to the receiver; a config alerts after 2 failed runs; a failed post is retried after 1 s."""
+    """Alerts posted to the receiver; evaluations every second; a config alerts after 2 failed runs; a
+    failed post is retried after 1 s."""
     return replace(
         settings,
         alert_webhook_url=receiver.url,
+        alert_evaluation_seconds=1,
         alert_failed_runs=2,
         alert_webhook_retry_max_seconds=1,
     )
@@ -71,7 +73,7 @@ async def evaluate_now(pool: Pool, settings: Settings) -> None:
             await asyncio.sleep(0.02)
 
 
-async def make_config(pool: Pool, *, enabled: bool = True, interval_minutes: int = 1) -> int:
+async def make_config(pool: Pool | Connection, *, enabled: bool = True, interval_minutes: int = 1) -> int:
     config_id: int = await pool.fetchval(
         "INSERT INTO data_collection_configs (symbol, exchange, timeframes, interval_minutes, enabled) "
         "VALUES ($1, 'binance', ARRAY['1m'], $2, $3) RETURNING id",
@@ -83,7 +85,7 @@ async def make_config(pool: Pool, *, enabled: bool = True, interval_minutes: int
 
 
 async def finish_run(
-    pool: Pool,
+    pool: Pool | Connection,
     config_id: int,
     status: str,
     *,
@@ -105,6 +107,14 @@ async def finish_run(
         error,
     )
     return run_id
+
+
+async def failing_config(pool: Pool | Connection, *, error: str = "binance GET klines: 503") -> int:
+    """An enabled config whose last 2 runs failed with ``error``."""
+    config_id = await make_config(pool)
+    for _ in range(2):
+        await finish_run(pool, config_id, "failed", error=error)
+    return config_id
 
 
 async def read_alerts(client: AsyncTestClient[Litestar], headers: dict[str, str], **query: Any) -> dict[str, Any]:
