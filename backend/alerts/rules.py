@@ -132,7 +132,7 @@ async def silent_schedulers(db: Pool | Connection, *, silent_seconds: int, now: 
         )
         if replaced:
             continue
-        others = f"{len(alive)} other{'' if len(alive) == 1 else 's'} alive" if alive else "no scheduler alive"
+        others = f"{len(alive)} other {_schedulers(len(alive))} alive" if alive else "no scheduler alive"
         conditions.append(
             Condition(
                 rule="scheduler_silent",
@@ -160,6 +160,10 @@ async def silent_schedulers(db: Pool | Connection, *, silent_seconds: int, now: 
             )
         )
     return conditions
+
+
+def _schedulers(count: int) -> str:
+    return "scheduler" if count == 1 else "schedulers"
 
 
 def _backend_name(backend: str) -> str:

@@ -118,7 +118,7 @@ async def test_a_scheduler_that_stopped_beating_without_shutting_down_fires(
     [alert] = (await read_alerts(alert_client, viewer))["firing"]
     assert (alert["rule"], alert["subject"]) == ("scheduler_silent", "scheduler:worker.2:41:dead01")
     assert "arq worker worker.2:41:dead01" in alert["summary"]
-    assert "1 other alive" in alert["summary"]
+    assert "1 other scheduler alive" in alert["summary"]
     assert alert["details"]["schedulers_alive"] == 1
 
 
