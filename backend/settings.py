@@ -20,6 +20,7 @@ SchedulerBackend = Literal["inprocess", "arq", "off"]
 LogFormat = Literal["text", "json"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_SECRET_KEY_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 24
 WEAK_SECRET_KEYS = frozenset({"secret", "changeme", "change-me", "dev", "development", "password", "test"})
 DOTENV_PATH = Path(".env")  # in the directory the command runs from, as env.example says
 DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0000"  # noqa: S105 - refused in production
@@ -82,6 +83,8 @@ class Settings:
     log_retention_days: int = 30
     arq_queue_name: str = "arq:queue"
     candle_retention_days: Mapping[str, int] = field(default_factory=dict)  # timeframe -> days; absent: kept
+    freshness_margin_seconds: int = 60
+    metrics_token: str | None = None
     alert_webhook_url: str | None = field(default=None, repr=False)  # a secret: its path is the credential
     alert_evaluation_seconds: int = 60
     alert_failed_runs: int = 3
@@ -135,6 +138,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_retention_days=_int(env, "LOG_RETENTION_DAYS", 30, minimum=1),
         arq_queue_name=_optional(env, "ARQ_QUEUE_NAME") or "arq:queue",
         candle_retention_days=_candle_retention_days(env),
+        freshness_margin_seconds=_int(env, "FRESHNESS_MARGIN_SECONDS", 60, minimum=0),
+        metrics_token=_metrics_token(env),
         alert_webhook_url=_webhook_url(env, "ALERT_WEBHOOK_URL"),
         alert_evaluation_seconds=_int(env, "ALERT_EVALUATION_SECONDS", 60, minimum=1),
         alert_failed_runs=_int(env, "ALERT_FAILED_RUNS", 3, minimum=1),
@@ -258,6 +263,17 @@ def _redis_url(env: Mapping[str, str], name: str) -> str | None:
         return None
     if urlsplit(raw).scheme not in {"redis", "rediss"}:
         raise SettingsError(f"{name}: expected a redis:// or rediss:// URL")
+    return raw
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    """A bearer token that reads ``/metrics`` only; long enough not to be guessed."""
+    raw = _optional(env, "METRICS_TOKEN")
+    if raw is not None and (len(raw) < MIN_METRICS_TOKEN_LENGTH or len(set(raw)) < 8):
+        raise SettingsError(
+            f"METRICS_TOKEN: too weak, use at least {MIN_METRICS_TOKEN_LENGTH} random characters "
+            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
     return raw
 
 

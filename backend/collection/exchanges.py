@@ -11,12 +11,15 @@ lifespan, an arq worker's startup) and closes every client when it ends.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,6 +27,9 @@ import ccxt
 import ccxt.async_support as ccxt_async
 
 from backend.collection.dialects import Dialect, dialect_for
+from backend.collection.exchange_states import ExchangeActivity, PauseSnapshot
+from backend.db.pool import Pool
+from backend.process import process_identity
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +71,19 @@ class ExchangePause:
     (418) escalate: each ban within ``BAN_STRIKES_MEMORY_SECONDS`` of the previous one's end
     doubles its pause, and a 2xx answer forgives them. No pause is longer than
     ``MAX_PAUSE_SECONDS`` unless the exchange's ``Retry-After`` asks for more.
+
+    ``on_change`` is called (on the event loop) whenever a pause starts or is extended.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, on_change: Callable[[], None] | None = None
+    ) -> None:
         self._clock = clock
+        self._on_change = on_change
         self._until = 0.0
+        self._ban_until = 0.0
+        self._held_since = 0.0
+        self._reason = ""
         self._ban_strikes = 0
         self._last_ban_until = 0.0
         self._last_order: float | None = None
@@ -78,10 +92,10 @@ class ExchangePause:
     def remaining_seconds(self) -> float:
         return max(0.0, self._until - self._clock())
 
-    def throttle(self, retry_after: float | None) -> float:
+    def throttle(self, retry_after: float | None, reason: str = "rate limited") -> float:
         """Record a rate-limit answer; returns the pause it sets."""
         seconds = retry_after if retry_after is not None else RATE_LIMIT_FALLBACK_SECONDS
-        return self._pause(seconds, retry_after)
+        return self._pause(seconds, retry_after, reason)
 
     def ban(self, retry_after: float | None) -> float:
         """Record a 418 ban; returns the pause it sets."""
@@ -90,7 +104,8 @@ class ExchangePause:
             self._ban_strikes = 0
         self._ban_strikes += 1
         base = retry_after if retry_after is not None else BAN_FALLBACK_SECONDS
-        seconds = self._pause(base * 2.0 ** (self._ban_strikes - 1), retry_after)
+        reason = "banned (418)" + (f" {self._ban_strikes} times in a row" if self._ban_strikes > 1 else "")
+        seconds = self._pause(base * 2.0 ** (self._ban_strikes - 1), retry_after, reason, ban=True)
         self._last_ban_until = now + seconds
         return seconds
 
@@ -101,10 +116,31 @@ class ExchangePause:
         """Whether a rate limit or a ban was recorded at or after ``moment`` (of the same clock)."""
         return self._last_order is not None and self._last_order >= moment
 
-    def _pause(self, seconds: float, retry_after: float | None) -> float:
+    def snapshot(self) -> PauseSnapshot | None:
+        """The pause as it stands now; None when requests are not held."""
+        now = self._clock()
+        if self._until <= now:
+            return None
+        return PauseSnapshot(
+            state="banned" if self._ban_until > now else "paused",
+            held_for_seconds=now - self._held_since,
+            remaining_seconds=self._until - now,
+            reason=self._reason,
+        )
+
+    def _pause(self, seconds: float, retry_after: float | None, reason: str, *, ban: bool = False) -> float:
         seconds = min(seconds, max(MAX_PAUSE_SECONDS, retry_after or 0.0))
-        self._last_order = self._clock()
-        self._until = max(self._until, self._last_order + seconds)
+        now = self._last_order = self._clock()
+        if self._until <= now:
+            self._held_since = now
+        until = now + seconds
+        if ban:
+            self._ban_until = max(self._ban_until, until)
+        if until >= self._until or ban:
+            self._reason = f"{reason}, Retry-After {retry_after:g} s" if retry_after is not None else reason
+        self._until = max(self._until, until)
+        if self._on_change is not None:
+            self._on_change()
         return seconds
 
     async def wait(self) -> None:
@@ -116,12 +152,21 @@ class ExchangePause:
 class ExchangeClient:
     """A ccxt client of one exchange shared by every run in this process."""
 
-    def __init__(self, exchange_id: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        exchange_id: str,
+        options: Mapping[str, Any],
+        *,
+        clock: Callable[[], float],
+        activity: ExchangeActivity | None = None,
+    ) -> None:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
         self.dialect: Dialect = dialect_for(self.ccxt)
-        self.pause = ExchangePause(clock)
+        self._activity = activity
+        on_change = None if activity is None else functools.partial(self._pause_changed, activity)
+        self.pause = ExchangePause(clock, on_change=on_change)
         self._clock = clock
         self._markets_loaded_at: float | None = None
         self._markets_lock = asyncio.Lock()
@@ -145,14 +190,25 @@ class ExchangeClient:
         dialect answers: ccxt would read an HTML page, a cut-off body or ``{}`` as "no candles".
         """
         body = response_body.strip()
+        answer = _ANSWER.get()
+        if answer is not None:
+            answer.code = code
+        self._count(requests=1, errors=int(code >= 400), rate_limits=int(code == 429), bans=int(code == 418))
         if code == 418:
             self.pause.ban(_retry_after_seconds(response_headers))
         elif code == 429:
-            self.pause.throttle(_retry_after_seconds(response_headers))
+            self.pause.throttle(_retry_after_seconds(response_headers), "rate limited (429)")
         elif 200 <= code < 300:
             self.pause.clear_strikes()
             self._check_answer(code, method, url, body)
         return body
+
+    def _count(self, **counts: int) -> None:
+        if self._activity is not None:
+            self._activity.count(self.id, **counts)
+
+    def _pause_changed(self, activity: ExchangeActivity) -> None:
+        activity.pause_changed(self.id, self.pause.snapshot)
 
     def _check_answer(self, code: int, method: str, url: str, body: str) -> None:
         try:
@@ -166,15 +222,34 @@ class ExchangeClient:
             raise ccxt.BadResponse(f"{self.id} {method} {url} answered {code} with {problem}: {snippet!r}")
 
     async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """One request once the exchange's pause is over; a rate limit, however signalled, pauses it."""
+        """One request once the exchange's pause is over; a rate limit, however signalled, pauses it.
+
+        Counted: every answer in the response hook (4xx/5xx ones as errors); here, a request that
+        got no answer, or whose 2xx answer was an error, as an error.
+        """
         await self.pause.wait()
         started = self._clock()
+        answer = _Answer()
+        token = _ANSWER.set(answer)
         try:
             return await operation()
         except THROTTLED:
-            if not self.pause.ordered_since(started):  # signalled in the body: no 429/418 paused yet
-                self.pause.throttle(None)
+            signalled_in_body = not self.pause.ordered_since(started)  # no 429/418 paused yet
+            self._count_failure(answer, rate_limit=signalled_in_body)
+            if signalled_in_body:
+                self.pause.throttle(None, f"rate limited (said in the answer body: {self.id})")
             raise
+        except Exception:
+            self._count_failure(answer, rate_limit=False)
+            raise
+        finally:
+            _ANSWER.reset(token)
+
+    def _count_failure(self, answer: _Answer, *, rate_limit: bool) -> None:
+        if answer.code is None:
+            self._count(requests=1, errors=1, rate_limits=int(rate_limit))
+        elif answer.code < 400:
+            self._count(errors=1, rate_limits=int(rate_limit))
 
     async def ensure_markets(self, *, max_age: float = MARKETS_MAX_AGE_SECONDS) -> None:
         """Load the markets, and again when they are older than ``max_age`` seconds.
@@ -234,6 +309,17 @@ class ExchangeClient:
         await self.ccxt.close()
 
 
+@dataclass(slots=True)
+class _Answer:
+    """The HTTP status of the latest answer to one call of :meth:`ExchangeClient._call` (None: none yet)."""
+
+    code: int | None = None
+
+
+# the answer of the call in progress in this task (ccxt's response hook runs inside the call)
+_ANSWER: ContextVar[_Answer | None] = ContextVar("exchange_answer", default=None)
+
+
 def _with_causes(exc: BaseException) -> str:
     """``exc``'s message followed by those of its causes (ccxt keeps aiohttp's DNS error there)."""
     message = " ".join(str(exc).split()) or type(exc).__name__
@@ -288,14 +374,22 @@ class RetryPolicy:
 
 
 class ExchangeClients:
-    """The process's exchange clients, created on first use with the service's options."""
+    """The process's exchange clients, created on first use with the service's options.
+
+    With an ``activity``, their pauses and request counts go to PostgreSQL through it.
+    """
 
     def __init__(
-        self, overrides: Mapping[str, Mapping[str, Any]], *, clock: Callable[[], float] = time.monotonic
+        self,
+        overrides: Mapping[str, Mapping[str, Any]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        activity: ExchangeActivity | None = None,
     ) -> None:
         self._overrides = overrides
         self._clock = clock
         self._clients: dict[str, ExchangeClient] = {}
+        self.activity = activity
 
     def get(self, exchange_id: str) -> ExchangeClient:
         client = self._clients.get(exchange_id)
@@ -303,7 +397,9 @@ class ExchangeClients:
             if exchange_id not in ccxt.exchanges:
                 raise ccxt.NotSupported(f"{exchange_id!r} is not an exchange ccxt knows")
             options = deep_merge(DEFAULT_OPTIONS, self._overrides.get(exchange_id, {}))
-            client = self._clients[exchange_id] = ExchangeClient(exchange_id, options, clock=self._clock)
+            client = self._clients[exchange_id] = ExchangeClient(
+                exchange_id, options, clock=self._clock, activity=self.activity
+            )
         return client
 
     async def close(self) -> None:
@@ -316,10 +412,15 @@ class ExchangeClients:
 
 
 @asynccontextmanager
-async def open_exchange_clients(overrides: Mapping[str, Mapping[str, Any]]) -> AsyncIterator[ExchangeClients]:
-    """The exchange clients of a process; all closed when the block ends."""
-    clients = ExchangeClients(overrides)
+async def open_exchange_clients(
+    overrides: Mapping[str, Mapping[str, Any]], pool: Pool
+) -> AsyncIterator[ExchangeClients]:
+    """The exchange clients of a process, recording their activity in ``pool``'s database; all
+    closed when the block ends (the activity not written yet is written if the database takes it)."""
+    activity = ExchangeActivity(pool, process=process_identity())
+    clients = ExchangeClients(overrides, activity=activity)
     try:
         yield clients
     finally:
         await clients.close()
+        await activity.close()

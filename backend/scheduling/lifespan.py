@@ -25,7 +25,12 @@ from backend.settings import Settings
 async def open_scheduling(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.scheduler_backend == "inprocess":
-        scheduler = InProcessScheduler(app.state.pool, settings=settings, run_job=app.state.collector.execute_run)
+        scheduler = InProcessScheduler(
+            app.state.pool,
+            settings=settings,
+            run_job=app.state.collector.execute_run,
+            exchange_activity=app.state.exchanges.activity,
+        )
         await scheduler.start()
         app.state.manual_trigger = scheduler
         try:

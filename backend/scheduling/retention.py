@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from backend.collection.exchange_states import forget_ended_pauses
 from backend.collection.partitions import PartitionUpkeep, keep_partitions
 from backend.db.pool import Pool
 from backend.scheduling import repository
@@ -46,6 +47,7 @@ async def retain_logs(
                 break
             await repository.refresh_system_run(pool, run_id=run_id)
         await repository.forget_dead_schedulers(pool)
+        await forget_ended_pauses(pool)
         partitions = await keep_partitions(pool, retention_days=candle_retention_days or {}, now=datetime.now(UTC))
     except asyncio.CancelledError:
         error_type = "Cancelled"

@@ -19,6 +19,7 @@ from typing import Protocol, cast
 import asyncpg
 import msgspec
 
+from backend.collection.exchange_states import ExchangeActivity
 from backend.db.outage import SHUTDOWN_WRITE_SECONDS, write_through_outage
 from backend.db.pool import Connection, Pool
 from backend.errors import ConflictError, NotFoundError, UnavailableError
@@ -152,15 +153,28 @@ async def _close_if_running(
         logger.warning("run %s: could not close its log (%s); stale-run recovery will", run_id, type(exc).__name__)
 
 
-async def housekeeping(pool: Pool, *, settings: Settings, scheduler_id: str, backend: SchedulerBackend) -> bool:
-    """One heartbeat: record this scheduler alive, close runs whose process died, and say whether
-    this process won today's log-retention run (True: the caller starts it)."""
+async def housekeeping(
+    pool: Pool,
+    *,
+    settings: Settings,
+    scheduler_id: str,
+    backend: SchedulerBackend,
+    exchange_activity: ExchangeActivity | None = None,
+) -> bool:
+    """One heartbeat: record this scheduler alive, add this process's exchange requests to the
+    totals, close runs whose process died, and say whether this process won today's log-retention
+    run (True: the caller starts it)."""
     await repository.beat(
         pool,
         scheduler_id=scheduler_id,
         backend=backend,
         lease_seconds=settings.scheduler_heartbeat_seconds * MISSED_BEATS_BEFORE_DEAD,
     )
+    if exchange_activity is not None:
+        try:
+            await exchange_activity.flush()
+        except Exception as exc:
+            logger.warning("exchange request counts not recorded now (%s); next heartbeat", type(exc).__name__)
     closed = await repository.close_stale_runs(pool, stale_after_seconds=settings.stale_run_seconds)
     if closed:
         logger.warning("closed %d runs whose process stopped as Interrupted: %s", len(closed), closed)

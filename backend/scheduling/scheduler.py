@@ -20,6 +20,7 @@ from datetime import datetime
 import asyncpg
 
 from backend.backoff import Backoff
+from backend.collection.exchange_states import ExchangeActivity
 from backend.db.outage import SHUTDOWN_WRITE_SECONDS
 from backend.db.pool import Connection, Pool
 from backend.errors import UnavailableError
@@ -56,11 +57,14 @@ TRANSIENT_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 class InProcessScheduler:
     """Claims due slots of the shared schedule and runs them as tasks of this process."""
 
-    def __init__(self, pool: Pool, *, settings: Settings, run_job: RunJob) -> None:
+    def __init__(
+        self, pool: Pool, *, settings: Settings, run_job: RunJob, exchange_activity: ExchangeActivity | None = None
+    ) -> None:
         assert settings.database_url is not None
         self._pool = pool
         self._settings = settings
         self._run_job = run_job
+        self._exchange_activity = exchange_activity
         self.scheduler_id = new_scheduler_id()
         self._runs: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -151,7 +155,11 @@ class InProcessScheduler:
         if self._listener is None or self._listener.is_closed():
             await self._listen()
         retention_due = await housekeeping(
-            self._pool, settings=self._settings, scheduler_id=self.scheduler_id, backend="inprocess"
+            self._pool,
+            settings=self._settings,
+            scheduler_id=self.scheduler_id,
+            backend="inprocess",
+            exchange_activity=self._exchange_activity,
         )
         if retention_due:
             self._track(asyncio.create_task(self._retain_logs(), name="log retention"))

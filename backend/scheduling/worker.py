@@ -94,8 +94,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     stack.push_async_callback(close_pool, pool)
     if ctx.get("run_job") is None:
-        exchanges = await stack.enter_async_context(open_exchange_clients(settings.exchange_overrides))
+        exchanges = await stack.enter_async_context(open_exchange_clients(settings.exchange_overrides, pool))
         ctx["run_job"] = Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
+        ctx["exchange_activity"] = exchanges.activity
     alerts = AlertTasks(pool, settings=settings)  # every worker takes its turn at the alerts, as web processes do
     alerts.start()
     stack.push_async_callback(alerts.stop)
@@ -130,7 +131,14 @@ async def _keep_alive(ctx: dict[str, Any]) -> None:
     while True:
         delay: float = settings.scheduler_heartbeat_seconds
         try:
-            if await housekeeping(ctx["pool"], settings=settings, scheduler_id=ctx["scheduler_id"], backend="arq"):
+            retention_due = await housekeeping(
+                ctx["pool"],
+                settings=settings,
+                scheduler_id=ctx["scheduler_id"],
+                backend="arq",
+                exchange_activity=ctx.get("exchange_activity"),
+            )
+            if retention_due:
                 _in_background(
                     ctx,
                     retain_logs(
