@@ -1,6 +1,10 @@
 """The rules: what each one reads from the database, and the conditions that hold now.
 
 - ``config_failing``: the last ``ALERT_FAILED_RUNS`` finished runs of an enabled config all failed.
+- ``series_stale``: a timeframe of an enabled config is stale, as freshness judges it (its newest
+  candle is older than the candle's length + two intervals + ``FRESHNESS_MARGIN_SECONDS``).
+- ``exchange_paused``: an exchange has held every request (a pause after a rate limit, or a ban)
+  for ``ALERT_EXCHANGE_PAUSED_SECONDS`` without a break.
 - ``slots_missed``: a config's scheduled runs that started in the last
   ``ALERT_MISSED_SLOTS_WINDOW_SECONDS`` collapsed at least ``ALERT_MISSED_SLOTS`` missed slots.
 - ``scheduler_silent``: a scheduler (a web process's in-process scheduler, or an arq worker) has
@@ -17,7 +21,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backend.alerts.schemas import Condition
+from backend.collection.exchange_states import read_exchange_states
 from backend.db.pool import Connection, Pool
+from backend.monitoring.freshness import read_series_freshness
 from backend.settings import Settings
 
 # Each enabled config whose latest $1 finished runs all failed, with the latest error.
@@ -67,6 +73,8 @@ async def read_conditions(db: Pool | Connection, *, settings: Settings, now: dat
             db, window_seconds=settings.alert_missed_slots_window_seconds, at_least=settings.alert_missed_slots
         ),
         *await silent_schedulers(db, silent_seconds=settings.alert_scheduler_silent_seconds, now=now),
+        *await stale_series(db, settings=settings, now=now),
+        *await paused_exchanges(db, paused_seconds=settings.alert_exchange_paused_seconds),
     ]
 
 
@@ -157,6 +165,62 @@ async def silent_schedulers(db: Pool | Connection, *, silent_seconds: int, now: 
                 "enabled configs are not being collected",
                 details={"schedulers_alive": 0},
                 hold_seconds=silent_seconds,
+            )
+        )
+    return conditions
+
+
+async def stale_series(db: Pool | Connection, *, settings: Settings, now: datetime) -> list[Condition]:
+    conditions = []
+    for series in await read_series_freshness(db, now=now, settings=settings):
+        if not series.stale:
+            continue
+        market = f"{series.symbol} {series.timeframe} on {series.exchange} (config {series.config_id})"
+        allowed = _duration(series.stale_after_seconds)
+        if series.newest_candle is None:
+            summary = f"{market}: no candle stored yet, expected by {_time(series.stale_at)}"
+        else:
+            summary = f"{market}: newest candle opened {_time(series.newest_candle)}, more than {allowed} behind"
+        conditions.append(
+            Condition(
+                rule="series_stale",
+                subject=f"series:{series.config_id}:{series.timeframe}",
+                summary=summary,
+                details={
+                    "config_id": series.config_id,
+                    "exchange": series.exchange,
+                    "symbol": series.symbol,
+                    "timeframe": series.timeframe,
+                    "newest_candle": None if series.newest_candle is None else series.newest_candle.isoformat(),
+                    "stale_after_seconds": series.stale_after_seconds,
+                },
+                since=series.stale_at,
+            )
+        )
+    return conditions
+
+
+async def paused_exchanges(db: Pool | Connection, *, paused_seconds: int) -> list[Condition]:
+    conditions = []
+    for exchange in await read_exchange_states(db):
+        if exchange.state == "ok" or exchange.since is None:
+            continue
+        until = "" if exchange.until is None else f" until {_time(exchange.until)}"
+        reason = f": {_shortened(exchange.reason)}" if exchange.reason else ""
+        held = "banned this service" if exchange.state == "banned" else "paused every request"
+        conditions.append(
+            Condition(
+                rule="exchange_paused",
+                subject=f"exchange:{exchange.exchange}",
+                summary=f"{exchange.exchange} has {held} since {_time(exchange.since)}{until}{reason}",
+                details={
+                    "exchange": exchange.exchange,
+                    "state": exchange.state,
+                    "until": None if exchange.until is None else exchange.until.isoformat(),
+                    "reason": exchange.reason,
+                },
+                since=exchange.since,
+                hold_seconds=paused_seconds,
             )
         )
     return conditions

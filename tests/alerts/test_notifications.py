@@ -137,3 +137,22 @@ async def test_without_a_webhook_url_alerts_fire_and_nothing_is_queued(
     assert [alert["last_notified_at"] for alert in answer["firing"]] == [None, None]
     assert answer["delivery"]["webhook_configured"] is False
     assert await pool.fetchval("SELECT count(*) FROM alert_notifications") == 0
+
+
+async def test_many_series_going_stale_together_are_one_message(
+    alert_client: Client, pool: Pool, alert_settings: Settings, receiver: Receiver
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():  # an exchange that stopped answering an hour ago
+        for _ in range(30):
+            await make_config(conn)
+        await conn.execute(
+            "UPDATE data_collection_configs SET timeframes = ARRAY['1m', '1h'], "
+            "schedule_anchor_at = now() - interval '3 hours'"
+        )
+
+    await evaluate_now(pool, alert_settings)
+
+    [(event, _)] = await received(receiver, 1)
+    assert event == "firing"
+    assert receiver.received[0]["alerts_total"] == 60
+    assert receiver.received[0]["text"].startswith("[Altar Trader Hub] FIRING: 60 alerts\n• Series stale: ")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.collection.storage import store_candles
 from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.alerts.conftest import evaluate_now, finish_run, make_config, read_alerts, subjects
 
 Client = AsyncTestClient[Litestar]
+HOUR = timedelta(hours=1)
+# a pause of one process, held since $3 seconds ago, for an hour more
+PAUSE = (
+    "INSERT INTO exchange_pauses (exchange, process, state, since, until, reason) "
+    "VALUES ($1, 'web.1:7:abc123', $2, now() - make_interval(secs => $3), now() + interval '1 hour', $4)"
+)
 DEAD_SCHEDULER = (
     "INSERT INTO scheduler_heartbeats (scheduler_id, backend, started_at, heartbeat_at, expires_at) "
     "VALUES ($1, $2, now() - make_interval(secs => $3 + 600), now() - make_interval(secs => $3), "
@@ -21,6 +28,13 @@ LIVE_SCHEDULER = (
     "INSERT INTO scheduler_heartbeats (scheduler_id, backend, started_at, heartbeat_at, expires_at) "
     "VALUES ($1, $2, now() - make_interval(secs => $3), now(), now() + interval '30 seconds')"
 )
+
+
+async def store_minutes(pool: Pool, symbol: str, first: datetime, end: datetime) -> None:
+    """1m candles of ``symbol`` on binance opened from ``first`` up to ``end`` (excluded)."""
+    opens = [first + timedelta(minutes=m) for m in range(int((end - first) / timedelta(minutes=1)))]
+    rows = [(moment, 100.0, 101.0, 99.0, 100.5, 2.0) for moment in opens]
+    await store_candles(pool, exchange="binance", symbol=symbol, timeframe="1m", rows=rows)
 
 
 async def test_a_config_whose_last_runs_all_failed_fires_with_its_latest_error(
@@ -172,3 +186,73 @@ async def test_no_scheduler_and_no_enabled_config_is_no_alert(
     await evaluate_now(pool, alert_settings)
 
     assert await pool.fetchval("SELECT count(*) FROM alerts") == 0
+
+
+async def test_a_series_without_a_recent_candle_fires_and_resolves_once_its_candles_are_stored(
+    alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
+) -> None:
+    now = await pool.fetchval("SELECT date_trunc('minute', now())")
+    config_id = await make_config(pool)
+    symbol = await pool.fetchval("SELECT symbol FROM data_collection_configs WHERE id = $1", config_id)
+    await pool.execute(
+        "UPDATE data_collection_configs SET schedule_anchor_at = $2 WHERE id = $1", config_id, now - HOUR
+    )
+    await store_minutes(pool, symbol, now - timedelta(minutes=40), now - timedelta(minutes=30))
+    await evaluate_now(pool, alert_settings)
+
+    [alert] = (await read_alerts(alert_client, viewer))["firing"]
+    assert (alert["rule"], alert["subject"]) == ("series_stale", f"series:{config_id}:1m")
+    opened = (now - timedelta(minutes=31)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert (
+        alert["summary"]
+        == f"{symbol} 1m on binance (config {config_id}): newest candle opened {opened}, more than 4 min behind"
+    )
+
+    await store_minutes(pool, symbol, now - timedelta(minutes=30), now)
+    await evaluate_now(pool, alert_settings)
+    answer = await read_alerts(alert_client, viewer)
+    assert answer["firing"] == []
+    assert subjects(answer["recent"]) == [("series_stale", f"series:{config_id}:1m")]
+
+
+async def test_a_series_with_no_candle_at_all_is_stale_once_its_first_runs_had_their_time(
+    alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
+) -> None:
+    config_id = await make_config(pool)
+    await pool.execute("UPDATE data_collection_configs SET schedule_anchor_at = now() - interval '1 hour'")
+    fresh_id = await make_config(pool)
+
+    await evaluate_now(pool, alert_settings)
+
+    [alert] = (await read_alerts(alert_client, viewer))["firing"]
+    assert alert["subject"] == f"series:{config_id}:1m" != f"series:{fresh_id}:1m"
+    assert ": no candle stored yet, expected by " in alert["summary"]
+
+
+async def test_an_exchange_holding_requests_longer_than_the_threshold_fires(
+    alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
+) -> None:
+    await pool.execute(PAUSE, "binance", "banned", 20 * 60, "418 I'm a teapot: IP banned until 1765020000000")
+    await pool.execute(PAUSE, "okx", "paused", 60, "429 Too Many Requests")
+
+    await evaluate_now(pool, alert_settings)
+
+    [alert] = (await read_alerts(alert_client, viewer))["firing"]
+    assert (alert["rule"], alert["subject"]) == ("exchange_paused", "exchange:binance")
+    assert alert["summary"].startswith("binance has banned this service since ")
+    assert alert["summary"].endswith(": 418 I'm a teapot: IP banned until 1765020000000")
+    assert alert["details"]["state"] == "banned"
+
+
+async def test_an_exchange_whose_pause_ended_resolves(
+    alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
+) -> None:
+    await pool.execute(PAUSE, "binance", "paused", 15 * 60, "429 Too Many Requests")
+    await evaluate_now(pool, alert_settings)
+
+    await pool.execute("UPDATE exchange_pauses SET until = now() - interval '1 second'")
+    await evaluate_now(pool, alert_settings)
+
+    answer = await read_alerts(alert_client, viewer)
+    assert answer["firing"] == []
+    assert subjects(answer["recent"]) == [("exchange_paused", "exchange:binance")]
