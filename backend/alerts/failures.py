@@ -25,14 +25,17 @@ class FailureStreak:
         """Record a failure: an exception, or ``detail`` saying what went wrong in words that are
         safe to log (the exception's own text may not be)."""
         self._failures += 1
-        kind = detail or type(exc).__name__
+        outage = exc is not None and detail is None and is_outage(exc)
+        kind = "outage" if outage else detail or type(exc).__name__  # an outage raises several types
         if kind == self._kind:
             return
         self._kind = kind
-        if detail is not None or exc is None:
+        if outage:
+            self._logger.warning(
+                "%s: database unavailable (%s); retrying quietly until it is back", self._what, type(exc).__name__
+            )
+        elif detail is not None or exc is None:
             self._logger.warning("%s failed (%s); retrying quietly until it works", self._what, kind)
-        elif is_outage(exc):
-            self._logger.warning("%s: database unavailable (%s); retrying quietly until it is back", self._what, kind)
         else:
             self._logger.error("%s failed; retrying quietly until it works", self._what, exc_info=exc)
 
