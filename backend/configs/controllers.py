@@ -1,4 +1,4 @@
-"""Routes for data-collection configs (contract: "Data collection configs")."""
+"""Routes for data-collection configs: list, create, read, update, delete, enable, disable."""
 
 from __future__ import annotations
 

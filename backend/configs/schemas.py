@@ -1,4 +1,4 @@
-"""Request and response bodies of the config routes, with the contract's validation."""
+"""Request and response bodies of the config routes, with their validation."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class Config(msgspec.Struct, kw_only=True):
 
 
 class TriggerAccepted(msgspec.Struct, kw_only=True):
-    """``POST /configs/{id}/trigger``: the contract's message and config_id, plus the run to follow."""
+    """``POST /configs/{id}/trigger``: a message, the config_id, and the run to follow."""
 
     message: str
     config_id: int

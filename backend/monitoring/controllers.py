@@ -1,4 +1,4 @@
-"""Routes for execution logs, stats, status and chart series (contract: "Execution logs", "Stats and status")."""
+"""Routes for execution logs, stats, status and chart series."""
 
 from __future__ import annotations
 

@@ -17,11 +17,11 @@ MAX_LOG_PAGE = 1000
 
 
 class JobExecutionLog(msgspec.Struct, kw_only=True):
-    """One run of a job. ``status`` adds ``partial`` (some timeframes failed) to the contract's set.
+    """One run of a job. ``status`` is ``partial`` when some timeframes failed and others succeeded.
 
-    Additions to the contract: ``config_id`` (null once the config is deleted), ``trigger``
-    (``schedule``, ``manual`` or ``system``), ``scheduled_for`` (the slot a scheduled run serves)
-    and ``missed_slots`` (slots collapsed into this run after downtime).
+    ``config_id`` is null once the config is deleted; ``trigger`` is ``schedule``, ``manual`` or
+    ``system``; ``scheduled_for`` is the slot a scheduled run serves and ``missed_slots`` the slots
+    collapsed into this run after downtime.
     """
 
     id: int
@@ -64,8 +64,8 @@ class JobExecutionStats(msgspec.Struct, kw_only=True):
     """Runs that started in the window.
 
     ``success_rate`` is the percentage (2 decimals) of finished runs (success, failed or partial)
-    that succeeded, 0 when none finished. ``partial_executions`` is an addition: runs where some
-    timeframes failed, counted neither as successful nor as failed.
+    that succeeded, 0 when none finished. ``partial_executions``: runs where some timeframes failed,
+    counted neither as successful nor as failed.
     """
 
     total_executions: int

@@ -1,6 +1,6 @@
 """What the schedulers are doing, read from PostgreSQL so any process answers the same.
 
-``GET /status`` shows it as ``scheduler`` and takes the contract's ``active_jobs`` from it.
+``GET /status`` shows it as ``scheduler`` and takes its ``active_jobs`` from it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class SchedulerStatus(msgspec.Struct, kw_only=True):
       and waiting, e.g. for the previous run of that config to end); null without enabled configs.
     - ``scheduled_configs``: enabled configs, each a job on the schedule.
     - ``runs_in_progress``: execution logs still ``running`` (collections and system jobs, any trigger).
-    - ``active_jobs`` (the contract's field): jobs that are live now = enabled configs (each scheduled)
+    - ``active_jobs``: jobs that are live now = enabled configs (each scheduled)
       + runs in progress that belong to no enabled config (a manual run of a disabled config, a run
       of a config deleted meanwhile, the retention job). A run of an enabled config is counted once.
     """

@@ -11,8 +11,8 @@ Two loads: every config on the same second (the worst burst), then the 1,000 slo
 minute (configs created at different times). For each: lateness of each run against its slot
 (``started_at - scheduled_for``: p50, p99, max), runs per second, duplicate runs of a slot (must be
 0), the share each scheduler took; and the CPU both schedulers spend over the idle rest of a minute.
-Takes about three minutes: real minutes. Goals: p99 lateness under 10 ms spread over the minute
-(issue 11), 0 duplicates, idle CPU under 1 %.
+Takes about three minutes: real minutes. Goals: p99 lateness under 10 ms spread over the minute,
+0 duplicates, idle CPU under 1 %.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Candle storage at scale: the table of issue 11, each row with its goal and ratio, in one run.
+"""Candle storage at scale: each measure with its goal and ratio, in one run.
 
 - store vs bare COPY: 1,000,000 1m candles of one series in 1,000-candle pages through the
   collector's writer (pages sharing transactions, as when the next page is at hand), against one

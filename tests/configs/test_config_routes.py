@@ -1,4 +1,4 @@
-"""The config routes of the contract, their validation and status codes."""
+"""The config routes, their validation and status codes."""
 
 from __future__ import annotations
 

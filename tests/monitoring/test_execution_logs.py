@@ -22,7 +22,7 @@ async def _ids(client: Client, headers: dict[str, str], query: str = "") -> list
     return [log["id"] for log in response.json()]
 
 
-async def test_logs_are_newest_first_with_contract_fields(
+async def test_logs_are_newest_first_with_every_field(
     client: Client, viewer_headers: dict[str, str], insert_log: InsertLog
 ) -> None:
     older = await insert_log(started_at=T0)
@@ -38,9 +38,9 @@ async def test_logs_are_newest_first_with_contract_fields(
     assert [log["id"] for log in body] == [newer, older]
     assert body[0]["started_at"] == "2024-05-01T12:05:00Z"
     assert body[0]["metadata"] == {"timeframes_collected": 1, "timeframes_failed": 0, "timeframes": ["1m"]}
-    contract = {"id", "job_name", "job_type", "symbol", "exchange", "timeframe", "started_at", "finished_at"}
-    contract |= {"duration_seconds", "status", "records_collected", "error_message", "error_type", "metadata"}
-    assert contract <= set(body[0])
+    fields = {"id", "job_name", "job_type", "symbol", "exchange", "timeframe", "started_at", "finished_at"}
+    fields |= {"duration_seconds", "status", "records_collected", "error_message", "error_type", "metadata"}
+    assert fields <= set(body[0])
 
 
 async def test_same_start_is_ordered_by_id_descending(

@@ -1,4 +1,4 @@
-"""GET /stats and GET /status: the contract's fields, computed in SQL, sane on an empty database."""
+"""GET /stats and GET /status: their fields, computed in SQL, sane on an empty database."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ async def test_bad_hours_are_400_naming_hours(client: Client, admin_headers: dic
     assert "hours" in response.text
 
 
-async def test_status_has_exactly_the_contract_fields_and_the_scheduler(
+async def test_status_has_exactly_its_documented_fields_and_the_scheduler(
     client: Client, viewer_headers: dict[str, str]
 ) -> None:
     response = await client.get(f"{ADMIN_PATH}/status", headers=viewer_headers)

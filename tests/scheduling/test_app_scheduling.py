@@ -58,7 +58,7 @@ async def test_a_config_created_through_the_api_collects_candles_on_its_own(
     assert shown["next_run_at"] > shown["last_run_at"]
 
 
-async def test_trigger_answers_202_with_the_contract_message_and_the_run_to_follow(
+async def test_trigger_answers_202_with_a_message_and_the_run_to_follow(
     client: Client, admin_headers: dict[str, str], pool: Pool
 ) -> None:
     config = await _create(client, admin_headers, enabled=False)
