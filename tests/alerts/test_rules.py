@@ -256,3 +256,19 @@ async def test_an_exchange_whose_pause_ended_resolves(
     answer = await read_alerts(alert_client, viewer)
     assert answer["firing"] == []
     assert subjects(answer["recent"]) == [("exchange_paused", "exchange:binance")]
+
+
+async def test_a_failing_config_that_is_disabled_resolves(
+    alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
+) -> None:
+    config_id = await make_config(pool)
+    await finish_run(pool, config_id, "failed")
+    await finish_run(pool, config_id, "failed")
+    await evaluate_now(pool, alert_settings)
+
+    await pool.execute("UPDATE data_collection_configs SET enabled = false WHERE id = $1", config_id)
+    await evaluate_now(pool, alert_settings)
+
+    answer = await read_alerts(alert_client, viewer)
+    assert answer["firing"] == []
+    assert subjects(answer["recent"]) == [("config_failing", f"config:{config_id}")]

@@ -10,6 +10,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.app import create_app
 from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.alerts.conftest import evaluate_now, failing_config, finish_run, read_alerts
@@ -165,3 +166,31 @@ async def test_the_webhook_url_never_shows_in_logs_errors_or_the_api(
     for text in (caplog.text, stored, answer):
         assert secret not in text
     assert caplog.text.count("alert webhook delivery failed") == 1
+
+
+async def test_a_message_queued_by_a_process_that_stopped_is_delivered_by_the_next_one(
+    pool: Pool, alert_settings: Settings, receiver: Receiver
+) -> None:
+    config_id = await failing_config(pool)
+    await evaluate_now(pool, alert_settings)  # queued here; no process of the deployment delivers it yet
+
+    async with AsyncTestClient(app=create_app(alert_settings)):
+        await wait_for(receiver, 1)
+
+    assert receiver.events() == [("firing", [f"config:{config_id}"])]
+    assert [row["delivered"] for row in await outbox(pool)] == [True]
+
+
+async def test_a_message_undelivered_for_a_day_is_given_up(
+    alert_client: Client, pool: Pool, alert_settings: Settings, receiver: Receiver
+) -> None:
+    await receiver.stop()
+    await failing_config(pool)
+    await evaluate_now(pool, alert_settings)
+    await pool.execute("UPDATE alert_notifications SET created_at = now() - interval '25 hours'")
+
+    async def given_up() -> bool:
+        return bool((await outbox(pool))[0]["given_up"])
+
+    await eventually(given_up)
+    assert "ClientConnectorError" in str((await outbox(pool))[0]["last_error"])
