@@ -136,6 +136,19 @@ async def test_a_scheduler_that_stopped_beating_without_shutting_down_fires(
     assert alert["details"]["schedulers_alive"] == 1
 
 
+async def test_a_web_process_whose_scheduler_stopped_beating_fires_as_an_in_process_scheduler(
+    alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
+) -> None:
+    await pool.execute(DEAD_SCHEDULER, "web.1:7:loop01", "inprocess", 150)
+
+    await evaluate_now(pool, alert_settings)
+
+    [alert] = (await read_alerts(alert_client, viewer))["firing"]
+    assert alert["subject"] == "scheduler:web.1:7:loop01"
+    assert alert["summary"].startswith("The in-process scheduler web.1:7:loop01 sent its last heartbeat at ")
+    assert alert["summary"].endswith(" and did not shut down; no scheduler alive")
+
+
 async def test_a_scheduler_silent_for_less_than_the_threshold_does_not_fire(
     alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
 ) -> None:

@@ -93,7 +93,12 @@ async def test_many_alerts_at_once_stay_one_message_within_discords_limit(
 
 
 async def test_messages_wait_while_the_receiver_is_down_and_arrive_once_in_order_when_it_is_back(
-    alert_client: Client, pool: Pool, alert_settings: Settings, receiver: Receiver, viewer: dict[str, str]
+    alert_client: Client,
+    pool: Pool,
+    alert_settings: Settings,
+    receiver: Receiver,
+    viewer: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await receiver.stop()
     config_id = await failing_config(pool)
@@ -118,10 +123,12 @@ async def test_messages_wait_while_the_receiver_is_down_and_arrive_once_in_order
     delivery = (await read_alerts(alert_client, viewer))["delivery"]
     assert (delivery["undelivered"], delivery["last_error"]) == (0, None)
     assert delivery["last_delivered_at"] is not None
+    assert caplog.text.count("alert webhook delivery failed") == 1
+    assert caplog.text.count("alert webhook delivery works again") == 1
 
 
 async def test_a_message_the_receiver_refuses_is_given_up_and_the_next_one_delivered(
-    alert_client: Client, pool: Pool, alert_settings: Settings, receiver: Receiver
+    alert_client: Client, pool: Pool, alert_settings: Settings, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     receiver.answer_status = 404
     config_id = await failing_config(pool)
@@ -139,6 +146,24 @@ async def test_a_message_the_receiver_refuses_is_given_up_and_the_next_one_deliv
     assert receiver.events() == [("resolved", [f"config:{config_id}"])]
     first = (await outbox(pool))[0]
     assert (first["attempts"], first["last_error"]) == (1, "the receiver answered HTTP 404")
+    assert "gave up the firing message" in caplog.text
+
+
+async def test_a_receiver_answering_429_gets_the_message_again_later(
+    alert_client: Client, pool: Pool, alert_settings: Settings, receiver: Receiver
+) -> None:
+    receiver.answer_status = 429
+    config_id = await failing_config(pool)
+    await evaluate_now(pool, alert_settings)
+
+    async def refused_twice() -> bool:
+        return receiver.refused >= 2
+
+    await eventually(refused_twice, timeout=15)
+    receiver.answer_status = 200
+    await wait_for(receiver, 1)
+
+    assert receiver.events() == [("firing", [f"config:{config_id}"])]
 
 
 async def test_the_webhook_url_never_shows_in_logs_errors_or_the_api(
