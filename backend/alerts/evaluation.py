@@ -5,7 +5,8 @@ Every web process and every arq worker runs :class:`Evaluator`. At each boundary
 transaction of its claim reads every rule, moves the alerts (pending, firing, resolved) and queues
 one webhook message per kind of change: all alerts that fired in this evaluation in one message,
 all that resolved in another, all whose reminder came due in a third. The claim and the writes
-commit together, so no change is ever announced twice, whichever processes run.
+commit together, so no change is ever announced twice, whichever processes run. A change also
+sends the live event ``alerts_changed`` at commit, so open dashboards update their banner at once.
 """
 
 from __future__ import annotations
@@ -173,6 +174,12 @@ async def evaluate_once(pool: Pool, *, settings: Settings) -> Evaluation | None:
         queued = 0
         if settings.alert_webhook_url is not None:
             queued = await _queue_messages(conn, changes, now=now)
+        if changes.fired or changes.resolved:
+            firing = sum(alert.firing_since is not None for alert in open_alerts)
+            firing += len(changes.fired) - len(changes.resolved)
+            await repository.announce_change(
+                conn, firing=firing, fired=len(changes.fired), resolved=len(changes.resolved)
+            )
         await repository.forget_old(conn, older_than_days=settings.log_retention_days)
     return Evaluation(
         evaluated_at=now,

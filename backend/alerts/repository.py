@@ -19,6 +19,7 @@ import msgspec
 
 from backend.alerts.schemas import Alert, AlertDelivery, NotificationKind, OpenAlert
 from backend.db.pool import Connection, Pool
+from backend.monitoring.events import CHANNEL
 
 EVALUATION_JOB = "alert_evaluation"
 
@@ -64,6 +65,12 @@ MARK_NOTIFIED = "UPDATE alerts SET last_notified_at = $2 WHERE id = ANY($1::bigi
 FORGET_RESOLVED_ALERTS = "DELETE FROM alerts WHERE resolved_at < now() - make_interval(days => $1)"
 FORGET_SENT_NOTIFICATIONS = """
 DELETE FROM alert_notifications WHERE coalesce(delivered_at, given_up_at) < now() - make_interval(days => $1)
+"""
+
+# the live event of a change, sent to every listening process when the evaluation commits
+ANNOUNCE_CHANGE = """
+SELECT pg_notify($1, json_build_object('type', 'alerts_changed', 'firing', $2::integer, 'fired', $3::integer,
+                                       'resolved', $4::integer)::text)
 """
 
 QUEUE_NOTIFICATION = "INSERT INTO alert_notifications (kind, body) VALUES ($1, $2) RETURNING id"
@@ -198,6 +205,10 @@ async def forget_old(conn: Connection, *, older_than_days: int) -> None:
     """Resolved alerts and sent (or given up) messages older than ``older_than_days`` go."""
     await conn.execute(FORGET_RESOLVED_ALERTS, older_than_days)
     await conn.execute(FORGET_SENT_NOTIFICATIONS, older_than_days)
+
+
+async def announce_change(conn: Connection, *, firing: int, fired: int, resolved: int) -> None:
+    await conn.execute(ANNOUNCE_CHANGE, CHANNEL, firing, fired, resolved)
 
 
 async def queue_notification(conn: Connection, *, kind: NotificationKind, body: dict[str, Any]) -> int:

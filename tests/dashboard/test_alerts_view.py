@@ -94,3 +94,19 @@ async def test_the_alerts_view_says_where_notifications_go(page: Page) -> None:
     notifications = page.get_by_role("region", name="Notifications")
     await expect(notifications).to_contain_text("not set: alerts show here only")
     await expect(notifications).to_contain_text("Waiting to be sent0 messages")
+
+
+async def test_an_alert_that_fires_while_a_view_is_open_shows_its_banner_without_a_reload(
+    page: Page, served_pool: Pool, served_settings: Settings
+) -> None:
+    await log_in(page, view="Configs")
+    await expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    await expect(banner(page)).to_be_hidden()
+
+    await served_pool.execute(INSERT_GONE_WORKER, "worker.9:3:gone03")
+    await evaluate_now(served_pool, served_settings)
+    try:
+        await expect(banner(page)).to_have_text("1 alert firing: Scheduler silent. See the alerts")
+    finally:
+        await served_pool.execute("DELETE FROM scheduler_heartbeats WHERE scheduler_id = 'worker.9:3:gone03'")
+        await evaluate_now(served_pool, served_settings)

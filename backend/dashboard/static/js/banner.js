@@ -1,6 +1,6 @@
 // The banner every view shows while alerts fire: how many, of which rules, and a link to the
-// Alerts view. It asks GET /alerts (304 while nothing changed) every 15 s, at each change of view,
-// and when a run ends, whatever the view.
+// Alerts view. It asks GET /alerts (304 while nothing changed) when alerts change (the live event
+// alerts_changed), at each change of view, and every 15 s.
 
 import { ADMIN, getPolled } from "./api.js";
 import { el, replace } from "./dom.js";

@@ -139,7 +139,7 @@ function showShell() {
     token: session.token,
     onState: setConnection,
     onEvent: (event) => {
-      if (event.type === "resync" || event.type === "run_finished") banner?.refresh();
+      if (event.type === "resync" || event.type === "alerts_changed") banner?.refresh();
       if (event.type === "resync") view?.refresh();
       else view?.onEvent(event);
     },
