@@ -16,9 +16,13 @@ evaluation apart):
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import replace
+from datetime import timedelta
+
+import asyncpg
 
 from backend.alerts.evaluation import evaluate_once
 from backend.alerts.repository import EVALUATION_JOB
@@ -78,27 +82,31 @@ async def main() -> None:
         pool = await create_pool(url, min_size=1, max_size=2)
         try:
             started = time.perf_counter()
-            async with pool.acquire() as conn:
+            conn = await asyncpg.connect(url)  # no command timeout: the load takes a while
+            try:
                 await conn.execute("SET session_replication_role = replica")  # no triggers for the bulk load
                 await conn.execute(SEED_CONFIGS)
                 await conn.execute(SEED_LOGS)
                 await conn.execute("SET session_replication_role = DEFAULT")
                 await conn.execute(BEAT)
                 await conn.execute("VACUUM ANALYZE job_execution_logs, data_collection_configs")
+            finally:
+                await conn.close()
             print(f"seeded {CONFIGS:,} configs and {LOGS:,} runs in {time.perf_counter() - started:.1f} s")
             settings = replace(Settings(), database_url=url, alert_webhook_url=WEBHOOK)
             await pool.execute("INSERT INTO system_jobs (name, next_run_at) VALUES ($1, now())", EVALUATION_JOB)
 
-            await pool.execute(ENABLED_AT, "0 seconds")
+            await pool.execute(ENABLED_AT, timedelta(0))
             quiet = [await _evaluate(pool, settings) for _ in range(ROUNDS)]
             print(_line("quiet (nothing fires)", quiet))
 
-            await pool.execute(ENABLED_AT, "3 hours")
+            await pool.execute(ENABLED_AT, timedelta(hours=3))
             first = await _evaluate(pool, settings)
             firing = await pool.fetchval("SELECT count(*) FROM alerts WHERE firing_since IS NOT NULL")
             queued = await pool.fetchval("SELECT count(*) FROM alert_notifications")
             print(f"all stale, first: {first:.1f} ms ({firing:,} alerts fired, {queued} message queued)")
             steady = [await _evaluate(pool, settings) for _ in range(ROUNDS)]
             print(_line(f"all stale, steady ({firing:,} firing)", steady))
+            print("load average " + " ".join(f"{load:.2f}" for load in os.getloadavg()))
         finally:
             await pool.close()
