@@ -11,13 +11,22 @@ from backend.db.pool import Pool, create_pool
 from backend.settings import Settings
 from tests.alerts.conftest import evaluate_now
 from tests.conftest import TEST_SECRET_KEY
-from tests.dashboard.conftest import VIEW_ROUTES, Served, log_in, open_view
+from tests.dashboard.conftest import PHONE, VIEW_ROUTES, Served, create_config, log_in, open_view
+from tests.dashboard.seed import wait_for_runs
 
 GONE_WORKER = "worker.9:1:gone01"
 # an arq worker that stopped beating ten minutes ago without shutting down: the served app has none
 INSERT_GONE_WORKER = (
     "INSERT INTO scheduler_heartbeats (scheduler_id, backend, started_at, heartbeat_at, expires_at) "
     "VALUES ($1, 'arq', now() - interval '1 hour', now() - interval '10 minutes', now() - interval '9 minutes')"
+)
+# a run that failed on a long address, as ccxt words it
+FAILED_RUN = (
+    "INSERT INTO job_execution_logs (job_name, job_type, config_id, symbol, exchange, status, trigger, "
+    "finished_at, error_type, error_message) "
+    "SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'failed', 'manual', now(), "
+    "'ExchangeNotAvailable', 'binance GET https://api.binance.com/api/v3/klines?symbol=LINKUSDT&interval=1h"
+    "&startTime=1765000000000&limit=1000 503 Service Unavailable' FROM data_collection_configs WHERE id = $1"
 )
 
 
@@ -109,4 +118,25 @@ async def test_an_alert_that_fires_while_a_view_is_open_shows_its_banner_without
         await expect(banner(page)).to_have_text("1 alert firing: Scheduler silent. See the alerts")
     finally:
         await served_pool.execute("DELETE FROM scheduler_heartbeats WHERE scheduler_id = 'worker.9:3:gone03'")
+        await evaluate_now(served_pool, served_settings)
+
+
+async def test_an_alert_quoting_a_long_url_fits_a_375_px_screen(
+    page: Page, served: Served, served_pool: Pool, served_settings: Settings
+) -> None:
+    served.fake.delisted.add("LINK/USDT")  # its runs fail for real
+    config = await create_config(served, "LINK/USDT", enabled=True)
+    try:
+        await wait_for_runs(served.database_url, [config["id"]])
+        for _ in range(3):
+            await served_pool.execute(FAILED_RUN, config["id"])
+        await evaluate_now(served_pool, served_settings)
+        await page.set_viewport_size(PHONE)
+        await log_in(page, view="Alerts")
+        await expect(page.get_by_role("region", name="Alerts firing now")).to_contain_text("LINK/USDT")
+
+        assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    finally:
+        served.fake.delisted.discard("LINK/USDT")
+        await served_pool.execute("DELETE FROM data_collection_configs WHERE id = $1", config["id"])
         await evaluate_now(served_pool, served_settings)

@@ -24,6 +24,11 @@ function ruleBadge(alert) {
   return el("span", { class: `badge ${kind}`, text: ruleTitle(alert.rule) });
 }
 
+/** A summary may hold a long URL (an exchange's error): it wraps anywhere rather than widen the page. */
+function summary(alert) {
+  return el("span", { class: "alert-summary", text: alert.summary });
+}
+
 function lasted(alert) {
   return formatDuration((new Date(alert.resolved_at) - new Date(alert.firing_since)) / 1000);
 }
@@ -56,7 +61,7 @@ export function mountAlerts(root) {
         rows: answer.firing,
         columns: [
           { label: "Rule", cell: ruleBadge },
-          { label: "What", cell: (alert) => alert.summary },
+          { label: "What", cell: summary },
           { label: "Firing since", cell: (alert) => timeStamp(alert.firing_since) },
           {
             label: "Last notified",
@@ -76,7 +81,7 @@ export function mountAlerts(root) {
         rows: answer.recent,
         columns: [
           { label: "Rule", cell: ruleBadge },
-          { label: "What", cell: (alert) => alert.summary },
+          { label: "What", cell: summary },
           { label: "Fired", cell: (alert) => timeStamp(alert.firing_since) },
           { label: "Resolved", cell: (alert) => timeStamp(alert.resolved_at) },
           { label: "Lasted", numeric: true, cell: lasted },
