@@ -27,6 +27,7 @@ from backend.db.redis import create_redis
 from backend.health import HealthController
 from backend.monitoring.controllers import ExecutionLogController, StatsController
 from backend.monitoring.events import open_monitoring
+from backend.monitoring.metrics import MetricsController, http_metrics_config
 from backend.monitoring.websocket import stream_events
 from backend.scheduling.lifespan import open_scheduling
 from backend.settings import Settings, load_settings
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ExecutionLogController,
             StatsController,
             AlertController,
+            MetricsController,
             stream_events,
             docs_redirect,
             asyncapi_document,
@@ -116,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_app_init=[jwt_auth.on_app_init, request_id_first],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ParsedRequest,
-        middleware=[QueryStringMiddleware],
+        middleware=[http_metrics_config().middleware, QueryStringMiddleware],
         before_send=[security_headers(production=settings.is_production)],
         cors_config=CORSConfig(allow_origins=list(settings.cors_allowed_origins), expose_headers=EXPOSED_HEADERS)
         if settings.cors_allowed_origins

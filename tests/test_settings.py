@@ -42,6 +42,9 @@ def test_heroku_postgres_scheme_becomes_postgresql_and_keeps_sslmode() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"APP_ENV": "staging"}, "APP_ENV"),
+        ({"FRESHNESS_MARGIN_SECONDS": "-5"}, "FRESHNESS_MARGIN_SECONDS"),
+        ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
+        ({"METRICS_TOKEN": "a" * 40}, "METRICS_TOKEN"),
     ],
 )
 def test_invalid_value_names_the_variable(environ: dict[str, str], variable: str) -> None:
@@ -105,3 +108,13 @@ def test_candle_retention_is_off_by_default_and_set_per_timeframe() -> None:
 def test_candle_retention_of_zero_days_names_the_variable() -> None:
     with pytest.raises(SettingsError, match="^CANDLE_RETENTION_DAYS_1H:"):
         load_settings({"CANDLE_RETENTION_DAYS_1H": "0"})
+
+
+def test_metrics_have_no_scrape_token_and_a_minute_of_freshness_margin_by_default() -> None:
+    settings = load_settings({})
+
+    assert (settings.metrics_token, settings.freshness_margin_seconds) == (None, 60)
+
+
+def test_a_strong_metrics_token_is_taken() -> None:
+    assert load_settings({"METRICS_TOKEN": STRONG_KEY}).metrics_token == STRONG_KEY

@@ -17,6 +17,8 @@ from backend.settings import Settings
 from backend.web.params import BIGINT_MAX
 
 PUBLIC_PATHS = ["/health", "/schema", "/docs", "/api/v1/auth/login"]
+# routes that check their token themselves (a guard): /metrics also takes METRICS_TOKEN
+OWN_TOKEN_PATHS = ["/metrics$"]
 MAX_VERIFIED_TOKENS = 1024  # a few clients poll with a few tokens each
 
 
@@ -92,7 +94,7 @@ def create_jwt_auth(settings: Settings) -> JWTAuth[User]:
         algorithm="HS256",
         token_cls=VerifiedToken,
         default_token_expiration=timedelta(minutes=settings.access_token_expire_minutes),
-        exclude=PUBLIC_PATHS,
+        exclude=PUBLIC_PATHS + OWN_TOKEN_PATHS,
         description="Paste the access_token from POST /api/v1/auth/login.",
         authentication_middleware_class=BearerAuthenticationMiddleware,
     )

@@ -4,7 +4,7 @@ the admin route that makes the collector ask the exchange again about stretches 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get
@@ -19,6 +19,7 @@ from backend.collection.timeframes import candles_between, candles_in, from_minu
 from backend.configs.schemas import Timeframe
 from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
+from backend.monitoring.freshness import SeriesFreshness, candle_lag_seconds, read_series_freshness
 from backend.web.headers import attachment
 from backend.web.openapi import csv_download
 from backend.web.params import invalid_query, to_utc
@@ -106,15 +107,31 @@ class MarketDataController(Controller):
 
     @get("/coverage", operation_id="readCoverage")
     async def read_coverage(
-        self, pool: PoolDependency, symbol: Symbol, exchange: Exchange = "binance"
+        self, request: Request[Any, Any, Any], pool: PoolDependency, symbol: Symbol, exchange: Exchange = "binance"
     ) -> list[SeriesCoverage]:
-        """Per stored series of the market: span, count, expected count, and its largest gaps."""
+        """Per stored series of the market: span, count, expected count, its largest gaps, and its
+        freshness (the lag since its newest candle closed; whether it is stale, when a config collects it)."""
         exchange, symbol = exchange.lower(), symbol.upper()
+        now = datetime.now(UTC)
         rows = await repository.coverage(pool, exchange=exchange, symbol=symbol, largest_gaps=LARGEST_GAPS)
         rejected = await repository.count_rejected(pool, exchange=exchange, symbol=symbol)
         empty = await repository.empty_ranges(pool, exchange=exchange, symbol=symbol)
+        collected = {
+            series.timeframe: series
+            for series in await read_series_freshness(
+                pool, now=now, settings=request.app.state.settings, exchange=exchange, symbol=symbol
+            )
+        }
         return [
-            _coverage(exchange, symbol, row, [r for r in empty if r.timeframe == row["timeframe"]], rejected)
+            _coverage(
+                exchange,
+                symbol,
+                row,
+                [r for r in empty if r.timeframe == row["timeframe"]],
+                rejected,
+                collected.get(row["timeframe"]),
+                now,
+            )
             for row in rows
         ]
 
@@ -167,7 +184,13 @@ def _gap(after_minute: int, next_minute: int, timeframe: str) -> Gap:
 
 
 def _coverage(
-    exchange: str, symbol: str, row: Any, empty: list[EmptyRange], rejected: dict[str, int]
+    exchange: str,
+    symbol: str,
+    row: Any,
+    empty: list[EmptyRange],
+    rejected: dict[str, int],
+    freshness: SeriesFreshness | None,
+    now: datetime,
 ) -> SeriesCoverage:
     timeframe: str = row["timeframe"]
     first, last = from_minute(row["first_minute"]), from_minute(row["last_minute"])
@@ -186,4 +209,7 @@ def _coverage(
         rejected_candles=rejected.get(timeframe, 0),
         gap_count=row["gap_count"],
         largest_gaps=[_gap(after, following, timeframe) for after, following in row["largest_gaps"]],
+        lag_seconds=candle_lag_seconds(last, timeframe, now=now),
+        stale_after_seconds=None if freshness is None else freshness.stale_after_seconds,
+        stale=None if freshness is None else freshness.stale,
     )

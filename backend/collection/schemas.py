@@ -19,7 +19,7 @@ class Gap(msgspec.Struct, kw_only=True):
 
 
 class SeriesCoverage(msgspec.Struct, kw_only=True):
-    """What is stored of one series, and where it has holes."""
+    """What is stored of one series, where it has holes, and how fresh it is (see ``GET .../freshness``)."""
 
     exchange: str
     symbol: str
@@ -33,6 +33,9 @@ class SeriesCoverage(msgspec.Struct, kw_only=True):
     rejected_candles: int  # the exchange kept sending them broken: never stored
     gap_count: int
     largest_gaps: list[Gap]
+    lag_seconds: float  # since the newest candle (last_candle) closed
+    stale_after_seconds: float | None  # the lag beyond which the series is stale; null: no enabled config collects it
+    stale: bool | None  # null: no enabled config collects it
 
 
 class ConfirmationsCleared(msgspec.Struct, kw_only=True):

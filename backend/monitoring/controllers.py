@@ -28,6 +28,7 @@ from backend.monitoring.etag import (
     not_modified,
     polled_headers,
 )
+from backend.monitoring.freshness import SeriesFreshness, read_series_freshness, summarize_freshness
 from backend.monitoring.params import started_range, timeseries_window
 from backend.monitoring.schemas import (
     BUCKET_MINUTES,
@@ -42,6 +43,7 @@ from backend.monitoring.schemas import (
     Timeseries,
 )
 from backend.scheduling.status import SchedulerStatus, read_scheduler_status
+from backend.settings import Settings
 from backend.web.headers import attachment
 from backend.web.openapi import csv_download
 from backend.web.params import Skip, resource_id
@@ -179,7 +181,8 @@ class StatsController(Controller):
     async def status(
         self, request: Request[Any, Any, Any], pool: PoolDependency, if_none_match: IfNoneMatch = None
     ) -> Response[Status]:
-        """Configs, active jobs, the last 10 runs, the last 24 hours' stats, and the scheduler's state.
+        """Configs, active jobs, the last 10 runs, the last 24 hours' stats, the scheduler's state,
+        and the freshness of the collected series (how many are stale, the worst few).
 
         The tag leaves out `scheduler.heartbeat_age_seconds`, which ages every second. The scheduler
         state is read at most once a second per process while the data stays the same (every
@@ -193,8 +196,27 @@ class StatsController(Controller):
         etag = make_etag("status", minute, version, scheduler_tag)
         if etag_matches(if_none_match, etag):
             return not_modified(etag)
-        status = await _answer_cache(request).get_or_compute(etag, lambda: _read_status(pool, minute, scheduler))
+        settings: Settings = request.app.state.settings
+        status = await _answer_cache(request).get_or_compute(
+            etag, lambda: _read_status(pool, minute, scheduler, settings)
+        )
         return Response(msgspec.structs.replace(status, scheduler=scheduler), headers=polled_headers(etag))
+
+    @get("/freshness", operation_id="getFreshness", responses=NOT_MODIFIED, response_headers=POLLED_HEADERS)
+    async def freshness(
+        self, request: Request[Any, Any, Any], pool: PoolDependency, if_none_match: IfNoneMatch = None
+    ) -> Response[list[SeriesFreshness]]:
+        """Every series (timeframe) of every enabled config: its newest stored candle, the lag since
+        that candle closed, and whether it is stale (judged once a minute, and after every run)."""
+        minute = current_minute()
+        etag = make_etag("freshness", minute, await current_data_version(request, pool))
+        if etag_matches(if_none_match, etag):
+            return not_modified(etag)
+        settings: Settings = request.app.state.settings
+        series = await _answer_cache(request).get_or_compute(
+            etag, lambda: read_series_freshness(pool, settings=settings)
+        )
+        return Response(series, headers=polled_headers(etag))
 
     @get(
         "/stats/timeseries", operation_id="getStatsTimeseries", responses=NOT_MODIFIED, response_headers=POLLED_HEADERS
@@ -258,10 +280,13 @@ async def _read_scheduler(pool: PoolDependency) -> tuple[SchedulerStatus, bytes]
     return scheduler, msgspec.json.encode(msgspec.structs.replace(scheduler, heartbeat_age_seconds=None))
 
 
-async def _read_status(pool: PoolDependency, minute: datetime, scheduler: SchedulerStatus) -> Status:
+async def _read_status(
+    pool: PoolDependency, minute: datetime, scheduler: SchedulerStatus, settings: Settings
+) -> Status:
     counts = await repository.count_configs(pool)
     recent = await repository.list_logs(pool, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
     stats = await repository.read_stats(pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=None)
+    freshness = summarize_freshness(await read_series_freshness(pool, settings=settings))
     return Status(
         total_configs=counts.total_configs,
         enabled_configs=counts.enabled_configs,
@@ -270,4 +295,5 @@ async def _read_status(pool: PoolDependency, minute: datetime, scheduler: Schedu
         recent_executions=recent,
         stats=stats,
         scheduler=scheduler,
+        freshness=freshness,
     )

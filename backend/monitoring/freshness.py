@@ -126,7 +126,7 @@ def judge_freshness(
     if newest_candle is not None:
         newest_end = next_open(newest_candle, timeframe)
         following_end = next_open(newest_end, timeframe)
-        lag_seconds = (now - newest_end).total_seconds()
+        lag_seconds = candle_lag_seconds(newest_candle, timeframe, now=now)
         expected_length = (following_end - newest_end).total_seconds()
         expected_end = max(expected_end, following_end)
     stale_at = expected_end.timestamp() + allowance
@@ -141,6 +141,11 @@ def judge_freshness(
         stale_at=datetime.fromtimestamp(stale_at, UTC),
         stale=now.timestamp() > stale_at,
     )
+
+
+def candle_lag_seconds(open_time: datetime, timeframe: str, *, now: datetime) -> float:
+    """Seconds from the end (close) of the candle opening at ``open_time`` until ``now``."""
+    return (now - next_open(open_time, timeframe)).total_seconds()
 
 
 def summarize_freshness(series: list[SeriesFreshness], *, worst: int = WORST_SERIES) -> FreshnessSummary:

@@ -17,6 +17,7 @@ from backend.db.pool import Connection, Pool
 from backend.monitoring.schemas import (
     ConfigCounts,
     ConfigStats,
+    ConsecutiveFailures,
     JobExecutionLog,
     JobExecutionStats,
     LogFilters,
@@ -151,6 +152,26 @@ LEFT JOIN LATERAL (
 ORDER BY config.id
 """
 
+# Per enabled config: how many of its latest finished runs failed in a row (counted up to $1), newest
+# first; one index range of at most $1 rows per config.
+CONSECUTIVE_FAILURES = """
+SELECT config.id AS config_id, config.exchange, config.symbol,
+       coalesce(min(latest.position) FILTER (WHERE latest.status <> 'failed') - 1, count(latest.status))::integer
+           AS failures
+FROM data_collection_configs AS config
+LEFT JOIN LATERAL (
+    SELECT status, row_number() OVER (ORDER BY started_at DESC) AS position
+    FROM (
+        SELECT status, started_at FROM job_execution_logs
+        WHERE config_id = config.id AND status <> 'running'
+        ORDER BY started_at DESC LIMIT $1
+    ) AS newest
+) AS latest ON true
+WHERE config.enabled
+GROUP BY config.id
+ORDER BY config.id
+"""
+
 # The CSV export's columns, formatted by PostgreSQL: times as ISO 8601 UTC, metadata as JSON text.
 EXPORT_COLUMNS = (
     "id",
@@ -279,6 +300,12 @@ async def read_timeseries(
     where, parameters = where_clause(filters, first_parameter=4)
     rows = await db.fetch(TIMESERIES.format(where=where), start, end, bucket_minutes, *parameters)
     return [msgspec.convert(dict(row), TimeseriesPoint) for row in rows]
+
+
+async def read_consecutive_failures(db: Pool | Connection, *, up_to: int) -> list[ConsecutiveFailures]:
+    """Every enabled config with the number of its latest finished runs that failed in a row (at most ``up_to``)."""
+    rows = await db.fetch(CONSECUTIVE_FAILURES, up_to)
+    return [msgspec.convert(dict(row), ConsecutiveFailures) for row in rows]
 
 
 async def read_stats_by_config(db: Pool | Connection, *, since: datetime) -> list[ConfigStats]:

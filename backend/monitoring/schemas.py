@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from backend.monitoring.freshness import FreshnessSummary
 from backend.scheduling.status import SchedulerStatus
 
 RunStatus = Literal["running", "success", "failed", "partial"]
@@ -80,7 +81,8 @@ class JobExecutionStats(msgspec.Struct, kw_only=True):
 
 
 class Status(msgspec.Struct, kw_only=True):
-    """The dashboard's overview. ``scheduler`` is an addition; ``active_jobs`` comes from it."""
+    """The dashboard's overview. ``scheduler`` and ``freshness`` (how many series of the enabled
+    configs are stale, and the worst few) are additions; ``active_jobs`` comes from ``scheduler``."""
 
     total_configs: int
     enabled_configs: int
@@ -89,12 +91,22 @@ class Status(msgspec.Struct, kw_only=True):
     recent_executions: list[JobExecutionLog]
     stats: JobExecutionStats
     scheduler: SchedulerStatus
+    freshness: FreshnessSummary
 
 
 class ConfigCounts(msgspec.Struct, kw_only=True, frozen=True):
     total_configs: int
     enabled_configs: int
     disabled_configs: int
+
+
+class ConsecutiveFailures(msgspec.Struct, kw_only=True, frozen=True):
+    """An enabled config and how many of its latest finished runs failed in a row."""
+
+    config_id: int
+    exchange: str
+    symbol: str
+    failures: int
 
 
 class TimeseriesPoint(msgspec.Struct, kw_only=True):

@@ -14,6 +14,7 @@ import msgspec
 from backend.db.pool import Connection, Pool
 from backend.errors import ConflictError, NotFoundError
 from backend.runs.schemas import FinalStatus, RunningRun, Trigger
+from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 
 # The row copies symbol and exchange so the log stays readable after the config is deleted.
 # A unique key (one running run per config, one run per scheduled slot) makes it insert nothing,
@@ -46,14 +47,23 @@ UPDATE data_collection_configs SET last_run_at = run.started_at FROM run WHERE i
 """
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
-# stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome.
-COMPLETE_RUN = """
-UPDATE job_execution_logs
-SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
-    records_collected = $4,
-    error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
-WHERE id = $1 AND (status = 'running' OR error_type = 'Interrupted')
-RETURNING id
+# stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome. The run
+# totals count it in the same statement (once: see backend.runs.totals).
+COMPLETE_RUN = f"""
+WITH previous AS (
+    SELECT id AS previous_id, status AS previous_status FROM job_execution_logs
+    WHERE id = $1 AND (status = 'running' OR error_type = 'Interrupted')
+    FOR UPDATE
+), ended AS (
+    UPDATE job_execution_logs
+    SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
+        records_collected = $4,
+        error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
+    FROM previous
+    WHERE id = previous_id
+    RETURNING id, previous_status = 'running' AS first_end, {ENDED_COLUMNS}
+), {COUNT_ENDED_RUNS}
+SELECT id FROM ended
 """
 DELETE_RUN = "DELETE FROM job_execution_logs WHERE id = $1"
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from backend.db.pool import Connection, Pool
+from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 from backend.settings import SchedulerBackend
 
 # Due, enabled, not running, unlocked: claim the latest due slot of each, oldest slots first.
@@ -79,17 +80,21 @@ REMOVE_HEARTBEAT = "DELETE FROM scheduler_heartbeats WHERE scheduler_id = $1"
 FORGET_DEAD_SCHEDULERS = "DELETE FROM scheduler_heartbeats WHERE expires_at < now() - interval '1 day'"
 
 # A started run whose heartbeat stopped: its process died. Whoever sees it first closes it, so that
-# no stale "running" row blocks its config; the next slot runs as usual. A queued run (no heartbeat:
+# no stale "running" row blocks its config; the next slot runs as usual. Every statement that ends
+# runs also counts them in the run totals (backend.runs.totals). A queued run (no heartbeat:
 # no process started it yet) is not dead; see QUEUED_RUNS and ADOPT_QUEUED_RUNS.
-CLOSE_STALE_RUNS = """
-UPDATE job_execution_logs
-SET status = 'failed', finished_at = greatest(now(), started_at),
-    duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
-    error_type = 'Interrupted',
-    error_message = 'The process running this job stopped without finishing it (no heartbeat for '
-                    || $1::integer || ' s)'
-WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
-RETURNING id
+CLOSE_STALE_RUNS = f"""
+WITH ended AS (
+    UPDATE job_execution_logs
+    SET status = 'failed', finished_at = greatest(now(), started_at),
+        duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
+        error_type = 'Interrupted',
+        error_message = 'The process running this job stopped without finishing it (no heartbeat for '
+                        || $1::integer || ' s)'
+    WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+    RETURNING id, true AS first_end, {ENDED_COLUMNS}
+), {COUNT_ENDED_RUNS}
+SELECT id FROM ended
 """
 # Runs queued for more than $1 seconds (oldest first, at most $2): arq workers queue them again
 # (Redis may have lost the job; a job still queued is not duplicated).
@@ -115,13 +120,16 @@ WHERE id IN (
 RETURNING id
 """
 # The scheduler's own guard when a job ends without closing its row (an error before the run began).
-FAIL_RUN_IF_RUNNING = """
-UPDATE job_execution_logs
-SET status = 'failed', finished_at = greatest(now(), started_at),
-    duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
-    error_type = $2, error_message = $3
-WHERE id = $1 AND status = 'running'
-RETURNING id
+FAIL_RUN_IF_RUNNING = f"""
+WITH ended AS (
+    UPDATE job_execution_logs
+    SET status = 'failed', finished_at = greatest(now(), started_at),
+        duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
+        error_type = $2, error_message = $3
+    WHERE id = $1 AND status = 'running'
+    RETURNING id, true AS first_end, {ENDED_COLUMNS}
+), {COUNT_ENDED_RUNS}
+SELECT id FROM ended
 """
 DISCARD_RUN = "DELETE FROM job_execution_logs WHERE id = $1 AND status = 'running'"
 
@@ -149,11 +157,15 @@ WITH doomed AS (
 DELETE FROM job_execution_logs WHERE id IN (SELECT id FROM doomed)
 """
 REFRESH_SYSTEM_RUN = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
-FINISH_SYSTEM_RUN = """
-UPDATE job_execution_logs
-SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
-    error_type = $4, error_message = $5, metadata = $6, heartbeat_at = now()
-WHERE id = $1 AND status = 'running'
+FINISH_SYSTEM_RUN = f"""
+WITH ended AS (
+    UPDATE job_execution_logs
+    SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
+        error_type = $4, error_message = $5, metadata = $6, heartbeat_at = now()
+    WHERE id = $1 AND status = 'running'
+    RETURNING id, true AS first_end, {ENDED_COLUMNS}
+), {COUNT_ENDED_RUNS}
+SELECT id FROM ended
 """
 
 

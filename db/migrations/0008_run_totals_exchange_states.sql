@@ -44,12 +44,12 @@ CREATE FUNCTION histogram_bucket(value double precision, bounds double precision
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN coalesce((SELECT min(bound) FROM unnest(bounds) AS bound WHERE bound >= value), 'Infinity');
 
--- Candles a run reports under metadata.by_timeframe.<timeframe>.<key>, all timeframes together
--- (0 when the run has no such metadata or key).
-CREATE FUNCTION run_candles(metadata jsonb, key text) RETURNS bigint
+-- Candles a run reports under metadata.by_timeframe.<timeframe>.<field>, all timeframes together
+-- (0 when the run has no such metadata or field).
+CREATE FUNCTION run_candles(metadata jsonb, field text) RETURNS bigint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN coalesce((
-        SELECT sum(CASE WHEN jsonb_typeof(tf.value -> key) = 'number' THEN (tf.value ->> key)::numeric END)
+        SELECT sum(CASE WHEN jsonb_typeof(tf.value -> field) = 'number' THEN (tf.value ->> field)::numeric END)
         FROM jsonb_each(CASE WHEN jsonb_typeof(metadata -> 'by_timeframe') = 'object'
                              THEN metadata -> 'by_timeframe' END) AS tf
     ), 0)::bigint;

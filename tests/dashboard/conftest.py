@@ -44,8 +44,28 @@ ADMIN_PATH = "/api/v1/admin/data-collection"
 # the fake's markets; each test uses symbols of its own
 SYMBOLS = [
     f"{base}/USDT"
-    for base in ("BTC", "ETH", "SOL", "XRP", "ADA", "DOT", "LTC", "BNB", "TRX", "AVAX", "LINK", "NEAR", "ATOM", "UNI")
+    for base in (
+        "BTC",
+        "ETH",
+        "SOL",
+        "XRP",
+        "ADA",
+        "DOT",
+        "LTC",
+        "BNB",
+        "TRX",
+        "AVAX",
+        "LINK",
+        "NEAR",
+        "ATOM",
+        "UNI",
+        "APT",
+        "ARB",
+    )
 ]
+# a symbol the fake does not list: every run of it fails and it never stores a candle
+UNLISTED = ("DOGE/USDT", "PEPE/USDT")
+BACKDATE_ENABLING = "UPDATE data_collection_configs SET schedule_anchor_at = now() - interval '1 day' WHERE id = $1"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
 # console messages that are the network's, not the page's: HTTP errors the page handles and shows,
@@ -180,6 +200,17 @@ async def open_view(page: Page, name: str) -> None:
     """Follow a navigation link (Overview, Configs, Execution logs, Data, Alerts) and wait for its heading."""
     await page.get_by_role("navigation", name="Views").get_by_role("link", name=name).click()
     await expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
+
+
+async def make_stale(served: Served, config_id: int) -> None:
+    """As if the config had been enabled a day ago (its series were given a day to catch up), with
+    the answers' data version moved on as a write that shows would."""
+    conn = await asyncpg.connect(served.database_url)
+    try:
+        await conn.execute(BACKDATE_ENABLING, config_id)
+        await conn.execute("SELECT bump_data_version('data_collection_configs')")
+    finally:
+        await conn.close()
 
 
 async def create_config(served: Served, symbol: str, **fields: Any) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from typing import Any
 from playwright.async_api import Dialog, Locator, Page, expect
 
 from tests.conftest import VIEWER_EMAIL
-from tests.dashboard.conftest import ADMIN_PATH, Served, create_config, log_in
-from tests.dashboard.seed import fetch_one
+from tests.dashboard.conftest import ADMIN_PATH, UNLISTED, Served, create_config, log_in, make_stale
+from tests.dashboard.seed import fetch_one, wait_for_runs
 
 CONFIG_BY_SYMBOL = "SELECT row_to_json(c)::text FROM data_collection_configs AS c WHERE symbol = $1"
 
@@ -206,6 +206,20 @@ async def test_bulk_actions_show_the_outcome_for_each_config(page: Page, served:
     )
     await expect(row(page, "TRX/USDT")).to_have_count(0)
     assert await stored_config(served, "TRX/USDT") is None
+
+
+async def test_each_timeframe_shows_its_lag_and_a_stale_one_says_so(page: Page, served: Served) -> None:
+    fresh = await create_config(served, "APT/USDT", timeframes=["1h", "1d"], enabled=True)
+    stale = await create_config(served, UNLISTED[1], timeframes=["1h"], enabled=True)
+    await wait_for_runs(served.database_url, [fresh["id"], stale["id"]])
+    await make_stale(served, stale["id"])
+
+    await log_in(page, view="Configs")
+
+    lags = page.get_by_role("list", name="Freshness of APT/USDT on binance").get_by_role("listitem")
+    await expect(lags).to_have_text([re.compile(r"^1h \d.* behind$"), re.compile(r"^1d \d.* behind$")])
+    stale_lags = page.get_by_role("list", name=f"Freshness of {UNLISTED[1]} on binance")
+    await expect(stale_lags.get_by_role("listitem")).to_have_text("1h nothing stored stale")
 
 
 async def test_a_viewer_sees_the_configs_and_no_write_control(page: Page, served: Served) -> None:

@@ -70,6 +70,18 @@ async def test_the_data_view_draws_the_stored_candles_with_their_gaps(
     assert drawn["shading"] > 100, drawn
 
 
+async def test_coverage_shows_how_far_behind_each_series_is(page: Page, served: Served) -> None:
+    config = await create_config(served, "ARB/USDT", timeframes=["1h"], enabled=True)
+    await wait_for_runs(served.database_url, [config["id"]])
+
+    await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1h")
+
+    coverage = page.get_by_role("region", name="Coverage of ARB/USDT on binance")
+    await expect(coverage.get_by_role("columnheader", name="Lag")).to_be_visible()
+    lag = coverage.locator("tbody tr").get_by_role("cell").last
+    await expect(lag).to_have_text(re.compile(r"^\d.* behind$"))
+
+
 async def test_the_chart_zooms_and_moves_with_its_buttons(page: Page, served: Served) -> None:
     config = await create_config(served, "UNI/USDT", timeframes=["1h"], enabled=True)
     await wait_for_runs(served.database_url, [config["id"]])

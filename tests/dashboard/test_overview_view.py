@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from playwright.async_api import Page, Response, WebSocketRoute, expect
 
-from tests.dashboard.conftest import ADMIN_PATH, Served, log_in
+from tests.dashboard.conftest import ADMIN_PATH, UNLISTED, Served, create_config, log_in, make_stale
+from tests.dashboard.seed import wait_for_runs
 from tests.dashboard.transfer import QUIET_ROUNDS, first_load, quiet_poll_cycle
 
 FIRST_LOAD_BUDGET = 300_000  # bytes, compressed, headers included
@@ -56,6 +57,21 @@ async def test_the_overview_shows_the_day_the_scheduler_and_four_charts(page: Pa
         await expect(page.get_by_role("figure", name=title).locator("canvas")).to_have_count(1)
     await expect(page.get_by_role("link", name="All configs")).to_be_visible()
     await expect(page.get_by_role("link", name="All execution logs")).to_be_visible()
+
+
+async def test_a_stale_series_shows_in_the_stale_series_card_with_its_lag(page: Page, served: Served) -> None:
+    config = await create_config(served, UNLISTED[0], timeframes=["1h"], enabled=True)  # its run fails
+    await wait_for_runs(served.database_url, [config["id"]])
+    await make_stale(served, config["id"])
+
+    await log_in(page)
+
+    freshness = page.get_by_role("region", name="Freshness")
+    await expect(freshness.locator(".card-alert")).to_contain_text("Stale series")
+    stale = freshness.get_by_role("list", name="Stale series").get_by_role("listitem")
+    await expect(stale.filter(has_text=f"{UNLISTED[0]} 1h on binance")).to_contain_text("nothing stored")
+    link = stale.get_by_role("link", name=f"{UNLISTED[0]} 1h on binance")
+    assert await link.get_attribute("href") == f"#/data?config={config['id']}&timeframe=1h"
 
 
 async def test_a_run_written_elsewhere_appears_and_finishes_without_a_reload(

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
 from backend.collection.repository import CandleRow
 from backend.collection.storage import store_candles
 from backend.db.pool import Pool
 from backend.monitoring.freshness import read_series_freshness, summarize_freshness
 from backend.settings import Settings
+from tests.monitoring.conftest import ADMIN_PATH
+
+Client = AsyncTestClient[Litestar]
 
 ENABLED_AT = datetime(2025, 1, 10, tzinfo=UTC)
 NEWEST = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)  # open time of the newest stored 1h candle
@@ -170,3 +176,59 @@ async def test_summary_counts_stale_series_and_shows_the_worst_first(pool: Pool)
     assert (summary.series, summary.stale_series) == (3, 2)
     assert [(s.symbol, s.timeframe) for s in summary.worst] == [("BTC/USDT", "1m"), ("ETH/USDT", "1h")]
     assert all(s.stale for s in summary.worst)
+
+
+async def test_status_counts_stale_series_and_lists_the_worst(
+    client: Client, viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    await _config(pool, timeframes=("1h", "1d"))
+    recent = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    await _store(pool, _hours(recent, 2))
+
+    body = (await client.get(f"{ADMIN_PATH}/status", headers=viewer_headers)).json()
+
+    assert (body["freshness"]["series"], body["freshness"]["stale_series"]) == (2, 1)
+    worst = body["freshness"]["worst"]
+    assert [(s["timeframe"], s["stale"]) for s in worst] == [("1d", True), ("1h", False)]
+    assert worst[1]["lag_seconds"] < 3600
+    assert worst[1]["newest_candle"] == recent.isoformat().replace("+00:00", "Z")
+
+
+async def test_freshness_route_lists_every_series_with_an_etag(
+    client: Client, viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    config_id = await _config(pool, timeframes=("1h", "1m"))
+
+    response = await client.get(f"{ADMIN_PATH}/freshness", headers=viewer_headers)
+    again = await client.get(
+        f"{ADMIN_PATH}/freshness", headers={**viewer_headers, "If-None-Match": response.headers["ETag"]}
+    )
+
+    assert response.status_code == 200
+    assert [(s["config_id"], s["timeframe"], s["stale"]) for s in response.json()] == [
+        (config_id, "1h", True),
+        (config_id, "1m", True),
+    ]
+    assert again.status_code == 304
+
+
+async def test_freshness_route_needs_a_token(client: Client) -> None:
+    assert (await client.get(f"{ADMIN_PATH}/freshness")).status_code == 401
+
+
+async def test_coverage_shows_the_lag_and_whether_a_collected_series_is_stale(
+    client: Client, viewer_headers: dict[str, str], pool: Pool
+) -> None:
+    await _config(pool)  # collects 1h only
+    recent = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    await _store(pool, _hours(recent, 2))
+    old_4h = recent.replace(hour=recent.hour - recent.hour % 4) - timedelta(days=2)
+    await _store(pool, [(old_4h, 1.0, 2.0, 0.5, 1.5, 3.0)], timeframe="4h")  # stored once, not collected now
+
+    response = await client.get("/api/v1/market-data/coverage", params={"symbol": "BTC/USDT"}, headers=viewer_headers)
+
+    series = {s["timeframe"]: s for s in response.json()}
+    assert 0 <= series["1h"]["lag_seconds"] < 3600
+    assert (series["1h"]["stale"], series["1h"]["stale_after_seconds"]) == (False, 3600 + 2 * 600 + MARGIN)
+    assert series["4h"]["lag_seconds"] > 2 * 86400 - 4 * 3600
+    assert (series["4h"]["stale"], series["4h"]["stale_after_seconds"]) == (None, None)

@@ -105,6 +105,22 @@ async def test_trigger_while_a_run_of_the_config_is_in_progress_is_409(
     fake.latency_seconds = 0
 
 
+async def test_the_exchange_requests_of_this_process_reach_the_totals_at_its_heartbeat(
+    client: Client, admin_headers: dict[str, str], pool: Pool, fake: FakeBinance
+) -> None:
+    config = await _create(client, admin_headers)
+    run_id = await eventually(
+        lambda: pool.fetchval("SELECT id FROM job_execution_logs WHERE config_id = $1", config["id"])
+    )
+    await _ended_run(pool, run_id)
+    answered = fake.market_requests + len(fake.requests)
+
+    async def recorded() -> bool:  # a heartbeat may have added part of them before the run ended
+        return await pool.fetchval("SELECT requests FROM exchange_request_totals") == answered
+
+    assert await eventually(recorded)
+
+
 async def test_trigger_of_an_unknown_config_is_404(client: Client, admin_headers: dict[str, str]) -> None:
     response = await client.post(f"{CONFIGS}/4242/trigger", headers=admin_headers)
 

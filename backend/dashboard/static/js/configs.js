@@ -1,4 +1,5 @@
-// Configs: the table with each config's schedule and its last 24 hours (/stats/by-config),
+// Configs: the table with each config's schedule, the lag of each timeframe (/freshness) and its
+// last 24 hours (/stats/by-config),
 // create and edit forms, delete, "Trigger now" (its run is followed until it ends), bulk actions.
 // Viewers get the table only: no write control is drawn for them.
 
@@ -21,7 +22,9 @@ import {
   clearProblems,
   confirmDialog,
   dataTable,
+  freshnessBadge,
   keepingFocus,
+  lagText,
   messageLine,
   refresher,
   section,
@@ -158,6 +161,7 @@ export function mountConfigs(root) {
   const selected = new Set();
   let configs = [];
   let statsById = new Map();
+  let freshnessByKey = new Map(); // "config id:timeframe" -> /freshness item
   let formOpen = null;
 
   const newButton = admin
@@ -337,6 +341,26 @@ export function mountConfigs(root) {
     );
   }
 
+  /** Each timeframe with the time since its newest candle closed (enabled configs are collected). */
+  function timeframesCell(config) {
+    if (!config.enabled) return config.timeframes.join(", ");
+    return el(
+      "ul",
+      { class: "lags", "aria-label": `Freshness of ${label(config)}` },
+      config.timeframes.map((timeframe) => {
+        const series = freshnessByKey.get(`${config.id}:${timeframe}`);
+        return el(
+          "li",
+          {},
+          `${timeframe} `,
+          series ? el("span", { class: "lag", text: lagText(series) }) : null,
+          series?.stale ? " " : null,
+          series ? freshnessBadge(series) : null,
+        );
+      }),
+    );
+  }
+
   function lastRunCell(config) {
     const stats = statsById.get(config.id);
     const at = stats?.last_run_at ?? config.last_run_at;
@@ -410,7 +434,7 @@ export function mountConfigs(root) {
         ],
       },
       { label: "Exchange", cell: (config) => config.exchange },
-      { label: "Timeframes", cell: (config) => config.timeframes.join(", ") },
+      { label: "Timeframes", cell: timeframesCell },
       { label: "Interval", cell: (config) => `every ${formatCount(config.interval_minutes)} min` },
       { label: "Enabled", cell: enabledCell },
       { label: "Next run", cell: (config) => (config.enabled ? timeStamp(config.next_run_at) : "off") },
@@ -460,13 +484,15 @@ export function mountConfigs(root) {
   }
 
   async function load() {
-    const [list, stats] = await Promise.all([
+    const [list, stats, freshness] = await Promise.all([
       listConfigs(),
       getPolled(`${ADMIN}/stats/by-config`),
+      getPolled(`${ADMIN}/freshness`),
       refreshTriggeredRuns(),
     ]);
     configs = list;
     statsById = new Map(stats.data.map((row) => [row.config_id, row]));
+    freshnessByKey = new Map(freshness.data.map((series) => [`${series.config_id}:${series.timeframe}`, series]));
     for (const id of [...selected]) if (!configs.some((config) => config.id === id)) selected.delete(id);
     showMessage(errorLine, "");
     render();

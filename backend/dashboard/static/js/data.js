@@ -1,4 +1,4 @@
-// Data: what is stored per config and timeframe (/market-data/coverage) and the candles
+// Data: what is stored per config and timeframe, and how fresh (/market-data/coverage), and the candles
 // themselves (/market-data/ohlcv) as a candlestick chart. Missing candles are drawn as shaded
 // empty slots. The chart loads 1,000 candles at a time as it is scrolled or zoomed, so the
 // whole stored range can be visited; the largest gaps have a "Show" button each.
@@ -6,7 +6,17 @@
 import { getJson, listConfigs } from "./api.js";
 import { el, replace } from "./dom.js";
 import { formatCount, formatTime, plural } from "./format.js";
-import { dataTable, messageLine, refresher, section, selectField, showMessage, timeStamp } from "./widgets.js";
+import {
+  dataTable,
+  freshnessBadge,
+  lagText,
+  messageLine,
+  refresher,
+  section,
+  selectField,
+  showMessage,
+  timeStamp,
+} from "./widgets.js";
 
 const CHARTS = "/dashboard/vendor/lightweight-charts-5.2.1/lightweight-charts.standalone.production.mjs";
 const MARKET = "/api/v1/market-data";
@@ -277,6 +287,15 @@ export function mountData(root, { params }) {
           // the exchange confirmed it has none there (no trades): not missing, but no candle either
           { label: "No trades", numeric: true, cell: (series) => formatCount(series.confirmed_empty_candles ?? 0) },
           { label: "Gaps", numeric: true, cell: (series) => formatCount(series.gap_count) },
+          {
+            label: "Lag",
+            cell: (series) => [
+              lagText(series),
+              series.stale === null ? " (not collected)" : null,
+              series.stale ? " " : null,
+              freshnessBadge(series),
+            ],
+          },
         ],
       }),
     );

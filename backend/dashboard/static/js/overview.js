@@ -1,4 +1,4 @@
-// Overview: the last 24 hours in cards, the scheduler's health, four charts from
+// Overview: the last 24 hours in cards, the freshness of the collected series, the scheduler's health, four charts from
 // /stats/timeseries and the last 10 executions, all from GET /status and /stats/timeseries.
 
 import { ADMIN, getPolled } from "./api.js";
@@ -8,6 +8,7 @@ import {
   card,
   dataTable,
   facts,
+  lagText,
   messageLine,
   refresher,
   section,
@@ -36,6 +37,7 @@ function summarize(values, format, empty, nothing, extreme = "highest") {
 export function mountOverview(root) {
   const errorLine = messageLine("error");
   const cards = el("div", { class: "cards" });
+  const freshnessBox = el("div", { class: "freshness" });
   const scheduler = el("div", { class: "scheduler" });
   const recent = el("div");
   const counts = el("p", { class: "config-counts" });
@@ -84,6 +86,7 @@ export function mountOverview(root) {
     el("h1", { text: "Overview" }),
     errorLine,
     section("Last 24 hours", cards),
+    section("Freshness", freshnessBox),
     section("Scheduler", scheduler),
     section(
       "Charts",
@@ -120,6 +123,7 @@ export function mountOverview(root) {
       card("Records collected", formatCount(stats.total_records_collected), "candles stored"),
       card("Runs in progress", formatCount(status.scheduler.runs_in_progress)),
     );
+    renderFreshness(status.freshness);
     const health = status.scheduler;
     heartbeatAt =
       health.heartbeat_age_seconds === null ? null : Date.now() - Math.max(health.heartbeat_age_seconds, 0) * 1000;
@@ -166,6 +170,47 @@ export function mountOverview(root) {
           { label: "Records", numeric: true, cell: (log) => formatCount(log.records_collected) },
         ],
       }),
+    );
+  }
+
+  /** How many collected series are stale (a card), and the worst of them with their lag. */
+  function renderFreshness(freshness) {
+    const stale = freshness.worst.filter((series) => series.stale);
+    replace(
+      freshnessBox,
+      el(
+        "div",
+        { class: "cards" },
+        card("Stale series", formatCount(freshness.stale_series), `of ${formatCount(freshness.series)} collected`, {
+          alert: freshness.stale_series > 0,
+        }),
+      ),
+      stale.length
+        ? el(
+            "ul",
+            { class: "stale-series", "aria-label": "Stale series" },
+            stale.map((series) =>
+              el(
+                "li",
+                {},
+                el("a", {
+                  href: `#/data?config=${series.config_id}&timeframe=${encodeURIComponent(series.timeframe)}`,
+                  text: `${series.symbol} ${series.timeframe} on ${series.exchange}`,
+                }),
+                `: ${lagText(series)}`,
+              ),
+            ),
+          )
+        : el("p", { class: "hint", text: "Every collected series is up to date." }),
+      freshness.stale_series > stale.length
+        ? el(
+            "p",
+            { class: "hint" },
+            `${formatCount(freshness.stale_series - stale.length)} more on the `,
+            el("a", { href: "#/configs", text: "Configs" }),
+            " page.",
+          )
+        : null,
     );
   }
 

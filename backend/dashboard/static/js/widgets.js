@@ -2,7 +2,7 @@
 // confirmation dialog, charts (uPlot, loaded on first use) and a serialized refresh.
 
 import { el, uid } from "./dom.js";
-import { formatTime } from "./format.js";
+import { formatDuration, formatTime } from "./format.js";
 
 const UPLOT = "/dashboard/vendor/uplot-1.6.32/uPlot.esm.js";
 const REFRESH_DEBOUNCE_MS = 120;
@@ -69,14 +69,28 @@ export function dataTable({ caption, columns, rows, empty = "Nothing to show yet
   return el("div", { class: "table-wrap", role: "region", "aria-label": caption, tabindex: "0" }, table);
 }
 
+/**
+ * How fresh a series is: the time since its newest candle closed, and a "stale" badge when it is
+ * past its limit. `series` is a /freshness (or /status worst) item, or a /coverage row.
+ */
+export function lagText(series) {
+  if (series.lag_seconds === null || series.lag_seconds === undefined) return "nothing stored";
+  return `${formatDuration(Math.max(series.lag_seconds, 0))} behind`;
+}
+
+export function freshnessBadge(series) {
+  return series.stale ? el("span", { class: "badge status-failed", text: "stale" }) : null;
+}
+
 export function statusBadge(status) {
   return el("span", { class: `badge status-${status || "none"}` }, status || "none");
 }
 
-export function card(label, value, detail) {
+/** A figure with its label; `alert` marks one that needs attention (e.g. stale series). */
+export function card(label, value, detail, { alert = false } = {}) {
   return el(
     "div",
-    { class: "card" },
+    { class: alert ? "card card-alert" : "card" },
     el("p", { class: "card-label", text: label }),
     el("p", { class: "card-value", text: value }),
     detail ? el("p", { class: "card-detail", text: detail }) : null,
