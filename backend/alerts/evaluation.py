@@ -212,7 +212,8 @@ async def _queue_messages(conn: Connection, changes: Changes, *, now: datetime) 
 class Evaluator:
     """This process's turn at the evaluation: at each boundary of the interval it tries to claim it
     (one process wins each), then sleeps until the next one is due. Its failures are logged once
-    per streak; it never touches collection beyond one pooled connection for a few milliseconds."""
+    per streak; it shares nothing with collection but one pooled connection, held for the evaluation's
+    transaction."""
 
     def __init__(self, pool: Pool, *, settings: Settings, on_queued: Callable[[], None]) -> None:
         self._pool = pool
