@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+# what `make run` installs (the runtime set and the embedded PostgreSQL), and what development adds
+RUN_INSTALLED := $(VENV)/.installed-run
+DEV_INSTALLED := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test migrate lint format bench bench-scale fuzz procfile-check lock screenshots
@@ -14,11 +16,17 @@ FUZZ_EXAMPLES ?= 300
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(INSTALLED) $(SPECTRAL) ## Create .venv and install the locked dependencies (and Spectral, with npm)
+install: $(DEV_INSTALLED) $(SPECTRAL) ## Install the development set into .venv: tests, lint, browser, fuzz (and Spectral, with npm)
 
-$(INSTALLED): requirements.txt requirements-dev.txt
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_INSTALLED): requirements-local.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-local.txt
+	@touch $@
+
+$(DEV_INSTALLED): requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
@@ -27,13 +35,13 @@ $(SPECTRAL): tools/spectral/package.json tools/spectral/package-lock.json
 		npm ci --prefix tools/spectral --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: the Spectral lint of the API documents will be skipped (install Node.js)"; fi
 
-run: install ## Run locally (make run PORT=8001 HOST=0.0.0.0): embedded PostgreSQL if DATABASE_URL is unset, migrations, first admin, app
+run: $(RUN_INSTALLED) ## Run locally (make run PORT=8001 HOST=0.0.0.0): embedded PostgreSQL if DATABASE_URL is unset, migrations, first admin, app
 	$(BIN)/python -m backend run --host $(HOST) --port $(PORT)
 
 test: install ## Run the whole test suite against real PostgreSQL and Redis
 	$(BIN)/python -m pytest
 
-migrate: install ## Apply pending database migrations (also the Heroku release phase)
+migrate: $(RUN_INSTALLED) ## Apply pending database migrations (also the Heroku release phase)
 	$(BIN)/python -m backend migrate
 
 lint: install ## ruff check, ruff format --check, mypy strict on backend/
@@ -60,7 +68,9 @@ screenshots: install ## Screenshots of every dashboard view (desktop and 375 px)
 procfile-check: install ## Start the Procfile's release and web processes with honcho, check /health
 	$(BIN)/python -m pytest tests/test_heroku_files.py -k procfile
 
-lock: install ## Re-lock requirements*.txt from pyproject.toml
+# The development set is resolved first and constrains the others: a package has one version in all three.
+lock: $(BIN)/python ## Re-lock requirements.txt (runtime, Heroku), requirements-local.txt (make run), requirements-dev.txt
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml -o requirements.txt --python-version 3.11 -q
 	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements-dev.txt --python-version 3.11 -q
+	$(BIN)/uv pip compile pyproject.toml --extra local -c requirements-dev.txt -o requirements-local.txt --python-version 3.11 -q
+	$(BIN)/uv pip compile pyproject.toml -c requirements-dev.txt -o requirements.txt --python-version 3.11 -q

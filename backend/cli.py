@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import signal
 import socket
 import sys
 from dataclasses import replace
+from types import FrameType
 
 import uvicorn
 
@@ -37,10 +39,31 @@ LOCAL_ADMIN_EMAIL = "admin@localhost.dev"
 logger = logging.getLogger("backend")
 
 
+def _exit_on_signal(signum: int, _: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _terminate_on_hangup(_: int, __: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGTERM)
+
+
+def _exit_normally_on_signals() -> None:
+    """End the process through a normal exit on SIGTERM (``kill``, ``timeout``) and SIGHUP (a closed
+    terminal), as on Ctrl-C, so that what is stopped at exit is stopped: the embedded PostgreSQL.
+
+    While uvicorn serves, it takes SIGTERM itself for a graceful shutdown, then raises it again once
+    done: it lands here. SIGHUP becomes SIGTERM, so that a serving app shuts down gracefully too.
+    """
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGHUP, _terminate_on_hangup)
+
+
 def _resolve_database(settings: Settings) -> Settings:
-    """Use DATABASE_URL; locally without one, start the embedded PostgreSQL under .data/."""
+    """Use DATABASE_URL; locally without one, start the embedded PostgreSQL under .data/ (stopped
+    when this process ends, whatever stops it short of SIGKILL)."""
     if settings.database_url is not None:
         return settings
+    _exit_normally_on_signals()
     url = start_embedded_postgres()
     print(f"DATABASE_URL is unset: using the embedded PostgreSQL ({url})")
     return replace(settings, database_url=url)
