@@ -20,6 +20,7 @@ from typing import Literal
 
 import msgspec
 
+from backend.db.outage import SHUTDOWN_WRITE_SECONDS
 from backend.db.pool import Connection, Pool
 
 logger = logging.getLogger(__name__)
@@ -227,4 +228,4 @@ class ExchangeActivity:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._writer
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.flush(), timeout=2.0)
+            await asyncio.wait_for(self.flush(), timeout=SHUTDOWN_WRITE_SECONDS)

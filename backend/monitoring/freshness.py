@@ -18,17 +18,18 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from backend.collection.timeframes import floor_open, from_minute, next_open
+from backend.collection.timeframes import FIXED_STEPS, WEEK_START, floor_open, from_minute, next_open
 from backend.db.pool import Connection, Pool
 from backend.settings import Settings
 
 # Every timeframe of every enabled config, in config order, with its newest stored candle's open
-# minute (null: nothing stored); $1/$2 narrow to one exchange / symbol when not null.
+# minute (null: nothing stored): the last minute of its newest period, one index probe per series.
+# $1/$2 narrow to one exchange / symbol when not null.
 SERIES_FRESHNESS = """
 SELECT config.id AS config_id, config.exchange, config.symbol, tf.timeframe, config.interval_minutes,
        config.schedule_anchor_at,
-       (SELECT max(counts.last_minute) FROM candle_counts AS counts WHERE counts.series_id = series.id)
-           AS newest_minute
+       (SELECT counts.last_minute FROM candle_counts AS counts
+        WHERE counts.series_id = series.id ORDER BY counts.period_start DESC LIMIT 1) AS newest_minute
 FROM data_collection_configs AS config
 CROSS JOIN LATERAL unnest(config.timeframes) WITH ORDINALITY AS tf(timeframe, position)
 LEFT JOIN candle_series AS series
@@ -37,6 +38,8 @@ WHERE config.enabled AND ($1::text IS NULL OR config.exchange = $1) AND ($2::tex
 ORDER BY config.id, tf.position
 """
 WORST_SERIES = 5
+STEP_SECONDS = {timeframe: step.total_seconds() for timeframe, step in FIXED_STEPS.items()}
+WEEK_START_SECONDS = WEEK_START.timestamp()
 
 
 class SeriesFreshness(msgspec.Struct, kw_only=True, frozen=True):
@@ -117,30 +120,49 @@ def judge_freshness(
     margin_seconds: float,
     now: datetime,
 ) -> SeriesFreshness:
-    """The rule of this module's docstring for one series."""
+    """The rule of this module's docstring for one series (in seconds since the epoch: a thousand
+    series are judged for every ``/status`` and every scrape)."""
     allowance = 2 * interval_seconds + margin_seconds
-    first_open = floor_open(enabled_at, timeframe)  # the candle open when the config was enabled
-    expected_end = next_open(first_open, timeframe)
-    expected_length = (expected_end - first_open).total_seconds()
-    lag_seconds: float | None = None
-    if newest_candle is not None:
-        newest_end = next_open(newest_candle, timeframe)
-        following_end = next_open(newest_end, timeframe)
-        lag_seconds = candle_lag_seconds(newest_candle, timeframe, now=now)
-        expected_length = (following_end - newest_end).total_seconds()
-        expected_end = max(expected_end, following_end)
-    stale_at = expected_end.timestamp() + allowance
+    expected_end, expected_length, newest_end = _expected_candle(timeframe, enabled_at, newest_candle)
+    stale_at = expected_end + allowance
+    now_seconds = now.timestamp()
     return SeriesFreshness(
         config_id=config_id,
         exchange=exchange,
         symbol=symbol,
         timeframe=timeframe,
         newest_candle=newest_candle,
-        lag_seconds=lag_seconds,
+        lag_seconds=None if newest_end is None else now_seconds - newest_end,
         stale_after_seconds=expected_length + allowance,
         stale_at=datetime.fromtimestamp(stale_at, UTC),
-        stale=now.timestamp() > stale_at,
+        stale=now_seconds > stale_at,
     )
+
+
+def _expected_candle(
+    timeframe: str, enabled_at: datetime, newest_candle: datetime | None
+) -> tuple[float, float, float | None]:
+    """When the candle a series expects next closes and how long it is, and when its newest candle
+    closed (None without one), in seconds since the epoch. The candle expected next is the one after
+    the newest, or the one open when the config was enabled if that closes later."""
+    step = STEP_SECONDS.get(timeframe)
+    if step is None:  # calendar months
+        first_open = floor_open(enabled_at, timeframe)
+        first_end = next_open(first_open, timeframe)
+        if newest_candle is None:
+            return first_end.timestamp(), (first_end - first_open).total_seconds(), None
+        newest_close = next_open(newest_candle, timeframe)
+        following_end = next_open(newest_close, timeframe)
+        if following_end >= first_end:
+            return following_end.timestamp(), (following_end - newest_close).total_seconds(), newest_close.timestamp()
+        return first_end.timestamp(), (first_end - first_open).total_seconds(), newest_close.timestamp()
+    origin = WEEK_START_SECONDS if timeframe == "1w" else 0.0
+    enabled = enabled_at.timestamp()
+    expected_end = enabled - (enabled - origin) % step + step
+    if newest_candle is None:
+        return expected_end, step, None
+    newest_end = newest_candle.timestamp() + step
+    return max(expected_end, newest_end + step), step, newest_end
 
 
 def candle_lag_seconds(open_time: datetime, timeframe: str, *, now: datetime) -> float:

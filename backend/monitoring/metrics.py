@@ -174,20 +174,19 @@ class SystemCollector(Collector):
             "Seconds since the newest stored candle of the series closed (series with a candle only)",
             labels=labels,
         )
-        limit = GaugeMetricFamily(
-            _name("series_stale_after_seconds"),
-            "The lag beyond which the series is stale: next candle + two intervals + FRESHNESS_MARGIN_SECONDS",
+        stale = GaugeMetricFamily(
+            _name("series_stale"),
+            "1 for each series that is stale (no new candle for one candle + two intervals + "
+            "FRESHNESS_MARGIN_SECONDS); series that are not are left out",
             labels=labels,
         )
-        stale = GaugeMetricFamily(_name("series_stale"), "1 when the series is stale, else 0", labels=labels)
         for series in self._snapshot.series:
             values = [series.exchange, series.symbol, series.timeframe]
             if series.lag_seconds is not None:
                 lag.add_metric(values, series.lag_seconds)
-            limit.add_metric(values, series.stale_after_seconds)
-            stale.add_metric(values, float(series.stale))
+            if series.stale:
+                stale.add_metric(values, 1.0)
         yield lag
-        yield limit
         yield stale
         yield GaugeMetricFamily(
             _name("series"), "Series collected: timeframes of enabled configs", value=len(self._snapshot.series)
@@ -260,11 +259,12 @@ class SystemCollector(Collector):
         failures = GaugeMetricFamily(
             _name("config_consecutive_failures"),
             f"Latest finished runs of an enabled config that failed in a row (counted up to "
-            f"{CONSECUTIVE_FAILURES_COUNTED})",
+            f"{CONSECUTIVE_FAILURES_COUNTED}; only configs whose latest run failed)",
             labels=["config_id", "exchange", "symbol"],
         )
         for config in self._snapshot.consecutive_failures:
-            failures.add_metric([str(config.config_id), config.exchange, config.symbol], config.failures)
+            if config.failures:
+                failures.add_metric([str(config.config_id), config.exchange, config.symbol], config.failures)
         yield failures
 
 

@@ -152,23 +152,28 @@ LEFT JOIN LATERAL (
 ORDER BY config.id
 """
 
-# Per enabled config: how many of its latest finished runs failed in a row (counted up to $1), newest
-# first; one index range of at most $1 rows per config.
+# Per enabled config: how many of its latest finished runs failed in a row (counted up to $1). The
+# latest finished run is one index probe; only when it failed are the latest $1 read.
 CONSECUTIVE_FAILURES = """
 SELECT config.id AS config_id, config.exchange, config.symbol,
-       coalesce(min(latest.position) FILTER (WHERE latest.status <> 'failed') - 1, count(latest.status))::integer
-           AS failures
+       CASE WHEN latest.status IS DISTINCT FROM 'failed' THEN 0 ELSE (
+           SELECT coalesce(min(position) FILTER (WHERE status <> 'failed') - 1, count(*))
+           FROM (
+               SELECT status, row_number() OVER (ORDER BY started_at DESC) AS position
+               FROM (
+                   SELECT status, started_at FROM job_execution_logs
+                   WHERE config_id = config.id AND status <> 'running'
+                   ORDER BY started_at DESC LIMIT $1
+               ) AS newest
+           ) AS ranked
+       ) END::integer AS failures
 FROM data_collection_configs AS config
 LEFT JOIN LATERAL (
-    SELECT status, row_number() OVER (ORDER BY started_at DESC) AS position
-    FROM (
-        SELECT status, started_at FROM job_execution_logs
-        WHERE config_id = config.id AND status <> 'running'
-        ORDER BY started_at DESC LIMIT $1
-    ) AS newest
+    SELECT status FROM job_execution_logs
+    WHERE config_id = config.id AND status <> 'running'
+    ORDER BY started_at DESC LIMIT 1
 ) AS latest ON true
 WHERE config.enabled
-GROUP BY config.id
 ORDER BY config.id
 """
 

@@ -145,6 +145,18 @@ async def test_monthly_series_waits_for_the_length_of_the_next_month(pool: Pool)
     assert series.stale_at == datetime(2025, 3, 1, 2, tzinfo=UTC) + timedelta(seconds=MARGIN)
 
 
+async def test_weekly_series_counts_from_mondays(pool: Pool) -> None:
+    enabled_at = datetime(2025, 1, 8, 15, tzinfo=UTC)  # a Wednesday: the week open then began on Monday the 6th
+    await _config(pool, timeframes=("1w",), interval_minutes=60, enabled_at=enabled_at)
+    monday = datetime(2025, 1, 6, tzinfo=UTC)
+    await _store(pool, [(monday, 1.0, 2.0, 0.5, 1.5, 10.0)], timeframe="1w")
+
+    [series] = await read_series_freshness(pool, now=datetime(2025, 1, 14, tzinfo=UTC))
+
+    assert series.lag_seconds == 86400  # the week closed on Monday the 13th
+    assert series.stale_at == datetime(2025, 1, 20, 2, tzinfo=UTC) + timedelta(seconds=MARGIN)
+
+
 async def test_every_timeframe_of_enabled_configs_only_in_config_order(pool: Pool) -> None:
     first = await _config(pool, timeframes=("1h", "1m", "1d"))
     await _config(pool, symbol="ETH/USDT", enabled=False)
