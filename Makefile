@@ -56,7 +56,7 @@ format: install ## Format and auto-fix the code
 bench: install ## Print benchmark figures
 	$(BIN)/python -m tests.bench
 
-bench-scale: install ## Candle storage at 100M candles: reads, coverage, size, partition drop (6.5 min on a quiet 2-core machine; ~10 GB, wants 30 GB free)
+bench-scale: install ## Candle storage at 100M candles: reads, coverage, size, compaction of a month, reads again, partition drop (6.5 min to load and read on a quiet 2-core machine, then the compaction: it prints its time; ~10 GB, wants 30 GB free)
 	$(BIN)/python -m tests.bench.scale_storage
 
 fuzz: install ## Fuzz the whole API from its OpenAPI schema with schemathesis (FUZZ_EXAMPLES per operation)

@@ -47,9 +47,9 @@ Symbol = Annotated[str, Parameter(min_length=3, max_length=41, description="BASE
 MINUTE_MS = 60_000
 
 
-def _csv_line(row: Any) -> str:
-    open_ms: int = row["open_ms"]
-    values = ",".join(repr(row[name]) for name in ("open", "high", "low", "close", "volume"))
+def _csv_line(row: CandleRow) -> str:
+    open_ms = row[0]
+    values = ",".join(map(repr, row[1:]))
     iso = from_minute(open_ms // MINUTE_MS).isoformat().replace("+00:00", "Z")
     return f"{open_ms},{iso},{values}\r\n"
 
@@ -102,7 +102,7 @@ class MarketDataController(Controller):
                 media_type="text/csv",
                 headers={"Content-Disposition": attachment(filename)},
             )
-        candles: list[CandleRow] = [tuple(row) for row in await repository.read_candles(pool, query)]
+        candles: list[CandleRow] = await repository.read_candles(pool, query)
         return Response(candles)
 
     @get("/coverage", operation_id="readCoverage")

@@ -3,8 +3,9 @@
 Every timeframe that has a series gets its current and next partition before candles arrive
 there, so collecting never waits on DDL. With a retention of N days for a timeframe
 (``CANDLE_RETENTION_DAYS_1M`` ...), each of its partitions that ends more than N days ago is
-detached concurrently (readers and writers never wait) and dropped, oldest first, and its share of
-the coverage summary goes with it. Rows are never deleted one by one.
+detached concurrently (readers and writers never wait) and dropped, oldest first, with the
+partition of its period's compacted segments, and its share of the coverage summary goes with
+it. Rows are never deleted one by one.
 """
 
 from __future__ import annotations
@@ -25,13 +26,18 @@ AHEAD = timedelta(days=31)  # a month ahead: the next monthly partition always e
 
 TIMEFRAMES_IN_USE = "SELECT DISTINCT timeframe FROM candle_series ORDER BY timeframe"
 EXISTING_PARTITIONS = "SELECT partition_name FROM candle_partitions WHERE timeframe = $1"
-# the partitions of timeframe $1 whose period ended at or before minute $2, oldest first
+# the partitions of timeframe $1 whose period ended at or before minute $2, oldest first, candles'
+# before their period's segments
 EXPIRED_PARTITIONS = """
 SELECT partition_name, period_start, period_end, detach_pending,
        format('ALTER TABLE %I DETACH PARTITION %I', parent_name, partition_name) AS detach,
        format('DROP TABLE %I', partition_name) AS drop_table
-FROM candle_partitions WHERE timeframe = $1 AND period_end <= $2
-ORDER BY period_start
+FROM (
+    SELECT *, 0 AS kind FROM candle_partitions WHERE timeframe = $1 AND period_end <= $2
+    UNION ALL
+    SELECT *, 1 FROM candle_segment_partitions WHERE timeframe = $1 AND period_end <= $2
+) AS expired
+ORDER BY period_start, kind
 """
 # the summary of the candles of a dropped partition: its period's counts, and the gaps that began
 # in it (their later end is now the series' first candle)

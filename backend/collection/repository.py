@@ -15,10 +15,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import itemgetter, mul
 from typing import Any
 
 import msgspec
 
+from backend.collection import schemas
+from backend.collection.segments import decode_values, open_minutes, segment_span_minutes, segment_start
 from backend.collection.summary import Period, SummaryChange
 from backend.collection.timeframes import EPOCH, MINUTE, from_minute, to_minute
 from backend.db.pool import Connection, Pool
@@ -48,23 +52,38 @@ NEWEST = "SELECT max(last_minute) FROM candle_counts WHERE series_id = $1"
 CANDLE_COLUMNS = ("series_id", "open_minute", "open", "high", "low", "close", "volume")
 # Inserts the candles not stored yet and rewrites a stored one only when the exchange changed it:
 # the open minutes inserted (those not stored before the statement), and how many were inserted
-# or changed. Callers hold the series lock, so nobody else inserts meanwhile.
+# or changed. A candle stored in a segment (a compacted period) counts as stored: when the page
+# changes it, a row of the new values replaces it (the next compaction folds it in). Callers hold
+# the series lock, so nobody else inserts meanwhile.
 MERGE = """
 WITH page AS (
     SELECT * FROM unnest($2::integer[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])
         AS p(open_minute, open, high, low, close, volume)
 ), stored AS (
     SELECT open_minute FROM candle_data WHERE series_id = $1 AND open_minute = ANY($2::integer[])
+), compacted AS (
+    SELECT d.* FROM candle_segments AS g
+    CROSS JOIN LATERAL candle_segment_candles(g.series_id, g.first_minute, g.runs, g.body, g.raw_positions,
+                                              g.raw_values) AS d
+    WHERE g.series_id = $1 AND g.segment_start <= $2[cardinality($2)] AND g.segment_start > $2[1] - 530000
+      AND g.last_minute >= $2[1] AND g.first_minute <= $2[cardinality($2)] AND d.open_minute = ANY($2::integer[])
 ), written AS (
     INSERT INTO candle_data AS c (series_id, open_minute, open, high, low, close, volume)
     SELECT $1, open_minute, open, high, low, close, volume FROM page
+    WHERE open_minute IN (SELECT open_minute FROM stored) OR NOT EXISTS (
+        SELECT FROM compacted AS k WHERE k.open_minute = page.open_minute
+          AND (k.open, k.high, k.low, k.close, k.volume) = (page.open, page.high, page.low, page.close, page.volume)
+    )
     ON CONFLICT (series_id, open_minute) DO UPDATE
     SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, volume = excluded.volume
     WHERE (c.open, c.high, c.low, c.close, c.volume)
         IS DISTINCT FROM (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume)
     RETURNING 1
 )
-SELECT ARRAY(SELECT open_minute FROM page EXCEPT SELECT open_minute FROM stored ORDER BY 1) AS inserted,
+SELECT ARRAY(
+           SELECT open_minute FROM page EXCEPT SELECT open_minute FROM stored EXCEPT SELECT open_minute FROM compacted
+           ORDER BY 1
+       ) AS inserted,
        (SELECT count(*) FROM written) AS written
 """
 # The summary around [$2, $3] before an insert there: first and last candle, overlapping gaps.
@@ -155,26 +174,60 @@ WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND open_time >= $4
 COUNT_REJECTED = """
 SELECT r.timeframe, count(*) AS rejected
 FROM candle_rejections AS r JOIN candle_series AS s USING (exchange, symbol, timeframe)
-WHERE r.exchange = $1 AND r.symbol = $2 AND NOT EXISTS (
-    SELECT FROM candle_data AS c
-    WHERE c.series_id = s.id AND c.open_minute = candle_minute(r.open_time AT TIME ZONE 'UTC')
-      AND r.open_time = date_trunc('minute', r.open_time)
+WHERE r.exchange = $1 AND r.symbol = $2 AND NOT (
+    r.open_time = date_trunc('minute', r.open_time)
+    AND candle_is_stored(s.id, candle_minute(r.open_time AT TIME ZONE 'UTC'))
 )
 GROUP BY r.timeframe
 """
 SERIES_ID = "SELECT id FROM candle_series WHERE exchange = $1 AND symbol = $2 AND timeframe = $3"
 # The first $4 candles of series $1 from minute $2 on, before minute $3 (open time in ms, as the
-# API answers it).
+# API answers it): the segments that may hold some of them (from the one holding minute $2, which
+# begins at $5, on; as many as the first $4 candles can need), one row each, and the rows up to
+# where those segments alone hold $4 candles.
 READ_FROM_START = """
-SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume FROM candle_data
-WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
-ORDER BY open_minute LIMIT $4
+WITH segments AS (
+    SELECT first_minute, last_minute, candles, runs, body, raw_positions, raw_values,
+           sum(candles) OVER (ORDER BY segment_start ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+               - first_value(candles) OVER (ORDER BY segment_start) AS after_first
+    FROM candle_segments
+    WHERE series_id = $1 AND segment_start >= $5 AND segment_start < $3 AND last_minute >= $2
+), needed AS MATERIALIZED (
+    SELECT * FROM segments WHERE after_first IS NULL OR after_first < $4
+)
+(SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
+        NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
+ FROM candle_data
+ WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+   AND open_minute <= coalesce((SELECT last_minute FROM needed WHERE after_first + candles >= $4), $3)
+ ORDER BY open_minute LIMIT $4)
+UNION ALL
+SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM needed
 """
-# The newest $4 candles of series $1 before minute $3 (from minute $2 on), newest first.
+# The newest $4 candles of series $1 before minute $3 (from minute $2 on, in a segment beginning at
+# $5 or later): the rows, and the segments that may hold some of them (when the rows alone hold $4
+# candles, only those reaching past the oldest of them, which begin at most $6 minutes earlier).
 READ_NEWEST = """
-SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume FROM candle_data
-WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
-ORDER BY open_minute DESC LIMIT $4
+WITH recent AS MATERIALIZED (
+    SELECT open_minute, open, high, low, close, volume FROM candle_data
+    WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
+    ORDER BY open_minute DESC LIMIT $4
+), oldest AS (
+    SELECT CASE WHEN count(*) = $4 THEN min(open_minute) END AS minute FROM recent
+), segments AS (
+    SELECT first_minute, runs, body, raw_positions, raw_values,
+           sum(candles) OVER (ORDER BY segment_start DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+               - first_value(candles) OVER (ORDER BY segment_start DESC) AS after_first
+    FROM candle_segments
+    WHERE series_id = $1 AND segment_start >= greatest($5, coalesce((SELECT minute FROM oldest) - $6, $5))
+      AND first_minute < $3 AND last_minute >= greatest($2, coalesce((SELECT minute FROM oldest), $2))
+)
+SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
+       NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
+FROM recent
+UNION ALL
+SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values
+FROM segments WHERE after_first IS NULL OR after_first < $4
 """
 # Per series of one market with candles: count, first and last from the summary, its gaps.
 COVERAGE = """
@@ -195,6 +248,7 @@ ORDER BY s.timeframe
 
 CandleRow = tuple[datetime, float, float, float, float, float]
 """A candle as the collector hands it over: open time (a whole minute), open, high, low, close, volume."""
+MINUTE_MS = 60_000
 FIRST_MINUTE = -(2**31)
 END_MINUTE = 2**31 - 1
 
@@ -429,18 +483,57 @@ def _bounds(query: CandleQuery) -> tuple[int, int]:
     return _minute_at_or_after(query.start, FIRST_MINUTE), _minute_at_or_after(query.end, END_MINUTE)
 
 
-async def read_candles(pool: Pool, query: CandleQuery) -> list[Any]:
-    """The candles ``query`` asks for, oldest first (``open_ms``, ``open`` ... ``volume``)."""
+async def read_candles(pool: Pool, query: CandleQuery) -> list[schemas.CandleRow]:
+    """The candles ``query`` asks for, oldest first: (open time in ms, open, high, low, close, volume)."""
     async with pool.acquire() as conn:  # one connection for both statements
         series_id = await conn.fetchval(SERIES_ID, query.exchange, query.symbol, query.timeframe)
         if series_id is None:
             return []
         start, end = _bounds(query)
+        lowest = start if start == FIRST_MINUTE else segment_start(start, query.timeframe)
         if query.start is not None:
-            return await conn.fetch(READ_FROM_START, series_id, start, end, query.limit)
-        rows = await conn.fetch(READ_NEWEST, series_id, start, end, query.limit)
-    rows.reverse()
-    return rows
+            records = await conn.fetch(READ_FROM_START, series_id, start, end, query.limit, lowest)
+        else:
+            span = segment_span_minutes(query.timeframe)
+            records = await conn.fetch(READ_NEWEST, series_id, start, end, query.limit, lowest, span)
+    rows = sorted((record[:6] for record in records if record["body"] is None), key=itemgetter(0))
+    segments = sorted((record for record in records if record["body"] is not None), key=itemgetter(0))
+    if not segments:
+        return rows
+    compacted = _from_segments(segments, query.timeframe, start, end, query.limit, newest=query.start is None)
+    if not rows:
+        return compacted
+    # the first (newest) ``limit`` of both are among the first (newest) ``limit`` of each
+    replaced = {row[0] for row in rows}  # a row replaces the segment's candle of its minute
+    candles = sorted([*rows, *(c for c in compacted if c[0] not in replaced)], key=itemgetter(0))
+    return candles[: query.limit] if query.start is not None else candles[-query.limit :]
+
+
+def _from_segments(
+    segments: list[Any], timeframe: str, start: int, end: int, limit: int | None, *, newest: bool
+) -> list[schemas.CandleRow]:
+    """The candles of ``segments`` (ascending) from minute ``start`` up to ``end``, ascending: the
+    first ``limit`` of them, or the last when ``newest`` (all when ``limit`` is None)."""
+    candles: list[schemas.CandleRow] = []
+    for segment in reversed(segments) if newest else segments:
+        left = None if limit is None else limit - len(candles)
+        if left == 0:
+            break
+        minutes = open_minutes(timeframe, segment["open_ms"] // MINUTE_MS, segment["runs"])
+        low, high = bisect.bisect_left(minutes, start), bisect.bisect_left(minutes, end)
+        if left is not None:
+            low, high = (max(low, high - left), high) if newest else (low, min(high, low + left))
+        part = decode_values(
+            segment["body"],
+            len(minutes),
+            segment["raw_positions"],
+            segment["raw_values"],
+            first=low,
+            stop=high,
+            open_times=map(mul, minutes[low:high], repeat(MINUTE_MS)),
+        )
+        candles = part + candles if newest else candles + part
+    return candles
 
 
 async def coverage(db: Pool | Connection, *, exchange: str, symbol: str, largest_gaps: int) -> list[Any]:

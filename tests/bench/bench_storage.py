@@ -14,16 +14,23 @@
   written page by page in turn (as concurrent runs write).
 - /coverage and one day of /ohlcv (limit 1440) through HTTP: the app served by uvicorn
   (``python -m backend serve``), one client, ``hey -c 1`` (Debian package ``hey``).
+- compacted months: a month of 23 one-minute series (993,600 candles) with prices and volumes as
+  an exchange sends them (a random walk on a 0.01 tick, volumes in lots of 0.00001), stored by the
+  writer; bytes per million candles of its partition (the open month's storage), then the daily
+  upkeep's compaction of every closed month in the database (those candles and the 16M+ above),
+  bytes per million candles of the month's segments, and the same HTTP reads again, compacted.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +40,7 @@ from backend.auth import repository as users
 from backend.auth.passwords import hash_password
 from backend.collection import repository
 from backend.collection.collector import Collector
+from backend.collection.compaction import compact_closed_partitions
 from backend.collection.exchanges import ExchangeClients
 from backend.collection.repository import CandleRow, StoredSeries
 from backend.collection.storage import PartitionCache, SeriesWriter
@@ -56,6 +64,9 @@ BACKFILL_DAYS = 365
 CCXT_RATE_LIMIT_MS = 1
 HOLE_EVERY = 9973  # minutes: about 100 gaps per million candles
 REQUESTS = 400
+MARKET_SERIES = 23
+MARKET_START = datetime(2021, 1, 1, tzinfo=UTC)
+MARKET_DAYS = 30
 
 PRELOAD = """
 INSERT INTO candle_data (series_id, open_minute, open, high, low, close, volume)
@@ -66,6 +77,12 @@ WHERE $4 = 0 OR m % $4 <> 0
 SIZE_OF_TIMEFRAME = """
 SELECT coalesce(sum(pg_total_relation_size(partition_name::regclass)), 0)::float8 FROM candle_partitions
 WHERE timeframe = $1
+"""
+# heap, TOAST and primary key of a table, and the candles it holds
+SIZE_OF = "SELECT pg_total_relation_size($1::regclass)::float8"
+COMPACTED = "SELECT coalesce(sum(candles), 0)::float8 FROM candle_segments"
+SIZE_OF_SEGMENTS = """
+SELECT coalesce(sum(pg_total_relation_size(partition_name::regclass)), 0)::float8 FROM candle_segment_partitions
 """
 
 
@@ -178,20 +195,70 @@ async def bench_http(pool: Pool, url: str, results: dict[str, Any]) -> None:
     async with SeriesWriter(pool, day, PartitionCache(pool)) as writer:
         await writer.store(next(_pages(1440)))
     await users.create_user(pool, email=EMAIL, password_hash=await hash_password(PASSWORD), role="admin")
+    await _http_figures(url, results, "")
+    results["table candles"] = await pool.fetchval("SELECT sum(candles)::float8 FROM candle_counts")
+
+
+async def _http_figures(url: str, results: dict[str, Any], suffix: str) -> None:
+    """/coverage and one day of /ohlcv through HTTP, as ``results[name + suffix]``."""
     process, base = await serve(url)
     try:
         token = await login(base)
         coverage = f"{base}/api/v1/market-data/coverage?symbol="
-        results["coverage long"] = _hey(coverage + "PRE0/USDT", token)
-        results["coverage day"] = _hey(coverage + "DAY/USDT", token)
+        results["coverage long" + suffix] = _hey(coverage + "PRE0/USDT", token)
+        results["coverage day" + suffix] = _hey(coverage + "DAY/USDT", token)
         one_day = (START + timedelta(days=300)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        results["ohlcv day"] = _hey(
+        results["ohlcv day" + suffix] = _hey(
             f"{base}/api/v1/market-data/ohlcv?symbol=PRE1/USDT&timeframe=1m&limit=1440&start={one_day}", token
         )
+        if suffix:
+            market_day = (MARKET_START + timedelta(days=17)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            results["ohlcv market day" + suffix] = _hey(
+                f"{base}/api/v1/market-data/ohlcv?symbol=MARKET7/USDT&timeframe=1m&limit=1440&start={market_day}",
+                token,
+            )
     finally:
         process.terminate()
         process.wait(timeout=30)
-    results["table candles"] = await pool.fetchval("SELECT sum(candles)::float8 FROM candle_counts")
+
+
+def _market_pages(rng: random.Random) -> Iterator[list[CandleRow]]:
+    """A month of 1m candles as an exchange sends them: floats parsed from decimal text."""
+    price = rng.randint(1_000_000, 9_000_000)  # in cents
+    minutes = MARKET_DAYS * 1440
+    for first in range(0, minutes, PAGE):
+        page: list[CandleRow] = []
+        for i in range(first, min(first + PAGE, minutes)):
+            open_ = price if rng.random() < 0.97 else price + rng.randint(-50, 50)
+            close = open_ + round(rng.gauss(0, open_ * 0.0006))
+            high = max(open_, close) + abs(round(rng.gauss(0, open_ * 0.0003)))
+            low = min(open_, close) - abs(round(rng.gauss(0, open_ * 0.0003)))
+            lots = round(math.exp(rng.gauss(2.0, 1.0)) * 100_000)
+            page.append(
+                (MARKET_START + timedelta(minutes=i), open_ / 100, high / 100, low / 100, close / 100, lots / 1e5)
+            )
+            price = close
+        yield page
+
+
+async def bench_compaction(pool: Pool, url: str, results: dict[str, Any]) -> None:
+    """A month of market-like candles, its size as rows, every closed month compacted, sizes and reads again."""
+    rng = random.Random(18)
+    for k in range(MARKET_SERIES):
+        async with SeriesWriter(pool, await _series(pool, f"MARKET{k}/USDT"), PartitionCache(pool)) as writer:
+            for page in _market_pages(rng):
+                await writer.store(page, more_coming=True)
+    month = "candle_data_1m_2021_01"
+    candles = MARKET_SERIES * MARKET_DAYS * 1440
+    await pool.execute(f"VACUUM ANALYZE {month}")
+    results["bytes open month"] = await pool.fetchval(SIZE_OF, month) / candles
+    began = time.perf_counter()
+    emptied = await compact_closed_partitions(pool, now=datetime.now(UTC))
+    results["compaction"] = (time.perf_counter() - began, await pool.fetchval(COMPACTED), len(emptied), _load())
+    results["bytes compacted month"] = await pool.fetchval(SIZE_OF, "candle_segments_1m_2021_01") / candles
+    results["bytes compacted all"] = await pool.fetchval(SIZE_OF_SEGMENTS) / await pool.fetchval(COMPACTED)
+    await pool.execute("ANALYZE candle_segments")
+    await _http_figures(url, results, " compacted")
 
 
 async def _raw_floor(pool: Pool, fake_url: str) -> tuple[float, int]:
@@ -335,7 +402,61 @@ def _report(results: dict[str, Any]) -> None:
             verdict(p95 < 5),
         )
     )
+    if "compaction" in results:
+        rows += _compaction_rows(results, verdict)
     _print_table(rows)
+
+
+def _compaction_rows(results: dict[str, Any], verdict: Callable[[bool], str]) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    open_month, month, everything = (
+        results["bytes open month"],
+        results["bytes compacted month"],
+        results["bytes compacted all"],
+    )
+    rows.append(
+        (
+            "bytes per million candles, compacted month (heap + TOAST + key)",
+            f"{month:.1f} MB ({month / open_month:.2f}x the open month's {open_month:.0f} MB); "
+            f"{everything:.1f} MB over every compacted month",
+            "<= 40 MB",
+            verdict(month <= 40),
+        )
+    )
+    seconds, compacted, partitions, load = results["compaction"]
+    rows.append(
+        (
+            "compacting every closed month (the daily upkeep)",
+            f"{compacted / 1e6:.1f}M candles, {partitions} partitions in {seconds:.0f} s "
+            f"({compacted / seconds:,.0f}/s; {load})",
+            "",
+            "",
+        )
+    )
+    _, p95_rows = results["ohlcv day"]
+    p50, p95 = results["ohlcv day compacted"]
+    _, market_p95 = results["ohlcv market day compacted"]
+    rows.append(
+        (
+            "one day of a 1m series, /ohlcv limit 1440 (HTTP), compacted",
+            f"p95 {p95:.1f} ms (p50 {p50:.1f}; {p95 / p95_rows:.2f}x the rows' p95); market-like month p95 "
+            f"{market_p95:.1f} ms",
+            "p95 < 5 ms",
+            verdict(max(p95, market_p95) < 5),
+        )
+    )
+    long_p50, long_p95 = results["coverage long compacted"]
+    _, rows_p95 = results["coverage long"]
+    rows.append(
+        (
+            "/coverage, one symbol (HTTP), compacted",
+            f"p95 {long_p95:.1f} ms at 1M candles + ~100 gaps (p50 {long_p50:.1f}; {long_p95 / rows_p95:.2f}x the "
+            "rows' p95)",
+            "p95 < 20 ms",
+            verdict(long_p95 < 20),
+        )
+    )
+    return rows
 
 
 def _print_table(rows: list[tuple[str, str, str, str]]) -> None:
@@ -362,6 +483,7 @@ async def main() -> None:
                 print("HTTP figures skipped: the load tool 'hey' is missing (Debian: apt-get install hey)")
             else:
                 await bench_http(pool, url, results)
+                await bench_compaction(pool, url, results)
         finally:
             await pool.close()
     print(f"end: {_load()}")

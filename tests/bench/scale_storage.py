@@ -1,7 +1,8 @@
-"""Candle storage at 100M candles (``make bench-scale``): reads, coverage, size, retention.
+"""Candle storage at 100M candles (``make bench-scale``): reads, coverage, size, compaction, retention.
 
-Takes 6.5 minutes on a quiet 2-core machine (load average about 1), longer on a busy one; the
-database grows to about 10 GB.
+The load and the reads of rows take 6.5 minutes on a quiet 2-core machine (load average about 1),
+longer on a busy one; compacting January then takes as long again or more (see what it prints);
+the database grows to about 10 GB.
 
 Loads 100,000,000 1m candles (50,000,000 when the database's disk has less than 30 GB free, and
 says so) for 1,000 series with generate_series, as the collector would have written them: in
@@ -12,7 +13,9 @@ through HTTP (the app served by uvicorn, one client, random series and days):
 - one day of a 1m series (``/ohlcv``, limit 1440): p50 and p95;
 - ``/coverage`` of a symbol: p95;
 - the size per million candles (heap + indexes), and of the summary;
-- the time to drop one month's partition (detached concurrently, dropped, its summary forgotten).
+- January's partition compacted by the daily upkeep's code (its time, the segments' size), and the
+  same reads again on random days of January;
+- the time to drop one month's partitions (detached concurrently, dropped, its summary forgotten).
 
 The database is a throwaway one, dropped at the end.
 """
@@ -32,6 +35,7 @@ import aiohttp
 from backend.auth import repository as users
 from backend.auth.passwords import hash_password
 from backend.collection import repository
+from backend.collection.compaction import closed_partitions, compact_partition
 from backend.collection.partitions import drop_expired_partitions
 from backend.collection.repository import CandleQuery
 from backend.collection.timeframes import to_minute
@@ -50,6 +54,8 @@ HOLEY_EVERY_SERIES = 10
 HOLE_EVERY_MINUTES = 997
 LOAD_CHUNK_DAYS = 2
 REQUESTS = 500
+JANUARY = "candle_data_1m_2025_01"
+JANUARY_SEGMENTS = "candle_segments_1m_2025_01"
 MB = 1e6
 
 CREATE_SERIES = """
@@ -196,6 +202,52 @@ async def _timed_gets(base: str, token: str, urls: list[str]) -> tuple[float, fl
     return cuts[49], cuts[94]
 
 
+async def _reads(pool: Pool, url: str, picks: list[tuple[int, datetime]], rng: random.Random) -> dict[str, float]:
+    """One day of random series and days: the repository's reads alone (twice), then through HTTP;
+    /coverage of random symbols through HTTP."""
+    queries = [
+        CandleQuery(exchange="binance", symbol=f"S{n}/USDT", timeframe="1m", start=day, end=None, limit=1440)
+        for n, day in picks
+    ]
+    figures: dict[str, float] = {}
+    figures["sql p50"], figures["sql p95"] = await _timed_reads(pool, queries)
+    _, figures["cached p95"] = await _timed_reads(pool, queries)  # the same days again: in memory now
+    process, base = await serve(url)
+    try:
+        token = await login(base)
+        reads = [
+            f"/api/v1/market-data/ohlcv?symbol=S{n}/USDT&timeframe=1m&limit=1440"
+            f"&start={day.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+            for n, day in rng.sample(picks, len(picks))
+        ]
+        figures["read p50"], figures["read p95"] = await _timed_gets(base, token, reads)
+        symbols = [f"/api/v1/market-data/coverage?symbol=S{rng.randint(1, SERIES)}/USDT" for _ in range(REQUESTS)]
+        figures["coverage p50"], figures["coverage p95"] = await _timed_gets(base, token, symbols)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return figures
+
+
+async def _compact_january(pool: Pool) -> dict[str, float]:
+    """The daily upkeep's compaction of January's partition; its time, candles and size."""
+    (january,) = [
+        partition
+        for partition in await closed_partitions(pool, before=datetime.now(UTC))
+        if partition["partition_name"] == JANUARY
+    ]
+    began = time.perf_counter()
+    await compact_partition(pool, january)
+    seconds = time.perf_counter() - began
+    await pool.execute("ANALYZE candle_segments")
+    return {
+        "seconds": seconds,
+        "candles": await pool.fetchval("SELECT sum(candles)::float8 FROM candle_segments"),
+        "bytes": await pool.fetchval(f"SELECT pg_total_relation_size('{JANUARY_SEGMENTS}')::float8"),
+        "rows left": await pool.fetchval(f"SELECT pg_total_relation_size('{JANUARY}')::float8"),
+    }
+
+
 async def main() -> None:
     print(f"start: {_load_average()}")
     async with throwaway_database("altar_bench_scale") as url:
@@ -211,35 +263,23 @@ async def main() -> None:
             print(f"loading {candles / 1e6:.0f}M candles for {SERIES} 1m series ({free / 1e9:.0f} GB free):")
             first, end = await _load(pool, candles)
             rng = random.Random(11)
-            for series_id in rng.sample(range(100000001, 100000001 + SERIES), 3):
+            checked = rng.sample(range(100000001, 100000001 + SERIES), 3)
+            for series_id in checked:
                 await assert_summary_equals_recount(pool, series_id, 1)
             stored = await pool.fetchval("SELECT sum(candles)::float8 FROM candle_counts")
             sizes = await pool.fetchrow(SIZES)
             await users.create_user(pool, email=EMAIL, password_hash=await hash_password(PASSWORD), role="admin")
             days = (end - first) // 1440
             picks = [(rng.randint(1, SERIES), START + timedelta(days=rng.randrange(days))) for _ in range(REQUESTS)]
-            queries = [
-                CandleQuery(exchange="binance", symbol=f"S{n}/USDT", timeframe="1m", start=day, end=None, limit=1440)
-                for n, day in picks
+            rows = await _reads(pool, url, picks, rng)
+            print(f"  reads of rows done; compacting January: {_load_average()}", flush=True)
+            compacted = await _compact_january(pool)
+            for series_id in checked:
+                await assert_summary_equals_recount(pool, series_id, 1)
+            january_picks = [
+                (rng.randint(1, SERIES), START + timedelta(days=rng.randrange(31))) for _ in range(REQUESTS)
             ]
-            sql_p50, sql_p95 = await _timed_reads(pool, queries)
-            _, cached_p95 = await _timed_reads(pool, queries)  # the same days again: in memory now
-            process, base = await serve(url)
-            try:
-                token = await login(base)
-                reads = [
-                    f"/api/v1/market-data/ohlcv?symbol=S{n}/USDT&timeframe=1m&limit=1440"
-                    f"&start={day.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-                    for n, day in rng.sample(picks, len(picks))
-                ]
-                read_p50, read_p95 = await _timed_gets(base, token, reads)
-                symbols = [
-                    f"/api/v1/market-data/coverage?symbol=S{rng.randint(1, SERIES)}/USDT" for _ in range(REQUESTS)
-                ]
-                coverage_p50, coverage_p95 = await _timed_gets(base, token, symbols)
-            finally:
-                process.terminate()
-                process.wait(timeout=30)
+            segments = await _reads(pool, url, january_picks, rng)
             began = time.perf_counter()
             dropped = await drop_expired_partitions(pool, timeframe="1m", before=START + timedelta(days=31))
             drop_seconds = time.perf_counter() - began
@@ -249,29 +289,43 @@ async def main() -> None:
     per_million = (sizes["heap"] + sizes["indexes"]) / (stored / 1e6)
     print(f"end: {_load_average()}")
     print(f"{stored / 1e6:.1f}M candles, {SERIES} series, {(end - first) / 1440:.0f} days of 1m each:")
-    print(
-        f"  one day of a 1m series (/ohlcv limit 1440, HTTP, random series and day): p50 {read_p50:.1f} ms, "
-        f"p95 {read_p95:.1f} ms (goal p95 < 5 ms); its queries alone p50 {sql_p50:.1f} ms, p95 {sql_p95:.1f} ms "
-        f"(the same days again, cached: p95 {cached_p95:.1f} ms)"
-    )
-    print(
-        f"  /coverage of a symbol (HTTP, random): p50 {coverage_p50:.1f} ms, p95 {coverage_p95:.1f} ms (goal < 20 ms)"
-    )
+    _print_reads("rows", rows)
     print(
         f"  size: heap {sizes['heap'] / MB:,.0f} MB + indexes {sizes['indexes'] / MB:,.0f} MB = "
         f"{per_million / MB:.1f} MB per million candles (goal <= 100); summary {sizes['summary'] / MB:.1f} MB"
     )
     print(
-        f"  dropping one month's partition ({', '.join(dropped)}, {(stored - left) / 1e6:.1f}M candles): "
+        f"  compacting January ({compacted['candles'] / 1e6:.1f}M candles): {compacted['seconds']:.0f} s "
+        f"({compacted['candles'] / compacted['seconds']:,.0f} candles/s); its segments "
+        f"{compacted['bytes'] / MB:,.0f} MB = {compacted['bytes'] / (compacted['candles'] / 1e6) / MB:.1f} MB per "
+        f"million (these generated prices repeat: market-like candles take more, see make bench); its row "
+        f"partition then {compacted['rows left'] / MB:.1f} MB"
+    )
+    _print_reads("compacted January", segments)
+    print(
+        f"  dropping one month's partitions ({', '.join(dropped)}, {(stored - left) / 1e6:.1f}M candles): "
         f"{drop_seconds:.2f} s"
     )
     index_per_candle = sizes["indexes"] / stored
     month = SERIES * 43_200  # candles of a 30-day month
     print(
-        f"  at 525.6M candles (a year of {SERIES} 1m series): {525.6 * per_million / 1e9:.0f} GB on disk, of which "
-        f"{525.6e6 * index_per_candle / 1e9:.1f} GB primary keys; the current month's ({month / 1e6:.1f}M candles, "
-        f"where every write and most reads land): {month * index_per_candle / 1e9:.2f} GB of index, "
+        f"  at 525.6M candles (a year of {SERIES} 1m series) as rows: {525.6 * per_million / 1e9:.0f} GB on disk, of "
+        f"which {525.6e6 * index_per_candle / 1e9:.1f} GB primary keys; the current month's ({month / 1e6:.1f}M "
+        f"candles, where every write and most reads land): {month * index_per_candle / 1e9:.2f} GB of index, "
         f"{month * sizes['heap'] / stored / 1e9:.1f} GB of heap"
+    )
+
+
+def _print_reads(storage: str, figures: dict[str, float]) -> None:
+    print(
+        f"  one day of a 1m series, {storage} (/ohlcv limit 1440, HTTP, random series and day): "
+        f"p50 {figures['read p50']:.1f} ms, p95 {figures['read p95']:.1f} ms (goal p95 < 5 ms); the repository's "
+        f"reads alone p50 {figures['sql p50']:.1f} ms, p95 {figures['sql p95']:.1f} ms (the same days again, "
+        f"cached: p95 {figures['cached p95']:.1f} ms)"
+    )
+    print(
+        f"  /coverage of a symbol, {storage} (HTTP, random): p50 {figures['coverage p50']:.1f} ms, "
+        f"p95 {figures['coverage p95']:.1f} ms (goal < 20 ms)"
     )
 
 

@@ -112,10 +112,13 @@ async def stored_open_times(pool: Pool, timeframe: str = "1h", symbol: str = "BT
     return [row["open_time"] for row in rows]
 
 
+# recounted from the candles as the view shows them (rows and compacted segments alike)
 RECOUNT_PERIODS = """
+WITH periods AS MATERIALIZED (SELECT timeframe, period_start, period_end FROM candle_partitions)
 SELECT p.period_start, count(*)::integer AS candles, min(c.open_minute) AS first_minute,
        max(c.open_minute) AS last_minute
-FROM candle_data AS c JOIN candle_partitions AS p ON p.partition_name = c.tableoid::regclass::text
+FROM candles AS c JOIN periods AS p
+    ON p.timeframe = c.timeframe AND c.open_minute >= p.period_start AND c.open_minute < p.period_end
 WHERE c.series_id = $1 GROUP BY p.period_start ORDER BY p.period_start
 """
 SUMMARY_PERIODS = """
@@ -124,7 +127,7 @@ SELECT period_start, candles, first_minute, last_minute FROM candle_counts WHERE
 RECOUNT_GAPS = """
 SELECT open_minute AS after_minute, next_minute FROM (
     SELECT open_minute, lead(open_minute) OVER (ORDER BY open_minute) AS next_minute
-    FROM candle_data WHERE series_id = $1
+    FROM candles WHERE series_id = $1
 ) AS pairs
 WHERE next_minute - open_minute > $2 ORDER BY open_minute
 """

@@ -21,7 +21,10 @@ DAY = timedelta(days=1)
 @pytest.fixture(autouse=True)
 async def no_time_partitions(pool: Pool) -> None:
     """Partitions outlive the emptied tables of earlier tests: start without any."""
-    for row in await pool.fetch("SELECT format('DROP TABLE %I', partition_name) AS drop FROM candle_partitions"):
+    for row in await pool.fetch(
+        "SELECT format('DROP TABLE %I', partition_name) AS drop FROM candle_partitions "
+        "UNION ALL SELECT format('DROP TABLE %I', partition_name) FROM candle_segment_partitions"
+    ):
         await pool.execute(row["drop"])
 
 

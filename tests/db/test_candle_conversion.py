@@ -69,7 +69,7 @@ async def test_every_whole_minute_candle_reads_back_with_its_values(converted: P
     rows = await repository.read_candles(converted, query)
 
     hours = [h for h in range(48) if h not in (5, 6, 30)]
-    assert [row["open_ms"] for row in rows] == [to_ms(START + h * HOUR) for h in hours]
+    assert [row[0] for row in rows] == [to_ms(START + h * HOUR) for h in hours]
     assert tuple(rows[0])[1:] == (100.0, 101.0, 99.0, 100.5, 2.5)
     assert await converted.fetchval("SELECT count(*) FROM candles WHERE timeframe = '1m'") == 600
 

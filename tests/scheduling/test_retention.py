@@ -49,6 +49,7 @@ async def test_the_job_is_logged_as_a_cleanup_with_what_it_deleted(pool: Pool) -
         "batch_size": 10,
         "created_partitions": [],
         "dropped_partitions": [],
+        "compacted_partitions": [],
     }
 
 
