@@ -12,6 +12,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Contact, Tag
 
+from backend.alerts.controllers import AlertController
+from backend.alerts.tasks import open_alerts
 from backend.auth.controllers import AuthController
 from backend.auth.devices import DeviceCookies
 from backend.auth.passwords import PasswordVerifier
@@ -55,6 +57,7 @@ TAGS = [
     Tag(name="market data", description="Stored OHLCV candles (JSON or CSV) and the coverage of each series"),
     Tag(name="execution logs", description="Every run of every job, filtered, paged and exported as CSV"),
     Tag(name="stats", description="Polled aggregates for the dashboard, with ETags for cheap polling"),
+    Tag(name="alerts", description="What the service noticed going wrong: firing, resolved, and the webhook's outbox"),
 ]
 
 
@@ -114,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ConfirmedEmptyController,
             ExecutionLogController,
             StatsController,
+            AlertController,
             MetricsController,
             stream_events,
             docs_redirect,
@@ -123,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             dashboard_file,
         ],
         dependencies={"pool": Provide(provide_pool, sync_to_thread=False)},
-        lifespan=[open_services, open_collector, open_monitoring, open_scheduling],
+        lifespan=[open_services, open_collector, open_monitoring, open_scheduling, open_alerts],
         on_startup=[finish_openapi],
         state=State(
             {"settings": settings, "jwt_auth": jwt_auth, "device_cookies": DeviceCookies.for_settings(settings)}

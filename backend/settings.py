@@ -92,6 +92,15 @@ class Settings:
     candle_retention_days: Mapping[str, int] = field(default_factory=dict)  # timeframe -> days; absent: kept
     freshness_margin_seconds: int = 60
     metrics_token: str | None = None
+    alert_webhook_url: str | None = field(default=None, repr=False)  # a secret: its path is the credential
+    alert_evaluation_seconds: int = 60
+    alert_failed_runs: int = 3
+    alert_scheduler_silent_seconds: int = 120
+    alert_exchange_paused_seconds: int = 600
+    alert_missed_slots: int = 1
+    alert_missed_slots_window_seconds: int = 900
+    alert_reminder_seconds: int = 14400  # 0: no reminders
+    alert_webhook_retry_max_seconds: int = 300
 
     @property
     def is_production(self) -> bool:
@@ -143,6 +152,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         candle_retention_days=_candle_retention_days(env),
         freshness_margin_seconds=_int(env, "FRESHNESS_MARGIN_SECONDS", 60, minimum=0),
         metrics_token=_metrics_token(env),
+        alert_webhook_url=_webhook_url(env, "ALERT_WEBHOOK_URL"),
+        alert_evaluation_seconds=_int(env, "ALERT_EVALUATION_SECONDS", 60, minimum=1),
+        alert_failed_runs=_int(env, "ALERT_FAILED_RUNS", 3, minimum=1),
+        alert_scheduler_silent_seconds=_int(env, "ALERT_SCHEDULER_SILENT_SECONDS", 120, minimum=1),
+        alert_exchange_paused_seconds=_int(env, "ALERT_EXCHANGE_PAUSED_SECONDS", 600, minimum=0),
+        alert_missed_slots=_int(env, "ALERT_MISSED_SLOTS", 1, minimum=1),
+        alert_missed_slots_window_seconds=_int(env, "ALERT_MISSED_SLOTS_WINDOW_SECONDS", 900, minimum=60),
+        alert_reminder_seconds=_int(env, "ALERT_REMINDER_SECONDS", 14400, minimum=0),
+        alert_webhook_retry_max_seconds=_int(env, "ALERT_WEBHOOK_RETRY_MAX_SECONDS", 300, minimum=1),
     )
     if settings.database_pool_min_size > settings.database_pool_max_size:
         raise SettingsError("DATABASE_POOL_MIN_SIZE: must not exceed DATABASE_POOL_MAX_SIZE")
@@ -152,6 +170,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("REDIS_URL: required when SCHEDULER_BACKEND=arq")
     if settings.stale_run_seconds < 2 * settings.run_heartbeat_seconds:
         raise SettingsError("STALE_RUN_SECONDS: must be at least twice RUN_HEARTBEAT_SECONDS")
+    if settings.alert_scheduler_silent_seconds < 2 * settings.scheduler_heartbeat_seconds:
+        raise SettingsError("ALERT_SCHEDULER_SILENT_SECONDS: must be at least twice SCHEDULER_HEARTBEAT_SECONDS")
     if settings.scheduler_tick_seconds > 30:
         raise SettingsError(f"SCHEDULER_TICK_SECONDS: must be at most 30, got {settings.scheduler_tick_seconds}")
     return settings
@@ -266,6 +286,21 @@ def _metrics_token(env: Mapping[str, str]) -> str | None:
             f"METRICS_TOKEN: too weak, use at least {MIN_METRICS_TOKEN_LENGTH} random characters "
             "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
+    return raw
+
+
+def _webhook_url(env: Mapping[str, str], name: str) -> str | None:
+    """An http(s) URL with a host. The message of an invalid one never repeats it: it is a secret."""
+    raw = _optional(env, name)
+    if raw is None:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise SettingsError(f"{name}: not a valid URL") from None
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(f"{name}: expected an http:// or https:// URL with a host")
     return raw
 
 

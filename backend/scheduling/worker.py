@@ -30,6 +30,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.utils import poll
 from arq.worker import Worker, async_check_health
 
+from backend.alerts.tasks import AlertTasks
 from backend.backoff import Backoff
 from backend.collection.collector import Collector
 from backend.collection.exchanges import open_exchange_clients
@@ -110,7 +111,8 @@ async def schedule_tick(ctx: dict[str, Any]) -> int:
 
 
 async def startup(ctx: dict[str, Any]) -> None:
-    """Open the pool and the exchange clients, beat once, and keep beating (Redis is not needed yet)."""
+    """Open the pool and the exchange clients, start the alert loops, beat once, and keep beating
+    (Redis is not needed yet)."""
     settings: Settings = ctx["settings"]
     assert settings.database_url is not None, "DATABASE_URL must be set for the worker"
     stack = AsyncExitStack()
@@ -122,6 +124,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         exchanges = await stack.enter_async_context(open_exchange_clients(settings.exchange_overrides, pool))
         ctx["run_job"] = Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
         ctx["exchange_activity"] = exchanges.activity
+    alerts = AlertTasks(pool, settings=settings)  # every worker takes its turn at the alerts, as web processes do
+    alerts.start()
+    stack.push_async_callback(alerts.stop)
     ctx.update(pool=pool, exit_stack=stack, scheduler_id=new_scheduler_id(), background=set())
     await repository.beat(
         pool, scheduler_id=ctx["scheduler_id"], backend="arq", lease_seconds=settings.scheduler_heartbeat_seconds * 3

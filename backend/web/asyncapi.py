@@ -56,8 +56,17 @@ CONFIG_EVENT = _event(
         "enabled": {"type": "boolean"},
     },
 )
+ALERTS_EVENT = _event(
+    "alerts_changed",
+    {
+        "firing": {"type": "integer", "description": "Alerts firing now: GET /alerts"},
+        "fired": {"type": "integer", "description": "Alerts that started firing in this change"},
+        "resolved": {"type": "integer", "description": "Alerts that resolved in this change"},
+    },
+)
 CLOSE_CODE_LINES = "\n".join(f"- `{code}`: {meaning}" for code, meaning in CLOSE_CODES.items())
-DESCRIPTION = f"""Runs that start or finish and configs that change, as committed by any process.
+DESCRIPTION = f"""Runs that start or finish, configs that change and alerts that fire or resolve, as committed
+by any process.
 
 Authenticate with `?token=<access_token>`, an `Authorization: Bearer` header, or by sending the token
 (bare, or as `{{"token": "..."}}`) as the first message within {FIRST_MESSAGE_TIMEOUT_SECONDS:g} s. The
@@ -107,6 +116,7 @@ ASYNCAPI_DOCUMENT: dict[str, Any] = {
                         {"$ref": "#/components/messages/ready"},
                         {"$ref": "#/components/messages/runEvent"},
                         {"$ref": "#/components/messages/configChanged"},
+                        {"$ref": "#/components/messages/alertsChanged"},
                         {"$ref": "#/components/messages/resync"},
                     ]
                 },
@@ -125,6 +135,7 @@ ASYNCAPI_DOCUMENT: dict[str, Any] = {
             "ready": _message("ready", "The subscription is live: no event after it is missed", _event("ready", {})),
             "runEvent": _message("runEvent", "A run started or finished", RUN_EVENT),
             "configChanged": _message("configChanged", "A config was created, updated or deleted", CONFIG_EVENT),
+            "alertsChanged": _message("alertsChanged", "Alerts fired or resolved", ALERTS_EVENT),
             "resync": _message("resync", "Events may have been missed: refetch what you show", _event("resync", {})),
             "token": _message(
                 "token",

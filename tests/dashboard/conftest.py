@@ -176,7 +176,13 @@ async def page(context: BrowserContext, request: pytest.FixtureRequest) -> Async
     assert not problems, f"the page logged errors: {problems}"
 
 
-VIEW_ROUTES = {"Overview": "overview", "Configs": "configs", "Execution logs": "logs", "Data": "data"}
+VIEW_ROUTES = {
+    "Overview": "overview",
+    "Configs": "configs",
+    "Execution logs": "logs",
+    "Data": "data",
+    "Alerts": "alerts",
+}
 
 
 async def log_in(
@@ -191,7 +197,7 @@ async def log_in(
 
 
 async def open_view(page: Page, name: str) -> None:
-    """Follow a navigation link (Overview, Configs, Execution logs, Data) and wait for its heading."""
+    """Follow a navigation link (Overview, Configs, Execution logs, Data, Alerts) and wait for its heading."""
     await page.get_by_role("navigation", name="Views").get_by_role("link", name=name).click()
     await expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
 

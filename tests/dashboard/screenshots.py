@@ -17,6 +17,10 @@ from typing import Any
 import asyncpg
 from playwright.async_api import Browser, Locator, Page, expect
 
+from backend.db.pool import create_pool
+from backend.settings import Settings
+from tests.alerts.conftest import evaluate_now
+from tests.conftest import TEST_SECRET_KEY
 from tests.dashboard.conftest import DESKTOP, PHONE, ROOT, Served, create_config, log_in
 from tests.dashboard.seed import fetch_one, seed_history, wait_for_runs
 from tests.dashboard.transfer import first_load, quiet_poll_cycle
@@ -28,6 +32,18 @@ INSERT_RUNNING = (
     "VALUES ('collect_data_elsewhere', 'data_collection', $1, 'binance', 'running', 'manual')"
 )
 DESKTOP_MAX_HEIGHT = 1500
+FAILED_RUN = """
+INSERT INTO job_execution_logs (job_name, job_type, config_id, symbol, exchange, status, trigger, finished_at,
+                                duration_seconds, records_collected, error_type, error_message)
+SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'failed', 'manual', now(), 2.41, 0,
+       'ExchangeNotAvailable', 'binance GET https://api.binance.com/api/v3/klines 503 Service Unavailable'
+FROM data_collection_configs WHERE id = $1
+"""
+BINANCE_PAUSE = """
+INSERT INTO exchange_pauses (exchange, process, state, since, until, reason)
+VALUES ('binance', 'web.1:4:3fa9c1', 'paused', now() - interval '14 minutes', now() + interval '1 minute',
+        '429 Too Many Requests (Retry-After: 120)')
+"""
 
 
 def _missing_open_times() -> set[int]:
@@ -61,7 +77,24 @@ async def _seed(served: Served) -> dict[str, Any]:
     await seed_history(served.database_url, [btc["id"], eth["id"], sol["id"], xrp["id"]])
     real_run = "SELECT max(id) FROM job_execution_logs WHERE config_id = $1 AND metadata ? 'by_timeframe'"
     run_id = await fetch_one(served.database_url, real_run, eth["id"])
-    return {"eth": eth, "run_id": run_id}
+    return {"eth": eth, "sol": sol, "run_id": run_id}
+
+
+async def _seed_alerts(served: Served, sol_id: int) -> None:
+    """A bad hour, after the other pictures: SOL/USDT's last three runs failed (firing), and binance
+    paused every request for 14 minutes (resolved)."""
+    pool = await create_pool(served.database_url, min_size=1, max_size=1)
+    settings = Settings(app_env="test", database_url=served.database_url, secret_key=TEST_SECRET_KEY)
+    try:
+        for _ in range(3):
+            await pool.execute(FAILED_RUN, sol_id)
+        await pool.execute(BINANCE_PAUSE)
+        await evaluate_now(pool, settings)
+        await pool.execute("UPDATE exchange_pauses SET until = now() - interval '1 second'")
+        await evaluate_now(pool, settings)
+        await pool.execute("UPDATE alerts SET firing_since = firing_since - interval '4 minutes'")  # an hour's pace
+    finally:
+        await pool.close()
 
 
 async def _live_delay(page: Page, served: Served, n: int) -> float:
@@ -127,6 +160,13 @@ async def test_screenshots_of_every_view(browser: Browser, served: Served) -> No
         await page.get_by_label("Symbol").fill("DOGEUSDT")
         await page.get_by_role("button", name="Create").click()
         await _shoot(page, "config-form", page.locator(".field-error:visible"), phone=phone)
+        await context.close()
+    await _seed_alerts(served, seeded["sol"]["id"])
+    for viewport, phone in ((DESKTOP, False), (PHONE, True)):
+        context = await browser.new_context(base_url=served.url, viewport=viewport)
+        page = await context.new_page()
+        await log_in(page, view="Alerts")
+        await _shoot(page, "alerts", page.get_by_role("cell", name="Exchange paused"), phone=phone)
         await context.close()
     print(f"screenshots in {Path(OUTPUT).relative_to(ROOT)}/")
 

@@ -6,7 +6,7 @@ from playwright.async_api import Page, expect
 
 from tests.dashboard.conftest import PHONE, Served, create_config, log_in, open_view
 
-VIEWS = ("Overview", "Configs", "Execution logs", "Data")
+VIEWS = ("Overview", "Configs", "Execution logs", "Data", "Alerts")
 
 
 async def test_every_view_fits_a_375_px_screen(page: Page, served: Served) -> None:

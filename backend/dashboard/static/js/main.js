@@ -1,7 +1,10 @@
-// The page's frame: session, navigation between views (#/overview, #/configs, #/logs, #/data),
-// the live connection and its indicator, and polling with If-None-Match while the socket is down.
+// The page's frame: session, navigation between views (#/overview, #/configs, #/logs, #/data,
+// #/alerts), the banner of firing alerts, the live connection and its indicator, and polling with
+// If-None-Match while the socket is down.
 
+import { mountAlerts } from "./alerts.js";
 import { ADMIN, currentSession, endSession, getJson, getPolled, onSessionEnd, updateUser } from "./api.js";
+import { startBanner } from "./banner.js";
 import { mountConfigs } from "./configs.js";
 import { mountData } from "./data.js";
 import { el } from "./dom.js";
@@ -16,11 +19,13 @@ const VIEWS = {
   configs: { title: "Configs", mount: mountConfigs },
   logs: { title: "Execution logs", mount: mountLogs },
   data: { title: "Data", mount: mountData },
+  alerts: { title: "Alerts", mount: mountAlerts },
 };
 
 const app = document.getElementById("app");
 let view = null; // {refresh(), onEvent(event), dispose()}
 let stopLive = null;
+let banner = null;
 let pollTimer = null;
 let expiryTimer = null;
 let shell = null;
@@ -48,6 +53,8 @@ function teardown() {
   view = null;
   stopLive?.();
   stopLive = null;
+  banner?.stop();
+  banner = null;
   clearInterval(pollTimer);
   pollTimer = null;
   clearTimeout(expiryTimer);
@@ -76,7 +83,10 @@ function setConnection(state, detail) {
 async function poll() {
   try {
     const { changed } = await getPolled(`${ADMIN}/status`);
-    if (changed) view?.refresh();
+    if (changed) {
+      view?.refresh();
+      banner?.refresh();
+    }
   } catch (error) {
     if (error.status === 0) setConnection("unreachable", {});
   }
@@ -90,6 +100,7 @@ function showShell() {
     el("a", { href: `#/${name}`, "data-view": name, text: title }),
   );
   const main = el("main", { id: "main", class: "view", tabindex: "-1" });
+  const alerts = el("div", { class: "alert-banner", role: "alert", hidden: true });
   const logout = el("button", {
     type: "button",
     class: "secondary",
@@ -119,13 +130,19 @@ function showShell() {
         logout,
       ),
     ),
+    alerts,
     main,
   );
   shell = { connection, main, links };
+  banner = startBanner(alerts);
   stopLive = startLive({
     token: session.token,
     onState: setConnection,
-    onEvent: (event) => (event.type === "resync" ? view?.refresh() : view?.onEvent(event)),
+    onEvent: (event) => {
+      if (event.type === "resync" || event.type === "alerts_changed") banner?.refresh();
+      if (event.type === "resync") view?.refresh();
+      else view?.onEvent(event);
+    },
     onRefused: () => getJson("/api/v1/auth/me").catch(() => null), // a 401 there ends the session
   });
   const left = session.expiresAt - Date.now();
@@ -144,6 +161,7 @@ function renderRoute(moveFocus = true) {
   view?.dispose();
   shell.main.replaceChildren();
   view = mount(shell.main, { id: route.id, params: route.params });
+  banner?.refresh();
   window.scrollTo(0, 0);
   if (moveFocus) shell.main.focus({ preventScroll: true });
 }

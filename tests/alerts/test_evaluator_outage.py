@@ -1,0 +1,51 @@
+"""The evaluator through a database outage: logged once when it starts and once when it ends, never per attempt."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import replace
+
+import pytest
+
+from backend.alerts.tasks import AlertTasks
+from backend.db.pool import create_pool
+from backend.settings import Settings
+from tests.faults import ThrowawayPostgres
+from tests.scheduling.conftest import eventually
+
+DOWN_SECONDS = 3.5  # three evaluations' time
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    settings: Settings, throwaway_postgres: ThrowawayPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="backend.alerts")
+    url = await throwaway_postgres.new_database()
+    pool = await create_pool(url, min_size=0, max_size=2)
+    tasks = AlertTasks(pool, settings=replace(settings, database_url=url, alert_evaluation_seconds=1))
+    tasks.start()
+    try:
+
+        async def evaluated() -> bool:
+            return bool(await pool.fetchval("SELECT count(*) FROM system_jobs WHERE name = 'alert_evaluation'"))
+
+        await eventually(evaluated)
+        throwaway_postgres.stop()
+        await asyncio.sleep(DOWN_SECONDS)
+        throwaway_postgres.start()
+
+        async def back() -> bool:
+            return "alert evaluation works again" in caplog.text
+
+        await eventually(back, timeout=20)
+    finally:
+        await tasks.stop()
+        await pool.close()
+
+    assert caplog.text.count("alert evaluation: database unavailable") == 1
+    failed = re.search(r"alert evaluation works again after (\d+) failed attempts", caplog.text)
+    assert failed is not None
+    assert int(failed.group(1)) >= 2
+    assert caplog.text.count("alert evaluation works again") == 1
