@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from backend.db.outage import is_outage
+from backend.db.outage import DATABASE_OUTAGE, is_outage
 
 
 class FailureStreak:
     """Logs the first failure of a streak (and a failure of another kind), then stays quiet until
-    the loop works again, which it logs once with how many attempts failed meanwhile."""
+    the loop works again, which it logs once with how many attempts failed meanwhile. A database
+    outage is reported to the process's outage log instead, which writes one line for all loops."""
 
     def __init__(self, logger: logging.Logger, what: str) -> None:
         self._logger = logger
@@ -31,16 +32,17 @@ class FailureStreak:
             return
         self._kind = kind
         if outage:
-            self._logger.warning(
-                "%s: database unavailable (%s); retrying quietly until it is back", self._what, type(exc).__name__
-            )
+            assert exc is not None
+            DATABASE_OUTAGE.unreachable(exc)  # the process's one outage line, shared with every other loop
         elif detail is not None or exc is None:
             self._logger.warning("%s failed (%s); retrying quietly until it works", self._what, kind)
         else:
             self._logger.error("%s failed; retrying quietly until it works", self._what, exc_info=exc)
 
     def succeeded(self) -> None:
-        if self._failures:
+        if self._kind == "outage":
+            DATABASE_OUTAGE.reachable()
+        elif self._failures:
             self._logger.warning("%s works again after %d failed attempts", self._what, self._failures)
         self._failures = 0
         self._kind = None
