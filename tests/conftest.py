@@ -19,12 +19,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
 from backend.auth import repository as users
-from backend.auth.passwords import hash_password
 from backend.db.embedded import start_embedded_postgres
 from backend.db.migrate import apply_migrations
 from backend.db.pool import Pool, create_pool
@@ -36,14 +36,9 @@ ADMIN_EMAIL = "admin@example.com"
 VIEWER_EMAIL = "viewer@example.com"
 PASSWORD = "correct horse battery staple"
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
-_password_hashes: dict[str, str] = {}
-
-
-async def password_hash(password: str = PASSWORD) -> str:
-    """The hash of ``password``, computed once per test run (argon2 takes about 0.1 s a hash)."""
-    if password not in _password_hashes:
-        _password_hashes[password] = await hash_password(password)
-    return _password_hashes[password]
+# the test users' hash of PASSWORD: argon2id at its smallest cost. A login checks a password at the
+# cost written in its hash, so it takes microseconds here instead of a quarter of a second.
+PASSWORD_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -156,7 +151,7 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 
 async def _login(client: AsyncTestClient[Litestar], pool: Pool, email: str, role: users.Role) -> str:
-    await users.create_user(pool, email=email, password_hash=await password_hash(), role=role)
+    await users.create_user(pool, email=email, password_hash=PASSWORD_HASH, role=role)
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 200, response.text
     token: str = response.json()["access_token"]

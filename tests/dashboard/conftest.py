@@ -27,7 +27,7 @@ from backend.auth import repository as users
 from backend.settings import Settings
 from tests.bench.throwaway import throwaway_database
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
-from tests.conftest import ADMIN_EMAIL, PASSWORD, TEST_SECRET_KEY, VIEWER_EMAIL, password_hash, serving
+from tests.conftest import ADMIN_EMAIL, PASSWORD, PASSWORD_HASH, TEST_SECRET_KEY, VIEWER_EMAIL, serving
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -128,7 +128,7 @@ async def served(chromium: str) -> AsyncIterator[Served]:
         conn = await asyncpg.connect(database_url)
         try:
             for email, role in ((ADMIN_EMAIL, "admin"), (VIEWER_EMAIL, "viewer")):
-                await users.create_user(conn, email=email, password_hash=await password_hash(), role=role)
+                await users.create_user(conn, email=email, password_hash=PASSWORD_HASH, role=role)
         finally:
             await conn.close()
         settings = Settings(
