@@ -86,16 +86,21 @@ async def session_pool(database_url: str) -> AsyncIterator[Pool]:
     await pool.close()
 
 
-@pytest.fixture
-async def pool(session_pool: Pool) -> Pool:
-    """The test database with every table emptied."""
-    tables = await session_pool.fetch(
+async def empty_tables(pool: Pool) -> None:
+    """Empty every table (but the record of migrations), as each test starts."""
+    tables = await pool.fetch(
         "SELECT quote_ident(tablename) AS name FROM pg_tables "
         "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
     )
     if tables:
         names = ", ".join(row["name"] for row in tables)
-        await session_pool.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        await pool.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+async def pool(session_pool: Pool) -> Pool:
+    """The test database with every table emptied."""
+    await empty_tables(session_pool)
     return session_pool
 
 
