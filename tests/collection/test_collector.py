@@ -122,19 +122,19 @@ async def test_one_failing_timeframe_makes_the_run_partial_and_keeps_the_others(
 
 
 async def test_cancelled_run_is_logged_and_the_next_run_stores_the_rest_once(
-    pool: Pool, collector: Collector, fake: FakeBinance
+    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
 ) -> None:
     fake.page_limit = 20
-    fake.latency_seconds = 0.1
+    window_start = clock.now.replace(minute=0, second=0) - timedelta(days=7)
+    fake.stall_candles(60, from_ms=to_ms(window_start + 60 * HOUR))  # the fourth page: cancelled while it waits
     config_id = await create_config(pool)
     run_id = await runs.start_run(pool, config_id=config_id, trigger="schedule")
     task = asyncio.create_task(collector.execute_run(run_id))
-    while await pool.fetchval("SELECT count(*) FROM candles") < 40:
+    while await pool.fetchval("SELECT count(*) FROM candles") < 60:
         await asyncio.sleep(0.02)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     stored_before = len(await stored_open_times(pool))
-    fake.latency_seconds = 0
 
     outcome = await collector.collect_now(config_id)
 
