@@ -86,15 +86,44 @@ async def session_pool(database_url: str) -> AsyncIterator[Pool]:
     await pool.close()
 
 
+# What a TRUNCATE of every table (but the record of migrations) leaves, in a fraction of its time:
+# truncated are the tables with rows, those whose ids moved on (RESTART IDENTITY), and those with
+# TRUNCATE triggers (what the triggers keep in step ends as a TRUNCATE of every table leaves it).
+EMPTY_TABLES = """
+DO $$
+DECLARE
+    t regclass;
+    has_rows boolean;
+    used text[] := '{}';
+BEGIN
+    FOR t IN
+        SELECT oid FROM pg_class
+        WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p') AND NOT relispartition
+          AND relname <> 'schema_migrations'
+    LOOP
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s)', t) INTO has_rows;
+        IF has_rows
+            OR EXISTS (SELECT FROM pg_trigger WHERE tgrelid = t AND tgtype & 32 <> 0)  -- ON TRUNCATE
+            OR EXISTS (
+                SELECT FROM pg_depend AS d JOIN pg_class AS s ON s.oid = d.objid
+                WHERE d.classid = 'pg_class'::regclass AND d.refobjid = t AND d.deptype IN ('a', 'i')
+                  AND CASE WHEN s.relkind = 'S' THEN pg_sequence_last_value(s.oid) IS NOT NULL END
+            )
+        THEN
+            used := used || t::text;
+        END IF;
+    END LOOP;
+    IF cardinality(used) > 0 THEN
+        EXECUTE 'TRUNCATE ' || array_to_string(used, ', ') || ' RESTART IDENTITY CASCADE';
+    END IF;
+END
+$$
+"""
+
+
 async def empty_tables(pool: Pool) -> None:
     """Empty every table (but the record of migrations), as each test starts."""
-    tables = await pool.fetch(
-        "SELECT quote_ident(tablename) AS name FROM pg_tables "
-        "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-    )
-    if tables:
-        names = ", ".join(row["name"] for row in tables)
-        await pool.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    await pool.execute(EMPTY_TABLES)
 
 
 @pytest.fixture
