@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import ccxt
 from litestar import Litestar
@@ -151,6 +152,15 @@ class Collector:
         elif failed:
             error_type = failed[0].error_type
             error_message = "; ".join(f"{p.timeframe}: {p.error}" for p in failed)
+        metadata: dict[str, Any] = {
+            "timeframes_collected": len(succeeded),
+            "timeframes_failed": len(config.timeframes) - len(succeeded),
+            "timeframes": list(config.timeframes),
+            "by_timeframe": {tf: p.as_metadata() for tf, p in progress.items()},
+        }
+        beyond_reach = {tf: p.beyond_reach.message for tf, p in progress.items() if p.beyond_reach is not None}
+        if beyond_reach:  # the run could not get all the config asks for
+            metadata["beyond_reach"] = beyond_reach
         return RunOutcome(
             run_id=run_id,
             status=status,
@@ -158,12 +168,7 @@ class Collector:
             duration_seconds=round(time.monotonic() - started, 3),
             error_type=error_type,
             error_message=error_message,
-            metadata={
-                "timeframes_collected": len(succeeded),
-                "timeframes_failed": len(config.timeframes) - len(succeeded),
-                "timeframes": list(config.timeframes),
-                "by_timeframe": {tf: p.as_metadata() for tf, p in progress.items()},
-            },
+            metadata=metadata,
         )
 
     async def _collect(self, config: Config, progress: dict[str, TimeframeProgress]) -> None:

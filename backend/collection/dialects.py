@@ -1,15 +1,16 @@
 """How exchanges differ in answering candle requests, beyond what ccxt smooths over.
 
-Every ccxt exchange id works with the default :class:`Dialect`: pages as large as ccxt's
-``features`` say, answers read as "the candles from ``since`` on". An exchange whose answers
-need more care gets a dialect of its own, registered in :data:`DIALECTS`:
+Every ccxt exchange id works with the default :class:`Dialect`: pages as large as its profile
+(:mod:`backend.collection.profiles`) says, answers read as "the candles from ``since`` on". An
+exchange whose answers need more care gets a dialect of its own, named by its profile:
 
+- :class:`Windowed`: a fixed time window ``[since, since + limit candles)`` (KuCoin, Coinbase,
+  Gate), so an empty answer says only that the window has no candle (no trades in it);
 - ``binance``: the first ``limit`` candles from ``startTime`` on (1,000 per page); its klines
   answer is a JSON list and its market list an object with ``symbols``. Spot klines are asked for
   through ccxt's own endpoint method (its rate limiter, throttling and error mapping) and read in
   one pass, not candle by candle through ccxt's generic parser.
-- ``okx``: a fixed time window ``[since, since + limit candles)``, so an empty answer says nothing
-  about what comes after the window; the latest 1,440 candles on one endpoint (300 per page),
+- ``okx``: windowed too; the latest 1,440 candles on one endpoint (300 per page),
   older history on another (100 per page); every answer is ``{"code", "msg", "data": [...]}``.
 """
 
@@ -106,13 +107,29 @@ def _kline_candle(exchange: Any, kline: Any, market: Any) -> Any:
     return exchange.parse_ohlcv(kline, market)
 
 
+class Windowed(Dialect):
+    """ccxt asks for ``[since, since + limit x the timeframe's length)``, whatever the candles in it."""
+
+    name = "windowed"
+
+    def page_request(
+        self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
+    ) -> PageRequest:
+        limit = min(at_most, client.page_limit(symbol))
+        return PageRequest(limit=limit, window_end=_window_end(client, timeframe, since, limit))
+
+
+def _window_end(client: ExchangeClient, timeframe: str, since: datetime, limit: int) -> datetime:
+    return since + limit * timedelta(seconds=client.ccxt.parse_timeframe(timeframe))
+
+
 OKX_RECENT_CANDLES = 1440  # the recent endpoint keeps the latest 1,440 candles
 OKX_RECENT_MARGIN = 40  # candles of leeway for clock skew before the history endpoint is used
 OKX_RECENT_LIMIT = 300
 OKX_HISTORY_LIMIT = 100
 
 
-class Okx(Dialect):
+class Okx(Windowed):
     name = "okx"
 
     def page_request(
@@ -122,27 +139,13 @@ class Okx(Dialect):
         recent = since >= floor_open(now, timeframe) - (OKX_RECENT_CANDLES - OKX_RECENT_MARGIN) * step
         limit = min(at_most, OKX_RECENT_LIMIT if recent else OKX_HISTORY_LIMIT)
         # ccxt asks for before = since - 1 and after = since + limit x its timeframe length
-        duration = timedelta(seconds=client.ccxt.parse_timeframe(timeframe))
         return PageRequest(
             limit=limit,
             params={"type": "Candles" if recent else "HistoryCandles"},
-            window_end=since + limit * duration,
+            window_end=_window_end(client, timeframe, since, limit),
         )
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), list) or "code" not in answer:
             return 'an answer without "code" and a "data" list'
         return None
-
-
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (Binance(), Okx())}
-DEFAULT = Dialect()
-
-
-def dialect_for(exchange: Any) -> Dialect:
-    """The dialect of a ccxt exchange object; ccxt's variants of an exchange (``binanceus``,
-    ``okxus``...) are subclasses of it and speak its dialect."""
-    for cls in type(exchange).__mro__:
-        if cls.__name__ in DIALECTS:
-            return DIALECTS[cls.__name__]
-    return DEFAULT
