@@ -54,8 +54,8 @@ class FakeBinance(FakeExchange):
     def rate_limit_body(self) -> dict[str, Any]:
         return {"code": -1003, "msg": "Too much request weight used; please use WebSocket Streams for live updates."}
 
-    def server_error_body(self) -> dict[str, Any]:
-        return {}
+    def server_error_body(self) -> str:
+        return "{}"
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -4,8 +4,10 @@ A fake (``fake_binance.FakeBinance``, ``fake_okx.FakeOkx``) speaks one exchange'
 127.0.0.1 for the real ccxt client; this module holds what does not depend on the dialect:
 
 - the market: every candle's prices derive from its open time (:func:`candle_values`), so two
-  fetches of one candle agree; ``missing_ms`` are open times without trades, ``history_start_ms``
-  where the exchange's history begins, ``now_ms`` its clock (the still-open candle is served);
+  fetches of one candle agree; ``missing_ms`` are open times without trades, ``quiet`` stretches
+  of time without trades (:meth:`FakeExchange.quiet_between`: no candle of any timeframe lies
+  wholly inside one), ``history_start_ms`` where the exchange's history begins, ``now_ms`` its
+  clock (the still-open candle is served);
 - selection that costs O(page) per request, whatever the range asked for;
 - faults, queued per request with :meth:`FakeExchange.inject` (or the helpers named for them):
   an error status (with ``Retry-After``), a raw body instead of the answer (``{}``, HTML, empty),
@@ -137,6 +139,7 @@ class FakeExchange(ABC):
     latency_seconds: float = 0.0
     history_start_ms: int | None = None  # limited history: nothing older is served
     missing_ms: set[int] = field(default_factory=set)  # open times without a candle (no trades)
+    quiet: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ms without trades
     unsupported_intervals: set[str] = field(default_factory=set)  # ccxt timeframes answered with an error
     delisted: set[str] = field(default_factory=set)  # still listed in the markets, candles answer "unknown"
     requests: list[CandleRequest] = field(default_factory=list)
@@ -167,9 +170,11 @@ class FakeExchange(ABC):
         429 and 418 carry the exchange's rate-limit body, and ``Retry-After`` when given.
         """
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        if body is None:
-            body = self.rate_limit_body() if status in (418, 429) else self.server_error_body()
-        self.inject(Fault("candles", times, from_ms, status=status, body=json.dumps(body), headers=headers))
+        if body is not None:
+            text = json.dumps(body)
+        else:
+            text = json.dumps(self.rate_limit_body()) if status in (418, 429) else self.server_error_body()
+        self.inject(Fault("candles", times, from_ms, status=status, body=text, headers=headers))
 
     def rate_limit_candles(self, status: int, *, times: int = 1, from_ms: int | None = None) -> None:
         """Candle requests answer ``status`` with the exchange's "too many requests" body (no Retry-After)."""
@@ -212,6 +217,16 @@ class FakeExchange(ABC):
     def clear_failures(self) -> None:
         self._faults.clear()
 
+    def quiet_between(self, start_ms: int, end_ms: int) -> None:
+        """No trades from ``start_ms`` to ``end_ms`` (excluded): no candle lying wholly inside is served."""
+        self.quiet.append((start_ms, end_ms))
+
+    def traded(self, open_ms: int, step_ms: int) -> bool:
+        """Whether the candle of ``step_ms`` opening at ``open_ms`` had trades, so that the exchange serves it."""
+        if open_ms in self.missing_ms:
+            return False
+        return not any(start <= open_ms and open_ms + step_ms <= end for start, end in self.quiet)
+
     # --- what the dialects implement ----------------------------------------------------------
 
     @abstractmethod
@@ -223,8 +238,8 @@ class FakeExchange(ABC):
         """The body of the exchange's "too many requests" answer."""
 
     @abstractmethod
-    def server_error_body(self) -> dict[str, Any]:
-        """The body of the exchange's answer to a request it failed to serve."""
+    def server_error_body(self) -> str:
+        """The body of the exchange's answer to a request it failed to serve (5xx), as it is sent."""
 
     @abstractmethod
     def routes(self) -> list[web.RouteDef]:
@@ -244,7 +259,7 @@ class FakeExchange(ABC):
         selected: list[int] = []
         moment, direction = (last, -step) if newest else (first, step)
         while first <= moment <= last and len(selected) < limit:
-            if moment not in self.missing_ms:
+            if self.traded(moment, step):
                 selected.append(moment)
             moment += direction
         return sorted(selected)
