@@ -123,7 +123,7 @@ class MarketDataController(Controller):
         """Per stored series of the market: span, count, expected count, its largest gaps, and its
         freshness (the lag since its newest candle closed; whether it is stale, when a config collects it)."""
         exchange, symbol = exchange.lower(), symbol.upper()
-        now = datetime.now(UTC)
+        now: datetime = getattr(request.app.state, "clock", _utc_now)()  # tests set the collector's clock
         settings: Settings = request.app.state.settings
         profile = profile_for(exchange)
         rows = await repository.coverage(pool, exchange=exchange, symbol=symbol, largest_gaps=LARGEST_GAPS)
@@ -186,6 +186,10 @@ def _confirmed_empty(ranges: list[EmptyRange], first: datetime, last: datetime, 
             count += candles_in(start, end, timeframe)
             covered_until = end
     return count
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

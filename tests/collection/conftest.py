@@ -22,12 +22,25 @@ from backend.configs.schemas import ConfigCreate, Timeframe
 from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.collection.fake_binance import running_fake_binance
+from tests.collection.fake_bybit import running_fake_bybit
+from tests.collection.fake_coinbase import running_fake_coinbase
 from tests.collection.fake_exchange import FakeExchange
+from tests.collection.fake_gate import running_fake_gate
+from tests.collection.fake_kraken import running_fake_kraken
+from tests.collection.fake_kucoin import running_fake_kucoin
 from tests.collection.fake_okx import running_fake_okx
 
 NOW = datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC)
-EXCHANGES = ("binance", "okx")  # the dialects the collector is proven against
-FAKES = {"binance": running_fake_binance, "okx": running_fake_okx}
+FAKES = {
+    "binance": running_fake_binance,
+    "okx": running_fake_okx,
+    "kraken": running_fake_kraken,
+    "bybit": running_fake_bybit,
+    "kucoin": running_fake_kucoin,
+    "coinbase": running_fake_coinbase,
+    "gate": running_fake_gate,
+}
+EXCHANGES = tuple(FAKES)  # every exchange with a fake: the integrity tests run against each
 
 NewConfig = Callable[..., Awaitable[int]]
 
