@@ -125,7 +125,11 @@ async def test_kraken_after_13_hours_down_confirms_no_traded_minute_empty(
     assert coverage["beyond_reach_candles"] >= unreachable
 
 
-@pytest.mark.parametrize("exchange_id", ["coinbase", "kucoin", "gate"])
+# longer than one window of 1m candles: 300 on Coinbase, 1,500 on KuCoin, 1,000 on Gate
+QUIET_HOURS = {"coinbase": 6, "kucoin": 26, "gate": 18}
+
+
+@pytest.mark.parametrize("exchange_id", list(QUIET_HOURS))
 async def test_windowed_exchange_after_a_quiet_stretch_keeps_the_series_current(
     client: AsyncTestClient[Litestar],
     admin_headers: dict[str, str],
@@ -138,9 +142,10 @@ async def test_windowed_exchange_after_a_quiet_stretch_keeps_the_series_current(
 ) -> None:
     config_id = await new_config(timeframes=["1m"], backfill_days=1)
     await collector.collect_now(config_id)
+    quiet = QUIET_HOURS[exchange_id] * HOUR
     quiet_from = floor_open(clock.now, "1m") + MINUTE
-    fake.quiet_between(to_ms(quiet_from), to_ms(quiet_from + 6 * HOUR))
-    clock.advance(8 * HOUR)
+    fake.quiet_between(to_ms(quiet_from), to_ms(quiet_from + quiet))
+    clock.advance(quiet + 2 * HOUR)
 
     first = await collector.collect_now(config_id)
     second = await collector.collect_now(config_id)
@@ -154,9 +159,9 @@ async def test_windowed_exchange_after_a_quiet_stretch_keeps_the_series_current(
     assert stored[-1] == newest_closed
     await assert_exact_from(pool, stored[0], newest_closed, fake)
     empty = await pool.fetch("SELECT range_start, range_end FROM candle_empty_ranges")
-    assert [(r["range_start"], r["range_end"]) for r in empty] == [(quiet_from, quiet_from + 6 * HOUR)]
+    assert [(r["range_start"], r["range_end"]) for r in empty] == [(quiet_from, quiet_from + quiet)]
     assert coverage["missing_candles"] == 0
-    assert coverage["confirmed_empty_candles"] == 6 * 60
+    assert coverage["confirmed_empty_candles"] == quiet // MINUTE
 
 
 @pytest.mark.parametrize("exchange_id", ["gate"])
