@@ -25,7 +25,7 @@ def backfill_beyond_reach(config: Config) -> list[ConfigWarning]:
     short = [tf for tf in config.timeframes if wanted > (profile.reach - 1) * FIXED_STEPS.get(tf, MONTH_STEP)]
     if not short:
         return []
-    reaches = "; ".join(f"{tf}: {profile.describe_reach(tf)} ({_span(profile.reach, tf)})" for tf in short)
+    reaches = "; ".join(f"{tf}: its latest {profile.reach:,} candles, {_span(profile.reach, tf)}" for tf in short)
     return [
         ConfigWarning(
             field="backfill_days",
