@@ -55,10 +55,10 @@ async def test_the_data_view_draws_the_stored_candles_with_their_gaps(
 
     coverage = page.get_by_role("region", name="Coverage of ATOM/USDT on binance").locator("tbody tr")
     await expect(coverage).to_have_count(1)
-    # timeframe, first, last, candles, expected, missing, no trades, gaps: the collector asked for the
-    # hole again and the exchange confirmed it has no candles there, so none is "missing"
+    # timeframe, first, last, candles, expected, missing, no trades, beyond reach, gaps: the collector
+    # asked for the hole again and the exchange confirmed it has no candles there, so none is "missing"
     cells = await coverage.get_by_role("cell").all_inner_texts()
-    assert (cells[0], cells[5], cells[6], cells[7]) == ("1h", "0", "3", "1")
+    assert (cells[0], cells[5], cells[6], cells[7], cells[8]) == ("1h", "0", "3", "0", "1")
     await expect(page.get_by_text("3 slots without a candle (missing or no trades) shaded")).to_be_visible()
     first_missing = three_missing_hours[0].strftime("%Y-%m-%d %H:%M UTC")
     await expect(page.get_by_role("listitem").filter(has_text="3 slots without a candle")).to_contain_text(
