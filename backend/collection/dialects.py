@@ -6,6 +6,8 @@ exchange whose answers need more care gets a dialect of its own, named by its pr
 
 - :class:`Windowed`: a fixed time window ``[since, since + limit candles)`` (KuCoin, Coinbase,
   Gate), so an empty answer says only that the window has no candle (no trades in it);
+- ``kraken``, ``bybit``, ``kucoin``, ``coinbase``, ``gate``: the shape of their answers, so that a
+  body ccxt would read as "no candles" or as an error not worth retrying is asked again;
 - ``binance``: the first ``limit`` candles from ``startTime`` on (1,000 per page); its klines
   answer is a JSON list and its market list an object with ``symbols``. Spot klines are asked for
   through ccxt's own endpoint method (its rate limiter, throttling and error mapping) and read in
@@ -149,3 +151,86 @@ class Okx(Windowed):
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), list) or "code" not in answer:
             return 'an answer without "code" and a "data" list'
         return None
+
+
+class Kraken(Dialect):
+    """Every answer is ``{"error": [...], "result": ...}``, errors included (with HTTP 200)."""
+
+    name = "kraken"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if not isinstance(answer, dict) or not isinstance(answer.get("error"), list):
+            return 'an answer without an "error" list'
+        if answer["error"]:
+            return None  # ccxt reads the error
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            return 'an answer without errors and without a "result" object'
+        if path.endswith("/OHLC") and not any(isinstance(value, list) for value in result.values()):
+            return "an OHLC answer without a list of candles"
+        return None
+
+
+class Bybit(Dialect):
+    """Every answer is ``{"retCode", "retMsg", "result": {...}}``, errors included (with HTTP 200)."""
+
+    name = "bybit"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if not isinstance(answer, dict) or "retCode" not in answer:
+            return 'an answer without "retCode"'
+        if answer["retCode"] not in (0, "0"):
+            return None  # ccxt reads the error
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            return 'a successful answer without a "result" object'
+        if path.endswith(("/kline", "/instruments-info")) and not isinstance(result.get("list"), list):
+            return 'an answer without a "list" in its result'
+        return None
+
+
+class Kucoin(Windowed):
+    """Windows of at most 1,500 candles; every answer is ``{"code", "data"}``."""
+
+    name = "kucoin"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if not isinstance(answer, dict) or "code" not in answer:
+            return 'an answer without "code"'
+        if answer["code"] != "200000":
+            return None  # ccxt reads the error
+        if "data" not in answer:
+            return 'a successful answer without "data"'
+        if path.endswith(("/market/candles", "/symbols")) and not isinstance(answer["data"], list):
+            return 'an answer whose "data" is not a list'
+        return None
+
+
+class Coinbase(Windowed):
+    """Windows of at most 300 candles (ccxt's); candles in ``{"candles": [...]}``."""
+
+    name = "coinbase"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if path.endswith("/candles") and not _has_list(answer, "candles"):
+            return 'a candles answer without a "candles" list'
+        if path.endswith("/market/products") and not _has_list(answer, "products"):
+            return 'a products answer without a "products" list'
+        if path.startswith("/v2/") and not (isinstance(answer, dict) and "data" in answer):
+            return 'an answer without "data"'
+        return None
+
+
+class Gate(Windowed):
+    """Windows of at most 1,000 candles; candles, markets and currencies are JSON lists."""
+
+    name = "gate"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if path.endswith(("/candlesticks", "/currency_pairs", "/currencies")) and not isinstance(answer, list):
+            return "an answer that is not a list"
+        return None
+
+
+def _has_list(answer: Any, key: str) -> bool:
+    return isinstance(answer, dict) and isinstance(answer.get(key), list)

@@ -26,7 +26,7 @@ from typing import Literal
 
 import ccxt
 
-from backend.collection.dialects import Binance, Dialect, Okx, Windowed
+from backend.collection.dialects import Binance, Bybit, Coinbase, Dialect, Gate, Kraken, Kucoin, Okx
 from backend.collection.timeframes import floor_open, shift_open
 
 Answers = Literal["from since", "window", "latest"]
@@ -84,26 +84,28 @@ PROFILES: dict[str, ExchangeProfile] = {
             "latest",
             page=720,
             reach=720,
+            dialect=Kraken(),
             how="its latest 720 candles from since on; never older ones, whatever since asks",
         ),
         ExchangeProfile(
             "bybit",
             "from since",
             page=1000,
+            dialect=Bybit(),
             how="up to 1,000 candles from start on, newest first",
         ),
         ExchangeProfile(
             "kucoin",
             "window",
             page=1500,
-            dialect=Windowed(),
+            dialect=Kucoin(),
             how="a window [startAt, endAt) of at most 1,500 candles, newest first, no candle for a quiet one",
         ),
         ExchangeProfile(
             "coinbase",
             "window",
             page=300,
-            dialect=Windowed(),
+            dialect=Coinbase(),
             how="a window [start, end) of at most 300 candles (ccxt's), newest first, no candle for a quiet one",
         ),
         ExchangeProfile(
@@ -111,7 +113,7 @@ PROFILES: dict[str, ExchangeProfile] = {
             "window",
             page=1000,
             reach=10_000,
-            dialect=Windowed(),
+            dialect=Gate(),
             how="a window [from, to] of at most 1,000 candles; refuses a from more than 10,000 candles back",
         ),
     )
