@@ -200,7 +200,7 @@ class _Reach:
     description: str | None
     start: datetime | None
     beyond_in_span: int  # from the first to the last stored candle
-    beyond_before_first: int  # from the oldest candle an enabled config asks for to the first stored one
+    beyond_before_first: int  # from the oldest candle a config asks for to the first stored one
 
 
 async def _reach(

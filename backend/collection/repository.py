@@ -230,11 +230,11 @@ SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw
 FROM segments WHERE after_first IS NULL OR after_first < $4
 """
 # Per series of one market with candles: count, first and last from the summary, its gaps, and the
-# most days of history an enabled config of the market asks of its timeframe (null: none collects it).
+# most days of history a config of the market asks of its timeframe (null: none asks for it).
 COVERAGE = """
 SELECT s.id AS series_id, s.timeframe, c.candles, c.first_minute, c.last_minute,
        (SELECT max(k.backfill_days) FROM data_collection_configs AS k
-        WHERE k.enabled AND k.exchange = $1 AND k.symbol = $2 AND s.timeframe = ANY(k.timeframes)) AS backfill_days,
+        WHERE k.exchange = $1 AND k.symbol = $2 AND s.timeframe = ANY(k.timeframes)) AS backfill_days,
        (SELECT count(*) FROM candle_gaps AS g WHERE g.series_id = s.id) AS gap_count,
        ARRAY(
            SELECT ARRAY[g.after_minute, g.next_minute] FROM candle_gaps AS g WHERE g.series_id = s.id

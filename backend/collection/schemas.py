@@ -39,7 +39,7 @@ class SeriesCoverage(msgspec.Struct, kw_only=True):
     exchange_verified: bool  # the exchange's answers are proven by tests (else they confirm nothing alone)
     reach: str | None  # how far back the exchange serves, "the latest 720 1m candles"; null: its whole history
     reach_start: datetime | None  # the oldest open time it serves now; null: its whole history
-    # not stored and older than the reach, from the oldest candle an enabled config asks for (or
+    # not stored and older than the reach, from the oldest candle a config asks for (or
     # the first stored one) on: neither missing (nothing can fetch them) nor confirmed empty
     beyond_reach_candles: int
 
