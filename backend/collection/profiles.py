@@ -26,7 +26,7 @@ from typing import Literal
 
 import ccxt
 
-from backend.collection.dialects import Binance, Bybit, Coinbase, Dialect, Gate, Kraken, Kucoin, Okx
+from backend.collection.dialects import Binance, Bybit, Coinbase, Dialect, Gate, Kraken, Kucoin, Okx, Windowed
 from backend.collection.timeframes import floor_open, shift_open
 
 Answers = Literal["from since", "window", "latest"]
@@ -42,7 +42,12 @@ class ExchangeProfile:
     reach: int | None = None  # the latest N candles of a timeframe it serves; None: its whole history
     verified: bool = True
     dialect: Dialect = field(default_factory=Dialect)
-    how: str = ""  # one line for whoever reads the profile
+
+    def __post_init__(self) -> None:
+        if (self.answers == "window") != isinstance(self.dialect, Windowed):
+            raise ValueError(f"{self.name}: a windowed exchange needs a windowed dialect, and only it")
+        if self.answers == "latest" and self.reach is None:
+            raise ValueError(f"{self.name}: an exchange answering its latest candles has a reach")
 
     def reach_start(self, now: datetime, timeframe: str) -> datetime | None:
         """The oldest open time a request may start at and still be answered from there (None:
@@ -52,11 +57,12 @@ class ExchangeProfile:
         return shift_open(floor_open(now, timeframe), timeframe, -(self.reach - 1 - REACH_MARGIN_CANDLES))
 
     def describe_reach(self, timeframe: str) -> str | None:
-        """ "the latest 720 1m candles" (None: the whole history)."""
+        """How far back it serves, "the latest 720 1m candles" (None: the whole history)."""
         return None if self.reach is None else f"the latest {self.reach:,} {timeframe} candles"
 
     def beyond_reach(self, exchange: str, timeframe: str) -> str | None:
-        """ "beyond what kraken serves: the latest 720 1m candles" (None: the whole history)."""
+        """What a run says of older candles, "beyond what kraken serves: the latest 720 1m candles"
+        (None: the whole history)."""
         reach = self.describe_reach(timeframe)
         return None if reach is None else f"beyond what {exchange} serves: {reach}"
 
@@ -64,66 +70,66 @@ class ExchangeProfile:
 PROFILES: dict[str, ExchangeProfile] = {
     profile.name: profile
     for profile in (
+        # the first 1,000 candles from startTime on
         ExchangeProfile(
             "binance",
             "from since",
             page=1000,
             dialect=Binance(),
-            how="the first 1,000 candles from startTime on",
         ),
+        # a window [since, since + limit), newest first: its latest 1,440 candles 300 a page, older ones
+        # from the history endpoint 100 a page
         ExchangeProfile(
             "okx",
             "window",
             page=300,
             dialect=Okx(),
-            how="a window [since, since + limit), newest first: the latest 1,440 candles 300 a page, "
-            "older ones from the history endpoint 100 a page",
         ),
+        # its latest 720 candles from since on; never older ones, whatever since asks
         ExchangeProfile(
             "kraken",
             "latest",
             page=720,
             reach=720,
             dialect=Kraken(),
-            how="its latest 720 candles from since on; never older ones, whatever since asks",
         ),
+        # up to 1,000 candles from start on, newest first
         ExchangeProfile(
             "bybit",
             "from since",
             page=1000,
             dialect=Bybit(),
-            how="up to 1,000 candles from start on, newest first",
         ),
+        # a window [startAt, endAt) of at most 1,500 candles, newest first, no candle for a quiet one
         ExchangeProfile(
             "kucoin",
             "window",
             page=1500,
             dialect=Kucoin(),
-            how="a window [startAt, endAt) of at most 1,500 candles, newest first, no candle for a quiet one",
         ),
+        # a window [start, end) of at most 300 candles (ccxt's), newest first, no candle for a quiet one
         ExchangeProfile(
             "coinbase",
             "window",
             page=300,
             dialect=Coinbase(),
-            how="a window [start, end) of at most 300 candles (ccxt's), newest first, no candle for a quiet one",
         ),
+        # a window [from, to] of at most 1,000 candles; refuses a from more than 10,000 candles back
         ExchangeProfile(
             "gate",
             "window",
             page=1000,
             reach=10_000,
             dialect=Gate(),
-            how="a window [from, to] of at most 1,000 candles; refuses a from more than 10,000 candles back",
         ),
     )
 }
+# read as the candles from since on, at ccxt's page size; not proven
 UNVERIFIED = ExchangeProfile(
     "unverified",
     "from since",
     page=None,
     verified=False,
-    how="read as the candles from since on, at ccxt's page size; not proven",
 )
 
 
