@@ -22,7 +22,7 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -143,6 +143,7 @@ class FakeExchange(ABC):
     unsupported_intervals: set[str] = field(default_factory=set)  # ccxt timeframes answered with an error
     delisted: set[str] = field(default_factory=set)  # still listed in the markets, candles answer "unknown"
     requests: list[CandleRequest] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)  # every request's path and query, as sent
     market_requests: int = 0
     gate: asyncio.Event | None = None  # when set to an Event, candle requests wait until it is set
     url: str = ""
@@ -303,7 +304,15 @@ class FakeExchange(ABC):
 @asynccontextmanager
 async def serving(fake: F) -> AsyncIterator[F]:
     """Serve ``fake`` on a free 127.0.0.1 port for the duration of the block."""
-    app = web.Application()
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        fake.received.append(request.path_qs)
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
     app.add_routes(fake.routes())
     # a stalled answer is only ever waited for by a client that has gone: don't wait for it to end
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
