@@ -43,6 +43,9 @@ FAKES = {
 EXCHANGES = tuple(FAKES)  # every exchange with a fake: the integrity tests run against each
 # those serving 90 days of 1h candles (Kraken serves only its latest 720: test_exchange_reach.py)
 DEEP_HISTORY = tuple(exchange for exchange in EXCHANGES if exchange != "kraken")
+# those answering with the first candles from where they are asked (Gate: from the start of its window):
+# a page capped below what was asked (``FakeExchange.page_limit``) still starts there
+FROM_SINCE = ("binance", "bybit", "gate")
 
 # Cases that fail today because the collector does not yet know how an exchange answers: each test
 # says what must happen, and is expected to fail (strictly: a pass is an error) until it does.

@@ -140,6 +140,7 @@ class FakeExchange(ABC):
     history_start_ms: int | None = None  # limited history: nothing older is served
     missing_ms: set[int] = field(default_factory=set)  # open times without a candle (no trades)
     quiet: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ms without trades
+    page_limit: int | None = None  # serve at most this many candles per answer (a page capped below the asked)
     unsupported_intervals: set[str] = field(default_factory=set)  # ccxt timeframes answered with an error
     delisted: set[str] = field(default_factory=set)  # still listed in the markets, candles answer "unknown"
     requests: list[CandleRequest] = field(default_factory=list)
@@ -251,9 +252,11 @@ class FakeExchange(ABC):
     def open_times(self, interval: str, lowest_ms: int, highest_ms: int, limit: int, *, newest: bool) -> list[int]:
         """Open times of held candles from ``lowest_ms`` to ``highest_ms`` (both included), oldest first.
 
-        At most ``limit`` of them: the oldest ones, or the newest ones when ``newest``. The still-open
-        candle at ``now`` is held, as exchanges serve it.
+        At most ``limit`` of them (and ``page_limit``): the oldest ones, or the newest ones when
+        ``newest``. The still-open candle at ``now`` is held, as exchanges serve it.
         """
+        if self.page_limit is not None:
+            limit = min(limit, self.page_limit)
         step = INTERVAL_MS[interval]
         first = -(-max(lowest_ms, self.history_start_ms or 0) // step) * step
         last = min(highest_ms, self.now_ms()) // step * step
