@@ -1,14 +1,18 @@
 """What the fake exchanges share: the candles they hold, their knobs, and per-request faults.
 
-A fake (``fake_binance.FakeBinance``, ``fake_okx.FakeOkx``) speaks one exchange's real REST API on
-127.0.0.1 for the real ccxt client; this module holds what does not depend on the dialect:
+A fake (``fake_binance``, ``fake_okx``, ``fake_kraken``, ``fake_bybit``, ``fake_kucoin``,
+``fake_coinbase``, ``fake_gate``) speaks one exchange's real REST API on 127.0.0.1 for the real ccxt
+client; this module holds what does not depend on the dialect:
 
 - the market: every candle's prices derive from its open time (:func:`candle_values`), so two
   fetches of one candle agree; ``missing_ms`` are open times without trades, ``quiet`` stretches
   of time without trades (:meth:`FakeExchange.quiet_between`: no candle of any timeframe lies
   wholly inside one), ``history_start_ms`` where the exchange's history begins, ``now_ms`` its
   clock (the still-open candle is served);
-- selection that costs O(page) per request, whatever the range asked for;
+- selection that costs O(page) per request, whatever the range asked for, capped at ``page_limit``
+  candles per answer when it is set;
+- what was asked: ``requests`` (candle requests in ccxt's terms) and ``received`` (every request's
+  path and query as sent);
 - faults, queued per request with :meth:`FakeExchange.inject` (or the helpers named for them):
   an error status (with ``Retry-After``), a raw body instead of the answer (``{}``, HTML, empty),
   the real answer cut short, a stall, or rows changed before they are written (:func:`null`,
