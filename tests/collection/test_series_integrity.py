@@ -13,8 +13,15 @@ import pytest
 from backend.collection.collector import Collector
 from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
-from tests.collection.conftest import DEEP_HISTORY, EXCHANGES, Clock, NewConfig, stored_open_times
-from tests.collection.fake_exchange import FakeExchange, candle_values
+from tests.collection.conftest import (
+    DEEP_HISTORY,
+    EXCHANGES,
+    Clock,
+    NewConfig,
+    assert_stored_series_is_the_truth,
+    stored_open_times,
+)
+from tests.collection.fake_exchange import FakeExchange
 
 HOUR = timedelta(hours=1)
 WEEK_OF_HOURS = 7 * 24  # candles of 1h in the default 7-day backfill
@@ -58,13 +65,11 @@ async def test_open_candle_is_never_stored(
 
 @pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_candles_are_stored_with_the_exchanges_values(
-    pool: Pool, collector: Collector, new_config: NewConfig
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
     await collector.collect_now(await new_config())
 
-    row = await pool.fetchrow("SELECT * FROM candles ORDER BY open_time LIMIT 1")
-    assert row is not None
-    assert (row["open"], row["high"], row["low"], row["close"], row["volume"]) == candle_values(to_ms(row["open_time"]))
+    await assert_stored_series_is_the_truth(pool, fake, _window_start(clock, 7), _newest_closed(clock))
 
 
 @pytest.mark.parametrize("exchange_id", EXCHANGES)
@@ -105,16 +110,14 @@ async def test_failed_page_ends_the_timeframe_there_and_the_next_run_leaves_no_h
     assert stored_after_failure[0] == window_start
     assert window_start + 999 * HOUR <= stored_after_failure[-1] < _newest_closed(clock)
     assert _hourly(stored_after_failure)
-    times = await stored_open_times(pool)
     assert second.status == "success"
     assert second.records_collected == 90 * 24 - len(stored_after_failure)
-    assert len(times) == 90 * 24
-    assert _hourly(times)
+    await assert_stored_series_is_the_truth(pool, fake, window_start, _newest_closed(clock))
 
 
 @pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_deleted_candles_inside_the_window_are_refetched(
-    pool: Pool, collector: Collector, new_config: NewConfig, clock: Clock
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
     config_id = await new_config()
     await collector.collect_now(config_id)
@@ -128,9 +131,7 @@ async def test_deleted_candles_inside_the_window_are_refetched(
     assert outcome is not None
     assert outcome.records_collected == 10
     assert outcome.metadata["by_timeframe"]["1h"]["holes_repaired"] == 1
-    times = await stored_open_times(pool)
-    assert len(times) == WEEK_OF_HOURS
-    assert _hourly(times)
+    await assert_stored_series_is_the_truth(pool, fake, _window_start(clock, 7), _newest_closed(clock))
 
 
 @pytest.mark.parametrize("exchange_id", EXCHANGES)
