@@ -120,17 +120,17 @@ RETURNING series_id
 
 
 async def test_coverage_says_which_candles_are_beyond_what_the_exchange_serves(page: Page, served: Served) -> None:
-    config = await create_config(served, "DOT/USDT", exchange="kraken", timeframes=["1m"], backfill_days=1)
+    config = await create_config(served, "KRD/USDT", exchange="kraken", timeframes=["1m"], backfill_days=1)
     conn = await asyncpg.connect(served.database_url)
     try:
-        series_id = (await conn.fetch(SEED_KRAKEN_SERIES, "DOT/USDT"))[0]["series_id"]
+        series_id = (await conn.fetch(SEED_KRAKEN_SERIES, "KRD/USDT"))[0]["series_id"]
         await conn.execute("SELECT recount_candle_series($1)", series_id)
     finally:
         await conn.close()
 
     await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1m")
 
-    coverage = page.get_by_role("region", name="Coverage of DOT/USDT on kraken")
+    coverage = page.get_by_role("region", name="Coverage of KRD/USDT on kraken")
     await expect(coverage.get_by_role("columnheader", name="Beyond reach")).to_be_visible()
     # a day of 1m candles asked for, the 700 newest stored: 1,440 - 714 (Kraken's 720, 5 inside its edge, and
     # the open one) are beyond reach
