@@ -199,13 +199,7 @@ function mountList(root, params) {
             { label: "Trigger", cell: (log) => log.trigger ?? "–" },
             { label: "Duration", numeric: true, cell: (log) => formatDuration(log.duration_seconds) },
             { label: "Records", numeric: true, cell: (log) => formatCount(log.records_collected) },
-            {
-              label: "Error",
-              cell: (log) =>
-                log.error_message
-                  ? el("span", { class: "error-text", text: `${log.error_type ?? "Error"}: ${log.error_message}` })
-                  : "–",
-            },
+            { label: "Error", cell: errorCause },
           ],
         }),
       ),
@@ -216,6 +210,13 @@ function mountList(root, params) {
   const loads = refresher(load, (error) => showMessage(errorLine, error.message));
   loads.run();
   return { refresh: loads.run, onEvent: (event) => event.log_id && loads.soon(), dispose: loads.cancel };
+}
+
+/** Why a run failed, in one line (its cause; a run recorded without one shows its message, cut short). */
+function errorCause(log) {
+  if (!log.error_message && !log.error_type) return "–";
+  if (log.error_cause) return el("span", { class: "error-text", text: log.error_cause });
+  return el("span", { class: "error-text clamped", text: `${log.error_type ?? "Error"}: ${log.error_message ?? ""}` });
 }
 
 function mountDetail(root, logId) {
@@ -277,9 +278,11 @@ function mountDetail(root, logId) {
       log.error_message || log.error_type
         ? section(
             "Error",
+            log.error_cause ? el("p", { class: "error-cause", text: log.error_cause }) : null,
+            log.error_cause ? el("h3", { text: "Full error" }) : null,
             el(
               "p",
-              { class: "error-text" },
+              { class: "error-text error-full" },
               el("strong", { text: log.error_type ?? "Error" }),
               ": ",
               log.error_message ?? "",
@@ -305,7 +308,10 @@ function mountDetail(root, logId) {
                   label: "Error",
                   cell: (row) =>
                     row.error
-                      ? el("span", { class: "error-text", text: `${row.error_type ?? "Error"}: ${row.error}` })
+                      ? el("span", {
+                          class: row.cause ? "error-text" : "error-text clamped",
+                          text: row.cause ?? `${row.error_type ?? "Error"}: ${row.error}`,
+                        })
                       : "–",
                 },
               ],
