@@ -11,13 +11,11 @@ DNS_CAUSE = "cannot reach api.binance.com: name not resolved"
 DNS_TYPE = "ExchangeNotAvailable"
 
 
-def dns_chain(timeframe: str) -> str:
-    """The error of one timeframe, as ``ExchangeClient.safe_message`` writes it."""
-    return (
-        f"binance GET https://api.binance.com/api/v3/exchangeInfo?symbols=%5B%22BTCUSDT%22%5D&timeframe={timeframe}: "
-        "ClientConnectorDNSError: Cannot connect to host api.binance.com:443 ssl:default "
-        "[Name or service not known]: gaierror: [Errno -2] Name or service not known"
-    )
+# the error of each timeframe, as ``ExchangeClient.safe_message`` writes it (loading the markets failed)
+DNS_CHAIN = (
+    "binance GET https://api.binance.com/api/v3/exchangeInfo: ClientConnectorDNSError: Cannot connect to host "
+    "api.binance.com:443 ssl:default [Name or service not known]: gaierror: [Errno -2] Name or service not known"
+)
 
 
 def dns_metadata(timeframes: list[str]) -> dict[str, object]:
@@ -35,7 +33,7 @@ def dns_metadata(timeframes: list[str]) -> dict[str, object]:
                 "holes_repaired": 0,
                 "duration_seconds": 1.2,
                 "error_type": DNS_TYPE,
-                "error": dns_chain(timeframe),
+                "error": DNS_CHAIN,
                 "cause": DNS_CAUSE,
             }
             for timeframe in timeframes
@@ -60,7 +58,7 @@ async def insert_dns_failure(
 ) -> int:
     """A failed run of ``config_id`` whose every timeframe could not resolve the exchange's host;
     ``with_cause=False``: a run recorded without its cause (its message alone)."""
-    message = "; ".join(f"{timeframe}: {dns_chain(timeframe)}" for timeframe in timeframes)
+    message = "; ".join(f"{timeframe}: {DNS_CHAIN}" for timeframe in timeframes)
     conn = await asyncpg.connect(database_url)
     try:
         run_id: int = await conn.fetchval(

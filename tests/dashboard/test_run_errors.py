@@ -6,7 +6,8 @@ from __future__ import annotations
 from playwright.async_api import Page, expect
 
 from tests.dashboard.conftest import DESKTOP, PHONE, Served, create_config, log_in
-from tests.dashboard.failed_runs import DNS_CAUSE, dns_chain, insert_dns_failure
+from tests.dashboard.failed_runs import DNS_CAUSE, DNS_CHAIN, DNS_TYPE, insert_dns_failure
+from tests.dashboard.seed import wait_for_runs
 
 TIMEFRAMES = ["1m", "5m", "15m", "1h"]
 ONE_LINE_ROW_PX = 80  # a row of one-line cells with a two-line time; a 12-line error is ~250 px
@@ -28,8 +29,9 @@ async def test_a_failed_run_shows_its_cause_once_in_the_list_and_the_full_chain_
     await row.get_by_role("link", name=f"#{run_id}").click()
     error = page.get_by_role("region", name="Error")
     await expect(error.locator("p").first).to_have_text(DNS_CAUSE)
-    for timeframe in TIMEFRAMES:
-        await expect(error).to_contain_text(f"{timeframe}: {dns_chain(timeframe)}")
+    await expect(error.get_by_role("listitem")).to_have_text(
+        [f"{timeframe}: {DNS_TYPE}: {DNS_CHAIN}" for timeframe in TIMEFRAMES]
+    )
     per_timeframe = page.get_by_role("region", name="Per timeframe").locator("td[data-label=Error]")
     await expect(per_timeframe).to_have_text([DNS_CAUSE] * len(TIMEFRAMES))
 
@@ -37,8 +39,10 @@ async def test_a_failed_run_shows_its_cause_once_in_the_list_and_the_full_chain_
 async def test_a_long_last_error_leaves_the_configs_actions_in_view_at_1280_and_375_px(
     page: Page, served: Served
 ) -> None:
-    with_cause = await create_config(served, "ARB/USDT", timeframes=TIMEFRAMES)
-    without_cause = await create_config(served, "ATOM/USDT", timeframes=TIMEFRAMES)
+    collected = ["15m", "1h", "4h", "1d"]  # each with its lag: the widest timeframes cell
+    with_cause = await create_config(served, "ARB/USDT", timeframes=collected, enabled=True)
+    without_cause = await create_config(served, "ATOM/USDT", timeframes=collected, enabled=True)
+    await wait_for_runs(served.database_url, [with_cause["id"], without_cause["id"]])
     await insert_dns_failure(served.database_url, with_cause["id"], TIMEFRAMES)
     await insert_dns_failure(served.database_url, without_cause["id"], TIMEFRAMES, with_cause=False)
     await log_in(page, view="Configs")

@@ -219,6 +219,34 @@ function errorCause(log) {
   return el("span", { class: "error-text clamped", text: `${log.error_type ?? "Error"}: ${log.error_message ?? ""}` });
 }
 
+/** The run's timeframes as [timeframe, what it did], in the config's order (stored JSON keeps no order). */
+function byTimeframe(log) {
+  const entries = Object.entries(log.metadata?.by_timeframe ?? {});
+  const order = log.metadata?.timeframes ?? [];
+  const rank = (timeframe) => (order.includes(timeframe) ? order.indexOf(timeframe) : order.length);
+  return entries.sort(([a], [b]) => rank(a) - rank(b));
+}
+
+/** Each failed timeframe's whole message on a line of its own; a run without them, its message. */
+function fullError(log) {
+  const failed = byTimeframe(log).filter(([, item]) => item.error);
+  if (!failed.length)
+    return el(
+      "p",
+      { class: "error-text error-full" },
+      el("strong", { text: log.error_type ?? "Error" }),
+      ": ",
+      log.error_message ?? "",
+    );
+  return el(
+    "ul",
+    { class: "error-text error-full" },
+    failed.map(([timeframe, item]) =>
+      el("li", {}, el("strong", { text: `${timeframe}: ${item.error_type ?? "Error"}` }), `: ${item.error}`),
+    ),
+  );
+}
+
 function mountDetail(root, logId) {
   const errorLine = messageLine("error");
   const body = el("div");
@@ -244,8 +272,7 @@ function mountDetail(root, logId) {
   );
 
   function timeframeRows(log) {
-    const byTimeframe = log.metadata?.by_timeframe ?? {};
-    return Object.entries(byTimeframe).map(([timeframe, item]) => ({ timeframe, ...item }));
+    return byTimeframe(log).map(([timeframe, item]) => ({ timeframe, ...item }));
   }
 
   async function load() {
@@ -280,13 +307,7 @@ function mountDetail(root, logId) {
             "Error",
             log.error_cause ? el("p", { class: "error-cause", text: log.error_cause }) : null,
             log.error_cause ? el("h3", { text: "Full error" }) : null,
-            el(
-              "p",
-              { class: "error-text error-full" },
-              el("strong", { text: log.error_type ?? "Error" }),
-              ": ",
-              log.error_message ?? "",
-            ),
+            fullError(log),
           )
         : null,
       log.metadata?.by_timeframe
