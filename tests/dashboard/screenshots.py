@@ -117,12 +117,15 @@ async def _live_delay(page: Page, served: Served, n: int) -> float:
         await conn.close()
 
 
-async def _shoot(page: Page, name: str, ready: Locator, *, phone: bool) -> None:
+async def _shoot(page: Page, name: str, ready: Locator, *, phone: bool, top: Locator | None = None) -> None:
+    """The page once ``ready`` shows; on the phone, the screen's worth from ``top`` (else the page's top)."""
     await ready.wait_for()
     await page.wait_for_load_state("networkidle")
     await page.mouse.move(0, 0)  # no hover effects or crosshair in the picture
     path = OUTPUT / f"{name}-{'phone' if phone else 'desktop'}.png"
     if phone:
+        if top is not None:
+            await top.evaluate("node => node.scrollIntoView({block: 'start'})")
         await page.screenshot(path=str(path))
         return
     height = await page.evaluate("document.documentElement.scrollHeight")
@@ -158,12 +161,14 @@ async def test_screenshots_of_every_view(browser: Browser, served: Served) -> No
             ("configs", "#/configs", page.get_by_role("cell", name="XRP/USDT").first),
             ("logs", f"#/logs?config_id={eth}", page.get_by_text("runs · page 1")),
             ("run", f"#/logs/{seeded['run_id']}", page.get_by_role("heading", name="Per timeframe")),
-            ("failed-run", f"#/logs/{seeded['failed_run_id']}", page.get_by_role("heading", name="Full error")),
             ("data", f"#/data?config={eth}&timeframe=1h", page.get_by_text("stored candles loaded")),
         ]
         for name, address, ready in views:
             await page.goto(f"/{address}")
             await _shoot(page, name, ready, phone=phone)
+        await page.goto(f"/#/logs/{seeded['failed_run_id']}")  # on the phone, from its error down
+        error = page.get_by_role("region", name="Error")
+        await _shoot(page, "failed-run", error.get_by_role("heading", name="Full error"), phone=phone, top=error)
         await page.goto("/#/configs")
         await page.get_by_role("button", name="New config").click()
         await page.get_by_label("Symbol").fill("DOGEUSDT")

@@ -466,7 +466,11 @@ export function mountConfigs(root) {
           return [
             formatCount(stats?.failures ?? 0),
             stats?.last_error
-              ? el("p", { class: "description last-error", text: `Last error: ${stats.last_error_cause ?? stats.last_error}` })
+              ? el("p", {
+                  // its cause is a few words; a message recorded without one is cut short (whole in its run)
+                  class: stats.last_error_cause ? "description last-error" : "description last-error clamped",
+                  text: `Last error: ${stats.last_error_cause ?? stats.last_error}`,
+                })
               : null,
           ];
         },
