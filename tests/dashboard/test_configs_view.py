@@ -191,7 +191,7 @@ async def test_trigger_now_shows_the_run_it_started_until_it_ends(page: Page, se
 
 
 async def test_trigger_now_refused_as_already_running_says_so_until_dismissed(page: Page, served: Served) -> None:
-    config = await create_config(served, "NEAR/USDT")
+    config = await create_config(served, "INJ/USDT")
 
     async def no_live_updates(socket: WebSocketRoute) -> None:  # so the page learns of the run only when it asks
         await socket.close(code=1011, reason="down for the test")
@@ -200,14 +200,14 @@ async def test_trigger_now_refused_as_already_running_says_so_until_dismissed(pa
     await page.clock.install()
     await page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))  # no poll, no refresh until the test says
     await log_in(page, view="Configs")
-    trigger = row(page, "NEAR/USDT").get_by_role("button", name="Trigger now")
+    trigger = row(page, "INJ/USDT").get_by_role("button", name="Trigger now")
     await expect(trigger).to_be_enabled()
     run_id = await fetch_one(served.database_url, RUNNING_ELSEWHERE, config["id"])
 
     await trigger.click()
 
     refused = page.get_by_role("alert")
-    message = f"Could not trigger NEAR/USDT on binance: Config {config['id']} is already running (run {run_id})"
+    message = f"Could not trigger INJ/USDT on binance: Config {config['id']} is already running (run {run_id})"
     await expect(refused).to_have_text(message)
     async with page.expect_response(re.compile(r"/stats/by-config$")):
         await page.clock.run_for(1000)  # the refresh that follows an action
