@@ -94,6 +94,17 @@ async def test_timeframes_failing_for_different_causes_each_name_theirs(
     assert outcome.error_cause == "4h, 1d: binance says: Invalid interval."  # one cause, said once
 
 
+async def test_an_exchange_answering_503_is_said_unavailable_with_its_status(
+    pool: Pool, collector: Collector, fake: FakeBinance
+) -> None:
+    fake.fail_candles(503, times=100)  # every try of the run
+    outcome = await collector.collect_now(await create_config(pool, timeframes=["1h", "4h"]))
+
+    assert outcome is not None
+    assert outcome.status == "failed"
+    assert outcome.error_cause == "binance is unavailable (HTTP 503)"
+
+
 async def test_offline_run_reports_its_retries_and_how_long_they_took(pool: Pool, offline_collector: Collector) -> None:
     outcome = await offline_collector.collect_now(await create_config(pool, timeframes=["1h", "4h"]))
 
