@@ -30,7 +30,8 @@ export function mountLogin(root, { notice, onLoggedIn }) {
     clearProblems(fields, formLine);
     // said in words here: the API would answer a short email with its parser's wording
     if (!email.control.value.includes("@")) {
-      email.showError(email.control.value.trim() ? "Enter a whole email address, like name@example.com." : "Enter your email address.");
+      const typed = email.control.value.trim();
+      email.showError(typed ? "Enter a whole email address, like name@example.com." : "Enter your email address.");
       email.focus();
       return;
     }

@@ -87,7 +87,11 @@ export function mountOverview(root) {
   root.append(
     el("h1", { text: "Overview" }),
     errorLine,
-    section("Last 24 hours", cards, el("p", { class: "hint", text: "Collection runs only: the daily cleanup of old logs is not counted." })),
+    section(
+      "Last 24 hours",
+      cards,
+      el("p", { class: "hint", text: "Collection runs only: the daily cleanup of old logs is not counted." }),
+    ),
     section("Freshness", freshnessBox),
     section("Scheduler", scheduler),
     section(
