@@ -89,7 +89,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 NewConfig = Callable[..., Awaitable[int]]
-TEST_RATE_LIMIT_MS = 20  # ccxt's pause between two requests to a fake
+TEST_RATE_LIMIT_MS = 2  # ccxt's pause between two requests to a fake (times the cost ccxt gives the endpoint)
 
 
 class Clock:
