@@ -24,6 +24,12 @@ class Recorded:
 
 
 RECORDED = {
+    "okx": Recorded(
+        ("BTC/USDT", "1h", 1699931781033, 500),
+        "https://www.okx.com/api/v5/market/history-candles?instId=BTC-USDT&bar=1H&limit=300&before=1699931781032"
+        "&after=1701011781033",
+        {},
+    ),
     "kraken": Recorded(
         ("BTC/USDT", "1h", 1716523348000),
         "https://api.kraken.com/0/public/OHLC?pair=XBTUSDT&interval=60&since=1716523348",
