@@ -48,6 +48,7 @@ DEEP_HISTORY = tuple(exchange for exchange in EXCHANGES if exchange != "kraken")
 FROM_SINCE = ("binance", "bybit", "gate")
 
 NewConfig = Callable[..., Awaitable[int]]
+TEST_RATE_LIMIT_MS = 2  # ccxt's pause between two requests to a fake (times the cost ccxt gives the endpoint)
 
 
 class Clock:
@@ -93,10 +94,13 @@ def new_config(pool: Pool, exchange_id: str) -> NewConfig:
 
 @pytest.fixture
 def collection_settings(settings: Settings, fake: FakeExchange) -> Settings:
-    """Fast retries and heartbeats; ccxt pointed at the fake through EXCHANGE_OVERRIDES."""
+    """Fast retries and heartbeats; ccxt pointed at the fake through EXCHANGE_OVERRIDES, its requests
+    at most ``TEST_RATE_LIMIT_MS`` apart (Kraken's 1 s would make every retry wait)."""
+    overrides = fake.exchange_overrides()
+    overrides[fake.exchange_id]["rateLimit"] = TEST_RATE_LIMIT_MS
     return dataclasses.replace(
         settings,
-        exchange_overrides=fake.exchange_overrides(),
+        exchange_overrides=overrides,
         exchange_retry_base_ms=10,
         exchange_max_retries=2,
         run_heartbeat_seconds=1,

@@ -1,6 +1,6 @@
 """Shared exchange clients: options from EXCHANGE_OVERRIDES, markets, and the exchange-wide pause.
 
-Through real ccxt against the fakes, on both dialects where the behaviour is the exchange's own.
+Through real ccxt against the fakes, on every fake where the behaviour is the exchange's own.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 
-from tests.collection.conftest import FAKES
+from tests.collection.conftest import FAKES, TEST_RATE_LIMIT_MS
 from tests.collection.fake_exchange import FakeExchange
 
 NOW_MS = int(datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC).timestamp() * 1000)
@@ -25,7 +25,8 @@ OPEN_MINUTE_MS = NOW_MS // MINUTE_MS * MINUTE_MS  # the candle still open at NOW
 async def served(exchange_id: str) -> AsyncIterator[tuple[FakeExchange, Any]]:
     """The fake of ``exchange_id`` at NOW_MS and a ccxt client of it with its markets loaded."""
     async with FAKES[exchange_id](["BTC/USDT"], now_ms=lambda: NOW_MS) as fake:
-        client = getattr(ccxt_async, exchange_id)(fake.exchange_overrides()[exchange_id])
+        options = {**fake.exchange_overrides()[exchange_id], "rateLimit": TEST_RATE_LIMIT_MS}
+        client = getattr(ccxt_async, exchange_id)(options)
         try:
             await client.load_markets()
             yield fake, client

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import ccxt.async_support as ccxt_async
 import pytest
 
-from tests.collection.conftest import FAKES
+from tests.collection.conftest import FAKES, TEST_RATE_LIMIT_MS
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,12 @@ class Recorded:
 
 
 RECORDED = {
+    "okx": Recorded(
+        ("BTC/USDT", "1h", 1699931781033, 500),
+        "https://www.okx.com/api/v5/market/history-candles?instId=BTC-USDT&bar=1H&limit=300&before=1699931781032"
+        "&after=1701011781033",
+        {},
+    ),
     "kraken": Recorded(
         ("BTC/USDT", "1h", 1716523348000),
         "https://api.kraken.com/0/public/OHLC?pair=XBTUSDT&interval=60&since=1716523348",
@@ -68,7 +74,8 @@ def _path(url: str) -> str:
 async def test_ccxt_asks_the_fake_what_it_asked_the_real_exchange(exchange_id: str) -> None:
     recorded = RECORDED[exchange_id]
     async with FAKES[exchange_id](["BTC/USDT", "ETH/USDT"]) as fake:
-        exchange = getattr(ccxt_async, exchange_id)(fake.exchange_overrides()[exchange_id])
+        options = {**fake.exchange_overrides()[exchange_id], "rateLimit": TEST_RATE_LIMIT_MS}
+        exchange = getattr(ccxt_async, exchange_id)(options)
         try:
             await exchange.load_markets()
             fake.received.clear()

@@ -1,4 +1,4 @@
-"""Answers that must not be trusted, against each dialect, through real ccxt: asked again, never stored.
+"""Answers that must not be trusted, against every fake exchange, through real ccxt: asked again, never stored.
 
 One fault at a time, injected per request into the fake exchange: malformed 200s, an empty answer
 while the series is behind, broken candles (null, NaN, Infinity, non-positive prices, negative
