@@ -322,6 +322,21 @@ async def count_configs(db: Pool | Connection) -> ConfigCounts:
     return msgspec.convert(dict(await db.fetchrow(CONFIG_COUNTS) or {}), ConfigCounts)
 
 
+def timeseries_query(
+    *, start: datetime, end: datetime, bucket_minutes: int, job_type: str | None, config_id: int | None
+) -> tuple[str, list[Any]]:
+    """The timeseries statement over [start, end) and its parameters: the logs' and the compacted runs'."""
+    filters = LogFilters(started_from=start, started_before=end, job_type=job_type, config_id=config_id)
+    where, parameters = where_clause(filters, first_parameter=4)
+    sql = TIMESERIES.format(
+        where=where,
+        compacted=COMPACTED_RUN_VALUES.format(from_="$1::timestamptz", before="$2::timestamptz"),
+        job_type=f"${len(parameters) + 4}",
+        config_id=f"${len(parameters) + 5}",
+    )
+    return sql, [start, end, bucket_minutes, *parameters, job_type, config_id]
+
+
 async def read_timeseries(
     db: Pool | Connection,
     *,
@@ -332,16 +347,10 @@ async def read_timeseries(
     config_id: int | None,
 ) -> list[TimeseriesPoint]:
     """One point per bucket in [start, end), empty buckets included; ``start`` is a bucket edge."""
-    filters = LogFilters(started_from=start, started_before=end, job_type=job_type, config_id=config_id)
-    where, parameters = where_clause(filters, first_parameter=4)
-    job_type_parameter, config_id_parameter = f"${len(parameters) + 4}", f"${len(parameters) + 5}"
-    sql = TIMESERIES.format(
-        where=where,
-        compacted=COMPACTED_RUN_VALUES.format(from_="$1::timestamptz", before="$2::timestamptz"),
-        job_type=job_type_parameter,
-        config_id=config_id_parameter,
+    sql, parameters = timeseries_query(
+        start=start, end=end, bucket_minutes=bucket_minutes, job_type=job_type, config_id=config_id
     )
-    rows = await db.fetch(sql, start, end, bucket_minutes, *parameters, job_type, config_id)
+    rows = await db.fetch(sql, *parameters)
     return [msgspec.convert(dict(row), TimeseriesPoint) for row in rows]
 
 

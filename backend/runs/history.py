@@ -117,6 +117,8 @@ WHERE minute >= $1 AND minute < $1 + interval '1 day' AND job_type = 'data_colle
   AND runs = 0
 """
 DROP_PARTITION = "SELECT format('DROP TABLE %I', $1::text)"
+# what the polled answers show changed (their tags are made of the logs' data version)
+BUMP_DATA_VERSION = "SELECT bump_data_version('job_execution_logs')"
 
 
 class HistoryUpkeep(msgspec.Struct, kw_only=True):
@@ -168,6 +170,7 @@ async def drop_expired_days(pool: Pool, *, before: date) -> list[str]:
             await conn.execute(FORGET_DAY_COUNTS, day_start)
             await conn.execute(FORGET_EMPTY_MINUTES, day_start)
             await conn.execute(await conn.fetchval(DROP_PARTITION, partition["partition_name"]))
+            await conn.execute(BUMP_DATA_VERSION)
         dropped.append(partition["partition_name"])
     return dropped
 

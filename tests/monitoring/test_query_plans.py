@@ -65,11 +65,17 @@ async def test_stats_of_a_day_sum_the_minute_counts_and_probe_the_stats_index(se
 async def test_timeseries_of_a_week_scans_a_started_at_index_range(seeded: Pool) -> None:
     start = _since(168).replace(minute=0, second=0, microsecond=0)
     end = start + timedelta(hours=168)
-    where, parameters = repository.where_clause(LogFilters(started_from=start, started_before=end), first_parameter=4)
+    sql, parameters = repository.timeseries_query(
+        start=start, end=end, bucket_minutes=60, job_type=None, config_id=None
+    )
 
-    plan = await _plan(seeded, repository.TIMESERIES.format(where=where), start, end, 60, *parameters)
+    plan = await _plan(seeded, sql, *parameters)
 
-    assert _index_names(plan) <= {"job_execution_logs_stats_idx", "job_execution_logs_started_at_idx"}
+    assert _index_names(plan) <= {
+        "job_execution_logs_stats_idx",
+        "job_execution_logs_started_at_idx",
+        "compacted_runs_hour_idx",
+    }
     assert _index_names(plan)
     assert '"Seq Scan"' not in msgspec.json.encode(plan).decode()
 
@@ -82,13 +88,15 @@ async def test_failed_logs_page_uses_the_status_index(seeded: Pool) -> None:
 
     plan = await _plan(seeded, sql, *parameters, 0, 100)
 
-    assert _index_names(plan) == {"job_execution_logs_status_started_at_idx"}
+    assert _index_names(plan) == {"job_execution_logs_status_newest_idx"}
 
 
 async def test_symbol_filter_uses_the_symbol_index(seeded: Pool) -> None:
     where, parameters = repository.where_clause(LogFilters(symbol="S7/USDT"))
 
-    plan = await _plan(seeded, repository.COUNT_LOGS.format(where=where), *parameters)
+    sql = repository.COUNT_LOGS.format(where=where, limit=len(parameters) + 1)
+
+    plan = await _plan(seeded, sql, *parameters, repository.COUNT_EXACT_UP_TO + 1)
 
     assert _index_names(plan) == {"job_execution_logs_symbol_started_at_idx"}
 
