@@ -138,7 +138,12 @@ async def keep_run_history(pool: Pool, *, retention_days: int) -> int:
                 error_message=None if error_type is None else f"Stopped ({error_type})",
             )
         )
-    logger.info("run history: %d routine runs compacted", upkeep.compacted_runs)
+    if upkeep.compacted_runs or upkeep.dropped_partitions:
+        logger.info(
+            "run history: %d routine runs compacted, %d days dropped",
+            upkeep.compacted_runs,
+            len(upkeep.dropped_partitions),
+        )
     return run_id
 
 
