@@ -52,6 +52,14 @@ CREATE_PARTITION = "SELECT create_compacted_runs_partition($1::date)"
 MOVING_RUNS = "SELECT set_config('altar.moving_runs', 'on', true)"
 # One writer of compacted_runs at a time.
 LOCK_HISTORY = "SELECT pg_advisory_xact_lock(hashtext('compacted_runs'))"
+# The configs of the runs in [$1, $2) first, as every writer of logs does (see backend.runs.repository):
+# deleting a config waits for the move instead of deadlocking with it.
+LOCK_CONFIGS = """
+SELECT FROM data_collection_configs
+WHERE id IN (SELECT config_id FROM job_execution_logs WHERE started_at >= $1 AND started_at < $2)
+ORDER BY id
+FOR KEY SHARE
+"""
 # Routine runs that started in [$1, $2) (within one UTC hour) leave the logs for compacted_runs.
 # A value the compact row cannot hold exactly keeps its run a full row.
 COMPACT_ROUTINE_RUNS = f"""
@@ -151,6 +159,7 @@ async def compact_routine_runs(
             conn = cast(Connection, proxy)
             await conn.execute(LOCK_HISTORY)
             await conn.execute(CREATE_PARTITION, oldest.astimezone(UTC).date())
+            await conn.execute(LOCK_CONFIGS, oldest, since)
             await conn.execute(MOVING_RUNS)
             rows = await conn.fetch(COMPACT_ROUTINE_RUNS, oldest, since)
         moved += sum(row["runs"] for row in rows)
@@ -178,8 +187,9 @@ async def drop_expired_days(pool: Pool, *, before: date) -> list[str]:
 async def keep_history(
     pool: Pool, *, now: datetime, retention_days: int, heartbeat: Callable[[], Awaitable[None]] | None = None
 ) -> HistoryUpkeep:
-    """Compact the routine runs older than :data:`DETAIL_HOURS`, then drop the days that ended more
-    than ``retention_days`` ago."""
-    moved = await compact_routine_runs(pool, before=now - timedelta(hours=DETAIL_HOURS), heartbeat=heartbeat)
+    """Compact the routine runs of the whole hours older than :data:`DETAIL_HOURS` (each config's
+    hour one row), then drop the days that ended more than ``retention_days`` ago."""
+    before = _utc_hour(now - timedelta(hours=DETAIL_HOURS))
+    moved = await compact_routine_runs(pool, before=before, heartbeat=heartbeat)
     expired_before = (now - timedelta(days=retention_days)).astimezone(UTC).date()
     return HistoryUpkeep(compacted_runs=moved, dropped_partitions=await drop_expired_days(pool, before=expired_before))

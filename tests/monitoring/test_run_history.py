@@ -197,6 +197,22 @@ async def test_the_newest_success_of_a_failing_config_stays_so_failure_streaks_a
     assert [streak.failures for streak in streaks] == [0, 0, 4]
 
 
+async def test_a_config_deleted_after_compaction_leaves_its_runs_counted_as_its_logs_are(
+    pool: Pool, client: Client, admin_headers: dict[str, str], history: dict[str, int]
+) -> None:
+    await _compact(pool)
+    first = await pool.fetchval("SELECT min(id) FROM data_collection_configs")
+    chart = f"{ADMIN_PATH}/stats/timeseries?hours=72&bucket=1h"
+    before = (await client.get(chart, headers=admin_headers)).json()
+
+    deleted = await client.delete(f"{ADMIN_PATH}/configs/{first}", headers=admin_headers)
+
+    assert deleted.status_code == 204
+    assert (await client.get(chart, headers=admin_headers)).json()["points"] == before["points"]
+    assert await pool.fetchval("SELECT count(*) FROM compacted_runs WHERE config_id = $1", first) == 0
+    assert await pool.fetchval("SELECT count(*) FROM compacted_runs WHERE config_id IS NULL") > 0
+
+
 async def test_retention_drops_whole_days_with_their_counts(
     pool: Pool, client: Client, viewer_headers: dict[str, str], history: dict[str, int]
 ) -> None:
