@@ -24,7 +24,6 @@ from backend.monitoring.schemas import (
     LogFilters,
     TimeseriesPoint,
 )
-from backend.runs.history import COMPACTED_RUN_VALUES
 
 LOG_COLUMNS = """
     id, job_name, job_type, symbol, exchange, timeframe, started_at, finished_at, duration_seconds,
@@ -99,7 +98,7 @@ WITH points AS (
     UNION ALL
     SELECT date_bin(make_interval(mins => $3), started_minute, $1::timestamptz),
            'success', duration_seconds, records_collected, lateness_seconds
-    FROM ({compacted}) AS compacted
+    FROM compacted_run_values($1::timestamptz, $2::timestamptz) AS compacted
     WHERE ({job_type}::text IS NULL OR {job_type} = 'data_collection')
       AND ({config_id}::bigint IS NULL OR compacted.config_id = {config_id})
 ), buckets AS (
@@ -129,14 +128,14 @@ ORDER BY points.bucket_start
 
 # Every config, with its runs in the window ($1 = window start), logged or compacted; the latest
 # run and the latest error are one index probe each (the latest runs are never compacted).
-STATS_BY_CONFIG = f"""
+STATS_BY_CONFIG = """
 WITH runs AS (
     SELECT config_id, status, duration_seconds, records_collected
     FROM job_execution_logs
     WHERE started_at >= $1 AND config_id IS NOT NULL
     UNION ALL
     SELECT config_id, 'success', duration_seconds, records_collected
-    FROM ({COMPACTED_RUN_VALUES.format(from_="$1::timestamptz", before="'infinity'::timestamptz")}) AS compacted
+    FROM compacted_run_values($1::timestamptz, 'infinity') AS compacted
     WHERE config_id IS NOT NULL
 ), window_runs AS (
     SELECT config_id,
@@ -330,7 +329,6 @@ def timeseries_query(
     where, parameters = where_clause(filters, first_parameter=4)
     sql = TIMESERIES.format(
         where=where,
-        compacted=COMPACTED_RUN_VALUES.format(from_="$1::timestamptz", before="$2::timestamptz"),
         job_type=f"${len(parameters) + 4}",
         config_id=f"${len(parameters) + 5}",
     )

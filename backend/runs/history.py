@@ -4,10 +4,11 @@ A routine run is a scheduled collection that succeeded with nothing to tell: no 
 no repaired hole, no missed slot. It keeps its full row in ``job_execution_logs`` for
 :data:`DETAIL_HOURS`; then :func:`compact_routine_runs` moves it into ``compacted_runs`` (one row
 per config and hour, a few bytes per run: the minute it started, its lateness, duration and
-candles), which is what the stats, the charts and the per-config figures read of it. Every other
+candles; ``compacted_run_values`` in SQL gives them back), which is what the stats, the charts and
+the per-config figures read of it. Every other
 run (failed, partial, manual, a system job) keeps its full row until ``LOG_RETENTION_DAYS``.
 Moving a run changes no figure: the per-minute counts stay as they are, and the readers take the
-compacted runs with the logs (``COMPACTED_RUN_VALUES``).
+compacted runs with the logs.
 
 So that the latest runs stay readable whatever their age, the newest success of each config (the
 consecutive-failure counts stop at it) and the ten newest runs (``/status``) are never moved.
@@ -29,20 +30,6 @@ from backend.db.pool import Connection, Pool
 
 DETAIL_HOURS = 24  # every run of the last day keeps its full row
 NEWEST_RUNS_KEPT = 10  # /status shows the last 10 runs
-
-# Per compacted run, as the readers take it: config, the minute it started, and the log's own
-# values. ``{from_}`` and ``{before}`` are SQL expressions (whole minutes), the window's ends.
-COMPACTED_RUN_VALUES = """
-SELECT compacted.config_id, compacted.hour + make_interval(mins => run.minute) AS started_minute,
-       (run.duration_ms::numeric / 1000)::float8 AS duration_seconds, run.records::integer AS records_collected,
-       (run.lateness_us::numeric / 1000000)::float8 AS lateness_seconds
-FROM compacted_runs AS compacted
-CROSS JOIN LATERAL unnest(compacted.minutes, compacted.lateness_us, compacted.duration_ms, compacted.records)
-    AS run(minute, lateness_us, duration_ms, records)
-WHERE compacted.hour > {from_} - interval '1 hour' AND compacted.hour < {before}
-  AND compacted.hour + make_interval(mins => run.minute) >= {from_}
-  AND compacted.hour + make_interval(mins => run.minute) < {before}
-"""
 
 OLDEST_SUCCESS = """
 SELECT min(started_at) FROM job_execution_logs WHERE status = 'success' AND started_at >= $1 AND started_at < $2
@@ -88,28 +75,35 @@ WITH newest AS (
            round(duration_seconds::numeric * 1000)::smallint AS duration_ms,
            coalesce(records_collected, 0)::smallint AS records
     FROM moved
+), minuted AS (
+    SELECT *, floor(extract(epoch FROM started_at - hour) / 60)::smallint AS minute FROM placed
+), grouped AS (
+    SELECT hour, config_id,
+           array_agg(lateness_us ORDER BY started_at) AS lateness_us,
+           array_agg(duration_ms ORDER BY started_at) AS duration_ms,
+           array_agg(minute ORDER BY started_at) AS minutes,
+           array_agg(records ORDER BY started_at) AS records,
+           min(minute) AS first_minute, max(minute) AS last_minute, count(DISTINCT minute) AS distinct_minutes,
+           min(records) AS fewest, max(records) AS most, count(*) AS runs
+    FROM minuted
+    GROUP BY hour, config_id
 )
-INSERT INTO compacted_runs (hour, config_id, minutes, lateness_us, duration_ms, records)
-SELECT hour, config_id,
-       array_agg(floor(extract(epoch FROM started_at - hour) / 60)::smallint ORDER BY started_at),
-       array_agg(lateness_us ORDER BY started_at),
-       array_agg(duration_ms ORDER BY started_at),
-       array_agg(records ORDER BY started_at)
-FROM placed
-GROUP BY hour, config_id
-RETURNING cardinality(minutes) AS runs
+INSERT INTO compacted_runs (hour, config_id, lateness_us, duration_ms, first_minute, minutes, records_each, records)
+SELECT hour, config_id, lateness_us, duration_ms, first_minute,
+       CASE WHEN distinct_minutes < runs OR last_minute - first_minute + 1 <> runs THEN minutes END,
+       CASE WHEN fewest = most THEN fewest END,
+       CASE WHEN fewest <> most THEN records END
+FROM grouped
+RETURNING cardinality(lateness_us) AS runs
 """
 
 EXPIRED_DAYS = "SELECT partition_name, day FROM compacted_run_partitions WHERE day < $1::date ORDER BY day"
 # The day's compacted runs leave the per-minute counts (as deleting logs does).
 FORGET_DAY_COUNTS = """
 WITH gone AS (
-    SELECT compacted.hour + make_interval(mins => run.minute) AS minute, count(*) AS runs,
-           sum((run.duration_ms::numeric / 1000)::float8) AS duration_seconds, sum(run.records) AS records
-    FROM compacted_runs AS compacted
-    CROSS JOIN LATERAL unnest(compacted.minutes, compacted.duration_ms, compacted.records)
-        AS run(minute, duration_ms, records)
-    WHERE compacted.hour >= $1 AND compacted.hour < $1 + interval '1 day'
+    SELECT started_minute AS minute, count(*) AS runs, sum(duration_seconds) AS duration_seconds,
+           sum(records_collected) AS records
+    FROM compacted_run_values($1::timestamptz, $1::timestamptz + interval '1 day')
     GROUP BY 1
 )
 UPDATE job_execution_minutes AS m

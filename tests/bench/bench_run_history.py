@@ -67,7 +67,7 @@ SIZES = """
 SELECT pg_total_relation_size('job_execution_logs') AS logs,
        pg_total_relation_size('job_execution_minutes') AS minutes,
        (SELECT count(*) FROM job_execution_minutes) AS minute_rows,
-       (SELECT coalesce(sum(pg_total_relation_size(partition_name::regclass)), 0) FROM compacted_run_partitions)
+       (SELECT coalesce(sum(pg_total_relation_size(partition_name::regclass)), 0)::bigint FROM compacted_run_partitions)
            AS compacted
 """
 

@@ -37,6 +37,17 @@ FROM data_collection_configs AS config,
      LATERAL (SELECT $1::timestamptz - make_interval(mins => n * 7) + make_interval(secs => config.id * 3 + 0.25))
          AS t(started_at)
 """
+# A one-minute config: a run every minute from 30 to 26 hours ago, one candle each (its compacted
+# hours store the minutes and the candle count once).
+EVERY_MINUTE_RUNS = """
+INSERT INTO job_execution_logs (job_name, job_type, config_id, symbol, exchange, status, trigger, started_at,
+                                scheduled_for, finished_at, duration_seconds, records_collected)
+SELECT 'collect_data_' || $2::bigint, 'data_collection', $2::bigint, 'XRP/USDT', 'binance', 'success', 'schedule',
+       slot + make_interval(secs => (n * 7919 % 9000 + 500) / 1000000.0), slot, slot + interval '1 second',
+       0.020 + (n * 17 % 100) / 1000.0, 1
+FROM generate_series(1, 4 * 60) AS n,
+     LATERAL (SELECT $1::timestamptz - interval '26 hours' - make_interval(mins => n)) AS t(slot)
+"""
 
 # The answers the Control Center reads, each with its query string.
 FIGURES = [
@@ -65,6 +76,7 @@ async def history(pool: Pool, insert_config: InsertConfig, insert_log: InsertLog
     """Three configs' routine runs over 60 hours, and one run of each kind that keeps its full row."""
     first, second, third = [await insert_config(symbol) for symbol in ("BTC/USDT", "ETH/USDT", "SOL/USDT")]
     await pool.execute(ROUTINE_RUNS, NOW)
+    await pool.execute(EVERY_MINUTE_RUNS, NOW, await insert_config("XRP/USDT"))
 
     def ago(hours: float) -> datetime:
         return NOW - timedelta(hours=hours, seconds=17)
@@ -132,7 +144,9 @@ async def test_stats_status_timeseries_and_by_config_are_the_same_after_compacti
 
     moved = await _compact(pool)
 
-    assert moved > 500
+    assert moved > 700
+    assert await pool.fetchval("SELECT count(*) FROM compacted_runs WHERE minutes IS NULL AND records IS NULL") >= 3
+    assert await pool.fetchval("SELECT count(*) FROM compacted_runs WHERE minutes IS NOT NULL AND records IS NOT NULL")
     assert await pool.fetchval("SELECT count(*) FROM job_execution_logs") == logs_before - moved
     assert await _figures(client, viewer_headers) == before
     assert before["/stats?hours=72"]["total_executions"] == logs_before
@@ -144,8 +158,8 @@ async def test_the_counts_per_minute_still_equal_a_recount_from_logs_and_compact
     await _compact(pool)
     minutes = (
         "SELECT minute, job_type, status, runs, timed_runs, round(duration_seconds::numeric, 6), records_collected "
+        "FROM job_execution_minutes ORDER BY 1, 2, 3"
     )
-    minutes += "FROM job_execution_minutes ORDER BY 1, 2, 3"
     kept = await pool.fetch(minutes)
 
     await pool.execute("SELECT recount_runs_per_minute()")
@@ -194,7 +208,7 @@ async def test_the_newest_success_of_a_failing_config_stays_so_failure_streaks_a
     await _compact(pool)
 
     assert await read_consecutive_failures(pool, up_to=10) == streaks
-    assert [streak.failures for streak in streaks] == [0, 0, 4]
+    assert [streak.failures for streak in streaks] == [0, 0, 4, 0]
 
 
 async def test_a_config_deleted_after_compaction_leaves_its_runs_counted_as_its_logs_are(
@@ -220,7 +234,7 @@ async def test_retention_drops_whole_days_with_their_counts(
     days = [row["day"] for row in await pool.fetch("SELECT day FROM compacted_run_partitions ORDER BY day")]
     oldest_day_start = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
     in_oldest_day = await pool.fetchval(
-        "SELECT coalesce(sum(cardinality(minutes)), 0) FROM compacted_runs WHERE hour < $1",
+        "SELECT coalesce(sum(cardinality(lateness_us)), 0) FROM compacted_runs WHERE hour < $1",
         oldest_day_start + timedelta(days=1),
     )
     stats = f"{ADMIN_PATH}/stats?hours=720"
