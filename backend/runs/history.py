@@ -5,8 +5,8 @@ no repaired hole, no missed slot. It keeps its full row in ``job_execution_logs`
 :data:`DETAIL_HOURS`; then :func:`compact_routine_runs` moves it into ``compacted_runs`` (one row
 per config and hour, a few bytes per run: the minute it started, its lateness, duration and
 candles; ``compacted_run_values`` in SQL gives them back), which is what the stats, the charts and
-the per-config figures read of it. Every other
-run (failed, partial, manual, a system job) keeps its full row until ``LOG_RETENTION_DAYS``.
+the per-config figures read of it. Every other run (failed, partial, manual, a system job) keeps
+its full row until ``LOG_RETENTION_DAYS``.
 Moving a run changes no figure: the per-minute counts stay as they are, and the readers take the
 compacted runs with the logs.
 

@@ -31,31 +31,22 @@ async def seeded(pool: Pool) -> Pool:
     return pool
 
 
-def _index_names(plan: Any) -> set[str]:
-    found: set[str] = set()
+def _nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
     if isinstance(plan, dict):
-        if "Index Name" in plan:
-            found.add(plan["Index Name"])
-        for value in plan.values():
-            found |= _index_names(value)
-    elif isinstance(plan, list):
-        for item in plan:
-            found |= _index_names(item)
-    return found
+        return [plan, *(node for value in plan.values() for node in _nodes(value))]
+    if isinstance(plan, list):
+        return [node for item in plan for node in _nodes(item)]
+    return []
+
+
+def _index_names(plan: Any) -> set[str]:
+    return {node["Index Name"] for node in _nodes(plan) if "Index Name" in node}
 
 
 def _seq_scanned(plan: Any) -> set[str]:
     """The tables the plan reads whole (an empty partition may be: nothing to read)."""
-    found: set[str] = set()
-    if isinstance(plan, dict):
-        if plan.get("Node Type") == "Seq Scan":
-            found.add(plan["Relation Name"])
-        for value in plan.values():
-            found |= _seq_scanned(value)
-    elif isinstance(plan, list):
-        for item in plan:
-            found |= _seq_scanned(item)
-    return found
+    return {node["Relation Name"] for node in _nodes(plan) if node.get("Node Type") == "Seq Scan"}
 
 
 async def _plan(pool: Pool, sql: str, *parameters: Any) -> Any:
