@@ -78,6 +78,16 @@ async def test_an_integer_beyond_64_bits_is_400_naming_it(
     assert _names_field(response, key, source)
 
 
+@pytest.mark.parametrize(
+    "path", [f"{CONFIGS}/9223372036854775807", f"{LOGS}/9223372036854775807", f"{CONFIGS}/9223372036854775807/enable"]
+)
+async def test_the_largest_bigint_is_a_valid_id(client: Client, admin_headers: dict[str, str], path: str) -> None:
+    method = "POST" if path.endswith("/enable") else "GET"
+    response = await client.request(method, path, headers=admin_headers)
+
+    assert response.status_code == 404
+
+
 async def test_a_bulk_id_beyond_64_bits_is_400_naming_it(client: Client, admin_headers: dict[str, str]) -> None:
     body = b'{"action": "enable", "ids": [1, ' + TOO_BIG.encode() + b"]}"
     response = await client.post(f"{CONFIGS}/bulk", content=body, headers=admin_headers)
