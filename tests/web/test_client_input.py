@@ -322,3 +322,26 @@ async def test_an_empty_query_parameter_means_no_filter(
     assert empty.status_code == 200
     assert empty.json() == absent.json()
     assert empty.json() not in ([], {})
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T14:00:00%2B02:00",
+        "2024-05-01T14:00:00 02:00",
+        "2024-05-01t12:00:00z",
+        "2024-05-01T12:00",
+        "2024-05-01T12:00:00.0000001",
+        "2024-05-01T12:00Z",
+    ],
+)
+async def test_every_spelling_of_an_instant_finds_the_log_started_then(
+    client: Client, admin_headers: dict[str, str], pool: Pool, moment: str
+) -> None:
+    await _a_log(pool)
+
+    response = await client.get(f"{LOGS}?start_date={moment}&end_date={moment}", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert len(response.json()) == 1
