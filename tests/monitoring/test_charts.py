@@ -161,8 +161,6 @@ async def test_timeseries_of_one_config_or_job_type(
 @pytest.mark.parametrize(
     ("query", "name"),
     [
-        ("?hours=720&bucket=1m", "bucket"),
-        ("?hours=168&bucket=5m", "bucket"),
         ("?bucket=2h", "bucket"),
         ("?hours=0", "hours"),
         ("?config_id=-1", "config_id"),
