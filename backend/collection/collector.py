@@ -15,10 +15,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import ccxt
 from litestar import Litestar
 
+from backend.collection.causes import plain_cause
 from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryPolicy, open_exchange_clients
 from backend.collection.storage import PartitionCache
 from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
@@ -122,6 +124,7 @@ class Collector:
                 records_collected=outcome.records_collected,
                 error_message=outcome.error_message,
                 error_type=outcome.error_type,
+                error_cause=outcome.error_cause,
                 metadata=outcome.metadata,
             ),
             what=f"the outcome of run {outcome.run_id}",
@@ -144,13 +147,24 @@ class Collector:
         status: FinalStatus = (
             "success" if not failed else "partial" if succeeded or any(p.partial for p in failed) else "failed"
         )
-        error_type = error_message = None
+        error_type = error_message = error_cause = None
         if ended is not None:
             status = "failed"
             error_type, error_message = ended
+            error_cause = error_message
         elif failed:
             error_type = failed[0].error_type
             error_message = "; ".join(f"{p.timeframe}: {p.error}" for p in failed)
+            error_cause = _causes_once(failed, every_timeframe=not succeeded and len(failed) == len(progress))
+        metadata: dict[str, Any] = {
+            "timeframes_collected": len(succeeded),
+            "timeframes_failed": len(config.timeframes) - len(succeeded),
+            "timeframes": list(config.timeframes),
+            "by_timeframe": {tf: p.as_metadata() for tf, p in progress.items()},
+        }
+        beyond_reach = {tf: p.beyond_reach.message for tf, p in progress.items() if p.beyond_reach is not None}
+        if beyond_reach:  # the run could not get all the config asks for
+            metadata["beyond_reach"] = beyond_reach
         return RunOutcome(
             run_id=run_id,
             status=status,
@@ -158,12 +172,8 @@ class Collector:
             duration_seconds=round(time.monotonic() - started, 3),
             error_type=error_type,
             error_message=error_message,
-            metadata={
-                "timeframes_collected": len(succeeded),
-                "timeframes_failed": len(config.timeframes) - len(succeeded),
-                "timeframes": list(config.timeframes),
-                "by_timeframe": {tf: p.as_metadata() for tf, p in progress.items()},
-            },
+            error_cause=error_cause,
+            metadata=metadata,
         )
 
     async def _collect(self, config: Config, progress: dict[str, TimeframeProgress]) -> None:
@@ -177,8 +187,9 @@ class Collector:
             await self.retry.call(client.ensure_markets, on_retry=on_retry)
         except Exception as exc:
             message = client.safe_message(exc) if client else " ".join(str(exc).split())[:500]
+            cause = client.plain_cause(exc) if client else plain_cause(exc, exchange=config.exchange)
             for item in progress.values():
-                item.fail(type(exc).__name__, message)
+                item.fail(type(exc).__name__, message, cause)
                 item.duration_seconds = time.monotonic() - started
             expected = isinstance(exc, ccxt.BaseError)
             logger.log(
@@ -233,6 +244,17 @@ class Collector:
             await walk.run()
         finally:
             item.duration_seconds = time.monotonic() - started
+
+
+def _causes_once(failed: list[TimeframeProgress], *, every_timeframe: bool) -> str:
+    """Each distinct cause once: alone when every timeframe of the run failed the same way, else
+    after the timeframes it cost (``1m, 5m: cannot reach …; 1h: …``)."""
+    timeframes_by_cause: dict[str, list[str]] = {}
+    for item in failed:
+        timeframes_by_cause.setdefault(item.cause or item.error or "failed", []).append(item.timeframe)
+    if every_timeframe and len(timeframes_by_cause) == 1:
+        return next(iter(timeframes_by_cause))
+    return "; ".join(f"{', '.join(timeframes)}: {cause}" for cause, timeframes in timeframes_by_cause.items())
 
 
 @asynccontextmanager

@@ -26,8 +26,10 @@ from urllib.parse import urlsplit
 import ccxt
 import ccxt.async_support as ccxt_async
 
-from backend.collection.dialects import Dialect, dialect_for
+from backend.collection.causes import plain_cause
+from backend.collection.dialects import Dialect
 from backend.collection.exchange_states import ExchangeActivity, PauseSnapshot
+from backend.collection.profiles import ExchangeProfile, profile_for
 from backend.db.pool import Pool
 from backend.process import process_identity
 
@@ -163,7 +165,8 @@ class ExchangeClient:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
-        self.dialect: Dialect = dialect_for(self.ccxt)
+        self.profile: ExchangeProfile = profile_for(exchange_id)
+        self.dialect: Dialect = self.profile.dialect
         self._activity = activity
         on_change = None if activity is None else functools.partial(self._pause_changed, activity)
         self.pause = ExchangePause(clock, on_change=on_change)
@@ -281,7 +284,10 @@ class ExchangeClient:
         self.ccxt.market(symbol)  # BadSymbol when the exchange does not list it
 
     def page_limit(self, symbol: str) -> int:
-        """Candles per request, from ccxt's ``features`` for this market's type, else a safe default."""
+        """Candles per request: the profile's, else ccxt's ``features`` for this market's type, else a
+        safe default."""
+        if self.profile.page is not None:
+            return self.profile.page
         market = self.ccxt.market(symbol)
         section = (self.ccxt.features or {}).get(market.get("type")) or {}
         if market.get("type") in ("swap", "future"):
@@ -299,11 +305,16 @@ class ExchangeClient:
 
     def safe_message(self, exc: BaseException) -> str:
         """The error's message and its root cause, without credentials, one line, bounded."""
-        message = _with_causes(exc)
+        return self._redact(_with_causes(exc))[:500]
+
+    def plain_cause(self, exc: BaseException) -> str:
+        """Why ``exc`` happened in a few words (``cannot reach api.binance.com: name not resolved``)."""
+        return self._redact(plain_cause(exc, exchange=self.id))
+
+    def _redact(self, text: str) -> str:
         for secret in self._secrets:
-            message = message.replace(secret, "***")
-        message = URL_CREDENTIALS.sub("***@", message)
-        return message[:500]
+            text = text.replace(secret, "***")
+        return URL_CREDENTIALS.sub("***@", text)
 
     async def close(self) -> None:
         await self.ccxt.close()

@@ -21,11 +21,21 @@ Symbol = Annotated[
     ),
 ]
 ExchangeId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=40, description="A ccxt exchange id", examples=["binance"])
+    str,
+    msgspec.Meta(
+        description="A ccxt exchange id (lower case)",
+        examples=["binance"],
+        extra_json_schema={"enum": sorted(KNOWN_EXCHANGES)},
+    ),
 ]
 Timeframes = Annotated[
     list[Timeframe],
-    msgspec.Meta(min_length=1, description="Distinct candle timeframes", examples=[["1m", "1h"]]),
+    msgspec.Meta(
+        min_length=1,
+        description="Distinct candle timeframes",
+        examples=[["1m", "1h"]],
+        extra_json_schema={"uniqueItems": True},
+    ),
 ]
 IntervalMinutes = Annotated[int, msgspec.Meta(ge=1, le=1440, description="Minutes between runs")]
 Description = Annotated[str, msgspec.Meta(max_length=200)]
@@ -38,16 +48,22 @@ def _normalize_symbol(symbol: str) -> str:
     return symbol.upper()
 
 
-def _check_exchange(exchange: str) -> str:
-    exchange = exchange.lower()
+def _check_exchange(exchange: str) -> None:
     if exchange not in KNOWN_EXCHANGES:
-        raise ValueError(f"exchange: {exchange!r} is not an exchange ccxt knows")
-    return exchange
+        hint = f" (ids are lower case: {exchange.lower()!r})" if exchange.lower() in KNOWN_EXCHANGES else ""
+        raise ValueError(f"exchange: {exchange[:40]!r} is not an exchange ccxt knows{hint}")
 
 
 def _check_timeframes(timeframes: list[Timeframe]) -> None:
     if len(set(timeframes)) != len(timeframes):
         raise ValueError("timeframes: must not contain duplicates")
+
+
+class ConfigWarning(msgspec.Struct, kw_only=True, frozen=True):
+    """Something the config asks for that it will not fully get (``backend.configs.warnings``)."""
+
+    field: str  # the config's field it is about, e.g. "backfill_days"
+    message: str
 
 
 class Config(msgspec.Struct, kw_only=True):
@@ -67,6 +83,10 @@ class Config(msgspec.Struct, kw_only=True):
     backfill_days: int = 7
     next_run_at: datetime | None = None  # the next slot of the schedule; null while disabled
     last_run_at: datetime | None = None  # start of the latest run
+    # whether the exchange's answers are proven by tests; an unverified one's answers never confirm,
+    # by themselves, that a stretch had no trades or where its history begins
+    exchange_verified: bool = True
+    warnings: list[ConfigWarning] = msgspec.field(default_factory=list)
 
 
 class TriggerAccepted(msgspec.Struct, kw_only=True):
@@ -89,7 +109,7 @@ class ConfigCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         self.symbol = _normalize_symbol(self.symbol)
-        self.exchange = _check_exchange(self.exchange)
+        _check_exchange(self.exchange)
         _check_timeframes(self.timeframes)
 
 
@@ -108,7 +128,7 @@ class ConfigUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.symbol is not msgspec.UNSET:
             self.symbol = _normalize_symbol(self.symbol)
         if self.exchange is not msgspec.UNSET:
-            self.exchange = _check_exchange(self.exchange)
+            _check_exchange(self.exchange)
         if self.timeframes is not msgspec.UNSET:
             _check_timeframes(self.timeframes)
 

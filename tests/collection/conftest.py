@@ -16,20 +16,39 @@ import pytest
 
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
-from backend.collection.timeframes import to_ms
+from backend.collection.timeframes import FIXED_STEPS, to_ms
 from backend.configs import repository as configs
 from backend.configs.schemas import ConfigCreate, Timeframe
 from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.collection.fake_binance import running_fake_binance
-from tests.collection.fake_exchange import FakeExchange
+from tests.collection.fake_bybit import running_fake_bybit
+from tests.collection.fake_coinbase import running_fake_coinbase
+from tests.collection.fake_exchange import FakeExchange, candle_values
+from tests.collection.fake_gate import running_fake_gate
+from tests.collection.fake_kraken import running_fake_kraken
+from tests.collection.fake_kucoin import running_fake_kucoin
 from tests.collection.fake_okx import running_fake_okx
 
 NOW = datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC)
-EXCHANGES = ("binance", "okx")  # the dialects the collector is proven against
-FAKES = {"binance": running_fake_binance, "okx": running_fake_okx}
+FAKES = {
+    "binance": running_fake_binance,
+    "okx": running_fake_okx,
+    "kraken": running_fake_kraken,
+    "bybit": running_fake_bybit,
+    "kucoin": running_fake_kucoin,
+    "coinbase": running_fake_coinbase,
+    "gate": running_fake_gate,
+}
+EXCHANGES = tuple(FAKES)  # every exchange with a fake: the integrity tests run against each
+# those serving 90 days of 1h candles (Kraken serves only its latest 720: test_exchange_reach.py)
+DEEP_HISTORY = tuple(exchange for exchange in EXCHANGES if exchange != "kraken")
+# those answering with the first candles from where they are asked (Gate: from the start of its window):
+# a page capped below what was asked (``FakeExchange.page_limit``) still starts there
+FROM_SINCE = ("binance", "bybit", "gate")
 
 NewConfig = Callable[..., Awaitable[int]]
+TEST_RATE_LIMIT_MS = 2  # ccxt's pause between two requests to a fake (times the cost ccxt gives the endpoint)
 
 
 class Clock:
@@ -75,10 +94,13 @@ def new_config(pool: Pool, exchange_id: str) -> NewConfig:
 
 @pytest.fixture
 def collection_settings(settings: Settings, fake: FakeExchange) -> Settings:
-    """Fast retries and heartbeats; ccxt pointed at the fake through EXCHANGE_OVERRIDES."""
+    """Fast retries and heartbeats; ccxt pointed at the fake through EXCHANGE_OVERRIDES, its requests
+    at most ``TEST_RATE_LIMIT_MS`` apart (Kraken's 1 s would make every retry wait)."""
+    overrides = fake.exchange_overrides()
+    overrides[fake.exchange_id]["rateLimit"] = TEST_RATE_LIMIT_MS
     return dataclasses.replace(
         settings,
-        exchange_overrides=fake.exchange_overrides(),
+        exchange_overrides=overrides,
         exchange_retry_base_ms=10,
         exchange_max_retries=2,
         run_heartbeat_seconds=1,
@@ -110,6 +132,22 @@ async def stored_open_times(pool: Pool, timeframe: str = "1h", symbol: str = "BT
         "SELECT open_time FROM candles WHERE symbol = $1 AND timeframe = $2 ORDER BY open_time", symbol, timeframe
     )
     return [row["open_time"] for row in rows]
+
+
+async def assert_stored_series_is_the_truth(
+    pool: Pool, fake: FakeExchange, first: datetime, last: datetime, timeframe: str = "1h"
+) -> None:
+    """Every candle the exchange has from ``first`` to ``last`` (open times, both included) is stored
+    once with the exchange's values, and nothing else of ``timeframe`` is stored."""
+    rows = await pool.fetch(
+        "SELECT open_time, open, high, low, close, volume FROM candles WHERE symbol = 'BTC/USDT' AND timeframe = $1 "
+        "ORDER BY open_time",
+        timeframe,
+    )
+    step = FIXED_STEPS[timeframe] // timedelta(milliseconds=1)
+    truth = [t for t in range(to_ms(first), to_ms(last) + 1, step) if fake.traded(t, step)]
+    assert [to_ms(row["open_time"]) for row in rows] == truth
+    assert [tuple(row[1:]) for row in rows] == [candle_values(t) for t in truth]
 
 
 # recounted from the candles as the view shows them (rows and compacted segments alike)
