@@ -125,9 +125,10 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 async def served(chromium: str) -> AsyncIterator[Served]:
-    """The app as ``python -m backend serve`` runs it, on a migrated database with two users."""
+    """The app as ``python -m backend serve`` runs it, on a migrated database with two users: one
+    per test file, so that no file depends on which others ran before it on its worker."""
     async with throwaway_database("altar_dashboard") as database_url, running_fake_binance(SYMBOLS) as fake:
         conn = await asyncpg.connect(database_url)
         try:
