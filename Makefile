@@ -60,10 +60,10 @@ bench-scale: install ## Candle storage at 100M candles: reads, coverage, size, c
 	$(BIN)/python -m tests.bench.scale_storage
 
 fuzz: install ## Fuzz the whole API from its OpenAPI document: every schemathesis check, all four phases (FUZZ_EXAMPLES per operation)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/web/test_fuzz.py -p no:cacheprovider -q -s
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/web/test_fuzz.py -p no:cacheprovider -q -s -n 0
 
 screenshots: install ## Screenshots of every dashboard view (desktop and 375 px) into docs/screenshots/, and its transfer sizes
-	$(BIN)/python -m pytest tests/dashboard/screenshots.py -q -s -p no:cacheprovider
+	$(BIN)/python -m pytest tests/dashboard/screenshots.py -q -s -n 0 -p no:cacheprovider
 
 procfile-check: install ## Start the Procfile's release and web processes with honcho, check /health
 	$(BIN)/python -m pytest tests/test_heroku_files.py -k procfile

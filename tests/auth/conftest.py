@@ -12,18 +12,15 @@ from dataclasses import dataclass, replace
 import httpx
 import pytest
 import uvicorn
-from argon2 import PasswordHasher
 from litestar import Litestar
 
 from backend.app import create_app
 from backend.auth import repository as users
 from backend.db.pool import Pool
 from backend.settings import Settings
-from tests.conftest import PASSWORD, serving
+from tests.conftest import PASSWORD_HASH, serving
 
 LOGIN = "/api/v1/auth/login"
-# the test users' hashes are cheap to check, so that guessing fifty times costs a test little
-CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
 _networks = itertools.count(1)
 
 
@@ -75,7 +72,7 @@ async def serve_logins(settings: Settings) -> AsyncIterator[LoginClient]:
 async def email(pool: Pool) -> str:
     """A user of this test's own (a new email each run: Redis keeps counts between runs)."""
     address = f"trader-{uuid.uuid4().hex[:8]}@example.com"
-    await users.create_user(pool, email=address, password_hash=CHEAP_HASH, role="admin")
+    await users.create_user(pool, email=address, password_hash=PASSWORD_HASH, role="admin")
     return address
 
 

@@ -12,14 +12,14 @@ from backend.app import create_app
 from backend.auth import repository as users
 from backend.db.pool import Pool
 from backend.settings import Settings
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, password_hash
+from tests.conftest import PASSWORD, PASSWORD_HASH, TEST_SECRET_KEY
 
 LOGIN = "/api/v1/auth/login"
 Client = AsyncTestClient[Litestar]
 
 
 async def _user(pool: Pool, email: str = "trader@example.com", role: users.Role = "admin") -> None:
-    await users.create_user(pool, email=email, password_hash=await password_hash(), role=role)
+    await users.create_user(pool, email=email, password_hash=PASSWORD_HASH, role=role)
 
 
 async def test_good_credentials_give_a_bearer_token(client: Client, pool: Pool) -> None:

@@ -14,8 +14,8 @@ import pytest
 from backend.auth import repository as users
 from backend.db.pool import Pool
 from backend.settings import Settings
-from tests.auth.conftest import CHEAP_HASH, LoginClient, new_address, new_addresses, patient, serve_logins
-from tests.conftest import PASSWORD
+from tests.auth.conftest import LoginClient, new_address, new_addresses, patient, serve_logins
+from tests.conftest import PASSWORD, PASSWORD_HASH
 from tests.web.fake_postgres import refusing_postgres
 
 PER_PAIR = 5  # LOGIN_MAX_FAILURES_PER_EMAIL_AND_ADDRESS (default)
@@ -85,7 +85,7 @@ async def test_simultaneous_guesses_over_many_emails_from_one_address_are_held_t
     emails = [f"guess-{uuid.uuid4().hex[:8]}@example.com" for _ in range(150)]
     await pool.executemany(
         "INSERT INTO users (email, password_hash, role) VALUES ($1, $2, 'viewer')",
-        [(email, CHEAP_HASH) for email in emails],
+        [(email, PASSWORD_HASH) for email in emails],
     )
 
     address = new_address()
@@ -145,7 +145,7 @@ async def test_failures_from_a_trusted_device_count_against_that_device_only(cli
 
 async def test_a_device_cookie_is_worth_nothing_for_another_email(client: LoginClient, email: str, pool: Pool) -> None:
     other = f"other-{uuid.uuid4().hex[:8]}@example.com"
-    await users.create_user(pool, email=other, password_hash=CHEAP_HASH, role="viewer")
+    await users.create_user(pool, email=other, password_hash=PASSWORD_HASH, role="viewer")
     address = new_address()
     device = (await client.login(other, PASSWORD, address)).cookies
     await client.guess(email, new_addresses(10), PER_PAIR)

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.collection.fake_exchange import (
+    CLOSE_AT_ONCE,
     INTERVAL_MS,
     CandleRequest,
     FakeExchange,
@@ -47,6 +48,7 @@ class FakeBinance(FakeExchange):
             "binance": {
                 "urls": {"api": {"public": f"{self.url}/api/v3"}},
                 "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+                **CLOSE_AT_ONCE,
             }
         }
 

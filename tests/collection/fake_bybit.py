@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.collection.fake_exchange import (
+    CLOSE_AT_ONCE,
     INTERVAL_MS,
     CandleRequest,
     FakeExchange,
@@ -64,7 +65,7 @@ class FakeBybit(FakeExchange):
 
     def exchange_overrides(self) -> dict[str, Any]:
         api = dict.fromkeys(("spot", "futures", "v2", "public", "private"), self.url)
-        return {"bybit": {"urls": {"api": api}, "options": {"fetchMarkets": {"types": ["spot"]}}}}
+        return {"bybit": {**CLOSE_AT_ONCE, "urls": {"api": api}, "options": {"fetchMarkets": {"types": ["spot"]}}}}
 
     def rate_limit_body(self) -> dict[str, Any]:
         return self._body(10006, "Too many visits!", {})

@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.collection.fake_exchange import (
+    CLOSE_AT_ONCE,
     INTERVAL_MS,
     CandleRequest,
     FakeExchange,
@@ -62,7 +63,7 @@ class FakeCoinbase(FakeExchange):
     exchange_id = "coinbase"
 
     def exchange_overrides(self) -> dict[str, Any]:
-        return {"coinbase": {"urls": {"api": {"rest": self.url}}}}
+        return {"coinbase": {**CLOSE_AT_ONCE, "urls": {"api": {"rest": self.url}}}}
 
     def rate_limit_body(self) -> dict[str, Any]:
         return {"errors": [{"id": "rate_limit_exceeded", "message": "Too many requests"}]}

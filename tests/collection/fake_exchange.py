@@ -48,6 +48,9 @@ INTERVAL_MS = {
     "1d": 86_400_000,
 }
 FIELDS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 5}
+# in every fake's EXCHANGE_OVERRIDES: ccxt waits a quarter of a second on close for TLS connections to
+# wind down, and a fake speaks plain HTTP
+CLOSE_AT_ONCE = {"timeout_on_exit": 0}
 
 Endpoint = Literal["candles", "markets"]
 Row = list[Any]  # [open_ms, open, high, low, close, volume]; values may be changed by a fault

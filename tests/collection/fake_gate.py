@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.collection.fake_exchange import (
+    CLOSE_AT_ONCE,
     INTERVAL_MS,
     CandleRequest,
     FakeExchange,
@@ -56,7 +57,13 @@ class FakeGate(FakeExchange):
 
     def exchange_overrides(self) -> dict[str, Any]:
         api = dict.fromkeys(("wallet", "futures", "margin", "delivery", "spot", "options"), f"{self.url}/api/v4")
-        return {"gate": {"urls": {"api": {"public": api}}, "options": {"fetchMarkets": {"types": ["spot"]}}}}
+        return {
+            "gate": {
+                **CLOSE_AT_ONCE,
+                "urls": {"api": {"public": api}},
+                "options": {"fetchMarkets": {"types": ["spot"]}},
+            }
+        }
 
     def rate_limit_body(self) -> dict[str, Any]:
         return {"label": "TOO_MANY_REQUESTS", "message": "Request Rate limit Exceeded"}

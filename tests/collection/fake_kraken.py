@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.collection.fake_exchange import (
+    CLOSE_AT_ONCE,
     INTERVAL_MS,
     CandleRequest,
     FakeExchange,
@@ -58,7 +59,7 @@ class FakeKraken(FakeExchange):
     exchange_id = "kraken"
 
     def exchange_overrides(self) -> dict[str, Any]:
-        return {"kraken": {"urls": {"api": {"public": self.url, "private": self.url}}}}
+        return {"kraken": {**CLOSE_AT_ONCE, "urls": {"api": {"public": self.url, "private": self.url}}}}
 
     def rate_limit_body(self) -> dict[str, Any]:
         return {"error": ["EAPI:Rate limit exceeded"]}

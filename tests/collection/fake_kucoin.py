@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.collection.fake_exchange import (
+    CLOSE_AT_ONCE,
     INTERVAL_MS,
     CandleRequest,
     FakeExchange,
@@ -64,7 +65,7 @@ class FakeKucoin(FakeExchange):
 
     def exchange_overrides(self) -> dict[str, Any]:
         api = dict.fromkeys(("public", "private", "futuresPublic", "futuresPrivate"), self.url)
-        return {"kucoin": {"urls": {"api": api}, "options": {"fetchMarkets": {"types": ["spot"]}}}}
+        return {"kucoin": {**CLOSE_AT_ONCE, "urls": {"api": api}, "options": {"fetchMarkets": {"types": ["spot"]}}}}
 
     def rate_limit_body(self) -> dict[str, Any]:
         return {"code": "429000", "msg": "Too many requests. System-level rate limit exceeded."}

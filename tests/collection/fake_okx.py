@@ -31,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.collection.fake_exchange import (
+    CLOSE_AT_ONCE,
     INTERVAL_MS,
     CandleRequest,
     FakeExchange,
@@ -67,7 +68,13 @@ class FakeOkx(FakeExchange):
     exchange_id = "okx"
 
     def exchange_overrides(self) -> dict[str, Any]:
-        return {"okx": {"urls": {"api": {"rest": self.url}}, "options": {"fetchMarkets": {"types": ["spot"]}}}}
+        return {
+            "okx": {
+                "urls": {"api": {"rest": self.url}},
+                "options": {"fetchMarkets": {"types": ["spot"]}},
+                **CLOSE_AT_ONCE,
+            }
+        }
 
     def rate_limit_body(self) -> dict[str, Any]:
         return {"code": "50011", "msg": "Too Many Requests", "data": []}

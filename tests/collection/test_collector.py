@@ -131,10 +131,11 @@ async def test_one_failing_timeframe_makes_the_run_partial_and_keeps_the_others(
 
 @pytest.mark.parametrize("exchange_id", FROM_SINCE)
 async def test_cancelled_run_is_logged_and_the_next_run_stores_the_rest_once(
-    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
     fake.page_limit = 20
-    fake.latency_seconds = 0.1
+    window_start = clock.now.replace(minute=0, second=0) - timedelta(days=7)
+    fake.stall_candles(60, from_ms=to_ms(window_start + 60 * HOUR))  # a later page: cancelled while it waits
     config_id = await new_config()
     run_id = await runs.start_run(pool, config_id=config_id, trigger="schedule")
     task = asyncio.create_task(collector.execute_run(run_id))
@@ -143,7 +144,6 @@ async def test_cancelled_run_is_logged_and_the_next_run_stores_the_rest_once(
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     stored_before = len(await stored_open_times(pool))
-    fake.latency_seconds = 0
 
     outcome = await collector.collect_now(config_id)
 

@@ -27,7 +27,7 @@ from backend.auth import repository as users
 from backend.settings import Settings
 from tests.bench.throwaway import throwaway_database
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
-from tests.conftest import ADMIN_EMAIL, PASSWORD, TEST_SECRET_KEY, VIEWER_EMAIL, password_hash, serving
+from tests.conftest import ADMIN_EMAIL, PASSWORD, PASSWORD_HASH, TEST_SECRET_KEY, VIEWER_EMAIL, serving
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -125,14 +125,15 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 async def served(chromium: str) -> AsyncIterator[Served]:
-    """The app as ``python -m backend serve`` runs it, on a migrated database with two users."""
+    """The app as ``python -m backend serve`` runs it, on a migrated database with two users: one
+    per test file, so that no file depends on which others ran before it on its worker."""
     async with throwaway_database("altar_dashboard") as database_url, running_fake_binance(SYMBOLS) as fake:
         conn = await asyncpg.connect(database_url)
         try:
             for email, role in ((ADMIN_EMAIL, "admin"), (VIEWER_EMAIL, "viewer")):
-                await users.create_user(conn, email=email, password_hash=await password_hash(), role=role)
+                await users.create_user(conn, email=email, password_hash=PASSWORD_HASH, role=role)
         finally:
             await conn.close()
         settings = Settings(

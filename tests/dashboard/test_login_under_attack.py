@@ -21,8 +21,8 @@ from playwright.async_api import Browser, expect
 from backend.app import create_app
 from backend.auth import repository as users
 from backend.settings import Settings
-from tests.auth.conftest import CHEAP_HASH, new_addresses
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, serving
+from tests.auth.conftest import new_addresses
+from tests.conftest import PASSWORD, PASSWORD_HASH, TEST_SECRET_KEY, serving
 from tests.dashboard.conftest import DESKTOP, Served, log_in, open_view
 
 LOGIN = "/api/v1/auth/login"
@@ -51,7 +51,7 @@ async def admin(served: Served) -> str:
     email = f"guarded-{uuid.uuid4().hex[:8]}@example.com"
     conn = await asyncpg.connect(served.database_url)
     try:
-        await users.create_user(conn, email=email, password_hash=CHEAP_HASH, role="admin")
+        await users.create_user(conn, email=email, password_hash=PASSWORD_HASH, role="admin")
     finally:
         await conn.close()
     return email

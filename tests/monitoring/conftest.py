@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from litestar import Litestar
 
 from backend.db.pool import Pool
+from backend.monitoring.etag import DataVersions, combine_tokens, read_data_version_tokens
 
 ADMIN_PATH = "/api/v1/admin/data-collection"
 InsertLog = Callable[..., Awaitable[int]]
 InsertConfig = Callable[..., Awaitable[int]]
+NOTIFY_WAIT_SECONDS = 5.0  # a safety net for a NOTIFY to reach the app, not a measure
 
 LOG_DEFAULTS: dict[str, Any] = {
     "job_type": "data_collection",
@@ -64,3 +68,22 @@ def insert_log(pool: Pool) -> InsertLog:
         return log_id
 
     return insert
+
+
+async def until_the_app_has_heard(app: Litestar, pool: Pool) -> None:
+    """Wait for the last change's NOTIFY to reach the app, so the next tag is taken after it.
+
+    An answer computed before the notification arrives carries the older tag (by design: the next
+    poll replaces it), so a test that compares two tags must take the first one after it.
+    """
+    stored = combine_tokens(await read_data_version_tokens(pool))
+    versions: DataVersions = app.state.data_versions
+    deadline = asyncio.get_running_loop().time() + NOTIFY_WAIT_SECONDS
+    while versions.current() != stored and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
+async def away_from_a_minute_edge() -> None:
+    """Tags change with the minute: a test comparing two starts early enough in one to finish in it."""
+    if datetime.now(UTC).second >= 55:
+        await asyncio.sleep(60.1 - datetime.now(UTC).second - datetime.now(UTC).microsecond / 1e6)

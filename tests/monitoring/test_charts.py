@@ -143,11 +143,12 @@ async def test_day_buckets_are_utc_days_whatever_the_database_time_zone(
 async def test_timeseries_of_one_config_or_job_type(
     client: Client, admin_headers: dict[str, str], insert_log: InsertLog, insert_config: InsertConfig
 ) -> None:
+    this_hour = _hour_start(datetime.now(UTC))  # a minute ago is the last hour during an hour's first minute
     btc = await insert_config("BTC/USDT")
     eth = await insert_config("ETH/USDT")
-    await insert_log(config_id=btc)
-    await insert_log(config_id=eth)
-    await insert_log(job_type="cleanup", job_name="cleanup", trigger="system")
+    await insert_log(config_id=btc, started_at=this_hour)
+    await insert_log(config_id=eth, started_at=this_hour)
+    await insert_log(job_type="cleanup", job_name="cleanup", trigger="system", started_at=this_hour)
 
     async def runs(query: str) -> int:
         response = await client.get(f"{TIMESERIES}?hours=1&bucket=1h{query}", headers=admin_headers)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -12,11 +11,17 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.monitoring.etag import DataVersions, combine_tokens, read_data_version_tokens
-from tests.monitoring.conftest import ADMIN_PATH, InsertConfig, InsertLog
+from tests.monitoring.conftest import (
+    ADMIN_PATH,
+    NOTIFY_WAIT_SECONDS,
+    InsertConfig,
+    InsertLog,
+    away_from_a_minute_edge,
+    until_the_app_has_heard,
+)
 
 Client = AsyncTestClient[Litestar]
 POLLED = ["/stats", "/status", "/stats/timeseries?hours=6&bucket=15m", "/stats/by-config"]
-NOTIFY_WAIT_SECONDS = 5.0
 
 
 async def _poll_until_modified(client: Client, url: str, headers: dict[str, str], etag: str) -> Response:
@@ -29,24 +34,9 @@ async def _poll_until_modified(client: Client, url: str, headers: dict[str, str]
         await asyncio.sleep(0.01)
 
 
-async def _until_the_app_has_heard(app: Litestar, pool: asyncpg.Pool) -> None:
-    """Wait for the change's NOTIFY to reach the app, so the next tag is taken after it.
-
-    An answer computed before the notification arrives carries the older tag (by design: the next
-    poll replaces it), so a test that compares two tags must take the first one after it.
-    """
-    stored = combine_tokens(await read_data_version_tokens(pool))
-    versions: DataVersions = app.state.data_versions
-    deadline = asyncio.get_running_loop().time() + NOTIFY_WAIT_SECONDS
-    while versions.current() != stored and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture(autouse=True)
 async def _away_from_a_minute_edge() -> None:
-    """Tags change with the minute: start each test early enough in one to finish in it."""
-    if datetime.now(UTC).second >= 55:
-        await asyncio.sleep(60.1 - datetime.now(UTC).second - datetime.now(UTC).microsecond / 1e6)
+    await away_from_a_minute_edge()
 
 
 async def _versions(pool: asyncpg.Pool) -> dict[str, int]:
@@ -74,7 +64,7 @@ async def test_matching_if_none_match_is_304_without_a_body(
     path: str,
 ) -> None:
     await insert_log()
-    await _until_the_app_has_heard(app, session_pool)
+    await until_the_app_has_heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}{path}", headers=admin_headers)).headers["ETag"]
 
     response = await client.get(f"{ADMIN_PATH}{path}", headers={**admin_headers, "If-None-Match": etag})
@@ -129,7 +119,7 @@ async def test_a_heartbeat_keeps_the_tag(
     app: Litestar, client: Client, admin_headers: dict[str, str], insert_log: InsertLog, session_pool: asyncpg.Pool
 ) -> None:
     log_id = await insert_log(status="running")
-    await _until_the_app_has_heard(app, session_pool)
+    await until_the_app_has_heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)).headers["ETag"]
     before = await _versions(session_pool)
 
@@ -164,7 +154,7 @@ async def test_304_runs_no_query_over_the_logs(
 ) -> None:
     """While another session holds an exclusive lock on the logs, any query over them would wait."""
     await insert_log()
-    await _until_the_app_has_heard(app, session_pool)
+    await until_the_app_has_heard(app, session_pool)
     etag = (await client.get(f"{ADMIN_PATH}{path}", headers=admin_headers)).headers["ETag"]
     locker = await asyncpg.connect(database_url)
     try:
@@ -198,7 +188,7 @@ async def test_the_notified_version_is_the_stored_one(
     await client.get(f"{ADMIN_PATH}/stats", headers=admin_headers)
     await insert_log()
 
-    await _until_the_app_has_heard(app, session_pool)
+    await until_the_app_has_heard(app, session_pool)
 
     versions: DataVersions = app.state.data_versions
     assert versions.known

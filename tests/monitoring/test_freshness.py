@@ -16,7 +16,7 @@ from backend.collection.storage import store_candles
 from backend.db.pool import Pool
 from backend.monitoring.freshness import read_series_freshness, summarize_freshness
 from backend.settings import Settings
-from tests.monitoring.conftest import ADMIN_PATH
+from tests.monitoring.conftest import ADMIN_PATH, away_from_a_minute_edge, until_the_app_has_heard
 
 Client = AsyncTestClient[Litestar]
 
@@ -207,9 +207,11 @@ async def test_status_counts_stale_series_and_lists_the_worst(
 
 
 async def test_freshness_route_lists_every_series_with_an_etag(
-    client: Client, viewer_headers: dict[str, str], pool: Pool
+    app: Litestar, client: Client, viewer_headers: dict[str, str], pool: Pool
 ) -> None:
     config_id = await _config(pool, timeframes=("1h", "1m"))
+    await until_the_app_has_heard(app, pool)
+    await away_from_a_minute_edge()
 
     response = await client.get(f"{ADMIN_PATH}/freshness", headers=viewer_headers)
     again = await client.get(

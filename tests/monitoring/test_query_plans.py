@@ -11,6 +11,7 @@ import pytest
 from backend.db.pool import Pool
 from backend.monitoring import repository
 from backend.monitoring.schemas import LogFilters
+from tests.conftest import empty_tables
 
 SEED = """
 INSERT INTO job_execution_logs (job_name, job_type, config_id, symbol, exchange, status, trigger,
@@ -22,13 +23,26 @@ SELECT 'collect_data_' || (n % 50 + 1), 'data_collection', NULL, 'S' || (n % 50)
 FROM generate_series(1, 60000) AS n
 """
 
+RECOUNTED_MINUTES = """
+SELECT log_minute(started_at) AS minute, job_type, status, count(*) AS runs, count(duration_seconds) AS timed_runs,
+       round(coalesce(sum(duration_seconds), 0)::numeric, 6) AS duration, coalesce(sum(records_collected), 0) AS records
+FROM job_execution_logs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+"""
+KEPT_MINUTES = """
+SELECT minute, job_type, status, runs, timed_runs, round(duration_seconds::numeric, 6) AS duration,
+       records_collected AS records
+FROM job_execution_minutes ORDER BY 1, 2, 3
+"""
 
-@pytest.fixture
-async def seeded(pool: Pool) -> Pool:
-    """60,000 runs over about 3 weeks, vacuumed and analysed as autovacuum would leave them."""
-    await pool.execute(SEED)
-    await pool.execute("VACUUM ANALYZE job_execution_logs")
-    return pool
+
+@pytest.fixture(scope="module")
+async def seeded(session_pool: Pool) -> Pool:
+    """60,000 runs over about 3 weeks, vacuumed and analysed as autovacuum would leave them; seeded
+    once for the module, whose tests only read them or roll back what they change."""
+    await empty_tables(session_pool)
+    await session_pool.execute(SEED)
+    await session_pool.execute("VACUUM ANALYZE job_execution_logs")
+    return session_pool
 
 
 def _nodes(plan: Any) -> list[dict[str, Any]]:
@@ -112,30 +126,33 @@ async def test_newest_page_without_filters_reads_the_start_index_backwards_from_
 
 
 async def test_minute_counts_always_equal_the_logs(seeded: Pool) -> None:
-    """Inserts, finishes, moved starts, heartbeats and deletes keep job_execution_minutes exact."""
-    await seeded.execute(
-        "UPDATE job_execution_logs SET status = 'running', finished_at = NULL, duration_seconds = NULL, "
-        "records_collected = NULL WHERE id % 97 = 0"
-    )
-    await seeded.execute("UPDATE job_execution_logs SET heartbeat_at = now() WHERE status = 'running'")
-    await seeded.execute(
-        "UPDATE job_execution_logs SET status = 'partial', finished_at = now(), duration_seconds = 1.25, "
-        "records_collected = 3 WHERE id % 194 = 0"
-    )
-    await seeded.execute(
-        "UPDATE job_execution_logs SET started_at = started_at - interval '90 seconds' WHERE id % 7 = 0"
-    )
-    await seeded.execute("DELETE FROM job_execution_logs WHERE id % 5 = 0 OR started_at < now() - interval '20 days'")
+    """Inserts, finishes, moved starts, heartbeats and deletes keep job_execution_minutes exact
+    (changed in a transaction rolled back at the end: the other tests read the seeded logs)."""
+    async with seeded.acquire() as conn:
+        changes = conn.transaction()
+        await changes.start()
+        try:
+            await conn.execute(
+                "UPDATE job_execution_logs SET status = 'running', finished_at = NULL, duration_seconds = NULL, "
+                "records_collected = NULL WHERE id % 97 = 0"
+            )
+            await conn.execute("UPDATE job_execution_logs SET heartbeat_at = now() WHERE status = 'running'")
+            await conn.execute(
+                "UPDATE job_execution_logs SET status = 'partial', finished_at = now(), duration_seconds = 1.25, "
+                "records_collected = 3 WHERE id % 194 = 0"
+            )
+            await conn.execute(
+                "UPDATE job_execution_logs SET started_at = started_at - interval '90 seconds' WHERE id % 7 = 0"
+            )
+            await conn.execute(
+                "DELETE FROM job_execution_logs WHERE id % 5 = 0 OR started_at < now() - interval '20 days'"
+            )
 
-    recounted = await seeded.fetch(
-        "SELECT log_minute(started_at) AS minute, job_type, status, count(*) AS runs, "
-        "count(duration_seconds) AS timed_runs, round(coalesce(sum(duration_seconds), 0)::numeric, 6) AS duration, "
-        "coalesce(sum(records_collected), 0) AS records FROM job_execution_logs GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-    )
-    kept = await seeded.fetch(
-        "SELECT minute, job_type, status, runs, timed_runs, round(duration_seconds::numeric, 6) AS duration, "
-        "records_collected AS records FROM job_execution_minutes ORDER BY 1, 2, 3"
-    )
+            recounted = await conn.fetch(RECOUNTED_MINUTES)
+            kept = await conn.fetch(KEPT_MINUTES)
+        finally:
+            await changes.rollback()
+
     assert [tuple(row) for row in kept] == [tuple(row) for row in recounted]
 
 

@@ -24,7 +24,7 @@ from backend.scheduling.scheduler import InProcessScheduler
 from backend.scheduling.worker import create_worker
 from backend.settings import Settings
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
-from tests.conftest import ADMIN_EMAIL, PASSWORD, password_hash
+from tests.conftest import ADMIN_EMAIL, PASSWORD, PASSWORD_HASH
 
 _symbols = count(1)
 
@@ -167,7 +167,7 @@ def collecting_settings(scheduling_settings: Settings, fake: FakeBinance) -> Set
 
 async def login_admin(client: AsyncTestClient[Litestar], pool: Pool) -> dict[str, str]:
     """Create an admin and log in through the API; the Authorization header."""
-    await users.create_user(pool, email=ADMIN_EMAIL, password_hash=await password_hash(), role="admin")
+    await users.create_user(pool, email=ADMIN_EMAIL, password_hash=PASSWORD_HASH, role="admin")
     response = await client.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
