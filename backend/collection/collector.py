@@ -242,7 +242,10 @@ async def open_collector(app: Litestar) -> AsyncIterator[None]:
     Needs ``app.state.pool``, so it comes after the pool in the lifespan list; clients close at the end.
     """
     settings: Settings = app.state.settings
-    async with open_exchange_clients(settings.exchange_overrides, app.state.pool) as exchanges:
+    clients = open_exchange_clients(
+        settings.exchange_overrides, app.state.pool, settle_seconds=settings.exchange_settle_seconds
+    )
+    async with clients as exchanges:
         app.state.exchanges = exchanges
         app.state.collector = Collector(pool=app.state.pool, exchanges=exchanges, settings=settings)
         yield

@@ -173,11 +173,13 @@ class SeriesWalk:
         self.partitions = partitions
         self._known_rejected: set[datetime] = set()
         self._writer: SeriesWriter | None = None
+        self._final_offset = timedelta(0)  # candles that closed by clock() + this are final
 
     async def run(self) -> None:
         """Forward, then the holes; a failure is recorded in ``progress`` and logged, never raised."""
         try:
             await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
+            await self._measure_final_offset()
             state = await self._state()
             self._known_rejected = await candles.rejected_open_times(
                 self.pool, **self._key(), since=self._window_start(state)
@@ -222,7 +224,13 @@ class SeriesWalk:
         return start
 
     def _newest_closed(self) -> datetime:
-        return last_closed_open(self.clock(), self.series.timeframe)
+        """The newest candle that is final: closed by the exchange's clock, or settled by ours."""
+        return last_closed_open(self.clock() + self._final_offset, self.series.timeframe)
+
+    async def _measure_final_offset(self) -> None:
+        self._final_offset = await self.retry.call(
+            lambda: self.client.final_offset(self.clock), on_retry=self._retrying
+        )
 
     # --- forward -------------------------------------------------------------------------------
 
@@ -244,8 +252,8 @@ class SeriesWalk:
                 pending = None
                 page, first = fetched.page, fetched.page.first_open
                 if first is None:
-                    if fetched.window_end is None:
-                        return  # caught up: the exchange has nothing from `since` on
+                    if fetched.window_end is None or page.still_open is not None:
+                        return  # caught up: the exchange has nothing final from `since` on
                     pending = self._ask(fetched.window_end)  # windowed: nothing in this window, the next may have
                     continue
                 if page.trusted and first > since:
@@ -257,7 +265,8 @@ class SeriesWalk:
                         await self._remember_empty(since, first)
                 leading = False
                 assert page.last_open is not None  # there is a first candle, so a last one
-                pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
+                if page.still_open is None:
+                    pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
                 if page.rows:
                     await self._store(page.rows, more_coming=pending is not None)
         finally:
@@ -311,7 +320,11 @@ class SeriesWalk:
             if first is None:
                 if fetched.window_end is None:
                     return
-                empty_from = empty_from or since
+                if page.trusted:
+                    empty_from = empty_from or since
+                elif empty_from is not None:  # broken candles in this window: it confirms nothing
+                    await self._remember_empty(empty_from, since)
+                    empty_from = None
                 since = fetched.window_end
                 continue
             if page.trusted:
@@ -350,10 +363,16 @@ class SeriesWalk:
         async def attempt() -> CheckedPage:
             raw = await client.fetch_ohlcv(series.symbol, series.timeframe, to_ms(since), request.limit, request.params)
             self.progress.pages += 1
-            page = check_candles(raw, timeframe=series.timeframe, since=since, newest_closed=self._newest_closed())
+            page = check_candles(
+                raw,
+                timeframe=series.timeframe,
+                since=since,
+                newest_closed=self._newest_closed(),
+                window_end=request.window_end,
+            )
             if any(r.open_time not in self._known_rejected for r in page.rejected):
                 raise InvalidCandle(series.exchange, page)
-            if page.first_open is None:
+            if page.first_open is None and page.still_open is None:
                 await self._check_nothing_later(since, request.window_end, known_later)
             return page
 
@@ -388,7 +407,11 @@ class SeriesWalk:
             )
             self.progress.pages += 1
             later = check_candles(
-                raw, timeframe=series.timeframe, since=probe_since, newest_closed=newest_closed
+                raw,
+                timeframe=series.timeframe,
+                since=probe_since,
+                newest_closed=newest_closed,
+                window_end=probe.window_end,
             ).first_open
         if later is not None and (window_end is None or later < window_end):
             raise ccxt.BadResponse(

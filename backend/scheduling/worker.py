@@ -133,7 +133,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     stack.push_async_callback(close_pool, pool)
     if ctx.get("run_job") is None:
-        exchanges = await stack.enter_async_context(open_exchange_clients(settings.exchange_overrides, pool))
+        clients = open_exchange_clients(
+            settings.exchange_overrides, pool, settle_seconds=settings.exchange_settle_seconds
+        )
+        exchanges = await stack.enter_async_context(clients)
         ctx["run_job"] = Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
         ctx["exchange_activity"] = exchanges.activity
     alerts = AlertTasks(pool, settings=settings)  # every worker takes its turn at the alerts, as web processes do
