@@ -51,19 +51,21 @@ from backend.db.pool import Pool
 logger = logging.getLogger(__name__)
 
 MAX_HOLES_PER_RUN = 50  # holes one run repairs per timeframe (the rest wait for the next run)
+REVISED_CANDLES = 3  # the newest stored candles each run asks for again, to catch the exchange's revisions
 CAUGHT_UP_SLACK = 2  # an empty answer this close to the newest closed candle means caught up
 INVALID_CANDLES_IN_METADATA = 5  # the first offending candles a run's metadata shows
 
 
 @dataclass(frozen=True)
 class Series:
-    config_id: int
+    config_id: int | None  # None: an admin's re-verification, not a config's run
     exchange: str
     symbol: str
     timeframe: str
 
     def __str__(self) -> str:
-        return f"config {self.config_id} {self.exchange} {self.symbol} {self.timeframe}"
+        owner = "re-verification" if self.config_id is None else f"config {self.config_id}"
+        return f"{owner} {self.exchange} {self.symbol} {self.timeframe}"
 
 
 @dataclass
@@ -72,6 +74,7 @@ class TimeframeProgress:
 
     timeframe: str
     records: int = 0
+    revised: int = 0  # stored candles the exchange had changed since: rewritten
     pages: int = 0
     retries: int = 0
     holes_repaired: int = 0
@@ -96,6 +99,7 @@ class TimeframeProgress:
 
     def stored(self, page: StoredPage) -> None:
         self.records += page.records
+        self.revised += page.revised
         self.first_candle = min(page.first, self.first_candle or page.first)
         self.last_candle = max(page.last, self.last_candle or page.last)
 
@@ -123,6 +127,7 @@ class TimeframeProgress:
     def as_metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "records": self.records,
+            "revised": self.revised,
             "first_candle": self.first_candle.isoformat() if self.first_candle else None,
             "last_candle": self.last_candle.isoformat() if self.last_candle else None,
             "pages": self.pages,
@@ -207,6 +212,46 @@ class SeriesWalk:
         if self.progress.partial:
             logger.warning("%s: %s", self.series, self.progress.error)
 
+    async def reverify(self, start: datetime, end: datetime) -> set[datetime]:
+        """Ask the exchange again for the final candles from ``start`` to before ``end`` and store what
+        differs: revised values are rewritten, candles not stored are stored. The open times the
+        exchange sent; a failure is recorded in ``progress`` (the pages before it are stored)."""
+        sent: set[datetime] = set()
+        try:
+            await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
+            await self._measure_final_offset()
+            state = await self._state()
+            self._known_rejected = await candles.rejected_open_times(self.pool, **self._key(), since=start)
+            async with SeriesWriter(self.pool, state, self.partitions, on_committed=self.progress.stored) as writer:
+                self._writer = writer
+                await self._compare(start, min(end, next_open(self._newest_closed(), self.series.timeframe)), sent)
+            self.progress.finish()
+        except Exception as exc:
+            self.progress.fail(type(exc).__name__, self.client.safe_message(exc))
+            if not isinstance(exc, ccxt.BaseError):
+                raise
+        return sent
+
+    async def _compare(self, start: datetime, end: datetime, sent: set[datetime]) -> None:
+        """Page by page from ``start`` to ``end``: every final candle the exchange sends is stored (a
+        stored one rewritten only when it changed); ``sent`` collects their open times."""
+        since = start
+        while since < end:
+            fetched = await self._fetch(since, at_most=candles_in(since, end, self.series.timeframe))
+            page = fetched.page
+            rows = [row for row in page.rows if row[0] < end]
+            sent.update(row[0] for row in rows)
+            if rows:
+                await self._store(rows)
+            if page.still_open is not None:
+                return
+            if page.last_open is None:
+                if fetched.window_end is None:
+                    return
+                since = fetched.window_end
+                continue
+            since = next_open(page.last_open, self.series.timeframe)
+
     def _key(self) -> dict[str, str]:
         return {"exchange": self.series.exchange, "symbol": self.series.symbol, "timeframe": self.series.timeframe}
 
@@ -242,7 +287,8 @@ class SeriesWalk:
         """
         timeframe = self.series.timeframe
         leading = state.newest is None  # nothing stored yet: the first answer says where history begins
-        since = self._window_start(state) if state.newest is None else next_open(state.newest, timeframe)
+        fresh_from = self._window_start(state) if state.newest is None else next_open(state.newest, timeframe)
+        since = min(self._revisions_from(state) or fresh_from, fresh_from)
         asked_from = since
         pending = self._ask(since)
         try:
@@ -262,7 +308,7 @@ class SeriesWalk:
                             self.pool, **self._key(), earliest=first, asked_from=asked_from
                         )
                     else:
-                        await self._remember_empty(since, first)
+                        await self._remember_empty(max(since, fresh_from), first)
                 leading = False
                 assert page.last_open is not None  # there is a first candle, so a last one
                 if page.still_open is None:
@@ -273,6 +319,13 @@ class SeriesWalk:
             if pending is not None:
                 pending[1].cancel()
                 await asyncio.gather(pending[1], return_exceptions=True)
+
+    def _revisions_from(self, state: StoredSeries) -> datetime | None:
+        """Where the forward walk starts to ask again for the newest ``REVISED_CANDLES`` stored candles
+        (in its first request, with the new ones), so that what the exchange revised is stored too."""
+        if state.newest is None:
+            return None
+        return max(self._window_start(state), shift_open(state.newest, self.series.timeframe, 1 - REVISED_CANDLES))
 
     async def _answer_committing(self, fetching: asyncio.Task[Fetched]) -> Fetched:
         """The answer being fetched; meanwhile, the pages waiting are committed once they are due."""

@@ -39,3 +39,7 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Revisions: candles the exchange changed after they were stored, rewritten with its new values and
+-- counted per series (shown by /coverage as revised_candles).
+ALTER TABLE candle_series ADD COLUMN revised_candles bigint NOT NULL DEFAULT 0;
