@@ -2,8 +2,9 @@
 
 A candle is stored only when its six values are numbers, finite, its prices positive, its volume
 not negative, its high the highest and its low the lowest of its prices, and its open time on the
-timeframe's grid and inside the window asked for (an open time in seconds or microseconds instead
-of milliseconds lies far outside it). A page that carries a candle breaking them raises
+timeframe's grid, in milliseconds (not seconds or microseconds), and not after the window asked
+for. Candles older than the window are left out, not judged: an exchange that answers its latest
+candles whatever ``since`` says sends them. A page that carries a candle breaking them raises
 :class:`InvalidCandle`: the walk asks again, and keeps only the good candles if the exchange sends
 the same again.
 
@@ -29,6 +30,9 @@ FIELDS = ("open", "high", "low", "close", "volume")
 # candles after the newest closed one an answer may hold, still open or not settled yet (and the next
 # one of an exchange whose clock is a little ahead)
 STILL_OPEN_CANDLES = 3
+# open times below this are not in milliseconds (they would be before March 1973): seconds, as every
+# time in seconds up to the year 5138 is
+MILLISECONDS = 10**11
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,8 @@ def check_candles(
     """The final candles of ``raw`` (ccxt's ``fetch_ohlcv`` answer) opening from ``since`` to ``newest_closed``.
 
     The window asked for runs from ``since`` to ``window_end`` (windowed dialects), else to the
-    candles that may still be open: the one after ``newest_closed`` and the next (an exchange clock
-    a little ahead of ours). Those still-open candles are left out, not judged; a candle outside
-    the window breaks the rules.
+    candles that may still be open after ``newest_closed``. Those, and older candles, are left out,
+    not judged; a candle after the window, or whose open time is not in milliseconds, breaks the rules.
     """
     if not isinstance(raw, list):
         raise ccxt.BadResponse(f"the candles answer is a {type(raw).__name__}, not a list")
@@ -113,6 +116,8 @@ def check_candles(
         if not isinstance(open_ms, int) or isinstance(open_ms, bool):
             placeless.append(Rejection(None, "no open time", values))
             continue
+        if open_ms < since_ms and open_ms >= MILLISECONDS:
+            continue  # an older candle, as an exchange answering its latest ones sends
         if not since_ms <= open_ms < end_ms:
             rejection = _outside_window(values, open_ms, since_ms, end_ms, timeframe)
             if rejection.open_time is None:
@@ -147,15 +152,16 @@ def check_candles(
 
 
 def _outside_window(values: tuple[Any, ...], open_ms: int, since_ms: int, end_ms: int, timeframe: str) -> Rejection:
-    """A candle whose open time lies outside the window asked for; placed where it belongs when it is
-    the window's in seconds or microseconds instead of milliseconds."""
+    """A candle whose open time is not in milliseconds, or after the window asked for; placed where it
+    belongs when it is one of the window's in seconds or microseconds."""
     for factor, unit in ((1000, "seconds"), (0.001, "microseconds")):
         scaled = int(open_ms * factor)
         if since_ms <= scaled < end_ms:
             reason = f"open time in {unit}, not milliseconds: {open_ms}"
             return Rejection(to_datetime(floor_open_ms(scaled, timeframe)), reason, values)
-    side = "before" if open_ms < since_ms else "after"
-    return Rejection(None, f"open time {open_ms} {side} the window asked for", values)
+    if open_ms < MILLISECONDS:
+        return Rejection(None, f"open time in seconds, not milliseconds: {open_ms}", values)
+    return Rejection(None, f"open time {open_ms} after the window asked for", values)
 
 
 def _plainly_good(values: tuple[Any, ...]) -> bool:
