@@ -170,6 +170,7 @@ class ExchangeClient:
         # how long after its close by our clock a candle is final, when the exchange says nothing of it
         self.settle = self.dialect.settle if settle_seconds is None else timedelta(seconds=settle_seconds)
         self._exchange_clock: tuple[float, timedelta] | None = None  # (measured at, offset)
+        self._exchange_clock_lock = asyncio.Lock()  # timeframes starting together measure it once
         self._activity = activity
         on_change = None if activity is None else functools.partial(self._pause_changed, activity)
         self.pause = ExchangePause(clock, on_change=on_change)
@@ -290,10 +291,11 @@ class ExchangeClient:
         """How far from ``clock`` lies the moment up to which closed candles are final: the exchange's
         clock (measured at most every ``EXCHANGE_CLOCK_MAX_AGE_SECONDS``) for a dialect that reads
         it, less the settle delay."""
-        measured = self._exchange_clock
-        if measured is None or self._clock() - measured[0] >= EXCHANGE_CLOCK_MAX_AGE_SECONDS:
-            offset = await self._call(lambda: self.dialect.exchange_clock_offset(self.ccxt, clock))
-            measured = self._exchange_clock = (self._clock(), offset or timedelta(0))
+        async with self._exchange_clock_lock:
+            measured = self._exchange_clock
+            if measured is None or self._clock() - measured[0] >= EXCHANGE_CLOCK_MAX_AGE_SECONDS:
+                offset = await self._call(lambda: self.dialect.exchange_clock_offset(self.ccxt, clock))
+                measured = self._exchange_clock = (self._clock(), offset or timedelta(0))
         return measured[1] - self.settle
 
     def page_limit(self, symbol: str) -> int:
