@@ -98,10 +98,12 @@ class TimeframeProgress:
         return self.done and self.error_type == InvalidCandle.__name__
 
     def stored(self, page: StoredPage) -> None:
+        """A committed page; one that changed nothing (stored candles asked again) leaves first and last."""
         self.records += page.records
         self.revised += page.revised
-        self.first_candle = min(page.first, self.first_candle or page.first)
-        self.last_candle = max(page.last, self.last_candle or page.last)
+        if page.records:
+            self.first_candle = min(page.first, self.first_candle or page.first)
+            self.last_candle = max(page.last, self.last_candle or page.last)
 
     def reject(self, rejections: list[Rejection]) -> None:
         new = [r for r in rejections if r.open_time is None or r.open_time not in self._rejected_at]

@@ -204,3 +204,18 @@ async def test_reverify_needs_an_admin(client: AsyncTestClient[Litestar], viewer
     response = await client.post(REVERIFY, json=body, headers=viewer_headers)
 
     assert response.status_code == 403
+
+
+async def test_the_candles_asked_again_unchanged_are_not_the_runs_first_candle(
+    pool: Pool, collector: Collector, new_config: NewConfig, clock: Clock
+) -> None:
+    config_id = await new_config()
+    await collector.collect_now(config_id)
+    clock.advance(HOUR)
+
+    outcome = await collector.collect_now(config_id)
+
+    assert outcome is not None
+    newest = (await stored_open_times(pool))[-1].isoformat()
+    details = outcome.metadata["by_timeframe"]["1h"]
+    assert (details["first_candle"], details["last_candle"]) == (newest, newest)
