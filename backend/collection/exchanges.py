@@ -166,6 +166,9 @@ class ExchangeClient:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
+        # ccxt would leave out every candle before `since` (so one sent in seconds would vanish) and cut
+        # the answer to `limit`: candles are read as the exchange sent them, and judged by candle_rules
+        self.ccxt.parse_ohlcvs = functools.partial(_every_candle, self.ccxt)
         self.dialect: Dialect = dialect_for(self.ccxt)
         # how long after its close by our clock a candle is final, when the exchange says nothing of it
         self.settle = self.dialect.settle if settle_seconds is None else timedelta(seconds=settle_seconds)
@@ -325,6 +328,21 @@ class ExchangeClient:
 
     async def close(self) -> None:
         await self.ccxt.close()
+
+
+def _every_candle(
+    exchange: Any,
+    ohlcvs: Any,
+    market: Any = None,
+    timeframe: str = "1m",
+    since: int | None = None,
+    limit: int | None = None,
+    tail: bool = False,
+) -> list[list[Any]]:
+    """ccxt's ``parse_ohlcvs`` without its filter on ``since`` and ``limit``: every candle of the
+    answer, sorted by open time."""
+    candles: list[list[Any]] = type(exchange).parse_ohlcvs(exchange, ohlcvs, market, timeframe, None, None, False)
+    return candles
 
 
 @dataclass(slots=True)
