@@ -153,12 +153,14 @@ def check_candles(
 
 def _outside_window(values: tuple[Any, ...], open_ms: int, since_ms: int, end_ms: int, timeframe: str) -> Rejection:
     """A candle whose open time is not in milliseconds, or after the window asked for; placed where it
-    belongs when it is one of the window's in seconds or microseconds."""
+    belongs when it is one of the window's open times in seconds or microseconds (never on a
+    neighbour, whose good candle it would take the place of)."""
     for factor, unit in ((1000, "seconds"), (0.001, "microseconds")):
         scaled = int(open_ms * factor)
         if since_ms <= scaled < end_ms:
             reason = f"open time in {unit}, not milliseconds: {open_ms}"
-            return Rejection(to_datetime(floor_open_ms(scaled, timeframe)), reason, values)
+            on_grid = floor_open_ms(scaled, timeframe) == scaled
+            return Rejection(to_datetime(scaled) if on_grid else None, reason, values)
     if open_ms < MILLISECONDS:
         return Rejection(None, f"open time in seconds, not milliseconds: {open_ms}", values)
     return Rejection(None, f"open time {open_ms} after the window asked for", values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -16,12 +17,18 @@ from backend.settings import Settings
 from tests.collection.conftest import EXCHANGES, Clock, NewConfig, stored_open_times
 from tests.collection.fake_exchange import FakeExchange, in_seconds
 
-pytestmark = pytest.mark.parametrize("exchange_id", EXCHANGES)
+# exchanges whose API itself sends open times in milliseconds (ccxt turns others' seconds into them)
+MILLISECOND_APIS = ("binance", "okx")
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 WEEK_OF_HOURS = 7 * 24
 JUST_PAST_A_MINUTE = datetime(2025, 1, 15, 12, 31, 1, tzinfo=UTC)
+
+
+def _in_seconds_off_the_grid(row: list[Any]) -> None:
+    """The open time in seconds, and 1,234 s before the candle's: inside the window, off its grid."""
+    row[0] = (row[0] - 1_234_000) // 1000
 
 
 def _window(clock: Clock) -> list[datetime]:
@@ -30,6 +37,7 @@ def _window(clock: Clock) -> list[datetime]:
     return [start + hours * HOUR for hours in range(WEEK_OF_HOURS + 1)]
 
 
+@pytest.mark.parametrize("exchange_id", MILLISECOND_APIS)
 async def test_one_candle_in_seconds_makes_the_page_invalid_and_its_minute_is_never_confirmed_empty(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -48,6 +56,7 @@ async def test_one_candle_in_seconds_makes_the_page_invalid_and_its_minute_is_ne
     assert await pool.fetchval("SELECT count(*) FROM candle_empty_ranges") == 0
 
 
+@pytest.mark.parametrize("exchange_id", MILLISECOND_APIS)
 async def test_every_candle_in_seconds_stores_nothing_confirms_nothing_and_is_not_a_success(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -66,6 +75,7 @@ async def test_every_candle_in_seconds_stores_nothing_confirms_nothing_and_is_no
     assert await pool.fetchval("SELECT count(*) FROM candle_series WHERE earliest_available IS NOT NULL") == 0
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_the_minute_still_open_on_a_lagging_exchange_clock_is_stored_only_once_it_closes_there(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -85,6 +95,25 @@ async def test_the_minute_still_open_on_a_lagging_exchange_clock_is_stored_only_
     assert await pool.fetchval("SELECT count(*) FROM candle_empty_ranges") == 0
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+async def test_a_candle_sent_in_seconds_off_the_grid_takes_no_good_candles_place(
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
+) -> None:
+    target = _window(clock)[10]
+    fake.corrupt_candles(_in_seconds_off_the_grid, at_ms=[to_ms(target)], times=100)
+
+    outcome = await collector.collect_now(await new_config())
+
+    times = await stored_open_times(pool)
+    assert outcome is not None
+    assert (outcome.status, outcome.error_type) == ("partial", "InvalidCandle")
+    assert (len(times), target in times, target - HOUR in times) == (WEEK_OF_HOURS - 1, False, True)
+    invalid = outcome.metadata["by_timeframe"]["1h"]["invalid_candles"]  # unplaced: once per answer holding it
+    assert {(i["open_time"], i["reason"].startswith("open time in seconds")) for i in invalid} == {(None, True)}
+    assert await pool.fetchval("SELECT count(*) FROM candle_empty_ranges") == 0
+
+
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_a_settle_delay_set_for_the_exchange_holds_back_candles_that_closed_just_now(
     pool: Pool, collection_settings: Settings, new_config: NewConfig, clock: Clock, exchange_id: str
 ) -> None:
