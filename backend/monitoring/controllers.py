@@ -46,11 +46,12 @@ from backend.scheduling.status import SchedulerStatus, read_scheduler_status
 from backend.settings import Settings
 from backend.web.headers import attachment
 from backend.web.openapi import csv_download
-from backend.web.params import Skip, resource_id
+from backend.web.params import Skip, resource_id, time_parameter
 
 ADMIN_PATH = "/api/v1/admin/data-collection"
 RECENT_EXECUTIONS = 10
 STATUS_STATS_HOURS = 24
+STATUS_STATS_JOB_TYPE = "data_collection"  # the collection runs; not the daily cleanup or other system jobs
 NOT_MODIFIED = {304: ResponseSpec(data_container=None, description="Not modified: the If-None-Match tag is current")}
 POLLED_HEADERS = [
     ResponseHeader(
@@ -68,9 +69,7 @@ IfNoneMatch = Annotated[
     str | None,
     HeaderParameter(name="If-None-Match", description="The ETag of an earlier answer: 304 while nothing changed"),
 ]
-DateFilter = Annotated[
-    str | None, Parameter(description="ISO 8601 date or date-time; without a zone it is UTC; inclusive")
-]
+DateFilter = Annotated[str | None, time_parameter("ISO 8601 date or date-time; without a zone it is UTC; inclusive")]
 
 
 def provide_log_filters(
@@ -181,7 +180,8 @@ class StatsController(Controller):
     async def status(
         self, request: Request[Any, Any, Any], pool: PoolDependency, if_none_match: IfNoneMatch = None
     ) -> Response[Status]:
-        """Configs, active jobs, the last 10 runs, the last 24 hours' stats, the scheduler's state,
+        """Configs, active jobs, the last 10 runs (of any job), the stats of the last 24 hours'
+        collection runs (`job_type` `data_collection`: the daily cleanup is not counted), the scheduler's state,
         and the freshness of the collected series (how many are stale, the worst few).
 
         The tag leaves out `scheduler.heartbeat_age_seconds`, which ages every second. The scheduler
@@ -285,7 +285,9 @@ async def _read_status(
 ) -> Status:
     counts = await repository.count_configs(pool)
     recent = await repository.list_logs(pool, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
-    stats = await repository.read_stats(pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=None)
+    stats = await repository.read_stats(
+        pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
+    )
     freshness = summarize_freshness(await read_series_freshness(pool, settings=settings))
     return Status(
         total_configs=counts.total_configs,

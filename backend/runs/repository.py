@@ -68,7 +68,7 @@ WITH previous AS (
     UPDATE job_execution_logs
     SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
         records_collected = $4,
-        error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
+        error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now(), error_cause = $8
     FROM previous
     WHERE id = previous_id
     RETURNING id, previous_status = 'running' AS first_end, {ENDED_COLUMNS}
@@ -133,6 +133,7 @@ async def complete_run(
     records_collected: int,
     error_message: str | None = None,
     error_type: str | None = None,
+    error_cause: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> bool:
     """Close a running run (or correct one closed as Interrupted); False when it had ended otherwise."""
@@ -145,6 +146,7 @@ async def complete_run(
         error_message,
         error_type,
         metadata,
+        error_cause,
     )
     return closed is not None
 
