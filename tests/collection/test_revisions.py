@@ -81,20 +81,20 @@ async def test_a_run_with_nothing_revised_rewrites_nothing(
 async def test_a_revision_of_a_candle_in_a_compacted_month_is_caught(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
-    clock.now = datetime(2025, 2, 1, 0, 0, 30, tzinfo=UTC)  # every closed 1m candle is in January
-    config_id = await new_config(timeframes=["1m"], backfill_days=1)
+    clock.now = datetime(2025, 2, 1, 0, 0, 30, tzinfo=UTC)  # every closed 5m candle is in January
+    config_id = await new_config(timeframes=["5m"], backfill_days=1)
     await collector.collect_now(config_id)
-    assert await compact_closed_partitions(pool, now=clock.now, after=timedelta(0)) == ["candle_data_1m_2025_01"]
-    newest = datetime(2025, 1, 31, 23, 59, tzinfo=UTC)
+    assert await compact_closed_partitions(pool, now=clock.now, after=timedelta(0)) == ["candle_data_5m_2025_01"]
+    newest = datetime(2025, 1, 31, 23, 55, tzinfo=UTC)
     fake.corrupt_candles(value("volume", 7.0), at_ms=[to_ms(newest)], times=100)
-    clock.advance(MINUTE)
+    clock.advance(5 * MINUTE)
 
     outcome = await collector.collect_now(config_id)
 
     assert outcome is not None
-    assert outcome.metadata["by_timeframe"]["1m"]["revised"] == 1
-    assert await _volume(pool, newest, "1m") == 7.0
-    assert len(await stored_open_times(pool, "1m")) == 24 * 60 + 1
+    assert outcome.metadata["by_timeframe"]["5m"]["revised"] == 1
+    assert await _volume(pool, newest, "5m") == 7.0
+    assert len(await stored_open_times(pool, "5m")) == 24 * 12 + 1
 
 
 async def test_coverage_counts_the_revised_candles_of_a_series(
