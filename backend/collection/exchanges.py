@@ -28,8 +28,9 @@ import ccxt
 import ccxt.async_support as ccxt_async
 
 from backend.collection.causes import plain_cause
-from backend.collection.dialects import Dialect, dialect_for
+from backend.collection.dialects import Dialect
 from backend.collection.exchange_states import ExchangeActivity, PauseSnapshot
+from backend.collection.profiles import ExchangeProfile, profile_for
 from backend.db.pool import Pool
 from backend.process import process_identity
 
@@ -170,7 +171,8 @@ class ExchangeClient:
         # ccxt would leave out every candle before `since` (so one sent in seconds would vanish) and cut
         # the answer to `limit`: candles are read as the exchange sent them, and judged by candle_rules
         self.ccxt.parse_ohlcvs = functools.partial(_every_candle, self.ccxt)
-        self.dialect: Dialect = dialect_for(self.ccxt)
+        self.profile: ExchangeProfile = profile_for(exchange_id)
+        self.dialect: Dialect = self.profile.dialect
         # how long after its close by our clock a candle is final, when the exchange says nothing of it
         self.settle = self.dialect.settle if settle_seconds is None else timedelta(seconds=settle_seconds)
         self._exchange_clock: tuple[float, timedelta] | None = None  # (measured at, offset)
@@ -303,7 +305,10 @@ class ExchangeClient:
         return measured[1] - self.settle
 
     def page_limit(self, symbol: str) -> int:
-        """Candles per request, from ccxt's ``features`` for this market's type, else a safe default."""
+        """Candles per request: the profile's, else ccxt's ``features`` for this market's type, else a
+        safe default."""
+        if self.profile.page is not None:
+            return self.profile.page
         market = self.ccxt.market(symbol)
         section = (self.ccxt.features or {}).get(market.get("type")) or {}
         if market.get("type") in ("swap", "future"):
