@@ -20,7 +20,7 @@ from backend.auth.passwords import PasswordVerifier
 from backend.auth.throttle import LoginThrottle, MemoryAttemptCounter, RedisAttemptCounter
 from backend.auth.tokens import create_jwt_auth
 from backend.collection.collector import open_collector
-from backend.collection.controllers import ConfirmedEmptyController, MarketDataController
+from backend.collection.controllers import ConfirmedEmptyController, MarketDataController, ReverifyController
 from backend.configs.bulk import BulkConfigController
 from backend.configs.controllers import ConfigController
 from backend.dashboard.routes import dashboard_file, dashboard_page
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BulkConfigController,
             MarketDataController,
             ConfirmedEmptyController,
+            ReverifyController,
             ExecutionLogController,
             StatsController,
             AlertController,

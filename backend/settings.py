@@ -76,6 +76,7 @@ class Settings:
     http_max_header_bytes: int = 65_536
     http_header_timeout_seconds: int = 10
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
+    exchange_settle_seconds: Mapping[str, float] = field(default_factory=dict)  # exchange id -> seconds
     job_timeout_seconds: int = 600
     run_heartbeat_seconds: int = 10
     exchange_max_retries: int = 4
@@ -136,6 +137,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         http_max_header_bytes=_int(env, "HTTP_MAX_HEADER_BYTES", 65_536, minimum=1024),
         http_header_timeout_seconds=_int(env, "HTTP_HEADER_TIMEOUT_SECONDS", 10, minimum=1),
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
+        exchange_settle_seconds=_settle_seconds(env),
         job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 600, minimum=1),
         run_heartbeat_seconds=_int(env, "RUN_HEARTBEAT_SECONDS", 10, minimum=1),
         exchange_max_retries=_int(env, "EXCHANGE_MAX_RETRIES", 4, minimum=0),
@@ -233,6 +235,22 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     if raw is None:
         return ()
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _settle_seconds(env: Mapping[str, str]) -> dict[str, float]:
+    """EXCHANGE_SETTLE_SECONDS: a JSON object of exchange ids and seconds (0 to 600)."""
+    name = "EXCHANGE_SETTLE_SECONDS"
+    raw = _optional(env, name)
+    try:
+        value = json.loads(raw) if raw is not None else {}
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{name}: not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{name}: expected a JSON object mapping exchange ids to seconds")
+    for key, seconds in value.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 600:
+            raise SettingsError(f"{name}: the settle delay of {key!r} must be a number of seconds from 0 to 600")
+    return {key: float(seconds) for key, seconds in value.items()}
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:

@@ -138,3 +138,16 @@ def test_metrics_have_no_scrape_token_and_a_minute_of_freshness_margin_by_defaul
 
 def test_a_strong_metrics_token_is_taken() -> None:
     assert load_settings({"METRICS_TOKEN": STRONG_KEY}).metrics_token == STRONG_KEY
+
+
+def test_exchange_settle_seconds_are_read_per_exchange() -> None:
+    settings = load_settings({"EXCHANGE_SETTLE_SECONDS": '{"kraken": 10, "gate": 2.5}'})
+
+    assert settings.exchange_settle_seconds == {"kraken": 10.0, "gate": 2.5}
+    assert load_settings({}).exchange_settle_seconds == {}
+
+
+@pytest.mark.parametrize("raw", ['{"kraken": -1}', '{"kraken": "10"}', '{"kraken": 601}', "[10]", "{"])
+def test_an_exchange_settle_delay_that_is_not_0_to_600_seconds_stops_start_up(raw: str) -> None:
+    with pytest.raises(SettingsError, match="EXCHANGE_SETTLE_SECONDS"):
+        load_settings({"EXCHANGE_SETTLE_SECONDS": raw})

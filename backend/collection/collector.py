@@ -20,9 +20,13 @@ from typing import Any
 import ccxt
 from litestar import Litestar
 
+from backend.collection import repository as candles
 from backend.collection.causes import plain_cause
 from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryPolicy, open_exchange_clients
+from backend.collection.repository import CandleQuery
+from backend.collection.schemas import MAX_REVERIFY_CANDLES, Reverified, ReverifyRequest
 from backend.collection.storage import PartitionCache
+from backend.collection.timeframes import to_ms
 from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
 from backend.configs import repository as configs
 from backend.configs.schemas import Config
@@ -34,6 +38,8 @@ from backend.runs.schemas import FinalStatus, RunOutcome
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+MAX_BACKFILL_DAYS = 3650  # a re-verification may reach as far back as any config's window
 
 
 def utc_now() -> datetime:
@@ -100,6 +106,56 @@ class Collector:
         outcome = self._outcome(run_id, config, progress, started, ended)
         await self._complete(outcome)
         return outcome
+
+    async def reverify(self, request: ReverifyRequest) -> Reverified:
+        """Compare a stored range of one series with the exchange and repair what differs: candles
+        whose values the exchange changed are rewritten, candles it has that were not stored are
+        stored. Stored candles it no longer sends are counted, and kept."""
+        client = self.exchanges.get(request.exchange)
+        progress = TimeframeProgress(request.timeframe)
+        sent: set[datetime] = set()
+        try:
+            await self.retry.call(client.ensure_markets, on_retry=lambda *_: None)
+        except ccxt.BaseError as exc:
+            progress.fail(type(exc).__name__, client.safe_message(exc), client.plain_cause(exc))
+        else:
+            walk = SeriesWalk(
+                pool=self.pool,
+                client=client,
+                retry=self.retry,
+                clock=self.clock,
+                series=Series(None, request.exchange, request.symbol, request.timeframe),
+                progress=progress,
+                backfill_days=MAX_BACKFILL_DAYS,
+                retention_days=self.settings.candle_retention_days.get(request.timeframe),
+                empty_range_max_age=timedelta(hours=self.settings.empty_range_max_age_hours),
+                partitions=self.partitions,
+            )
+            sent = await walk.reverify(request.start, request.end)
+        query = CandleQuery(
+            exchange=request.exchange,
+            symbol=request.symbol,
+            timeframe=request.timeframe,
+            start=request.start,
+            end=request.end,
+            limit=MAX_REVERIFY_CANDLES,
+        )
+        sent_ms = {to_ms(open_time) for open_time in sent}
+        stored = await candles.read_candles(self.pool, query)
+        return Reverified(
+            exchange=request.exchange,
+            symbol=request.symbol,
+            timeframe=request.timeframe,
+            start=request.start,
+            end=request.end,
+            exchange_candles=len(sent),
+            revised=progress.revised,
+            inserted=progress.records - progress.revised,
+            not_at_exchange=0 if progress.error_type else sum(row[0] not in sent_ms for row in stored),
+            rejected=progress.rejected_candles,
+            error_type=progress.error_type,
+            error=progress.error,
+        )
 
     async def _beat(self, run_id: int) -> None:
         while True:
@@ -264,7 +320,10 @@ async def open_collector(app: Litestar) -> AsyncIterator[None]:
     Needs ``app.state.pool``, so it comes after the pool in the lifespan list; clients close at the end.
     """
     settings: Settings = app.state.settings
-    async with open_exchange_clients(settings.exchange_overrides, app.state.pool) as exchanges:
+    clients = open_exchange_clients(
+        settings.exchange_overrides, app.state.pool, settle_seconds=settings.exchange_settle_seconds
+    )
+    async with clients as exchanges:
         app.state.exchanges = exchanges
         app.state.collector = Collector(pool=app.state.pool, exchanges=exchanges, settings=settings)
         yield

@@ -1,5 +1,6 @@
 """Routes reading stored candles back (OHLCV rows as JSON or streamed CSV, per-series coverage), and
-the admin route that makes the collector ask the exchange again about stretches it confirmed empty."""
+the admin routes that make the collector ask the exchange again: about stretches it confirmed empty,
+and about a stored range, repairing what differs."""
 
 from __future__ import annotations
 
@@ -8,15 +9,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, Response, delete, get
-from litestar.params import FromQuery, Parameter
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
 from backend.auth.guards import writes_need_admin
 from backend.collection import repository
+from backend.collection.collector import Collector
 from backend.collection.profiles import ExchangeProfile, profile_for
 from backend.collection.repository import CandleQuery, EmptyRange
-from backend.collection.schemas import CandleRow, ConfirmationsCleared, Gap, SeriesCoverage
+from backend.collection.schemas import (
+    CandleRow,
+    ConfirmationsCleared,
+    Gap,
+    Reverified,
+    ReverifyRequest,
+    SeriesCoverage,
+)
 from backend.collection.timeframes import (
     candles_between,
     candles_in,
@@ -178,6 +187,25 @@ class ConfirmedEmptyController(Controller):
         )
 
 
+class ReverifyController(Controller):
+    path = "/api/v1/admin/data-collection/reverify"
+    tags = ["market data"]
+    guards = [writes_need_admin]
+
+    @post("/", operation_id="reverifyCandles", status_code=200)
+    async def reverify(self, request: Request[Any, Any, Any], data: JSONBody[ReverifyRequest]) -> Reverified:
+        """Compare a stored range of one series with the exchange, and repair what differs (admin).
+
+        The exchange is asked again for the final candles from `start` to before `end` (at most
+        10,000): those whose values it changed since they were stored are rewritten (`revised`),
+        those it has that were not stored are stored (`inserted`), and stored ones it no longer
+        sends are counted (`not_at_exchange`) and kept. An exchange error stops the comparison
+        there: `error_type` and `error` say why, what came before is repaired.
+        """
+        collector: Collector = request.app.state.collector
+        return await collector.reverify(data)
+
+
 def _confirmed_empty(ranges: list[EmptyRange], first: datetime, last: datetime, timeframe: str) -> int:
     """Candles from ``first`` to ``last`` inside stretches confirmed empty (overlaps counted once)."""
     count, covered_until = 0, first
@@ -262,6 +290,7 @@ def _coverage(
         rejected_candles=rejected.get(timeframe, 0),
         gap_count=row["gap_count"],
         largest_gaps=[_gap(after, following, timeframe) for after, following in row["largest_gaps"]],
+        revised_candles=row["revised_candles"],
         lag_seconds=candle_lag_seconds(last, timeframe, now=now),
         stale_after_seconds=None if freshness is None else freshness.stale_after_seconds,
         stale=None if freshness is None else freshness.stale,

@@ -1,8 +1,9 @@
 """How exchanges differ in answering candle requests, beyond what ccxt smooths over.
 
 Every ccxt exchange id works with the default :class:`Dialect`: pages as large as its profile
-(:mod:`backend.collection.profiles`) says, answers read as "the candles from ``since`` on". An
-exchange whose answers need more care gets a dialect of its own, named by its profile:
+(:mod:`backend.collection.profiles`) says, answers read as "the candles from ``since`` on", a
+candle taken as final ``settle`` (5 s) after its close by our clock. An exchange whose answers need
+more care gets a dialect of its own, named by its profile:
 
 - :class:`Windowed`: a fixed time window ``[since, since + limit candles)`` (KuCoin, Coinbase,
   Gate), so an empty answer says only that the window has no candle (no trades in it);
@@ -11,20 +12,24 @@ exchange whose answers need more care gets a dialect of its own, named by its pr
 - ``binance``: the first ``limit`` candles from ``startTime`` on (1,000 per page); its klines
   answer is a JSON list and its market list an object with ``symbols``. Spot klines are asked for
   through ccxt's own endpoint method (its rate limiter, throttling and error mapping) and read in
-  one pass, not candle by candle through ccxt's generic parser.
+  one pass, not candle by candle through ccxt's generic parser. A candle is final once its close
+  time is past by the exchange's clock (``/api/v3/time``), which may lag ours.
 - ``okx``: windowed too; the latest 1,440 candles on one endpoint (300 per page),
   older history on another (100 per page); every answer is ``{"code", "msg", "data": [...]}``.
+  Spot candles are read from the answer as it is, so that its ``confirm`` field (``"0"``: still
+  open) says which candles are final.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import ccxt
 
-from backend.collection.timeframes import FIXED_STEPS, floor_open
+from backend.collection.timeframes import FIXED_STEPS, floor_open, to_datetime
 
 if TYPE_CHECKING:
     from backend.collection.exchanges import ExchangeClient
@@ -39,10 +44,21 @@ class PageRequest:
     window_end: datetime | None = None  # windowed dialects: the answer covers [since, window_end)
 
 
+DEFAULT_SETTLE = timedelta(seconds=5)
+
+
 class Dialect:
     """An exchange that answers with the candles from ``since`` on, as many as ccxt says a page holds."""
 
     name = "default"
+    # how long after its close by our clock a candle is taken as final, when the exchange says nothing
+    # of it (``EXCHANGE_SETTLE_SECONDS`` changes it per exchange)
+    settle = DEFAULT_SETTLE
+
+    async def exchange_clock_offset(self, exchange: Any, clock: Callable[[], datetime]) -> timedelta | None:
+        """The exchange's clock less ``clock``, for a dialect whose candles are final by the exchange's
+        clock; None when they are final ``settle`` after their close by ours."""
+        return None
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
@@ -63,6 +79,16 @@ class Dialect:
 
 class Binance(Dialect):
     name = "binance"
+    settle = timedelta(0)  # final by the exchange's own clock
+
+    async def exchange_clock_offset(self, exchange: Any, clock: Callable[[], datetime]) -> timedelta | None:
+        """Binance's ``serverTime`` less the middle of ``clock``'s readings around the request."""
+        before = clock()
+        server_ms = await exchange.fetch_time()
+        after = clock()
+        if not isinstance(server_ms, int):
+            raise ccxt.BadResponse(f"binance answered a server time that is not a number: {server_ms!r}")
+        return to_datetime(server_ms) - (before + (after - before) / 2)
 
     async def fetch_ohlcv(
         self, exchange: Any, symbol: str, timeframe: str, since_ms: int, limit: int, params: dict[str, Any]
@@ -133,6 +159,7 @@ OKX_HISTORY_LIMIT = 100
 
 class Okx(Windowed):
     name = "okx"
+    settle = timedelta(0)  # its confirm field says which candles are final
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
@@ -151,6 +178,48 @@ class Okx(Windowed):
         if not isinstance(answer, dict) or not isinstance(answer.get("data"), list) or "code" not in answer:
             return 'an answer without "code" and a "data" list'
         return None
+
+    async def fetch_ohlcv(
+        self, exchange: Any, symbol: str, timeframe: str, since_ms: int, limit: int, params: dict[str, Any]
+    ) -> Any:
+        """Spot candles as ccxt's ``fetch_ohlcv`` asks for them (``before``/``after`` around the window),
+        each read with its ``confirm`` field as a seventh value (``False``: still open); other markets
+        go through ``fetch_ohlcv``."""
+        market = exchange.market(symbol)
+        if not market["spot"] or set(params) - {"type"}:
+            return await super().fetch_ohlcv(exchange, symbol, timeframe, since_ms, limit, params)
+        duration_ms = exchange.parse_timeframe(timeframe) * 1000
+        bar = exchange.timeframes[timeframe]
+        if duration_ms >= 21_600_000:
+            bar += "utc"  # 6 hours and longer, aligned on UTC, as ccxt asks for them
+        limit = min(limit, OKX_RECENT_LIMIT)
+        request = {
+            "instId": market["id"],
+            "bar": bar,
+            "limit": limit,
+            "before": max(0, since_ms - 1),
+            "after": since_ms + duration_ms * limit,
+        }
+        if params.get("type") == "HistoryCandles":
+            answer = await exchange.publicGetMarketHistoryCandles(request)
+        else:
+            answer = await exchange.publicGetMarketCandles(request)
+        rows = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(rows, list):  # checked on arrival (ExchangeClient): ccxt read it otherwise
+            raise ccxt.BadResponse(f"okx candles answer read as a {type(answer).__name__} without a data list")
+        return [_okx_candle(exchange, row, market) for row in rows]
+
+
+def _okx_candle(exchange: Any, row: Any, market: Any) -> Any:
+    """``[ts, "open", "high", "low", "close", "vol", ..., "confirm"]`` read at once as ``[open ms, open,
+    high, low, close, volume, final]``; any other shape is left to ccxt (final by the clock alone)."""
+    if type(row) is list and len(row) >= 9 and all(type(value) is str for value in row[:6]):
+        try:
+            values = [float(value) for value in row[1:6]]
+            return [int(row[0]), *values, row[8] != "0"]
+        except ValueError:
+            pass
+    return exchange.parse_ohlcv(row, market)
 
 
 class Kraken(Dialect):

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ T = TypeVar("T")
 DEFAULT_OPTIONS: dict[str, Any] = {"enableRateLimit": True}
 MARKETS_MAX_AGE_SECONDS = 3600.0  # markets are reloaded when older than this
 MARKETS_RECHECK_SECONDS = 300.0  # an unknown symbol reloads markets older than this once
+EXCHANGE_CLOCK_MAX_AGE_SECONDS = 60.0  # the exchange's clock is measured again when older than this
 DEFAULT_PAGE_LIMIT = 100  # candles per request when ccxt does not state the exchange's limit
 RATE_LIMIT_FALLBACK_SECONDS = 1.0  # a rate limit without Retry-After pauses the exchange this long
 BAN_FALLBACK_SECONDS = 60.0  # a 418 ban without Retry-After: pause this long (doubling on repeat)
@@ -161,12 +163,20 @@ class ExchangeClient:
         *,
         clock: Callable[[], float],
         activity: ExchangeActivity | None = None,
+        settle_seconds: float | None = None,
     ) -> None:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
+        # ccxt would leave out every candle before `since` (so one sent in seconds would vanish) and cut
+        # the answer to `limit`: candles are read as the exchange sent them, and judged by candle_rules
+        self.ccxt.parse_ohlcvs = functools.partial(_every_candle, self.ccxt)
         self.profile: ExchangeProfile = profile_for(exchange_id)
         self.dialect: Dialect = self.profile.dialect
+        # how long after its close by our clock a candle is final, when the exchange says nothing of it
+        self.settle = self.dialect.settle if settle_seconds is None else timedelta(seconds=settle_seconds)
+        self._exchange_clock: tuple[float, timedelta] | None = None  # (measured at, offset)
+        self._exchange_clock_lock = asyncio.Lock()  # timeframes starting together measure it once
         self._activity = activity
         on_change = None if activity is None else functools.partial(self._pause_changed, activity)
         self.pause = ExchangePause(clock, on_change=on_change)
@@ -283,6 +293,17 @@ class ExchangeClient:
             await self.ensure_markets(max_age=MARKETS_RECHECK_SECONDS)
         self.ccxt.market(symbol)  # BadSymbol when the exchange does not list it
 
+    async def final_offset(self, clock: Callable[[], datetime]) -> timedelta:
+        """How far from ``clock`` lies the moment up to which closed candles are final: the exchange's
+        clock (measured at most every ``EXCHANGE_CLOCK_MAX_AGE_SECONDS``) for a dialect that reads
+        it, less the settle delay."""
+        async with self._exchange_clock_lock:
+            measured = self._exchange_clock
+            if measured is None or self._clock() - measured[0] >= EXCHANGE_CLOCK_MAX_AGE_SECONDS:
+                offset = await self._call(lambda: self.dialect.exchange_clock_offset(self.ccxt, clock))
+                measured = self._exchange_clock = (self._clock(), offset or timedelta(0))
+        return measured[1] - self.settle
+
     def page_limit(self, symbol: str) -> int:
         """Candles per request: the profile's, else ccxt's ``features`` for this market's type, else a
         safe default."""
@@ -318,6 +339,21 @@ class ExchangeClient:
 
     async def close(self) -> None:
         await self.ccxt.close()
+
+
+def _every_candle(
+    exchange: Any,
+    ohlcvs: Any,
+    market: Any = None,
+    timeframe: str = "1m",
+    since: int | None = None,
+    limit: int | None = None,
+    tail: bool = False,
+) -> list[list[Any]]:
+    """ccxt's ``parse_ohlcvs`` without its filter on ``since`` and ``limit``: every candle of the
+    answer, sorted by open time."""
+    candles: list[list[Any]] = type(exchange).parse_ohlcvs(exchange, ohlcvs, market, timeframe, None, None, False)
+    return candles
 
 
 @dataclass(slots=True)
@@ -388,6 +424,7 @@ class ExchangeClients:
     """The process's exchange clients, created on first use with the service's options.
 
     With an ``activity``, their pauses and request counts go to PostgreSQL through it.
+    ``settle_seconds``: exchange id -> its settle delay, where it differs from its dialect's.
     """
 
     def __init__(
@@ -396,8 +433,10 @@ class ExchangeClients:
         *,
         clock: Callable[[], float] = time.monotonic,
         activity: ExchangeActivity | None = None,
+        settle_seconds: Mapping[str, float] | None = None,
     ) -> None:
         self._overrides = overrides
+        self._settle_seconds = settle_seconds or {}
         self._clock = clock
         self._clients: dict[str, ExchangeClient] = {}
         self.activity = activity
@@ -409,7 +448,11 @@ class ExchangeClients:
                 raise ccxt.NotSupported(f"{exchange_id!r} is not an exchange ccxt knows")
             options = deep_merge(DEFAULT_OPTIONS, self._overrides.get(exchange_id, {}))
             client = self._clients[exchange_id] = ExchangeClient(
-                exchange_id, options, clock=self._clock, activity=self.activity
+                exchange_id,
+                options,
+                clock=self._clock,
+                activity=self.activity,
+                settle_seconds=self._settle_seconds.get(exchange_id),
             )
         return client
 
@@ -424,12 +467,12 @@ class ExchangeClients:
 
 @asynccontextmanager
 async def open_exchange_clients(
-    overrides: Mapping[str, Mapping[str, Any]], pool: Pool
+    overrides: Mapping[str, Mapping[str, Any]], pool: Pool, *, settle_seconds: Mapping[str, float] | None = None
 ) -> AsyncIterator[ExchangeClients]:
     """The exchange clients of a process, recording their activity in ``pool``'s database; all
     closed when the block ends (the activity not written yet is written if the database takes it)."""
     activity = ExchangeActivity(pool, process=process_identity())
-    clients = ExchangeClients(overrides, activity=activity)
+    clients = ExchangeClients(overrides, activity=activity, settle_seconds=settle_seconds)
     try:
         yield clients
     finally:

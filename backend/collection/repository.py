@@ -229,10 +229,12 @@ UNION ALL
 SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values
 FROM segments WHERE after_first IS NULL OR after_first < $4
 """
-# Per series of one market with candles: count, first and last from the summary, its gaps, and the
-# most days of history a config of the market asks of its timeframe (null: none asks for it).
+COUNT_REVISED = "UPDATE candle_series SET revised_candles = revised_candles + $2 WHERE id = $1"
+# Per series of one market with candles: count, first and last from the summary, its gaps, the
+# candles the exchange revised, and the most days of history a config of the market asks of its
+# timeframe (null: none asks for it).
 COVERAGE = """
-SELECT s.id AS series_id, s.timeframe, c.candles, c.first_minute, c.last_minute,
+SELECT s.id AS series_id, s.timeframe, c.candles, c.first_minute, c.last_minute, s.revised_candles,
        (SELECT max(k.backfill_days) FROM data_collection_configs AS k
         WHERE k.exchange = $1 AND k.symbol = $2 AND s.timeframe = ANY(k.timeframes)) AS backfill_days,
        (SELECT count(*) FROM candle_gaps AS g WHERE g.series_id = s.id) AS gap_count,
@@ -298,6 +300,11 @@ class Merged(msgspec.Struct, frozen=True):
     inserted: list[int]  # open minutes, ascending
     written: int  # inserted or changed
 
+    @property
+    def revised(self) -> int:
+        """Stored candles the page changed."""
+        return self.written - len(self.inserted)
+
 
 async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str) -> StoredSeries:
     """The series, created when it is new."""
@@ -329,6 +336,11 @@ async def create_partitions(db: Pool | Connection, *, timeframe: str, first: int
     """The partitions holding minutes ``first``..``last``, created when missing (in a transaction of their own)."""
     rows = await db.fetch(CREATE_PARTITIONS, timeframe, first, last)
     return [Period(row["period_start"], row["period_end"], row["partition_name"]) for row in rows]
+
+
+async def count_revised(conn: Connection, *, series_id: int, revised: int) -> None:
+    """Inside the writing transaction that changed them: ``revised`` stored candles of the series were revised."""
+    await conn.execute(COUNT_REVISED, series_id, revised)
 
 
 async def lock_series(conn: Connection, *, series_id: int) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
 import msgspec
+
+from backend.collection.timeframes import candles_in, floor_open
+from backend.configs.schemas import KNOWN_EXCHANGES, ExchangeId, Symbol, Timeframe
 
 CandleRow = tuple[int, float, float, float, float, float]
 """``[open time in ms, open, high, low, close, volume]``, as ccxt and charting libraries take it."""
@@ -33,6 +37,7 @@ class SeriesCoverage(msgspec.Struct, kw_only=True):
     rejected_candles: int  # the exchange kept sending them broken: never stored
     gap_count: int
     largest_gaps: list[Gap]
+    revised_candles: int  # stored candles the exchange changed afterwards: rewritten with its new values
     lag_seconds: float  # since the newest candle (last_candle) closed
     stale_after_seconds: float | None  # the lag beyond which the series is stale; null: no enabled config collects it
     stale: bool | None  # null: no enabled config collects it
@@ -52,3 +57,52 @@ class ConfirmationsCleared(msgspec.Struct, kw_only=True):
     timeframe: str | None  # null: every timeframe of the market
     empty_ranges_cleared: int  # stretches confirmed empty (no trades)
     history_starts_cleared: int  # "nothing before this time" marks
+
+
+MAX_REVERIFY_CANDLES = 10_000  # candles one re-verification may cover
+
+
+class ReverifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A stored range of one series to compare with the exchange: open times from ``start`` to before ``end``."""
+
+    symbol: Symbol
+    timeframe: Timeframe
+    start: Annotated[datetime, msgspec.Meta(description="First open time (ISO 8601, UTC if no zone)")]
+    end: Annotated[
+        datetime,
+        msgspec.Meta(description=f"Open times before this one; at most {MAX_REVERIFY_CANDLES} candles after start"),
+    ]
+    exchange: ExchangeId = "binance"
+
+    def __post_init__(self) -> None:
+        self.symbol = self.symbol.upper()
+        self.exchange = self.exchange.lower()
+        if self.exchange not in KNOWN_EXCHANGES:
+            raise ValueError(f"exchange: {self.exchange!r} is not an exchange ccxt knows")
+        self.start = floor_open(_utc(self.start), self.timeframe)
+        self.end = _utc(self.end)
+        if self.end <= self.start:
+            raise ValueError("end: must be after start")
+        if candles_in(self.start, self.end, self.timeframe) > MAX_REVERIFY_CANDLES:
+            raise ValueError(f"end: at most {MAX_REVERIFY_CANDLES} {self.timeframe} candles after start")
+
+
+class Reverified(msgspec.Struct, kw_only=True):
+    """What comparing a stored range with the exchange found, and repaired."""
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    start: datetime
+    end: datetime
+    exchange_candles: int  # final candles the exchange sent for the range
+    revised: int  # stored candles whose values differed: rewritten with the exchange's
+    inserted: int  # candles the exchange has that were not stored: stored now
+    not_at_exchange: int  # stored candles the exchange did not send: kept
+    rejected: int  # candles the exchange sent that break the rules: not stored
+    error_type: str | None  # the comparison stopped there (what came before is repaired)
+    error: str | None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

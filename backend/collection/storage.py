@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import cast
 
 from backend.collection import repository
-from backend.collection.repository import CandleRow, StoredSeries
+from backend.collection.repository import CandleRow, Merged, StoredSeries
 from backend.collection.summary import Period, change_after_insert
 from backend.collection.timeframes import to_minute
 from backend.db.outage import DATABASE_OUTAGE, is_outage
@@ -43,6 +43,7 @@ class StoredPage:
     first: datetime
     last: datetime
     records: int  # candles inserted or changed
+    revised: int = 0  # of those, stored candles the exchange changed
 
 
 class PartitionCache:
@@ -83,6 +84,13 @@ class _Page:
 
     rows: Sequence[CandleRow]
     minutes: list[int]
+
+    def split_after(self, minute: int) -> tuple[_Page, _Page | None]:
+        """The candles up to ``minute`` (the first one is), and those after it (None: none is)."""
+        cut = bisect.bisect_right(self.minutes, minute)
+        if cut == len(self.minutes):
+            return self, None
+        return _Page(self.rows[:cut], self.minutes[:cut]), _Page(self.rows[cut:], self.minutes[cut:])
 
 
 class SeriesWriter:
@@ -160,8 +168,11 @@ class SeriesWriter:
         page = _Page(rows, [to_minute(row[0]) for row in rows])
         if self._newest is not None and page.minutes[0] <= self._newest:
             await self.commit()  # what waits is older: it goes first
-            await self._merge(page)
-            return
+            stored, newer = page.split_after(self._newest)
+            await self._merge(stored)
+            if newer is None:
+                return
+            page = newer  # the candles after the newest stored one are appended
         if not self._appends:
             self._first_waiting_since = time.monotonic()
         self._appends.append(page)
@@ -215,7 +226,8 @@ class SeriesWriter:
             newest = await repository.newest_minute(conn, series_id=series_id)
             if newest is not None and minutes[0] <= newest:
                 # another writer stored some of these meanwhile: merge them instead
-                written = [await self._merge_in(conn, page, periods) for page in pages]
+                merges = [await self._merge_in(conn, page, periods) for page in pages]
+                written = [(merged.written, merged.revised) for merged in merges]
             else:
                 rows = [row for page in pages for row in page.rows]
                 await repository.copy_candles(conn, series_id=series_id, minutes=minutes, rows=rows, periods=periods)
@@ -223,22 +235,29 @@ class SeriesWriter:
                     self.series.timeframe, minutes, first=newest, last=newest, gaps=[], periods=periods
                 )
                 await repository.apply_summary(conn, series_id=series_id, change=change)
-                written = [len(page.rows) for page in pages]
-        for page, records in zip(pages, written, strict=True):
-            self._on_committed(StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=records))
+                written = [(len(page.rows), 0) for page in pages]
+        for page, (records, revised) in zip(pages, written, strict=True):
+            self._on_committed(
+                StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=records, revised=revised)
+            )
 
     async def _merge(self, page: _Page) -> None:
         periods = await self._periods(page.minutes[0], page.minutes[-1])
         async with self._pool.acquire() as proxy, proxy.transaction():
             conn = cast(Connection, proxy)
             await repository.lock_series(conn, series_id=self.series.id)
-            written = await self._merge_in(conn, page, periods)
-        self._on_committed(StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=written))
+            merged = await self._merge_in(conn, page, periods)
+        self._on_committed(
+            StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=merged.written, revised=merged.revised)
+        )
 
-    async def _merge_in(self, conn: Connection, page: _Page, periods: list[Period]) -> int:
-        """Merge one page inside the caller's transaction (which holds the series lock); records written."""
+    async def _merge_in(self, conn: Connection, page: _Page, periods: list[Period]) -> Merged:
+        """Merge one page inside the caller's transaction (which holds the series lock); revised
+        candles are counted in the series."""
         series_id = self.series.id
         merged = await repository.merge_candles(conn, series_id=series_id, minutes=page.minutes, rows=page.rows)
+        if merged.revised:
+            await repository.count_revised(conn, series_id=series_id, revised=merged.revised)
         inserted = merged.inserted
         if inserted:
             around = await repository.summary_around(conn, series_id=series_id, first=inserted[0], last=inserted[-1])
@@ -252,7 +271,7 @@ class SeriesWriter:
             )
             await repository.apply_summary(conn, series_id=series_id, change=change)
             self._newest = max(inserted[-1], self._newest if self._newest is not None else inserted[-1])
-        return merged.written
+        return merged
 
     async def _periods(self, first: int, last: int) -> list[Period]:
         """The partitions for minutes ``first``..``last``, created first when missing (outside any transaction)."""

@@ -58,19 +58,21 @@ from backend.db.pool import Pool
 logger = logging.getLogger(__name__)
 
 MAX_HOLES_PER_RUN = 50  # holes one run repairs per timeframe (the rest wait for the next run)
+REVISED_CANDLES = 3  # the newest stored candles each run asks for again, to catch the exchange's revisions
 CAUGHT_UP_SLACK = 2  # an empty answer this close to the newest closed candle means caught up
 INVALID_CANDLES_IN_METADATA = 5  # the first offending candles a run's metadata shows
 
 
 @dataclass(frozen=True)
 class Series:
-    config_id: int
+    config_id: int | None  # None: an admin's re-verification, not a config's run
     exchange: str
     symbol: str
     timeframe: str
 
     def __str__(self) -> str:
-        return f"config {self.config_id} {self.exchange} {self.symbol} {self.timeframe}"
+        owner = "re-verification" if self.config_id is None else f"config {self.config_id}"
+        return f"{owner} {self.exchange} {self.symbol} {self.timeframe}"
 
 
 @dataclass
@@ -79,6 +81,7 @@ class TimeframeProgress:
 
     timeframe: str
     records: int = 0
+    revised: int = 0  # stored candles the exchange had changed since: rewritten
     pages: int = 0
     retries: int = 0
     holes_repaired: int = 0
@@ -104,9 +107,12 @@ class TimeframeProgress:
         return self.done and self.error_type == InvalidCandle.__name__
 
     def stored(self, page: StoredPage) -> None:
+        """A committed page; one that changed nothing (stored candles asked again) leaves first and last."""
         self.records += page.records
-        self.first_candle = min(page.first, self.first_candle or page.first)
-        self.last_candle = max(page.last, self.last_candle or page.last)
+        self.revised += page.revised
+        if page.records:
+            self.first_candle = min(page.first, self.first_candle or page.first)
+            self.last_candle = max(page.last, self.last_candle or page.last)
 
     def reject(self, rejections: list[Rejection]) -> None:
         new = [r for r in rejections if r.open_time is None or r.open_time not in self._rejected_at]
@@ -131,6 +137,7 @@ class TimeframeProgress:
     def as_metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "records": self.records,
+            "revised": self.revised,
             "first_candle": self.first_candle.isoformat() if self.first_candle else None,
             "last_candle": self.last_candle.isoformat() if self.last_candle else None,
             "pages": self.pages,
@@ -206,11 +213,13 @@ class SeriesWalk:
         self.partitions = partitions
         self._known_rejected: set[datetime] = set()
         self._writer: SeriesWriter | None = None
+        self._final_offset = timedelta(0)  # candles that closed by clock() + this are final
 
     async def run(self) -> None:
         """Forward, then the holes; a failure is recorded in ``progress`` and logged, never raised."""
         try:
             await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
+            await self._measure_final_offset()
             state = await self._state()
             self._known_rejected = await candles.rejected_open_times(
                 self.pool, **self._key(), since=self._window_start(state)
@@ -237,6 +246,46 @@ class SeriesWalk:
             )
         if self.progress.partial:
             logger.warning("%s: %s", self.series, self.progress.error)
+
+    async def reverify(self, start: datetime, end: datetime) -> set[datetime]:
+        """Ask the exchange again for the final candles from ``start`` to before ``end`` and store what
+        differs: revised values are rewritten, candles not stored are stored. The open times the
+        exchange sent; a failure is recorded in ``progress`` (the pages before it are stored)."""
+        sent: set[datetime] = set()
+        try:
+            await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
+            await self._measure_final_offset()
+            state = await self._state()
+            self._known_rejected = await candles.rejected_open_times(self.pool, **self._key(), since=start)
+            async with SeriesWriter(self.pool, state, self.partitions, on_committed=self.progress.stored) as writer:
+                self._writer = writer
+                await self._compare(start, min(end, next_open(self._newest_closed(), self.series.timeframe)), sent)
+            self.progress.finish()
+        except Exception as exc:
+            self.progress.fail(type(exc).__name__, self.client.safe_message(exc), self.client.plain_cause(exc))
+            if not isinstance(exc, ccxt.BaseError):
+                raise
+        return sent
+
+    async def _compare(self, start: datetime, end: datetime, sent: set[datetime]) -> None:
+        """Page by page from ``start`` to ``end``: every final candle the exchange sends is stored (a
+        stored one rewritten only when it changed); ``sent`` collects their open times."""
+        since = start
+        while since < end:
+            fetched = await self._fetch(since, at_most=candles_in(since, end, self.series.timeframe))
+            page = fetched.page
+            rows = [row for row in page.rows if row[0] < end]
+            sent.update(row[0] for row in rows)
+            if rows:
+                await self._store(rows)
+            if page.still_open is not None:
+                return
+            if page.last_open is None:
+                if fetched.window_end is None:
+                    return
+                since = fetched.window_end
+                continue
+            since = next_open(page.last_open, self.series.timeframe)
 
     def _key(self) -> dict[str, str]:
         return {"exchange": self.series.exchange, "symbol": self.series.symbol, "timeframe": self.series.timeframe}
@@ -267,7 +316,13 @@ class SeriesWalk:
         return reach_start
 
     def _newest_closed(self) -> datetime:
-        return last_closed_open(self.clock(), self.series.timeframe)
+        """The newest candle that is final: closed by the exchange's clock, or settled by ours."""
+        return last_closed_open(self.clock() + self._final_offset, self.series.timeframe)
+
+    async def _measure_final_offset(self) -> None:
+        self._final_offset = await self.retry.call(
+            lambda: self.client.final_offset(self.clock), on_retry=self._retrying
+        )
 
     # --- forward -------------------------------------------------------------------------------
 
@@ -280,9 +335,10 @@ class SeriesWalk:
         timeframe = self.series.timeframe
         leading = state.newest is None  # nothing stored yet: the first answer says where history begins
         if state.newest is None:
-            since = self._window_start(state)
+            fresh_from = since = self._window_start(state)
         else:
-            since = self._within_reach(next_open(state.newest, timeframe))
+            fresh_from = self._within_reach(next_open(state.newest, timeframe))
+            since = min(self._revisions_from(state), fresh_from)
         asked_from = since
         empty_from: datetime | None = None  # windowed: the start of the empty windows in a row so far
         pending = self._ask(since)
@@ -293,27 +349,43 @@ class SeriesWalk:
                 pending = None
                 page, first = fetched.page, fetched.page.first_open
                 if first is None:
-                    if fetched.window_end is None:
-                        return  # caught up: the exchange has nothing from `since` on
-                    empty_from = empty_from or since
+                    if fetched.window_end is None or page.still_open is not None:
+                        return  # caught up: the exchange has nothing final from `since` on
+                    if page.trusted:
+                        empty_from = empty_from or since
+                    elif empty_from is not None:  # broken candles in this window: it confirms nothing
+                        if not leading:
+                            await self._remember_empty(empty_from, since)
+                        empty_from = None
                     pending = self._ask(fetched.window_end)  # windowed: nothing in this window, the next may have
                     continue
                 if page.trusted and first > (empty_from or since):
                     if leading:
                         await self._remember_history_start(first, asked_from)
                     else:
-                        await self._remember_empty(empty_from or since, first)
+                        await self._remember_empty(max(empty_from or since, fresh_from), first)
                 elif empty_from is not None and not leading:
                     await self._remember_empty(empty_from, since)  # the empty windows before this page
                 leading, empty_from = False, None
                 assert page.last_open is not None  # there is a first candle, so a last one
-                pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
+                if page.still_open is None:
+                    pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
                 if page.rows:
                     await self._store(page.rows, more_coming=pending is not None)
         finally:
             if pending is not None:
                 pending[1].cancel()
                 await asyncio.gather(pending[1], return_exceptions=True)
+
+    def _revisions_from(self, state: StoredSeries) -> datetime:
+        """Where the forward walk starts to ask again for the newest ``REVISED_CANDLES`` stored candles
+        (in its first request, with the new ones), so that what the exchange revised is stored too;
+        never before the window, nor before what the exchange serves."""
+        assert state.newest is not None
+        timeframe = self.series.timeframe
+        starts = [self._window_start(state), shift_open(state.newest, timeframe, 1 - REVISED_CANDLES)]
+        reach_start = self.client.profile.reach_start(self.clock(), timeframe)
+        return max(starts if reach_start is None else [*starts, reach_start])
 
     async def _answer_committing(self, fetching: asyncio.Task[Fetched]) -> Fetched:
         """The answer being fetched; meanwhile, the pages waiting are committed once they are due."""
@@ -361,7 +433,11 @@ class SeriesWalk:
             if first is None:
                 if fetched.window_end is None:
                     return
-                empty_from = empty_from or since
+                if page.trusted:
+                    empty_from = empty_from or since
+                elif empty_from is not None:  # broken candles in this window: it confirms nothing
+                    await self._remember_empty(empty_from, since)
+                    empty_from = None
                 since = fetched.window_end
                 continue
             if page.trusted:
@@ -406,10 +482,16 @@ class SeriesWalk:
         async def attempt() -> CheckedPage:
             raw = await client.fetch_ohlcv(series.symbol, series.timeframe, to_ms(since), request.limit, request.params)
             self.progress.pages += 1
-            page = check_candles(raw, timeframe=series.timeframe, since=since, newest_closed=self._newest_closed())
+            page = check_candles(
+                raw,
+                timeframe=series.timeframe,
+                since=since,
+                newest_closed=self._newest_closed(),
+                window_end=request.window_end,
+            )
             if any(r.open_time not in self._known_rejected for r in page.rejected):
                 raise InvalidCandle(series.exchange, page)
-            if page.first_open is None:
+            if page.first_open is None and page.still_open is None:
                 await self._check_nothing_later(since, request.window_end, known_later)
             return page
 
@@ -444,7 +526,11 @@ class SeriesWalk:
             )
             self.progress.pages += 1
             later = check_candles(
-                raw, timeframe=series.timeframe, since=probe_since, newest_closed=newest_closed
+                raw,
+                timeframe=series.timeframe,
+                since=probe_since,
+                newest_closed=newest_closed,
+                window_end=probe.window_end,
             ).first_open
         if later is not None and (window_end is None or later < window_end):
             raise ccxt.BadResponse(

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 RunJob = Callable[[int], Awaitable[object]]
 """Carries the started run with this id to its end (logs it, keeps its heartbeat, honours cancellation)."""
+Clock = Callable[[], datetime]
 
 LOG_RETENTION_JOB = "log_retention"  # daily
 RUN_HISTORY_JOB = "run_history"  # hourly
@@ -121,16 +122,30 @@ async def start_manual_run(pool: Pool, *, config_id: int) -> int:
     return await start_run(pool, config_id=config_id, trigger="manual")
 
 
-async def run_to_end(pool: Pool, run_job: RunJob, run_id: int, *, not_before: datetime | None = None) -> None:
-    """Run ``run_job`` on a started run (at ``not_before``, when that is still ahead); whatever
-    happens, its log never stays ``running``.
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def wait_for_slot(not_before: datetime, *, clock: Clock = utc_now) -> None:
+    """Return once ``clock`` reads ``not_before`` or later, never before: a sleep is measured on
+    another clock than the wall clock the slot is on, and the wall clock may be stepped back
+    meanwhile, so the clock is read again after each sleep."""
+    while (seconds := (not_before - clock()).total_seconds()) > 0:  # noqa: ASYNC110  (a clock, not an event)
+        await asyncio.sleep(seconds)
+
+
+async def run_to_end(
+    pool: Pool, run_job: RunJob, run_id: int, *, not_before: datetime | None = None, clock: Clock = utc_now
+) -> None:
+    """Run ``run_job`` on a started run, never before ``not_before`` (its slot) by ``clock``;
+    whatever happens, its log never stays ``running``.
 
     The collector closes its own log (also when cancelled or timed out); this closes it only when
     the job failed before it could, so that no stale "already running" state remains.
     """
     try:
         if not_before is not None:
-            await asyncio.sleep(max(0.0, (not_before - datetime.now(UTC)).total_seconds()))
+            await wait_for_slot(not_before, clock=clock)
         await run_job(run_id)
     except asyncio.CancelledError:
         closing = _close_if_running(

@@ -29,6 +29,7 @@ from backend.errors import UnavailableError
 from backend.scheduling import repository
 from backend.scheduling.retention import due_system_jobs
 from backend.scheduling.runs import (
+    Clock,
     RunJob,
     TriggeredRun,
     claim_and_start_runs,
@@ -36,6 +37,7 @@ from backend.scheduling.runs import (
     new_scheduler_id,
     run_to_end,
     start_manual_run,
+    utc_now,
 )
 from backend.settings import Settings
 
@@ -60,10 +62,17 @@ class InProcessScheduler:
     """Claims due slots of the shared schedule and runs them as tasks of this process."""
 
     def __init__(
-        self, pool: Pool, *, settings: Settings, run_job: RunJob, exchange_activity: ExchangeActivity | None = None
+        self,
+        pool: Pool,
+        *,
+        settings: Settings,
+        run_job: RunJob,
+        exchange_activity: ExchangeActivity | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         assert settings.database_url is not None
         self._pool = pool
+        self._clock = clock  # the wall clock a run waits on until its slot
         self._settings = settings
         self._run_job = run_job
         self._exchange_activity = exchange_activity
@@ -221,7 +230,7 @@ class InProcessScheduler:
         return min(delay, max(0.0, until_beat))
 
     def _spawn(self, run_id: int, *, not_before: datetime | None = None) -> None:
-        run = run_to_end(self._pool, self._run_job, run_id, not_before=not_before)
+        run = run_to_end(self._pool, self._run_job, run_id, not_before=not_before, clock=self._clock)
         self._track(asyncio.create_task(run, name=f"run {run_id}"))
 
     def _track(self, task: asyncio.Task[None]) -> None:

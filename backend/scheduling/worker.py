@@ -37,10 +37,19 @@ from backend.collection.exchanges import open_exchange_clients
 from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
+from backend.runs.repository import get_running_run
 from backend.scheduling import repository
 from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
 from backend.scheduling.retention import due_system_jobs
-from backend.scheduling.runs import RunJob, claim_and_start_runs, housekeeping, new_scheduler_id, run_to_end
+from backend.scheduling.runs import (
+    Clock,
+    RunJob,
+    claim_and_start_runs,
+    housekeeping,
+    new_scheduler_id,
+    run_to_end,
+    utc_now,
+)
 from backend.scheduling.scheduler import DATABASE_ERRORS
 from backend.settings import Settings
 
@@ -77,8 +86,11 @@ ROUTINE_LINES_TO_DEBUG = RoutineLinesToDebug()
 
 
 async def collect(ctx: dict[str, Any], run_id: int) -> None:
-    """Carry the queued run ``run_id`` to its end (nothing if it ended before this worker took it)."""
-    await run_to_end(ctx["pool"], ctx["run_job"], run_id)
+    """Carry the queued run ``run_id`` to its end (nothing if it ended before this worker took it),
+    never before its slot by this worker's clock (the tick claimed it by the database's)."""
+    run = await get_running_run(ctx["pool"], run_id=run_id)
+    not_before = None if run is None else run.scheduled_for
+    await run_to_end(ctx["pool"], ctx["run_job"], run_id, not_before=not_before, clock=ctx["clock"])
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> int:
@@ -121,7 +133,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     stack.push_async_callback(close_pool, pool)
     if ctx.get("run_job") is None:
-        exchanges = await stack.enter_async_context(open_exchange_clients(settings.exchange_overrides, pool))
+        clients = open_exchange_clients(
+            settings.exchange_overrides, pool, settle_seconds=settings.exchange_settle_seconds
+        )
+        exchanges = await stack.enter_async_context(clients)
         ctx["run_job"] = Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
         ctx["exchange_activity"] = exchanges.activity
     alerts = AlertTasks(pool, settings=settings)  # every worker takes its turn at the alerts, as web processes do
@@ -306,9 +321,12 @@ def redis_settings(url: str | None) -> RedisSettings:
     return settings
 
 
-def create_worker(settings: Settings, *, run_job: RunJob | None = None, **options: Any) -> ResilientWorker:
+def create_worker(
+    settings: Settings, *, run_job: RunJob | None = None, clock: Clock = utc_now, **options: Any
+) -> ResilientWorker:
     """The worker for ``settings``. ``run_job`` replaces the collector at the job boundary (tests and the
-    benchmark's no-network stand-in); left out, the worker runs the real collector. ``options`` go to arq."""
+    benchmark's no-network stand-in); left out, the worker runs the real collector. ``clock``: the wall
+    clock a run waits on until its slot. ``options`` go to arq."""
     logging.getLogger("arq.worker").addFilter(ROUTINE_LINES_TO_DEBUG)
     return ResilientWorker(
         functions=[func(collect, name=COLLECT_JOB, max_tries=MAX_TRIES)],
@@ -331,7 +349,7 @@ def create_worker(settings: Settings, *, run_job: RunJob | None = None, **option
         max_tries=MAX_TRIES,
         health_check_interval=HEALTH_CHECK_SECONDS,
         job_completion_wait=settings.shutdown_grace_seconds,
-        ctx={"settings": settings, "run_job": run_job},
+        ctx={"settings": settings, "run_job": run_job, "clock": clock},
         **options,
     )
 

@@ -40,6 +40,7 @@ class FakeBinance(FakeExchange):
     """The server's state and knobs (see :class:`FakeExchange`)."""
 
     ignore_start_time: bool = False  # answer the latest candles whatever startTime says
+    time_requests: int = 0  # answers of /api/v3/time (the collector reads the exchange's clock)
 
     exchange_id = "binance"
 
@@ -95,6 +96,7 @@ class FakeBinance(FakeExchange):
         return web.json_response({})
 
     async def _time(self, _: web.Request) -> web.Response:
+        self.time_requests += 1
         return web.json_response({"serverTime": self.now_ms()})
 
     async def _exchange_info(self, _: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ client; this module holds what does not depend on the dialect:
 - faults, queued per request with :meth:`FakeExchange.inject` (or the helpers named for them):
   an error status (with ``Retry-After``), a raw body instead of the answer (``{}``, HTML, empty),
   the real answer cut short, a stall, or rows changed before they are written (:func:`null`,
-  :func:`value`, :func:`high_below_low`, :func:`off_grid`).
+  :func:`value`, :func:`high_below_low`, :func:`off_grid`, :func:`in_seconds`).
 """
 
 from __future__ import annotations
@@ -84,6 +84,11 @@ def value(name: str, new: Any) -> RowChange:
 def high_below_low(row: Row) -> None:
     """High and low swapped: high < low."""
     row[2], row[3] = row[3], row[2]
+
+
+def in_seconds(row: Row) -> None:
+    """The open time sent in seconds, not milliseconds."""
+    row[0] //= 1000
 
 
 def off_grid(ms: int) -> RowChange:

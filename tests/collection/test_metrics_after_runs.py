@@ -97,7 +97,7 @@ async def test_metrics_equal_sql_after_runs_that_succeed_fail_and_are_throttled(
     assert value(samples, "altar_run_duration_seconds_sum", job_type="data_collection", exchange="binance") == (
         pytest.approx(duration_sum)
     )
-    answers = fake.market_requests + len(fake.requests)
+    answers = fake.market_requests + fake.time_requests + len(fake.requests)
     assert value(samples, "altar_exchange_requests_total", exchange="binance") == answers
     assert value(samples, "altar_exchange_errors_total", exchange="binance") == 3 + 1  # 500s (with retries), the 429
     assert value(samples, "altar_exchange_rate_limits_total", exchange="binance") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
@@ -119,3 +120,30 @@ async def test_a_run_never_fetches_what_retention_would_drop(pool: Pool, collect
     assert outcome is not None
     assert times[0] == clock.now.replace(minute=0, second=0) - 2 * DAY
     assert outcome.records_collected == 48
+
+
+async def _first_stores_at_once(pool: Pool, day: datetime, markets: int) -> None:
+    """``markets`` new series of each timeframe store their first candles at ``day`` at once."""
+
+    async def first_store(number: int, timeframe: str) -> None:
+        rows = [(day, 1.0, 2.0, 0.5, 1.5, 3.0)]
+        await store_candles(pool, exchange="binance", symbol=f"C{number}/USDT", timeframe=timeframe, rows=rows)
+
+    await asyncio.gather(*(first_store(n, tf) for n in range(markets) for tf in ("1m", "1h")))
+
+
+async def test_thirty_first_runs_at_once_on_a_fresh_database_create_each_partition_once(pool: Pool) -> None:
+    await _first_stores_at_once(pool, datetime(2026, 1, 1, tzinfo=UTC), 30)
+
+    assert await _partitions(pool, "1m") == ["candle_data_1m_2026_01"]
+    assert await _partitions(pool, "1h") == ["candle_data_1h_2026"]
+    assert await pool.fetchval("SELECT count(*) FROM candles") == 60
+
+
+async def test_thirty_first_runs_at_once_in_a_new_year_and_month_create_each_partition_once(pool: Pool) -> None:
+    await _first_stores_at_once(pool, datetime(2026, 12, 31, 23, tzinfo=UTC), 1)
+
+    await _first_stores_at_once(pool, datetime(2027, 1, 1, tzinfo=UTC), 30)
+
+    assert await _partitions(pool, "1m") == ["candle_data_1m_2026_12", "candle_data_1m_2027_01"]
+    assert await _partitions(pool, "1h") == ["candle_data_1h_2026", "candle_data_1h_2027"]

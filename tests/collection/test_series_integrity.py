@@ -73,7 +73,7 @@ async def test_candles_are_stored_with_the_exchanges_values(
 
 
 @pytest.mark.parametrize("exchange_id", EXCHANGES)
-async def test_next_run_fetches_only_what_is_new(
+async def test_next_run_asks_once_from_its_last_3_candles_on_and_stores_only_what_is_new(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
     config_id = await new_config()
@@ -86,7 +86,7 @@ async def test_next_run_fetches_only_what_is_new(
 
     assert outcome is not None
     assert outcome.records_collected == 3
-    assert [request.start_ms for request in fake.requests] == [to_ms(newest + HOUR)]
+    assert [request.start_ms for request in fake.requests] == [to_ms(newest - 2 * HOUR)]
     assert len(await stored_open_times(pool)) == WEEK_OF_HOURS + 3
 
 
@@ -148,7 +148,7 @@ async def test_hole_the_exchange_confirms_empty_is_remembered_and_not_refetched(
 
     assert outcome is not None
     assert outcome.status == "success"
-    assert fake.requests == []
+    assert [request.start_ms for request in fake.requests] == [to_ms(_newest_closed(clock) - 2 * HOUR)]
     empty = await pool.fetchrow("SELECT range_start, range_end FROM candle_empty_ranges")
     assert empty is not None
     assert (empty["range_start"], empty["range_end"]) == (no_trades, no_trades + 2 * HOUR)
@@ -172,7 +172,8 @@ async def test_empty_stretch_longer_than_a_page_does_not_stop_the_forward_fetch(
     assert (times[0], times[-1]) == (_window_start(clock, 90), _newest_closed(clock))
     assert halt_start + 400 * HOUR in times
     assert second is not None
-    assert (second.status, fake.requests) == ("success", [])
+    assert second.status == "success"
+    assert [request.start_ms for request in fake.requests] == [to_ms(_newest_closed(clock) - 2 * HOUR)]
 
 
 @pytest.mark.parametrize("exchange_id", EXCHANGES)
@@ -190,7 +191,7 @@ async def test_exchange_with_limited_history_is_not_asked_again_for_older_candle
 
     assert outcome is not None
     assert (await stored_open_times(pool))[0] == earliest
-    assert [request.start_ms for request in fake.requests] == [to_ms(_newest_closed(clock))]
+    assert [request.start_ms for request in fake.requests] == [to_ms(_newest_closed(clock) - 3 * HOUR)]
 
 
 @pytest.mark.parametrize("exchange_id", DEEP_HISTORY)

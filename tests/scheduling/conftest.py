@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from backend.auth import repository as users
 from backend.db.pool import Pool
 from backend.runs.repository import complete_run, mark_run_started, refresh_heartbeat
+from backend.scheduling.runs import Clock, utc_now
 from backend.scheduling.scheduler import InProcessScheduler
 from backend.scheduling.worker import create_worker
 from backend.settings import Settings
@@ -119,11 +120,15 @@ StartScheduler = Callable[..., Awaitable[InProcessScheduler]]
 
 @pytest.fixture
 async def start_scheduler(pool: Pool, scheduling_settings: Settings) -> AsyncIterator[StartScheduler]:
-    """Start in-process schedulers (each with its own job, settings changes allowed); all stop at the end."""
+    """Start in-process schedulers (each with its own job and wall clock, settings changes allowed); all
+    stop at the end."""
     started: list[InProcessScheduler] = []
 
-    async def start(job: Callable[[int], Awaitable[Any]], **changes: Any) -> InProcessScheduler:
-        scheduler = InProcessScheduler(pool, settings=replace(scheduling_settings, **changes), run_job=job)
+    async def start(
+        job: Callable[[int], Awaitable[Any]], *, clock: Clock = utc_now, **changes: Any
+    ) -> InProcessScheduler:
+        settings = replace(scheduling_settings, **changes)
+        scheduler = InProcessScheduler(pool, settings=settings, run_job=job, clock=clock)
         await scheduler.start()
         started.append(scheduler)
         return scheduler

@@ -113,7 +113,7 @@ async def test_the_exchange_requests_of_this_process_reach_the_totals_at_its_hea
         lambda: pool.fetchval("SELECT id FROM job_execution_logs WHERE config_id = $1", config["id"])
     )
     await _ended_run(pool, run_id)
-    answered = fake.market_requests + len(fake.requests)
+    answered = fake.market_requests + fake.time_requests + len(fake.requests)
 
     async def recorded() -> bool:  # a heartbeat may have added part of them before the run ended
         return await pool.fetchval("SELECT requests FROM exchange_request_totals") == answered

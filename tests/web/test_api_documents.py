@@ -175,7 +175,7 @@ def test_the_logs_export_declares_its_csv_and_attachment(documents: dict[str, di
     assert "Content-Disposition" in ok["headers"]
 
 
-@pytest.mark.parametrize("name", ["LoginRequest", "ConfigCreate", "ConfigUpdate", "BulkRequest"])
+@pytest.mark.parametrize("name", ["LoginRequest", "ConfigCreate", "ConfigUpdate", "BulkRequest", "ReverifyRequest"])
 def test_bodies_that_refuse_unknown_fields_say_so(documents: dict[str, dict[str, Any]], name: str) -> None:
     assert documents["openapi"]["components"]["schemas"][name]["additionalProperties"] is False
 
@@ -381,3 +381,14 @@ async def test_the_generated_client_parses_answers_and_errors(
     unauthorized = await stats.asyncio(client=api)
     assert isinstance(unauthorized, models.Error)
     assert unauthorized.status_code == 401
+
+
+def test_the_reverify_route_documents_its_body_answer_and_bad_input(documents: dict[str, dict[str, Any]]) -> None:
+    operation = documents["openapi"]["paths"]["/api/v1/admin/data-collection/reverify"]["post"]
+
+    assert operation["operationId"] == "reverifyCandles"
+    assert "repair what differs" in operation["description"]
+    assert {"200", "400", "401", "403"} <= set(operation["responses"])
+    schemas = documents["openapi"]["components"]["schemas"]
+    assert set(schemas["ReverifyRequest"]["required"]) == {"symbol", "timeframe", "start", "end"}
+    assert {"revised", "inserted", "not_at_exchange"} <= set(schemas["Reverified"]["properties"])
