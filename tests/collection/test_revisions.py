@@ -22,7 +22,7 @@ from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.collection.conftest import EXCHANGES, Clock, NewConfig, stored_open_times
 from tests.collection.fake_exchange import FakeExchange, value
-from tests.conftest import ADMIN_EMAIL, PASSWORD, password_hash, serving
+from tests.conftest import ADMIN_EMAIL, PASSWORD, PASSWORD_HASH, serving
 
 pytestmark = pytest.mark.parametrize("exchange_id", EXCHANGES)
 
@@ -126,7 +126,7 @@ async def test_coverage_counts_the_revised_candles_of_a_series(
 @pytest.fixture
 async def served(app: Litestar, pool: Pool) -> AsyncIterator[httpx.AsyncClient]:
     """The app served by uvicorn in the test's event loop (the fake's), logged in as an admin."""
-    await users.create_user(pool, email=ADMIN_EMAIL, password_hash=await password_hash(), role="admin")
+    await users.create_user(pool, email=ADMIN_EMAIL, password_hash=PASSWORD_HASH, role="admin")
     async with (
         serving(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")) as url,
         httpx.AsyncClient(base_url=url) as api,
