@@ -1,11 +1,13 @@
 """The arq backend (``SCHEDULER_BACKEND=arq``): the Procfile's ``worker: python -m backend worker``.
 
 Every worker beats in ``scheduler_heartbeats`` (PostgreSQL); a cron tick every ``SCHEDULER_TICK_SECONDS``
-claims due slots (no more than the live workers can take) and queues one ``collect`` job per
-started run, with a deterministic job id. Several workers can run: the claims share the work
-through ``FOR UPDATE SKIP LOCKED``. The web process queues manual runs (``ArqRunQueue``) and runs
-no collection itself. On SIGTERM arq stops taking jobs, waits ``SHUTDOWN_GRACE_SECONDS``, then
-cancels what still runs (the collector logs it ``failed``/``Cancelled``).
+claims the slots due before the next tick and queues one ``collect`` job per started run, with a
+deterministic job id, deferred to its slot: runs start at their slot, however many are due. Once
+the workers fall behind (a queued run waits past its slot), ticks claim no more than the live
+workers have room for, and the other due slots collapse in the database. Several workers can run:
+the claims share the work through ``FOR UPDATE SKIP LOCKED``. The web process queues manual runs
+(``ArqRunQueue``) and runs no collection itself. On SIGTERM arq stops taking jobs, waits
+``SHUTDOWN_GRACE_SECONDS``, then cancels what still runs (the collector logs it ``failed``/``Cancelled``).
 
 Redis may go away for minutes: :class:`ResilientWorker` keeps the process up (arq's own loop ends
 on the first Redis error), says so in the log, retries with backoff, and keeps beating in
@@ -40,7 +42,14 @@ from backend.db.pool import create_pool as create_database_pool
 from backend.scheduling import repository
 from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
 from backend.scheduling.retention import retain_logs
-from backend.scheduling.runs import RunJob, claim_and_start_runs, housekeeping, new_scheduler_id, run_to_end
+from backend.scheduling.runs import (
+    RunJob,
+    StartedRun,
+    claim_and_start_runs,
+    housekeeping,
+    new_scheduler_id,
+    run_to_end,
+)
 from backend.scheduling.scheduler import DATABASE_ERRORS
 from backend.settings import Settings
 
@@ -55,6 +64,11 @@ REDIS_RETRY_FIRST_SECONDS = 0.5
 REDIS_RETRY_MAX_SECONDS = 5.0
 REDIS_AWAY_REMINDER_SECONDS = 60  # how often the log repeats that Redis is still away
 TICK_JOB = "schedule_tick"
+# A tick claims the slots due until the next tick, and this much beyond (a tick may itself start late).
+CLAIM_MARGIN_SECONDS = 1.0
+CLAIM_BATCH = 500  # slots claimed per transaction; a tick claims batches until none is left
+# how often a worker looks for jobs whose time came (arq's default is 0.5 s): bounds lateness
+POLL_DELAY_SECONDS = 0.1
 
 
 class RoutineLinesToDebug(logging.Filter):
@@ -82,13 +96,13 @@ async def collect(ctx: dict[str, Any], run_id: int) -> None:
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> int:
-    """Claim the due slots the live workers have room for, start their runs and queue them; how many.
-    While the database is unreachable, none (the slots wait in it; the outage is logged once)."""
+    """Claim the slots due before the next tick (only what the workers have room for once they are
+    behind), start their runs and queue them, each deferred to its slot; how many. While the
+    database is unreachable, none (the slots wait in it; the outage is logged once)."""
     settings: Settings = ctx["settings"]
     pool: Pool = ctx["pool"]
     try:
-        free = await repository.arq_free_capacity(pool, jobs_per_worker=settings.max_concurrent_jobs)
-        started = await claim_and_start_runs(pool, limit=free, interval_unit_seconds=settings.interval_unit_seconds)
+        started = await _claim_for_next_tick(pool, settings)
     except Exception as exc:
         if not is_outage(exc):
             raise
@@ -98,7 +112,13 @@ async def schedule_tick(ctx: dict[str, Any]) -> int:
     for index, run in enumerate(started):
         try:
             job_id = scheduled_job_id(settings.arq_queue_name, run)
-            await enqueue_run(redis, run_id=run.run_id, job_id=job_id, queue_name=settings.arq_queue_name)
+            await enqueue_run(
+                redis,
+                run_id=run.run_id,
+                job_id=job_id,
+                queue_name=settings.arq_queue_name,
+                not_before=run.scheduled_for,
+            )
         except REDIS_ERRORS as exc:
             # the runs stay queued in the database; they are queued again once Redis is back
             logger.warning(
@@ -108,6 +128,23 @@ async def schedule_tick(ctx: dict[str, Any]) -> int:
             )
             break
     return len(started)
+
+
+async def _claim_for_next_tick(pool: Pool, settings: Settings) -> list[StartedRun]:
+    load = await repository.arq_load(pool, late_after_seconds=settings.scheduler_tick_seconds)
+    limit = load.claim_limit(jobs_per_worker=settings.max_concurrent_jobs, keeping_up=CLAIM_BATCH)
+    started: list[StartedRun] = []
+    while limit > 0:
+        batch = await claim_and_start_runs(
+            pool,
+            limit=min(limit, CLAIM_BATCH),
+            interval_unit_seconds=settings.interval_unit_seconds,
+            ahead_seconds=settings.scheduler_tick_seconds + CLAIM_MARGIN_SECONDS,
+        )
+        started += batch
+        if len(batch) < CLAIM_BATCH or load.behind:
+            break
+    return started
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -339,7 +376,7 @@ def create_worker(settings: Settings, *, run_job: RunJob | None = None, **option
         health_check_interval=HEALTH_CHECK_SECONDS,
         job_completion_wait=settings.shutdown_grace_seconds,
         ctx={"settings": settings, "run_job": run_job},
-        **options,
+        **{"poll_delay": POLL_DELAY_SECONDS, **options},
     )
 
 
