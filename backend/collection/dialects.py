@@ -40,6 +40,19 @@ class Dialect:
     """An exchange that answers with the candles from ``since`` on, as many as ccxt says a page holds."""
 
     name = "default"
+    # ccxt's endpoint (api, method, path) that serves recent candles, for its rate-limit cost;
+    # None: ccxt's default cost of one request (1)
+    candle_endpoint: tuple[str, str, str] | None = None
+
+    def candle_request_cost(self, exchange: Any) -> float:
+        """What one page of recent candles costs in ccxt's rate-limit model (in units of ``rateLimit``)."""
+        if self.candle_endpoint is None:
+            return 1.0
+        api, method, path = self.candle_endpoint
+        config = exchange.api.get(api, {}).get(method, {}).get(path)
+        if not isinstance(config, dict):
+            return 1.0
+        return float(exchange.calculate_rate_limiter_cost(api, method.upper(), path, {}, config))
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
@@ -60,6 +73,7 @@ class Dialect:
 
 class Binance(Dialect):
     name = "binance"
+    candle_endpoint = ("public", "get", "klines")
 
     async def fetch_ohlcv(
         self, exchange: Any, symbol: str, timeframe: str, since_ms: int, limit: int, params: dict[str, Any]
@@ -114,6 +128,7 @@ OKX_HISTORY_LIMIT = 100
 
 class Okx(Dialect):
     name = "okx"
+    candle_endpoint = ("public", "get", "market/candles")
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import ccxt
+import msgspec
 
 from backend.collection import repository as candles
 from backend.collection.candle_rules import CheckedPage, InvalidCandle, Rejection, check_candles
@@ -178,14 +179,12 @@ class SeriesWalk:
         """Forward, then the holes; a failure is recorded in ``progress`` and logged, never raised."""
         try:
             await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
-            state = await self._state()
-            self._known_rejected = await candles.rejected_open_times(
-                self.pool, **self._key(), since=self._window_start(state)
-            )
+            state = await candles.open_series(self.pool, **self._key())
+            self._known_rejected = set(state.rejected_open_times)
             async with SeriesWriter(self.pool, state, self.partitions, on_committed=self.progress.stored) as writer:
                 self._writer = writer
-                await self._forward(state)
-                await self._repair_holes()
+                state = await self._forward(state)
+                await self._repair_holes(state)
             self.progress.finish()
         except Exception as exc:
             self.progress.fail(type(exc).__name__, self.client.safe_message(exc))
@@ -208,9 +207,6 @@ class SeriesWalk:
     def _key(self) -> dict[str, str]:
         return {"exchange": self.series.exchange, "symbol": self.series.symbol, "timeframe": self.series.timeframe}
 
-    async def _state(self) -> StoredSeries:
-        return await candles.open_series(self.pool, **self._key())
-
     def _window_start(self, state: StoredSeries) -> datetime:
         """``backfill_days`` ago (never before what retention drops), or where the exchange's history
         begins if it said so for this window."""
@@ -226,8 +222,9 @@ class SeriesWalk:
 
     # --- forward -------------------------------------------------------------------------------
 
-    async def _forward(self, state: StoredSeries) -> None:
-        """From after the newest stored candle (or the window start) up to the newest closed candle.
+    async def _forward(self, state: StoredSeries) -> StoredSeries:
+        """From after the newest stored candle (or the window start) up to the newest closed candle;
+        the series as it is known after (where its history begins may have been learnt).
 
         The next page is asked for (and waits for the rate limiter) while this one is stored, never
         more than one page ahead.
@@ -245,7 +242,7 @@ class SeriesWalk:
                 page, first = fetched.page, fetched.page.first_open
                 if first is None:
                     if fetched.window_end is None:
-                        return  # caught up: the exchange has nothing from `since` on
+                        return state  # caught up: the exchange has nothing from `since` on
                     pending = self._ask(fetched.window_end)  # windowed: nothing in this window, the next may have
                     continue
                 if page.trusted and first > since:
@@ -253,6 +250,7 @@ class SeriesWalk:
                         await candles.set_earliest_available(
                             self.pool, **self._key(), earliest=first, asked_from=asked_from
                         )
+                        state = msgspec.structs.replace(state, earliest_available=first, earliest_asked_from=asked_from)
                     else:
                         await self._remember_empty(since, first)
                 leading = False
@@ -260,6 +258,7 @@ class SeriesWalk:
                 pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
                 if page.rows:
                     await self._store(page.rows, more_coming=pending is not None)
+            return state
         finally:
             if pending is not None:
                 pending[1].cancel()
@@ -283,11 +282,11 @@ class SeriesWalk:
 
     # --- holes ---------------------------------------------------------------------------------
 
-    async def _repair_holes(self) -> None:
+    async def _repair_holes(self, state: StoredSeries) -> None:
         holes = await candles.find_holes(
             self.pool,
             **self._key(),
-            since=self._window_start(await self._state()),
+            since=self._window_start(state),
             confirmed_after=self.clock() - self.empty_range_max_age,
             limit=MAX_HOLES_PER_RUN,
         )

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from backend.monitoring.freshness import FreshnessSummary
+from backend.scheduling.budget import ExchangeBudget
 from backend.scheduling.status import SchedulerStatus
 
 RunStatus = Literal["running", "success", "failed", "partial"]
@@ -81,8 +82,10 @@ class JobExecutionStats(msgspec.Struct, kw_only=True):
 
 
 class Status(msgspec.Struct, kw_only=True):
-    """The dashboard's overview. ``scheduler`` and ``freshness`` (how many series of the enabled
-    configs are stale, and the worst few) are additions; ``active_jobs`` comes from ``scheduler``."""
+    """The dashboard's overview. ``scheduler``, ``freshness`` (how many series of the enabled
+    configs are stale, and the worst few) and ``exchanges`` (each exchange's demand against its
+    request budget, and how far behind its runs are) are additions; ``active_jobs`` comes from
+    ``scheduler``."""
 
     total_configs: int
     enabled_configs: int
@@ -92,6 +95,7 @@ class Status(msgspec.Struct, kw_only=True):
     stats: JobExecutionStats
     scheduler: SchedulerStatus
     freshness: FreshnessSummary
+    exchanges: list[ExchangeBudget]
 
 
 class ConfigCounts(msgspec.Struct, kw_only=True, frozen=True):

@@ -13,14 +13,14 @@ two of them wait for each other in a circle.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
 
 from backend.db.pool import Connection, Pool
 from backend.errors import ConflictError, NotFoundError
-from backend.runs.schemas import FinalStatus, RunningRun, Trigger
+from backend.runs.schemas import FinalStatus, RunConfig, Trigger
 from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 
 # The row copies symbol and exchange so the log stays readable after the config is deleted.
@@ -40,8 +40,23 @@ WHY_NOT_STARTED = """
 SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exists,
        (SELECT id FROM job_execution_logs WHERE config_id = $1 AND status = 'running') AS running_run_id
 """
-GET_RUNNING_RUN = """
-SELECT id, config_id, trigger, scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'
+# A process begins a queued run, in one statement: the run's config (what a run reads of it) when the
+# run is still running and its config exists (and is enabled, for a scheduled run), and then the
+# run's start as MARK_RUN_STARTED writes it. No row: the run is not running; a row of nulls: its
+# config is gone or disabled (nothing was written). The config's row is locked first, as below.
+BEGIN_RUN = """
+WITH run AS (
+    SELECT config_id, trigger FROM job_execution_logs WHERE id = $1 AND status = 'running'
+), config AS (
+    UPDATE data_collection_configs AS config SET last_run_at = now()
+    FROM run
+    WHERE config.id = run.config_id AND (config.enabled OR run.trigger <> 'schedule')
+    RETURNING config.id, config.symbol, config.exchange, config.timeframes, config.backfill_days
+), started AS (
+    UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
+    WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) > 0
+)
+SELECT config.* FROM run LEFT JOIN config ON true
 """
 # The run really starts now (a queued run may have waited); the config remembers its latest start.
 # The config's row is locked first: the condition on `config` is evaluated once, before the log row
@@ -108,10 +123,16 @@ async def start_run(
     raise ConflictError(f"Config {config_id} already ran its slot {scheduled_for}")
 
 
-async def get_running_run(db: Pool | Connection, *, run_id: int) -> RunningRun | None:
-    """The run ``run_id`` while it is ``running``; None once it ended or never existed."""
-    row = await db.fetchrow(GET_RUNNING_RUN, run_id)
-    return None if row is None else msgspec.convert(dict(row), RunningRun)
+async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Literal["not running", "no config"]:
+    """Start the queued run ``run_id`` (its ``started_at``, first heartbeat, its config's ``last_run_at``)
+    and return what it collects; "not running" once it ended (or never existed), "no config" when its
+    config is gone, or disabled and the run scheduled (then nothing was written)."""
+    row = await db.fetchrow(BEGIN_RUN, run_id)
+    if row is None:
+        return "not running"
+    if row["id"] is None:
+        return "no config"
+    return msgspec.convert(dict(row), RunConfig)
 
 
 async def mark_run_started(db: Pool | Connection, *, run_id: int) -> None:
