@@ -26,6 +26,7 @@ from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage
 from backend.db.pool import Pool
 from backend.log_config import logs_run_id
 from backend.runs import repository as runs
+from backend.runs.completion import RunCompletion
 from backend.runs.schemas import FinalStatus, RunConfig, RunOutcome
 from backend.settings import Settings
 
@@ -52,6 +53,7 @@ class Collector:
         self.settings = settings
         self.clock = clock
         self.partitions = PartitionCache(pool)
+        self.completion = RunCompletion(pool)  # runs that end together are written together
         self.retry = RetryPolicy(
             max_retries=settings.exchange_max_retries, base_seconds=settings.exchange_retry_base_ms / 1000
         )
@@ -110,16 +112,7 @@ class Collector:
         """Write the outcome; while the database is unreachable, again until it is back (this process
         owns the run, so it closes it with what it collected), or for ``give_up_after`` seconds."""
         closed = await write_through_outage(
-            lambda: runs.complete_run(
-                self.pool,
-                run_id=outcome.run_id,
-                status=outcome.status,
-                duration_seconds=outcome.duration_seconds,
-                records_collected=outcome.records_collected,
-                error_message=outcome.error_message,
-                error_type=outcome.error_type,
-                metadata=outcome.metadata,
-            ),
+            lambda: self.completion.complete(outcome),
             what=f"the outcome of run {outcome.run_id}",
             give_up_after=give_up_after,
         )

@@ -12,6 +12,7 @@ two of them wait for each other in a circle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ import msgspec
 
 from backend.db.pool import Connection, Pool
 from backend.errors import ConflictError, NotFoundError
-from backend.runs.schemas import FinalStatus, RunConfig, Trigger
+from backend.runs.schemas import FinalStatus, RunConfig, RunOutcome, Trigger
 from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 
 # The row copies symbol and exchange so the log stays readable after the config is deleted.
@@ -73,18 +74,24 @@ WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) >= 0
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
 # stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome. The run
-# totals count it in the same statement (once: see backend.runs.totals).
-COMPLETE_RUN = f"""
-WITH previous AS (
+# totals count it in the same statement (once: see backend.runs.totals). Many runs at once (runs
+# that ended together): one round trip, and the statement's triggers and the run totals' upserts
+# run once for all of them. Rows are locked in id order.
+COMPLETE_RUNS = f"""
+WITH outcome AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::integer[], $5::text[], $6::text[], $7::text[])
+        AS o(run_id, new_status, new_duration, new_records, new_error_message, new_error_type, new_metadata)
+), previous AS (
     SELECT id AS previous_id, status AS previous_status FROM job_execution_logs
-    WHERE id = $1 AND (status = 'running' OR error_type = 'Interrupted')
+    WHERE id IN (SELECT run_id FROM outcome) AND (status = 'running' OR error_type = 'Interrupted')
+    ORDER BY id
     FOR UPDATE
 ), ended AS (
     UPDATE job_execution_logs
-    SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
-        records_collected = $4,
-        error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now()
-    FROM previous
+    SET status = new_status, finished_at = greatest(now(), started_at), duration_seconds = round(new_duration, 3),
+        records_collected = new_records, error_message = new_error_message, error_type = new_error_type,
+        metadata = new_metadata::jsonb, heartbeat_at = now()
+    FROM previous JOIN outcome ON run_id = previous_id
     WHERE id = previous_id
     RETURNING id, previous_status = 'running' AS first_end, {ENDED_COLUMNS}
 ), {COUNT_ENDED_RUNS}
@@ -157,17 +164,31 @@ async def complete_run(
     metadata: dict[str, Any] | None = None,
 ) -> bool:
     """Close a running run (or correct one closed as Interrupted); False when it had ended otherwise."""
-    closed = await db.fetchval(
-        COMPLETE_RUN,
-        run_id,
-        status,
-        duration_seconds,
-        records_collected,
-        error_message,
-        error_type,
-        metadata,
+    outcome = RunOutcome(
+        run_id=run_id,
+        status=status,
+        duration_seconds=duration_seconds,
+        records_collected=records_collected,
+        error_message=error_message,
+        error_type=error_type,
+        metadata=metadata or {},
     )
-    return closed is not None
+    return bool(await complete_runs(db, outcomes=[outcome]))
+
+
+async def complete_runs(db: Pool | Connection, *, outcomes: Sequence[RunOutcome]) -> set[int]:
+    """:func:`complete_run` for each outcome, in one statement; the ids of the runs it closed (or corrected)."""
+    rows = await db.fetch(
+        COMPLETE_RUNS,
+        [outcome.run_id for outcome in outcomes],
+        [outcome.status for outcome in outcomes],
+        [outcome.duration_seconds for outcome in outcomes],
+        [outcome.records_collected for outcome in outcomes],
+        [outcome.error_message for outcome in outcomes],
+        [outcome.error_type for outcome in outcomes],
+        [msgspec.json.encode(outcome.metadata).decode() for outcome in outcomes],
+    )
+    return {row["id"] for row in rows}
 
 
 async def delete_run(db: Pool | Connection, *, run_id: int) -> None:

@@ -19,7 +19,6 @@ import asyncio
 import collections
 import os
 import re
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +27,8 @@ import asyncpg
 
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
-from backend.collection.timeframes import to_ms
+from backend.collection.repository import create_partitions
+from backend.collection.timeframes import to_minute, to_ms
 from backend.db.pool import Pool, create_pool
 from backend.scheduling.runs import claim_and_start_runs
 from backend.settings import Settings
@@ -87,7 +87,7 @@ def _load() -> str:
     return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-async def _server_pids(pool: Pool) -> list[int]:
+async def server_pids(pool: Pool) -> list[int]:
     """The PostgreSQL server process of each of the pool's connections (all held at once)."""
     connections = [await pool.acquire() for _ in range(POOL_SIZE)]
     try:
@@ -97,7 +97,7 @@ async def _server_pids(pool: Pool) -> list[int]:
             await pool.release(conn)
 
 
-def _cpu_seconds(pids: list[int]) -> float | None:
+def cpu_seconds(pids: list[int]) -> float | None:
     """User and system CPU of these processes so far; None when /proc does not show them."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
@@ -109,6 +109,17 @@ def _cpu_seconds(pids: list[int]) -> float | None:
     except OSError:
         return None
     return total / ticks
+
+
+async def create_partitions_ahead(url: str) -> None:
+    """The 1m partitions of these days, made before the first runs: concurrent first runs can race to
+    create one (a known race of the partition code, not what is measured here)."""
+    pool = await create_pool(url)
+    now = datetime.now(UTC)
+    await create_partitions(
+        pool, timeframe="1m", first=to_minute(now - timedelta(days=2)), last=to_minute(now + timedelta(days=1))
+    )
+    await pool.close()
 
 
 async def _round(pool: Pool, collector: Collector) -> list[int]:
@@ -130,6 +141,7 @@ async def bench_run_cost(url: str) -> None:
     clock = [now]
     symbols = [f"R{n}/USDT" for n in range(CONFIGS)]
     start_ms = to_ms(now - timedelta(minutes=HISTORY_MINUTES))
+    await create_partitions_ahead(url)
     async with running_fake_binance(symbols, history_start_ms=start_ms, now_ms=lambda: to_ms(clock[0])) as fake:
         settings = Settings(app_env="test", database_url=url, exchange_overrides=fake.exchange_overrides())
         pool = await create_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE, connection_class=CountingConnection)
@@ -140,12 +152,12 @@ async def bench_run_cost(url: str) -> None:
             await pool.execute(INSERT_CONFIGS, CONFIGS)
             await _round(pool, collector)  # the series are created, a few minutes of history stored
             clock[0] += timedelta(minutes=1)  # one new closed candle per series
-            pids = await _server_pids(pool)
+            pids = await server_pids(pool)
             CountingConnection.counts.clear()
-            server_cpu, cpu, wall = _cpu_seconds(pids), time.process_time(), time.monotonic()
+            server_cpu, cpu, wall = cpu_seconds(pids), time.process_time(), time.monotonic()
             run_ids = await _round(pool, collector)
             cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-            server_after = _cpu_seconds(pids)
+            server_after = cpu_seconds(pids)
             counts = collections.Counter(CountingConnection.counts)
             result = await pool.fetchrow(CANDLES_OF_ROUND, run_ids)
         finally:
@@ -169,10 +181,6 @@ async def bench_run_cost(url: str) -> None:
         f"PostgreSQL {server_text}; together {total:.2f} ms (goal about {GOAL_CPU_MS:.0f} ms: "
         f"{total / GOAL_CPU_MS:.2f}x)"
     )
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
 async def main() -> None:

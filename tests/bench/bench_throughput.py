@@ -35,13 +35,11 @@ from redis.asyncio import Redis
 
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
-from backend.collection.repository import create_partitions
-from backend.collection.timeframes import to_minute
 from backend.db.pool import Pool, create_pool
 from backend.scheduling.budget import series_within_budget
 from backend.scheduling.scheduler import InProcessScheduler
 from backend.settings import Settings
-from tests.bench.bench_run_cost import _cpu_seconds, _server_pids
+from tests.bench.bench_run_cost import cpu_seconds, create_partitions_ahead, server_pids
 from tests.bench.throwaway import throwaway_database
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
 from tests.conftest import TEST_SECRET_KEY
@@ -134,10 +132,10 @@ async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
         await pool.execute(INSERT_CONFIGS, configs, first, 60 / configs, "S")
         await scheduler.start()
         await _sleep_until(measured_from)
-        pids = await _server_pids(pool)
-        server, cpu = _cpu_seconds(pids), time.process_time()
+        pids = await server_pids(pool)
+        server, cpu = cpu_seconds(pids), time.process_time()
         await _sleep_until(measured_to)
-        cpu, server_after = time.process_time() - cpu, _cpu_seconds(pids)
+        cpu, server_after = time.process_time() - cpu, cpu_seconds(pids)
         ended = await _wait_ended(pool, measured_from, measured_to, configs * STEADY_MINUTES)
     finally:
         await scheduler.stop()
@@ -248,17 +246,6 @@ async def arq_workers(url: str, fake: FakeBinance, count: int) -> float:
     return rate
 
 
-async def _create_partitions(url: str) -> None:
-    """The 1m partitions of these days, made before the first run: concurrent first runs can race to
-    create a partition (a known race of the partition code, not measured here)."""
-    pool = await create_pool(url)
-    now = datetime.now(UTC)
-    await create_partitions(
-        pool, timeframe="1m", first=to_minute(now - timedelta(days=2)), last=to_minute(now + timedelta(days=1))
-    )
-    await pool.close()
-
-
 async def bench_throughput(configs: int) -> None:
     print(f"{_load()}; 2 cores shared with PostgreSQL, Redis and whatever else runs")
     symbols = [
@@ -271,7 +258,7 @@ async def bench_throughput(configs: int) -> None:
         throwaway_database("altar_bench") as url,
         running_fake_binance(symbols, history_start_ms=history_start_ms) as fake,
     ):
-        await _create_partitions(url)
+        await create_partitions_ahead(url)
         await steady_state(url, fake, configs)
         one = await arq_workers(url, fake, 1)
         two = await arq_workers(url, fake, 2)
