@@ -66,11 +66,14 @@ WHERE enabled AND NOT EXISTS (
 ORDER BY next_run_at
 LIMIT 1
 """
-# Live arq workers, the runs they hold (queued or running), and whether a queued run waits more than
-# $1 seconds past its slot (its trigger, for a manual run): then the workers are behind.
+# Live arq workers, the runs they hold (started, or queued and due: those queued for a slot still
+# ahead wait for it, not for room), and whether a queued run waits more than $1 seconds past its
+# slot (its trigger, for a manual run): then the workers are behind.
 ARQ_LOAD = """
 SELECT (SELECT count(*) FROM scheduler_heartbeats WHERE backend = 'arq' AND expires_at > now()) AS workers,
-       (SELECT count(*) FROM job_execution_logs WHERE status = 'running') AS runs_in_progress,
+       (SELECT count(*) FROM job_execution_logs
+        WHERE status = 'running' AND (heartbeat_at IS NOT NULL OR coalesce(scheduled_for, started_at) <= now())
+       ) AS runs_in_progress,
        EXISTS (
            SELECT FROM job_execution_logs
            WHERE status = 'running' AND heartbeat_at IS NULL
@@ -216,7 +219,7 @@ class ArqLoad(msgspec.Struct, kw_only=True, frozen=True):
     """The arq workers' side of the schedule, as a tick sees it."""
 
     workers: int  # live ones
-    runs_in_progress: int  # queued or running
+    runs_in_progress: int  # started, or queued and due
     behind: bool  # a queued run waits past its slot: the workers do not keep up
 
     def claim_limit(self, *, jobs_per_worker: int, keeping_up: int) -> int:
