@@ -64,8 +64,9 @@ REDIS_RETRY_FIRST_SECONDS = 0.5
 REDIS_RETRY_MAX_SECONDS = 5.0
 REDIS_AWAY_REMINDER_SECONDS = 60  # how often the log repeats that Redis is still away
 TICK_JOB = "schedule_tick"
-# A tick claims the slots due until the next tick, and this much beyond (a tick may itself start late).
-CLAIM_MARGIN_SECONDS = 1.0
+# A tick claims the slots due within this many ticks: until the next tick, and as far again, for the
+# next tick may itself start late on a busy machine (its runs wait in Redis for their slots)
+CLAIM_AHEAD_TICKS = 2
 CLAIM_BATCH = 500  # slots claimed per transaction; a tick claims batches until none is left
 # how often a worker looks for jobs whose time came (arq's default is 0.5 s): bounds lateness
 POLL_DELAY_SECONDS = 0.1
@@ -142,7 +143,7 @@ async def _claim_for_next_tick(pool: Pool, settings: Settings) -> list[StartedRu
             pool,
             limit=min(limit, CLAIM_BATCH),
             interval_unit_seconds=settings.interval_unit_seconds,
-            ahead_seconds=settings.scheduler_tick_seconds + CLAIM_MARGIN_SECONDS,
+            ahead_seconds=CLAIM_AHEAD_TICKS * settings.scheduler_tick_seconds,
         )
         started += batch
         if len(batch) < CLAIM_BATCH or load.behind:
