@@ -1,7 +1,7 @@
 """The arq backend (``SCHEDULER_BACKEND=arq``): the Procfile's ``worker: python -m backend worker``.
 
 Every worker beats in ``scheduler_heartbeats`` (PostgreSQL); a cron tick every ``SCHEDULER_TICK_SECONDS``
-claims the slots due before the next tick and queues one ``collect`` job per started run, with a
+claims the slots due within two ticks and queues one ``collect`` job per started run, with a
 deterministic job id, deferred to its slot: runs start at their slot, however many are due. Once
 the workers fall behind (a queued run waits two ticks past its slot), ticks claim no more than the live
 workers have room for, and the other due slots collapse in the database. Several workers can run:
@@ -100,7 +100,7 @@ async def collect(ctx: dict[str, Any], run_id: int) -> None:
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> int:
-    """Claim the slots due before the next tick (only what the workers have room for once they are
+    """Claim the slots due within two ticks (only what the workers have room for once they are
     behind), start their runs and queue them, each deferred to its slot; how many. While the
     database is unreachable, none (the slots wait in it; the outage is logged once)."""
     settings: Settings = ctx["settings"]
