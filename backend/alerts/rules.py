@@ -26,16 +26,18 @@ from backend.db.pool import Connection, Pool
 from backend.monitoring.freshness import read_series_freshness
 from backend.settings import Settings
 
-# Each enabled config whose latest $1 finished runs all failed, with the latest error.
+# Each enabled config whose latest $1 finished runs all failed, with the latest error (and its cause).
 FAILING_CONFIGS = """
-SELECT config.id, config.symbol, config.exchange, latest.failed, latest.error_type, latest.error_message
+SELECT config.id, config.symbol, config.exchange, latest.failed, latest.error_type, latest.error_message,
+       latest.error_cause
 FROM data_collection_configs AS config
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE run.status = 'failed') AS failed, count(*) AS finished,
            (array_agg(run.error_type ORDER BY run.started_at DESC, run.id DESC))[1] AS error_type,
-           (array_agg(run.error_message ORDER BY run.started_at DESC, run.id DESC))[1] AS error_message
+           (array_agg(run.error_message ORDER BY run.started_at DESC, run.id DESC))[1] AS error_message,
+           (array_agg(run.error_cause ORDER BY run.started_at DESC, run.id DESC))[1] AS error_cause
     FROM (
-        SELECT id, status, error_type, error_message, started_at FROM job_execution_logs AS log
+        SELECT id, status, error_type, error_message, error_cause, started_at FROM job_execution_logs AS log
         WHERE log.config_id = config.id AND log.status <> 'running'
         ORDER BY log.started_at DESC, log.id DESC
         LIMIT $1
@@ -81,7 +83,10 @@ async def read_conditions(db: Pool | Connection, *, settings: Settings, now: dat
 async def failing_configs(db: Pool | Connection, *, failed_runs: int) -> list[Condition]:
     conditions = []
     for row in await db.fetch(FAILING_CONFIGS, failed_runs):
-        error = _shortened(f"{row['error_type'] or 'Error'}: {row['error_message'] or 'no message'}")
+        # the cause in a few words; a run logged without one is quoted by its message
+        error = row["error_cause"] or _shortened(
+            f"{row['error_type'] or 'Error'}: {row['error_message'] or 'no message'}"
+        )
         runs = "the last run" if failed_runs == 1 else f"the last {failed_runs} runs"
         conditions.append(
             Condition(
@@ -95,6 +100,7 @@ async def failing_configs(db: Pool | Connection, *, failed_runs: int) -> list[Co
                     "failed_runs": row["failed"],
                     "error_type": row["error_type"],
                     "error_message": row["error_message"],
+                    "error_cause": row["error_cause"],
                 },
             )
         )

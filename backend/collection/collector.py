@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import ccxt
 from litestar import Litestar
 
+from backend.collection.causes import plain_cause
 from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryPolicy, open_exchange_clients
 from backend.collection.storage import PartitionCache
 from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
@@ -133,13 +134,15 @@ class Collector:
         status: FinalStatus = (
             "success" if not failed else "partial" if succeeded or any(p.partial for p in failed) else "failed"
         )
-        error_type = error_message = None
+        error_type = error_message = error_cause = None
         if ended is not None:
             status = "failed"
             error_type, error_message = ended
+            error_cause = error_message
         elif failed:
             error_type = failed[0].error_type
             error_message = "; ".join(f"{p.timeframe}: {p.error}" for p in failed)
+            error_cause = _causes_once(failed, every_timeframe=not succeeded and len(failed) == len(progress))
         return RunOutcome(
             run_id=run_id,
             status=status,
@@ -147,6 +150,7 @@ class Collector:
             duration_seconds=round(time.monotonic() - started, 3),
             error_type=error_type,
             error_message=error_message,
+            error_cause=error_cause,
             metadata={
                 "timeframes_collected": len(succeeded),
                 "timeframes_failed": len(config.timeframes) - len(succeeded),
@@ -166,8 +170,9 @@ class Collector:
             await self.retry.call(client.ensure_markets, on_retry=on_retry)
         except Exception as exc:
             message = client.safe_message(exc) if client else " ".join(str(exc).split())[:500]
+            cause = client.plain_cause(exc) if client else plain_cause(exc, exchange=config.exchange)
             for item in progress.values():
-                item.fail(type(exc).__name__, message)
+                item.fail(type(exc).__name__, message, cause)
                 item.duration_seconds = time.monotonic() - started
             expected = isinstance(exc, ccxt.BaseError)
             logger.log(
@@ -222,6 +227,17 @@ class Collector:
             await walk.run()
         finally:
             item.duration_seconds = time.monotonic() - started
+
+
+def _causes_once(failed: list[TimeframeProgress], *, every_timeframe: bool) -> str:
+    """Each distinct cause once: alone when every timeframe of the run failed the same way, else
+    after the timeframes it cost (``1m, 5m: cannot reach …; 1h: …``)."""
+    timeframes_by_cause: dict[str, list[str]] = {}
+    for item in failed:
+        timeframes_by_cause.setdefault(item.cause or item.error or "failed", []).append(item.timeframe)
+    if every_timeframe and len(timeframes_by_cause) == 1:
+        return next(iter(timeframes_by_cause))
+    return "; ".join(f"{', '.join(timeframes)}: {cause}" for cause, timeframes in timeframes_by_cause.items())
 
 
 @asynccontextmanager

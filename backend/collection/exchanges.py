@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import ccxt
 import ccxt.async_support as ccxt_async
 
+from backend.collection.causes import plain_cause
 from backend.collection.dialects import Dialect, dialect_for
 from backend.collection.exchange_states import ExchangeActivity, PauseSnapshot
 from backend.db.pool import Pool
@@ -299,11 +300,16 @@ class ExchangeClient:
 
     def safe_message(self, exc: BaseException) -> str:
         """The error's message and its root cause, without credentials, one line, bounded."""
-        message = _with_causes(exc)
+        return self._redact(_with_causes(exc))[:500]
+
+    def plain_cause(self, exc: BaseException) -> str:
+        """Why ``exc`` happened in a few words (``cannot reach api.binance.com: name not resolved``)."""
+        return self._redact(plain_cause(exc, exchange=self.id))
+
+    def _redact(self, text: str) -> str:
         for secret in self._secrets:
-            message = message.replace(secret, "***")
-        message = URL_CREDENTIALS.sub("***@", message)
-        return message[:500]
+            text = text.replace(secret, "***")
+        return URL_CREDENTIALS.sub("***@", text)
 
     async def close(self) -> None:
         await self.ccxt.close()

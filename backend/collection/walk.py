@@ -81,6 +81,7 @@ class TimeframeProgress:
     duration_seconds: float = 0.0
     error_type: str | None = None
     error: str | None = None
+    cause: str | None = None  # the error in a few plain words (backend.collection.causes)
     done: bool = False
     rejected_candles: int = 0  # distinct candles
     invalid_candles: list[Rejection] = field(default_factory=list)
@@ -107,8 +108,8 @@ class TimeframeProgress:
         room = INVALID_CANDLES_IN_METADATA - len(self.invalid_candles)
         self.invalid_candles.extend(new[: max(0, room)])
 
-    def fail(self, error_type: str, message: str) -> None:
-        self.error_type, self.error, self.done = error_type, message, True
+    def fail(self, error_type: str, message: str, cause: str) -> None:
+        self.error_type, self.error, self.cause, self.done = error_type, message, cause, True
 
     def finish(self) -> None:
         """The walk reached its end: ``partial`` when candles were rejected on the way."""
@@ -117,9 +118,8 @@ class TimeframeProgress:
             first = self.invalid_candles[0]
             where = f" at {first.open_time.isoformat()}" if first.open_time else ""
             self.error_type = InvalidCandle.__name__
-            self.error = (
-                f"{self.rejected_candles} candle(s) broke the rules and were not stored, first{where}: {first.reason}"
-            )
+            self.cause = f"{self.rejected_candles} candle(s) broke the rules and were not stored"
+            self.error = f"{self.cause}, first{where}: {first.reason}"
 
     def as_metadata(self) -> dict[str, Any]:
         metadata: dict[str, Any] = {
@@ -132,6 +132,7 @@ class TimeframeProgress:
             "duration_seconds": round(self.duration_seconds, 3),
             "error_type": self.error_type,
             "error": self.error,
+            "cause": self.cause,
         }
         if self.rejected_candles:
             metadata["rejected_candles"] = self.rejected_candles
@@ -187,7 +188,7 @@ class SeriesWalk:
                 await self._repair_holes(state)
             self.progress.finish()
         except Exception as exc:
-            self.progress.fail(type(exc).__name__, self.client.safe_message(exc))
+            self.progress.fail(type(exc).__name__, self.client.safe_message(exc), self.client.plain_cause(exc))
             if is_outage(exc):
                 DATABASE_OUTAGE.unreachable(exc)  # the run's outcome says which timeframes it cost
                 return

@@ -52,6 +52,7 @@ from backend.web.params import Skip, resource_id
 ADMIN_PATH = "/api/v1/admin/data-collection"
 RECENT_EXECUTIONS = 10
 STATUS_STATS_HOURS = 24
+STATUS_STATS_JOB_TYPE = "data_collection"  # the collection runs; not the daily cleanup or other system jobs
 NOT_MODIFIED = {304: ResponseSpec(data_container=None, description="Not modified: the If-None-Match tag is current")}
 POLLED_HEADERS = [
     ResponseHeader(
@@ -182,7 +183,8 @@ class StatsController(Controller):
     async def status(
         self, request: Request[Any, Any, Any], pool: PoolDependency, if_none_match: IfNoneMatch = None
     ) -> Response[Status]:
-        """Configs, active jobs, the last 10 runs, the last 24 hours' stats, the scheduler's state,
+        """Configs, active jobs, the last 10 runs (of any job), the stats of the last 24 hours'
+        collection runs (`job_type` `data_collection`: the daily cleanup is not counted), the scheduler's state,
         and the freshness of the collected series (how many are stale, the worst few).
 
         The tag leaves out `scheduler.heartbeat_age_seconds`, which ages every second. The scheduler
@@ -286,7 +288,9 @@ async def _read_status(
 ) -> Status:
     counts = await repository.count_configs(pool)
     recent = await repository.list_logs(pool, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
-    stats = await repository.read_stats(pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=None)
+    stats = await repository.read_stats(
+        pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
+    )
     freshness = summarize_freshness(await read_series_freshness(pool, settings=settings))
     exchanges = await read_exchange_budgets(
         pool, overrides=settings.exchange_overrides, interval_unit_seconds=settings.interval_unit_seconds

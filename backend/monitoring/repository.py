@@ -26,7 +26,7 @@ from backend.monitoring.schemas import (
 
 LOG_COLUMNS = """
     id, job_name, job_type, symbol, exchange, timeframe, started_at, finished_at, duration_seconds,
-    status, records_collected, error_message, error_type, metadata, config_id, trigger, scheduled_for,
+    status, records_collected, error_message, error_type, error_cause, metadata, config_id, trigger, scheduled_for,
     missed_slots
 """
 # LogFilters field -> condition; "{}" is the parameter number
@@ -138,7 +138,8 @@ SELECT config.id AS config_id, config.symbol, config.exchange, config.enabled,
        coalesce(partials, 0) AS partials, success_rate, average_duration_seconds,
        coalesce(records_collected, 0) AS records_collected,
        last_run.started_at AS last_run_at, last_run.status AS last_run_status,
-       last_error.error_message AS last_error, last_error.started_at AS last_error_at
+       last_error.error_message AS last_error, last_error.error_cause AS last_error_cause,
+       last_error.started_at AS last_error_at
 FROM data_collection_configs AS config
 LEFT JOIN window_runs ON window_runs.config_id = config.id
 LEFT JOIN LATERAL (
@@ -146,7 +147,7 @@ LEFT JOIN LATERAL (
     WHERE config_id = config.id ORDER BY started_at DESC LIMIT 1
 ) AS last_run ON true
 LEFT JOIN LATERAL (
-    SELECT started_at, error_message FROM job_execution_logs
+    SELECT started_at, error_message, error_cause FROM job_execution_logs
     WHERE config_id = config.id AND status IN ('failed', 'partial') ORDER BY started_at DESC LIMIT 1
 ) AS last_error ON true
 ORDER BY config.id

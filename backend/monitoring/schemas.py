@@ -23,7 +23,9 @@ class JobExecutionLog(msgspec.Struct, kw_only=True):
 
     ``config_id`` is null once the config is deleted; ``trigger`` is ``schedule``, ``manual`` or
     ``system``; ``scheduled_for`` is the slot a scheduled run serves and ``missed_slots`` the slots
-    collapsed into this run after downtime.
+    collapsed into this run after downtime. ``error_cause`` says in a few plain words why it failed
+    (``cannot reach api.binance.com: name not resolved``), each cause once for the whole run;
+    ``error_message`` keeps every failed timeframe's full error.
     """
 
     id: int
@@ -39,6 +41,7 @@ class JobExecutionLog(msgspec.Struct, kw_only=True):
     records_collected: int | None
     error_message: str | None
     error_type: str | None
+    error_cause: str | None
     metadata: dict[str, Any] | None
     config_id: int | None
     trigger: str | None
@@ -85,7 +88,7 @@ class Status(msgspec.Struct, kw_only=True):
     """The dashboard's overview. ``scheduler``, ``freshness`` (how many series of the enabled
     configs are stale, and the worst few) and ``exchanges`` (each exchange's demand against its
     request budget, and how far behind its runs are) are additions; ``active_jobs`` comes from
-    ``scheduler``."""
+    ``scheduler``; ``stats`` counts the collection runs of the last 24 hours."""
 
     total_configs: int
     enabled_configs: int
@@ -158,4 +161,5 @@ class ConfigStats(msgspec.Struct, kw_only=True):
     last_run_at: datetime | None
     last_run_status: RunStatus | None
     last_error: str | None
+    last_error_cause: str | None
     last_error_at: datetime | None

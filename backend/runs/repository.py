@@ -79,8 +79,10 @@ REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id
 # run once for all of them. Rows are locked in id order.
 COMPLETE_RUNS = f"""
 WITH outcome AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::integer[], $5::text[], $6::text[], $7::text[])
-        AS o(run_id, new_status, new_duration, new_records, new_error_message, new_error_type, new_metadata)
+    SELECT * FROM unnest(
+        $1::bigint[], $2::text[], $3::numeric[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::text[]
+    ) AS o(run_id, new_status, new_duration, new_records, new_error_message, new_error_type, new_metadata,
+           new_error_cause)
 ), previous AS (
     SELECT id AS previous_id, status AS previous_status FROM job_execution_logs
     WHERE id IN (SELECT run_id FROM outcome) AND (status = 'running' OR error_type = 'Interrupted')
@@ -90,7 +92,7 @@ WITH outcome AS (
     UPDATE job_execution_logs
     SET status = new_status, finished_at = greatest(now(), started_at), duration_seconds = round(new_duration, 3),
         records_collected = new_records, error_message = new_error_message, error_type = new_error_type,
-        metadata = new_metadata::jsonb, heartbeat_at = now()
+        metadata = new_metadata::jsonb, heartbeat_at = now(), error_cause = new_error_cause
     FROM previous JOIN outcome ON run_id = previous_id
     WHERE id = previous_id
     RETURNING id, previous_status = 'running' AS first_end, {ENDED_COLUMNS}
@@ -161,6 +163,7 @@ async def complete_run(
     records_collected: int,
     error_message: str | None = None,
     error_type: str | None = None,
+    error_cause: str | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> bool:
     """Close a running run (or correct one closed as Interrupted); False when it had ended otherwise."""
@@ -171,6 +174,7 @@ async def complete_run(
         records_collected=records_collected,
         error_message=error_message,
         error_type=error_type,
+        error_cause=error_cause,
         metadata=metadata or {},
     )
     return bool(await complete_runs(db, outcomes=[outcome]))
@@ -187,6 +191,7 @@ async def complete_runs(db: Pool | Connection, *, outcomes: Sequence[RunOutcome]
         [outcome.error_message for outcome in outcomes],
         [outcome.error_type for outcome in outcomes],
         [msgspec.json.encode(outcome.metadata).decode() for outcome in outcomes],
+        [outcome.error_cause for outcome in outcomes],
     )
     return {row["id"] for row in rows}
 

@@ -29,4 +29,5 @@ class RunOutcome(msgspec.Struct, kw_only=True, frozen=True):
     duration_seconds: float
     error_type: str | None = None
     error_message: str | None = None
+    error_cause: str | None = None  # the error in a few plain words, each cause once
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)

@@ -101,7 +101,8 @@ WITH ended AS (
         duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
         error_type = 'Interrupted',
         error_message = 'The process running this job stopped without finishing it (no heartbeat for '
-                        || $1::integer || ' s)'
+                        || $1::integer || ' s)',
+        error_cause = 'the process running it stopped without finishing it'
     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
     RETURNING id, true AS first_end, {ENDED_COLUMNS}
 ), {COUNT_ENDED_RUNS}
@@ -136,7 +137,7 @@ WITH ended AS (
     UPDATE job_execution_logs
     SET status = 'failed', finished_at = greatest(now(), started_at),
         duration_seconds = round(greatest(0, extract(epoch FROM now() - started_at)), 3),
-        error_type = $2, error_message = $3
+        error_type = $2, error_message = $3, error_cause = $3
     WHERE id = $1 AND status = 'running'
     RETURNING id, true AS first_end, {ENDED_COLUMNS}
 ), {COUNT_ENDED_RUNS}
@@ -172,7 +173,7 @@ FINISH_SYSTEM_RUN = f"""
 WITH ended AS (
     UPDATE job_execution_logs
     SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
-        error_type = $4, error_message = $5, metadata = $6, heartbeat_at = now()
+        error_type = $4, error_message = $5, error_cause = $5, metadata = $6, heartbeat_at = now()
     WHERE id = $1 AND status = 'running'
     RETURNING id, true AS first_end, {ENDED_COLUMNS}
 ), {COUNT_ENDED_RUNS}

@@ -90,21 +90,24 @@ async def finish_run(
     status: str,
     *,
     error: str | None = None,
+    cause: str | None = None,
     missed_slots: int = 0,
     scheduled_for: datetime | None = None,
 ) -> int:
     """A run of ``config_id`` that ended with ``status``, as the collector logs one."""
     run_id: int = await pool.fetchval(
         "INSERT INTO job_execution_logs (job_name, job_type, config_id, symbol, exchange, status, trigger, "
-        "scheduled_for, missed_slots, finished_at, duration_seconds, error_type, error_message) "
+        "scheduled_for, missed_slots, finished_at, duration_seconds, error_type, error_message, error_cause) "
         "SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, $2, $3, $4, $5, now(), 0.5, "
-        "CASE WHEN $2 = 'failed' THEN 'NetworkError' END, $6 FROM data_collection_configs WHERE id = $1 RETURNING id",
+        "CASE WHEN $2 = 'failed' THEN 'NetworkError' END, $6, $7 FROM data_collection_configs WHERE id = $1 "
+        "RETURNING id",
         config_id,
         status,
         "schedule" if scheduled_for is not None else "manual",
         scheduled_for,
         missed_slots,
         error,
+        cause,
     )
     return run_id
 

@@ -55,6 +55,23 @@ async def test_a_config_whose_last_runs_all_failed_fires_with_its_latest_error(
     assert alert["resolved_at"] is None
 
 
+async def test_a_failing_configs_alert_quotes_the_latest_cause_in_a_few_words(
+    alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
+) -> None:
+    config_id = await make_config(pool)
+    chain = "1h: binance GET https://api.binance.com/api/v3/exchangeInfo: ClientConnectorDNSError: Cannot connect"
+    for _ in range(2):
+        await finish_run(
+            pool, config_id, "failed", error=chain, cause="cannot reach api.binance.com: name not resolved"
+        )
+
+    await evaluate_now(pool, alert_settings)
+
+    [alert] = (await read_alerts(alert_client, viewer))["firing"]
+    assert alert["summary"].endswith("the last 2 runs failed; latest: cannot reach api.binance.com: name not resolved")
+    assert alert["details"]["error_message"] == chain
+
+
 async def test_fewer_failures_in_a_row_than_the_threshold_do_not_fire(
     alert_client: Client, viewer: dict[str, str], pool: Pool, alert_settings: Settings
 ) -> None:

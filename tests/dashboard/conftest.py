@@ -61,6 +61,10 @@ SYMBOLS = [
         "UNI",
         "APT",
         "ARB",
+        "OP",
+        "SUI",
+        "TIA",
+        "INJ",
     )
 ]
 # a symbol the fake does not list: every run of it fails and it never stores a candle

@@ -22,6 +22,7 @@ from backend.settings import Settings
 from tests.alerts.conftest import evaluate_now
 from tests.conftest import TEST_SECRET_KEY
 from tests.dashboard.conftest import DESKTOP, PHONE, ROOT, Served, create_config, log_in
+from tests.dashboard.failed_runs import insert_dns_failure
 from tests.dashboard.seed import fetch_one, seed_history, wait_for_runs
 from tests.dashboard.transfer import first_load, quiet_poll_cycle
 
@@ -34,10 +35,16 @@ INSERT_RUNNING = (
 DESKTOP_MAX_HEIGHT = 1500
 FAILED_RUN = """
 INSERT INTO job_execution_logs (job_name, job_type, config_id, symbol, exchange, status, trigger, finished_at,
-                                duration_seconds, records_collected, error_type, error_message)
+                                duration_seconds, records_collected, error_type, error_message, error_cause)
 SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'failed', 'manual', now(), 2.41, 0,
-       'ExchangeNotAvailable', 'binance GET https://api.binance.com/api/v3/klines 503 Service Unavailable'
-FROM data_collection_configs WHERE id = $1
+       'ExchangeNotAvailable',
+       string_agg(timeframe || ': binance GET https://api.binance.com/api/v3/klines?interval=' || timeframe
+                  || '&limit=1000&symbol=' || replace(symbol, '/', '') || ' 503 Service Unavailable '
+                  || '<html><head><title>503 Service Temporarily Unavailable</title></head></html>', '; '),
+       'binance is unavailable (HTTP 503)'
+FROM data_collection_configs, unnest(timeframes) AS timeframe
+WHERE id = $1
+GROUP BY id
 """
 BINANCE_PAUSE = """
 INSERT INTO exchange_pauses (exchange, process, state, since, until, reason)
@@ -77,7 +84,8 @@ async def _seed(served: Served) -> dict[str, Any]:
     await seed_history(served.database_url, [btc["id"], eth["id"], sol["id"], xrp["id"]])
     real_run = "SELECT max(id) FROM job_execution_logs WHERE config_id = $1 AND metadata ? 'by_timeframe'"
     run_id = await fetch_one(served.database_url, real_run, eth["id"])
-    return {"eth": eth, "sol": sol, "run_id": run_id}
+    failed_run_id = await insert_dns_failure(served.database_url, eth["id"], eth["timeframes"])  # the latest run
+    return {"eth": eth, "sol": sol, "run_id": run_id, "failed_run_id": failed_run_id}
 
 
 async def _seed_alerts(served: Served, sol_id: int) -> None:
@@ -109,12 +117,15 @@ async def _live_delay(page: Page, served: Served, n: int) -> float:
         await conn.close()
 
 
-async def _shoot(page: Page, name: str, ready: Locator, *, phone: bool) -> None:
+async def _shoot(page: Page, name: str, ready: Locator, *, phone: bool, top: Locator | None = None) -> None:
+    """The page once ``ready`` shows; on the phone, the screen's worth from ``top`` (else the page's top)."""
     await ready.wait_for()
     await page.wait_for_load_state("networkidle")
     await page.mouse.move(0, 0)  # no hover effects or crosshair in the picture
     path = OUTPUT / f"{name}-{'phone' if phone else 'desktop'}.png"
     if phone:
+        if top is not None:
+            await top.evaluate("node => node.scrollIntoView({block: 'start'})")
         await page.screenshot(path=str(path))
         return
     height = await page.evaluate("document.documentElement.scrollHeight")
@@ -155,6 +166,9 @@ async def test_screenshots_of_every_view(browser: Browser, served: Served) -> No
         for name, address, ready in views:
             await page.goto(f"/{address}")
             await _shoot(page, name, ready, phone=phone)
+        await page.goto(f"/#/logs/{seeded['failed_run_id']}")  # on the phone, from its error down
+        error = page.get_by_role("region", name="Error")
+        await _shoot(page, "failed-run", error.get_by_role("heading", name="Full error"), phone=phone, top=error)
         await page.goto("/#/configs")
         await page.get_by_role("button", name="New config").click()
         await page.get_by_label("Symbol").fill("DOGEUSDT")

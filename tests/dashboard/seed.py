@@ -8,18 +8,25 @@ from typing import Any
 import asyncpg
 
 # One scheduled run of each config every `every` minutes over the last `days` days, with the
-# lateness, durations and outcomes a real week has: 1 in 20 failed, 1 in 33 partial.
+# lateness, durations and outcomes a real week has: 1 in 20 failed (every timeframe timed out),
+# 1 in 33 partial (its first timeframe timed out), their messages as the collector writes them.
 SEED_HISTORY = """
 INSERT INTO job_execution_logs
     (job_name, job_type, config_id, symbol, exchange, status, trigger, started_at, scheduled_for, finished_at,
-     duration_seconds, records_collected, error_message, error_type, metadata)
+     duration_seconds, records_collected, error_message, error_type, error_cause, metadata)
 SELECT 'collect_data_' || config.id, 'data_collection', config.id, config.symbol, config.exchange, run.status,
        'schedule', run.slot + run.lateness, run.slot,
        run.slot + run.lateness + run.duration * interval '1 second',
        run.duration,
        CASE WHEN run.status = 'failed' THEN 0 ELSE 20 + (run.n * 37 % 140) END,
-       CASE WHEN run.status <> 'success' THEN 'fetch_ohlcv 1h: RequestTimeout after 4 retries' END,
+       (SELECT string_agg(timeframe || ': binance GET https://api.binance.com/api/v3/klines?interval=' || timeframe
+                          || '&limit=1000&symbol=' || replace(config.symbol, '/', '') || '&startTime='
+                          || (extract(epoch FROM run.slot)::bigint * 1000 - 3600000), '; ')
+        FROM unnest(CASE run.status WHEN 'failed' THEN config.timeframes WHEN 'partial' THEN config.timeframes[1:1]
+                    END) AS timeframe),
        CASE WHEN run.status <> 'success' THEN 'RequestTimeout' END,
+       CASE run.status WHEN 'failed' THEN 'binance did not answer in time'
+                       WHEN 'partial' THEN config.timeframes[1] || ': binance did not answer in time' END,
        jsonb_build_object('timeframes_collected', cardinality(config.timeframes), 'timeframes_failed', 0,
                           'timeframes', to_jsonb(config.timeframes))
 FROM data_collection_configs AS config

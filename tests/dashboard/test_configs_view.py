@@ -6,14 +6,22 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from playwright.async_api import Dialog, Locator, Page, expect
+from playwright.async_api import Dialog, Locator, Page, WebSocketRoute, expect
 
 from tests.conftest import VIEWER_EMAIL
 from tests.dashboard.conftest import ADMIN_PATH, UNLISTED, Served, create_config, log_in, make_stale
 from tests.dashboard.seed import fetch_one, wait_for_runs
 
+# a run of config $1 going on in another process
+RUNNING_ELSEWHERE = """
+INSERT INTO job_execution_logs (job_name, job_type, config_id, symbol, exchange, status, trigger, heartbeat_at)
+SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'running', 'manual', now()
+FROM data_collection_configs WHERE id = $1
+RETURNING id
+"""
 CONFIG_BY_SYMBOL = "SELECT row_to_json(c)::text FROM data_collection_configs AS c WHERE symbol = $1"
 
 
@@ -163,20 +171,51 @@ async def test_trigger_now_shows_the_run_it_started_until_it_ends(page: Page, se
     await create_config(served, "LTC/USDT")
     await log_in(page, view="Configs")
     served.fake.gate = asyncio.Event()  # the exchange holds the run's requests until the test lets them go
+    trigger = row(page, "LTC/USDT").get_by_role("button", name="Trigger now")
     try:
-        await row(page, "LTC/USDT").get_by_role("button", name="Trigger now").click()
+        await trigger.click()
         run_line = row(page, "LTC/USDT").locator(".run-line")
         await expect(run_line).to_have_text(re.compile(r"Run #\d+ running$"))
+        await expect(trigger).to_be_disabled()
 
         served.fake.gate.set()
 
         await expect(run_line).to_have_text(re.compile(r"Run #\d+ success \d+ records in"))
+        await expect(trigger).to_be_enabled()
     finally:
         served.fake.gate.set()
         served.fake.gate = None
     run_id = int(re.findall(r"Run #(\d+)", await run_line.inner_text())[0])
     status = await fetch_one(served.database_url, "SELECT status FROM job_execution_logs WHERE id = $1", run_id)
     assert status == "success"
+
+
+async def test_trigger_now_refused_as_already_running_says_so_until_dismissed(page: Page, served: Served) -> None:
+    config = await create_config(served, "INJ/USDT")
+
+    async def no_live_updates(socket: WebSocketRoute) -> None:  # so the page learns of the run only when it asks
+        await socket.close(code=1011, reason="down for the test")
+
+    await page.route_web_socket(re.compile(r"/events$"), no_live_updates)
+    await page.clock.install()
+    await page.clock.pause_at(datetime.now(UTC) + timedelta(seconds=1))  # no poll, no refresh until the test says
+    await log_in(page, view="Configs")
+    trigger = row(page, "INJ/USDT").get_by_role("button", name="Trigger now")
+    await expect(trigger).to_be_enabled()
+    run_id = await fetch_one(served.database_url, RUNNING_ELSEWHERE, config["id"])
+
+    await trigger.click()
+
+    refused = page.get_by_role("alert")
+    message = f"Could not trigger INJ/USDT on binance: Config {config['id']} is already running (run {run_id})"
+    await expect(refused).to_have_text(message)
+    async with page.expect_response(re.compile(r"/stats/by-config$")):
+        await page.clock.run_for(1000)  # the refresh that follows an action
+    await expect(trigger).to_be_disabled()
+    await expect(refused).to_have_text(message)
+
+    await page.get_by_role("button", name="Dismiss").click()
+    await expect(refused).to_be_hidden()
 
 
 async def test_bulk_actions_show_the_outcome_for_each_config(page: Page, served: Served) -> None:

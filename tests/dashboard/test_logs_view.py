@@ -164,7 +164,7 @@ async def test_a_row_opens_the_runs_detail_with_each_timeframe(page: Page, serve
         ["1h", "24", "2025-01-14 12:00 UTC", "2025-01-15 11:00 UTC", "1", "2", "1", "0.80 s", NO_VALUE]
     )
     await expect(timeframes.nth(1)).to_contain_text("RequestTimeout: timed out")
-    await expect(page.get_by_role("region", name="Error")).to_contain_text("RequestTimeout: 4h: timed out")
+    await expect(page.get_by_role("region", name="Error")).to_contain_text("4h: RequestTimeout: timed out")
 
 
 async def test_export_csv_downloads_the_logs_the_filters_select(page: Page, served: Served, tmp_path: Path) -> None:

@@ -43,8 +43,10 @@ async def test_the_overview_shows_the_day_the_scheduler_and_four_charts(page: Pa
     await log_in(page)
 
     cards = page.get_by_role("region", name="Last 24 hours")
-    for label in ("Total runs", "Success rate", "Average duration", "Records collected", "Runs in progress"):
+    for label in ("Collection runs", "Success rate", "Average duration", "Records collected", "Runs in progress"):
         await expect(cards.get_by_text(label, exact=True)).to_be_visible()
+    await expect(cards.get_by_text("of finished collection runs")).to_be_visible()
+    await expect(cards).to_contain_text("the daily cleanup of old logs is not counted")
     scheduler = page.get_by_role("region", name="Scheduler")
     await expect(scheduler).to_contain_text("Alive")
     await expect(scheduler).to_contain_text("inprocess")

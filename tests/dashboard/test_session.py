@@ -32,6 +32,26 @@ async def test_a_wrong_password_shows_the_apis_message(page: Page) -> None:
     await expect(page.get_by_role("button", name="Log in")).to_be_enabled()
 
 
+async def test_an_empty_or_partial_email_is_said_in_words_next_to_the_field(page: Page) -> None:
+    logins: list[str] = []
+    page.on("request", lambda request: logins.append(request.url) if "/auth/login" in request.url else None)
+    await page.goto("/")
+    email = page.get_by_label("Email")
+    await page.get_by_label("Password").fill(PASSWORD)
+
+    await page.get_by_role("button", name="Log in").click()
+
+    described_by = await email.get_attribute("aria-describedby")
+    assert described_by
+    error = page.locator(f"#{described_by.split()[-1]}")
+    await expect(error).to_have_text("Enter your email address.")
+    await expect(email).to_be_focused()
+    await email.fill("ad")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(error).to_have_text("Enter a whole email address, like name@example.com.")
+    assert logins == []
+
+
 async def test_logging_out_returns_to_the_login_form_with_a_message(page: Page) -> None:
     await log_in(page)
 

@@ -171,7 +171,13 @@ async def test_by_config_lists_every_config_with_its_window_and_latest_error(
     now = datetime.now(UTC)
     await insert_log(config_id=btc, status="failed", error_message="old error", started_at=now - timedelta(hours=40))
     await insert_log(config_id=btc, status="success", duration_seconds=2.0, records_collected=5)
-    await insert_log(config_id=btc, status="partial", error_message="1h: timeout", duration_seconds=4.0)
+    await insert_log(
+        config_id=btc,
+        status="partial",
+        error_message="1h: timeout",
+        error_cause="1h: binance did not answer in time",
+        duration_seconds=4.0,
+    )
     last = now - timedelta(seconds=5)
     await insert_log(config_id=btc, status="running", started_at=last)
 
@@ -187,7 +193,7 @@ async def test_by_config_lists_every_config_with_its_window_and_latest_error(
     assert row["average_duration_seconds"] == 3.0
     assert row["records_collected"] == 15
     assert (row["last_run_at"], row["last_run_status"]) == (_iso(last), "running")
-    assert row["last_error"] == "1h: timeout"
+    assert (row["last_error"], row["last_error_cause"]) == ("1h: timeout", "1h: binance did not answer in time")
     assert by_id[eth] | {"config_id": 0} == {
         "config_id": 0,
         "symbol": "ETH/USDT",
@@ -203,5 +209,6 @@ async def test_by_config_lists_every_config_with_its_window_and_latest_error(
         "last_run_at": None,
         "last_run_status": None,
         "last_error": None,
+        "last_error_cause": None,
         "last_error_at": None,
     }

@@ -162,3 +162,16 @@ async def test_status_active_jobs_come_from_the_scheduler_state(
     # two scheduled configs, plus the manual run of the disabled one
     assert body["active_jobs"] == body["scheduler"]["active_jobs"] == 3
     assert body["scheduler"]["runs_in_progress"] == 1
+
+
+async def test_status_stats_count_collection_runs_not_the_daily_cleanup(
+    client: Client, admin_headers: dict[str, str], insert_log: InsertLog
+) -> None:
+    await insert_log(status="failed")
+    cleanup = await insert_log(job_type="cleanup", job_name="cleanup", trigger="system", symbol=None, exchange=None)
+
+    body = (await client.get(f"{ADMIN_PATH}/status", headers=admin_headers)).json()
+
+    stats = body["stats"]
+    assert (stats["total_executions"], stats["failed_executions"], stats["success_rate"]) == (1, 1, 0.0)
+    assert cleanup in [log["id"] for log in body["recent_executions"]]  # still listed among the runs

@@ -26,6 +26,7 @@ import {
   keepingFocus,
   lagText,
   messageLine,
+  outcomeLine,
   refresher,
   section,
   showMessage,
@@ -153,8 +154,8 @@ function configForm(config, { onSaved, onCancel }) {
 
 export function mountConfigs(root) {
   const admin = canWrite();
-  const errorLine = messageLine("error");
-  const noticeLine = messageLine("info");
+  const errorLine = messageLine("error"); // the view could not load
+  const outcome = outcomeLine(); // what the latest action did, until dismissed or replaced
   const formBox = el("div");
   const bulkResults = el("div", { class: "bulk-results", "aria-live": "polite" });
   const tableBox = el("div");
@@ -183,7 +184,7 @@ export function mountConfigs(root) {
   root.append(
     el("div", { class: "view-head" }, el("h1", { text: "Configs" }), newButton),
     errorLine,
-    noticeLine,
+    outcome.root,
     formBox,
     admin
       ? el(
@@ -208,7 +209,7 @@ export function mountConfigs(root) {
     const { form, focus } = configForm(config, {
       onSaved: (saved) => {
         closeForm();
-        showMessage(noticeLine, config ? `Saved ${label(saved)}.` : `Created ${label(saved)} (#${saved.id}).`);
+        outcome.show("info", config ? `Saved ${label(saved)}.` : `Created ${label(saved)} (#${saved.id}).`);
         loads.run();
       },
       onCancel: closeForm,
@@ -223,23 +224,22 @@ export function mountConfigs(root) {
     newButton?.focus();
   }
 
-  async function act(work, success) {
-    showMessage(errorLine, "");
+  /** Do one action; its outcome (the API's message when refused) stays until dismissed or replaced. */
+  async function act(work, success, failure) {
     try {
       const result = await work();
-      showMessage(noticeLine, success(result));
-      loads.soon();
+      outcome.show("info", success(result));
     } catch (error) {
-      showMessage(noticeLine, "");
-      showMessage(errorLine, error.message);
-      loads.soon();
+      outcome.show("error", `${failure}: ${error.message}`);
     }
+    loads.soon();
   }
 
   function setEnabled(config, enabled) {
     act(
       () => postJson(`${ADMIN}/configs/${config.id}/${enabled ? "enable" : "disable"}`),
       () => `${label(config)} ${enabled ? "enabled" : "disabled"}.`,
+      `Could not ${enabled ? "enable" : "disable"} ${label(config)}`,
     );
   }
 
@@ -252,6 +252,14 @@ export function mountConfigs(root) {
         return accepted;
       },
       (accepted) => `${accepted.message}: run #${accepted.run_id}.`,
+      `Could not trigger ${label(config)}`,
+    );
+  }
+
+  /** A run of the config goes on: one started from this page, or the latest the API knows of. */
+  function isRunning(config) {
+    return (
+      triggeredRuns.get(config.id)?.status === "running" || statsById.get(config.id)?.last_run_status === "running"
     );
   }
 
@@ -261,13 +269,14 @@ export function mountConfigs(root) {
     act(
       () => deleteResource(`${ADMIN}/configs/${config.id}`),
       () => `Deleted ${label(config)}.`,
+      `Could not delete ${label(config)}`,
     );
   }
 
   async function runBulk(action) {
     const ids = configs.filter((config) => selected.has(config.id)).map((config) => config.id);
     if (!ids.length) {
-      showMessage(errorLine, "Select configs first.");
+      outcome.show("error", "Select configs first.");
       return;
     }
     if (
@@ -275,13 +284,13 @@ export function mountConfigs(root) {
       !(await confirmDialog(`Delete ${ids.length} configs? Their schedules stop; their execution logs stay.`, "Delete"))
     )
       return;
-    showMessage(errorLine, "");
+    outcome.show();
     let result;
     try {
       result = await postJson(`${ADMIN}/configs/bulk`, { action, ids });
     } catch (error) {
       if (!(error instanceof ApiError) || !error.body?.results) {
-        showMessage(errorLine, error.message);
+        outcome.show("error", `Bulk ${action}: ${error.message}`);
         return;
       }
       result = error.body; // 404: some ids are unknown and nothing changed, per id
@@ -386,6 +395,8 @@ export function mountConfigs(root) {
               type: "button",
               class: "primary",
               text: "Trigger now",
+              title: isRunning(config) ? "A run of this config is in progress" : null,
+              disabled: isRunning(config),
               "data-key": `trigger-${config.id}`,
               onclick: () => trigger(config),
             }),
@@ -454,7 +465,13 @@ export function mountConfigs(root) {
           const stats = statsById.get(config.id);
           return [
             formatCount(stats?.failures ?? 0),
-            stats?.last_error ? el("p", { class: "description", text: `Last error: ${stats.last_error}` }) : null,
+            stats?.last_error
+              ? el("p", {
+                  // its cause is a few words; a message recorded without one is cut short (whole in its run)
+                  class: stats.last_error_cause ? "description last-error" : "description last-error clamped",
+                  text: `Last error: ${stats.last_error_cause ?? stats.last_error}`,
+                })
+              : null,
           ];
         },
       },

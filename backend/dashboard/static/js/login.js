@@ -28,6 +28,18 @@ export function mountLogin(root, { notice, onLoggedIn }) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearProblems(fields, formLine);
+    // said in words here: the API would answer a short email with its parser's wording
+    if (!email.control.value.includes("@")) {
+      const typed = email.control.value.trim();
+      email.showError(typed ? "Enter a whole email address, like name@example.com." : "Enter your email address.");
+      email.focus();
+      return;
+    }
+    if (!password.control.value) {
+      password.showError("Enter your password.");
+      password.focus();
+      return;
+    }
     submit.disabled = true;
     try {
       const user = await logIn(email.control.value.trim(), password.control.value);

@@ -199,13 +199,7 @@ function mountList(root, params) {
             { label: "Trigger", cell: (log) => log.trigger ?? "–" },
             { label: "Duration", numeric: true, cell: (log) => formatDuration(log.duration_seconds) },
             { label: "Records", numeric: true, cell: (log) => formatCount(log.records_collected) },
-            {
-              label: "Error",
-              cell: (log) =>
-                log.error_message
-                  ? el("span", { class: "error-text", text: `${log.error_type ?? "Error"}: ${log.error_message}` })
-                  : "–",
-            },
+            { label: "Error", cell: errorCause },
           ],
         }),
       ),
@@ -216,6 +210,41 @@ function mountList(root, params) {
   const loads = refresher(load, (error) => showMessage(errorLine, error.message));
   loads.run();
   return { refresh: loads.run, onEvent: (event) => event.log_id && loads.soon(), dispose: loads.cancel };
+}
+
+/** Why a run failed, in one line (its cause; a run recorded without one shows its message, cut short). */
+function errorCause(log) {
+  if (!log.error_message && !log.error_type) return "–";
+  if (log.error_cause) return el("span", { class: "error-text", text: log.error_cause });
+  return el("span", { class: "error-text clamped", text: `${log.error_type ?? "Error"}: ${log.error_message ?? ""}` });
+}
+
+/** The run's timeframes as [timeframe, what it did], in the config's order (stored JSON keeps no order). */
+function byTimeframe(log) {
+  const entries = Object.entries(log.metadata?.by_timeframe ?? {});
+  const order = log.metadata?.timeframes ?? [];
+  const rank = (timeframe) => (order.includes(timeframe) ? order.indexOf(timeframe) : order.length);
+  return entries.sort(([a], [b]) => rank(a) - rank(b));
+}
+
+/** Each failed timeframe's whole message on a line of its own; a run without them, its message. */
+function fullError(log) {
+  const failed = byTimeframe(log).filter(([, item]) => item.error);
+  if (!failed.length)
+    return el(
+      "p",
+      { class: "error-text error-full" },
+      el("strong", { text: log.error_type ?? "Error" }),
+      ": ",
+      log.error_message ?? "",
+    );
+  return el(
+    "ul",
+    { class: "error-text error-full" },
+    failed.map(([timeframe, item]) =>
+      el("li", {}, el("strong", { text: `${timeframe}: ${item.error_type ?? "Error"}` }), `: ${item.error}`),
+    ),
+  );
 }
 
 function mountDetail(root, logId) {
@@ -243,8 +272,7 @@ function mountDetail(root, logId) {
   );
 
   function timeframeRows(log) {
-    const byTimeframe = log.metadata?.by_timeframe ?? {};
-    return Object.entries(byTimeframe).map(([timeframe, item]) => ({ timeframe, ...item }));
+    return byTimeframe(log).map(([timeframe, item]) => ({ timeframe, ...item }));
   }
 
   async function load() {
@@ -277,13 +305,9 @@ function mountDetail(root, logId) {
       log.error_message || log.error_type
         ? section(
             "Error",
-            el(
-              "p",
-              { class: "error-text" },
-              el("strong", { text: log.error_type ?? "Error" }),
-              ": ",
-              log.error_message ?? "",
-            ),
+            log.error_cause ? el("p", { class: "error-cause", text: log.error_cause }) : null,
+            log.error_cause ? el("h3", { text: "Full error" }) : null,
+            fullError(log),
           )
         : null,
       log.metadata?.by_timeframe
@@ -305,7 +329,10 @@ function mountDetail(root, logId) {
                   label: "Error",
                   cell: (row) =>
                     row.error
-                      ? el("span", { class: "error-text", text: `${row.error_type ?? "Error"}: ${row.error}` })
+                      ? el("span", {
+                          class: row.cause ? "error-text" : "error-text clamped",
+                          text: row.cause ?? `${row.error_type ?? "Error"}: ${row.error}`,
+                        })
                       : "–",
                 },
               ],

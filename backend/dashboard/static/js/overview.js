@@ -1,5 +1,6 @@
-// Overview: the last 24 hours in cards, the freshness of the collected series, the scheduler's health, four charts from
-// /stats/timeseries and the last 10 executions, all from GET /status and /stats/timeseries.
+// Overview: the last 24 hours of collection runs in cards, the freshness of the collected series, the scheduler's
+// health, four charts of collection runs from /stats/timeseries and the last 10 executions of any job, all from
+// GET /status and /stats/timeseries. The daily cleanup is not counted with the collection runs.
 
 import { ADMIN, getPolled } from "./api.js";
 import { el, replace } from "./dom.js";
@@ -19,8 +20,9 @@ import {
 } from "./widgets.js";
 
 const STATUS_CHECK_SECONDS = 10; // scheduler health changes without data events: re-check (304 when unchanged)
-const DAY = { hours: 24, bucket: "1h" };
-const WEEK = { hours: 168, bucket: "6h" };
+const COLLECTION = "data_collection";
+const DAY = { hours: 24, bucket: "1h", job_type: COLLECTION };
+const WEEK = { hours: 168, bucket: "6h", job_type: COLLECTION };
 
 function seconds(iso) {
   return new Date(iso).getTime() / 1000;
@@ -85,7 +87,11 @@ export function mountOverview(root) {
   root.append(
     el("h1", { text: "Overview" }),
     errorLine,
-    section("Last 24 hours", cards),
+    section(
+      "Last 24 hours",
+      cards,
+      el("p", { class: "hint", text: "Collection runs only: the daily cleanup of old logs is not counted." }),
+    ),
     section("Freshness", freshnessBox),
     section("Scheduler", scheduler),
     section(
@@ -114,11 +120,11 @@ export function mountOverview(root) {
     replace(
       cards,
       card(
-        "Total runs",
+        "Collection runs",
         formatCount(stats.total_executions),
         `${formatCount(stats.failed_executions)} failed, ${formatCount(stats.partial_executions)} partial`,
       ),
-      card("Success rate", formatPercent(stats.success_rate), "of finished runs"),
+      card("Success rate", formatPercent(stats.success_rate), "of finished collection runs"),
       card("Average duration", formatDuration(stats.average_duration_seconds)),
       card("Records collected", formatCount(stats.total_records_collected), "candles stored"),
       card("Runs in progress", formatCount(status.scheduler.runs_in_progress)),

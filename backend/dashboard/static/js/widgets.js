@@ -29,6 +29,22 @@ export function showMessage(line, text) {
 }
 
 /**
+ * The outcome of the latest action (an error or a notice), kept until the user dismisses it or
+ * the next action replaces it: refreshes of the view leave it alone. show(kind, text), kind
+ * "error" or "info"; show() with no text clears it.
+ */
+export function outcomeLine() {
+  const lines = { error: messageLine("error"), info: messageLine("info") };
+  const dismiss = el("button", { type: "button", class: "link", text: "Dismiss", onclick: () => show() });
+  const root = el("div", { class: "outcome", hidden: true }, lines.error, lines.info, dismiss);
+  function show(kind, text) {
+    for (const [lineKind, line] of Object.entries(lines)) showMessage(line, lineKind === kind ? text : "");
+    root.hidden = !text;
+  }
+  return { root, show };
+}
+
+/**
  * A table in a scrollable region. columns: [{label, cell: row => Node|string, numeric}].
  * On narrow screens each row becomes a card whose cells show their column's label.
  */
