@@ -63,7 +63,7 @@ bench-throughput: install ## Steady state of CONFIGS one-minute configs in one w
 bench-scale: install ## Candle storage at 100M candles: reads, coverage, size, compaction of a month, reads again, partition drop (6.5 min to load and read on a quiet 2-core machine, then the compaction: it prints its time; ~10 GB, wants 30 GB free)
 	$(BIN)/python -m tests.bench.scale_storage
 
-fuzz: install ## Fuzz the whole API from its OpenAPI schema with schemathesis (FUZZ_EXAMPLES per operation)
+fuzz: install ## Fuzz the whole API from its OpenAPI document: every schemathesis check, all four phases (FUZZ_EXAMPLES per operation)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/web/test_fuzz.py -p no:cacheprovider -q -s
 
 screenshots: install ## Screenshots of every dashboard view (desktop and 375 px) into docs/screenshots/, and its transfer sizes

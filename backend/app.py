@@ -37,6 +37,7 @@ from backend.web.asyncapi import asyncapi_document
 from backend.web.docs import docs_redirect, swagger_ui, swagger_ui_assets
 from backend.web.errors import EXCEPTION_HANDLERS
 from backend.web.headers import request_id_first, security_headers
+from backend.web.methods import HeadAndOptions
 from backend.web.openapi import finish_openapi
 from backend.web.requests import ParsedRequest, QueryStringMiddleware
 
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         pool: Pool = state.pool
         return pool
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             AuthController,
@@ -151,3 +152,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,  # the entry points configure logging (backend.log_config); errors log in web.errors
         debug=False,
     )
+    app.asgi_handler = HeadAndOptions(app.asgi_handler, app.routes)  # HEAD wherever GET is, true Allow headers
+    return app

@@ -33,7 +33,9 @@ async def writes_need_admin(connection: ASGIConnection[Any, Any, Any, Any], _: B
 
 async def reads_metrics(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """``/metrics`` (left out of the token middleware): the access token of any active user, or
-    ``METRICS_TOKEN`` when it is set (a scraper's token, good for nothing else)."""
+    ``METRICS_TOKEN`` when it is set (a scraper's token, good for nothing else); ``OPTIONS`` needs none."""
+    if connection.scope.get("method") == "OPTIONS":
+        return
     token = bearer_token(connection.headers.get("Authorization", ""))
     if token is None:
         raise NotAuthorizedException("Send a token as 'Authorization: Bearer <token>'")

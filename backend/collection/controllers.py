@@ -22,7 +22,7 @@ from backend.dependencies import PoolDependency
 from backend.monitoring.freshness import SeriesFreshness, candle_lag_seconds, read_series_freshness
 from backend.web.headers import attachment
 from backend.web.openapi import csv_download
-from backend.web.params import invalid_query, to_utc
+from backend.web.params import parse_time, time_parameter
 
 CANDLE_ROWS_SCHEMA = {
     "type": "array",
@@ -74,8 +74,8 @@ class MarketDataController(Controller):
         symbol: Symbol,
         timeframe: FromQuery[Timeframe],
         exchange: Exchange = "binance",
-        start: Annotated[datetime | None, Parameter(description="First open time (ISO 8601, UTC if no zone)")] = None,
-        end: Annotated[datetime | None, Parameter(description="Open times before this one only")] = None,
+        start: Annotated[str | None, time_parameter("First open time (ISO 8601, UTC if no zone)")] = None,
+        end: Annotated[str | None, time_parameter("Open times before this one only")] = None,
         limit: Annotated[int, Parameter(ge=1, le=MAX_CANDLES)] = 1000,
         format: Annotated[
             Literal["json", "csv"] | None, Parameter(description="csv streams CSV; so does Accept: text/csv")
@@ -87,12 +87,13 @@ class MarketDataController(Controller):
         `limit` candles (before `end`). `format=csv` or `Accept: text/csv` streams the same candles
         as CSV with a header row.
         """
-        start = None if start is None else to_utc("start", start)
-        end = None if end is None else to_utc("end", end)
-        if start is not None and end is not None and start >= end:
-            raise invalid_query("start", "must be before end")
         query = CandleQuery(
-            exchange=exchange.lower(), symbol=symbol.upper(), timeframe=timeframe, start=start, end=end, limit=limit
+            exchange=exchange.lower(),
+            symbol=symbol.upper(),
+            timeframe=timeframe,
+            start=None if start is None else parse_time("start", start)[0],
+            end=None if end is None else parse_time("end", end)[0],
+            limit=limit,
         )
         wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
         if wants_csv:

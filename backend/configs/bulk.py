@@ -53,7 +53,12 @@ class BulkRequest(msgspec.Struct, forbid_unknown_fields=True):
     action: BulkAction
     ids: Annotated[
         list[Annotated[int, msgspec.Meta(ge=1, le=BIGINT_MAX)]],
-        msgspec.Meta(min_length=1, max_length=MAX_BULK_IDS, description="Distinct config ids"),
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_BULK_IDS,
+            description="Distinct config ids",
+            extra_json_schema={"uniqueItems": True},
+        ),
     ]
 
     def __post_init__(self) -> None:

@@ -21,11 +21,21 @@ Symbol = Annotated[
     ),
 ]
 ExchangeId = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=40, description="A ccxt exchange id", examples=["binance"])
+    str,
+    msgspec.Meta(
+        description="A ccxt exchange id (lower case)",
+        examples=["binance"],
+        extra_json_schema={"enum": sorted(KNOWN_EXCHANGES)},
+    ),
 ]
 Timeframes = Annotated[
     list[Timeframe],
-    msgspec.Meta(min_length=1, description="Distinct candle timeframes", examples=[["1m", "1h"]]),
+    msgspec.Meta(
+        min_length=1,
+        description="Distinct candle timeframes",
+        examples=[["1m", "1h"]],
+        extra_json_schema={"uniqueItems": True},
+    ),
 ]
 IntervalMinutes = Annotated[int, msgspec.Meta(ge=1, le=1440, description="Minutes between runs")]
 Description = Annotated[str, msgspec.Meta(max_length=200)]
@@ -38,11 +48,10 @@ def _normalize_symbol(symbol: str) -> str:
     return symbol.upper()
 
 
-def _check_exchange(exchange: str) -> str:
-    exchange = exchange.lower()
+def _check_exchange(exchange: str) -> None:
     if exchange not in KNOWN_EXCHANGES:
-        raise ValueError(f"exchange: {exchange!r} is not an exchange ccxt knows")
-    return exchange
+        hint = f" (ids are lower case: {exchange.lower()!r})" if exchange.lower() in KNOWN_EXCHANGES else ""
+        raise ValueError(f"exchange: {exchange[:40]!r} is not an exchange ccxt knows{hint}")
 
 
 def _check_timeframes(timeframes: list[Timeframe]) -> None:
@@ -89,7 +98,7 @@ class ConfigCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def __post_init__(self) -> None:
         self.symbol = _normalize_symbol(self.symbol)
-        self.exchange = _check_exchange(self.exchange)
+        _check_exchange(self.exchange)
         _check_timeframes(self.timeframes)
 
 
@@ -108,7 +117,7 @@ class ConfigUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.symbol is not msgspec.UNSET:
             self.symbol = _normalize_symbol(self.symbol)
         if self.exchange is not msgspec.UNSET:
-            self.exchange = _check_exchange(self.exchange)
+            _check_exchange(self.exchange)
         if self.timeframes is not msgspec.UNSET:
             _check_timeframes(self.timeframes)
 

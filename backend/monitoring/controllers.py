@@ -47,7 +47,7 @@ from backend.scheduling.status import SchedulerStatus, read_scheduler_status
 from backend.settings import Settings
 from backend.web.headers import attachment
 from backend.web.openapi import csv_download
-from backend.web.params import Skip, resource_id
+from backend.web.params import Skip, resource_id, time_parameter
 
 ADMIN_PATH = "/api/v1/admin/data-collection"
 RECENT_EXECUTIONS = 10
@@ -70,9 +70,7 @@ IfNoneMatch = Annotated[
     str | None,
     HeaderParameter(name="If-None-Match", description="The ETag of an earlier answer: 304 while nothing changed"),
 ]
-DateFilter = Annotated[
-    str | None, Parameter(description="ISO 8601 date or date-time; without a zone it is UTC; inclusive")
-]
+DateFilter = Annotated[str | None, time_parameter("ISO 8601 date or date-time; without a zone it is UTC; inclusive")]
 
 
 def provide_log_filters(

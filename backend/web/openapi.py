@@ -8,8 +8,13 @@ Litestar generates the document from the routes; this adds what it cannot know o
   ``Retry-After``) and route-specific 503s are declared by the routes themselves;
 - ``security: []`` on the routes that need no token, and no ``name`` on the HTTP bearer scheme;
 - a ``schema`` on every response header, and a 304 on ETag routes;
-- ``additionalProperties: false`` on request bodies that refuse unknown fields, and
+- request bodies described by msgspec itself, from the very types that decode them (bounds of
+  list items, ``additionalProperties: false``, ``extra_json_schema`` such as ``uniqueItems`` or an
+  ``enum``), where Litestar loses constraints;
+- parameters as they are read: never ``null`` (a query value is a string or absent), integer bounds
+  as the exact integers declared (Litestar writes them as floats: ``9.223372036854776e+18``), and
   ``allowEmptyValue`` on optional query parameters (sent empty, they are as if not sent);
+- no NUL character in any string a request sends (``pattern``), as the server refuses them;
 - whatever a route adds through ``opt={"openapi": callable}`` (CSV alternatives, raw rows).
 """
 
@@ -47,6 +52,8 @@ HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     "Retry-After": {"type": "integer", "minimum": 1},
 }
 PATH_PARAMETER = re.compile(r"\{[^}]+\}")
+NO_NUL = "^[^\\x00]*$"  # the server refuses a NUL character in any string of a request
+BOUNDS = {"minimum": "ge", "maximum": "le", "exclusiveMinimum": "gt", "exclusiveMaximum": "lt"}
 
 
 def documented_error(description: str) -> ResponseSpec:
@@ -72,18 +79,93 @@ def _handlers_by_operation(app: Litestar) -> dict[str, HTTPRouteHandler]:
     return handlers
 
 
-def _refuses_unknown_fields(handlers: dict[str, HTTPRouteHandler]) -> set[str]:
-    names = set()
+def _request_body_components(handlers: dict[str, HTTPRouteHandler]) -> dict[str, Any]:
+    """msgspec's schemas of the Struct bodies the routes decode, and of the Structs inside them."""
+    body_types = set()
     for handler in handlers.values():
         field = handler.parsed_data_field
         body_type = field.annotation if field is not None else None
-        if (
-            isinstance(body_type, type)
-            and issubclass(body_type, msgspec.Struct)
-            and body_type.__struct_config__.forbid_unknown_fields
-        ):
-            names.add(body_type.__name__)
-    return names
+        if isinstance(body_type, type) and issubclass(body_type, msgspec.Struct):
+            body_types.add(body_type)
+    if not body_types:
+        return {}
+    _, components = msgspec.json.schema_components(
+        sorted(body_types, key=lambda body: body.__name__), ref_template="#/components/schemas/{name}"
+    )
+    for schema in components.values():
+        _forbid_nul(schema)
+    return components
+
+
+def _forbid_nul(schema: Any) -> None:
+    """``pattern: NO_NUL`` on every string schema in ``schema`` that does not already constrain its text."""
+    if isinstance(schema, list):
+        for item in schema:
+            _forbid_nul(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    types = schema.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    if is_string and not {"pattern", "enum", "const", "format"} & schema.keys():
+        schema["pattern"] = NO_NUL
+    for key in ("anyOf", "oneOf", "allOf", "items", "properties", "additionalProperties"):
+        if key == "properties" and isinstance(schema.get(key), dict):
+            _forbid_nul(list(schema[key].values()))
+        elif key in schema:
+            _forbid_nul(schema[key])
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    """A parameter is a string on the wire, or absent: no ``null`` branch, type or enum value."""
+    for key in ("oneOf", "anyOf"):
+        branches = schema.get(key)
+        if not isinstance(branches, list):
+            continue
+        kept = [branch for branch in branches if branch != {"type": "null"}]
+        if len(kept) == 1:
+            del schema[key]
+            for name, value in kept[0].items():
+                schema.setdefault(name, value)
+        else:
+            schema[key] = kept
+    types = schema.get("type")
+    if isinstance(types, list) and "null" in types:
+        kept_types = [name for name in types if name != "null"]
+        schema["type"] = kept_types[0] if len(kept_types) == 1 else kept_types
+    if isinstance(schema.get("enum"), list):
+        schema["enum"] = [value for value in schema["enum"] if value is not None]
+
+
+def _declared_bounds(handler: HTTPRouteHandler | None) -> dict[str, dict[str, Any]]:
+    """The bounds each parameter of the handler declares (``Parameter(ge=..., le=...)``), by its name
+    in the request."""
+    if handler is None:
+        return {}
+    bounds: dict[str, dict[str, Any]] = {}
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        kwarg = field.kwarg_definition
+        if kwarg is None:
+            continue
+        wire_name = getattr(kwarg, "query", None) or getattr(kwarg, "header", None) or name
+        bounds[wire_name] = {key: getattr(kwarg, attribute, None) for key, attribute in BOUNDS.items()}
+    return bounds
+
+
+def _complete_parameters(operation: dict[str, Any], handler: HTTPRouteHandler | None) -> None:
+    declared = _declared_bounds(handler)
+    for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema")
+        if not isinstance(schema, dict):
+            continue
+        _without_null(schema)
+        for key, value in declared.get(parameter["name"], {}).items():
+            if value is not None and key in schema:
+                schema[key] = value
+        for key in BOUNDS:
+            if isinstance(schema.get(key), float) and schema[key].is_integer() and abs(schema[key]) < 2**53:
+                schema[key] = int(schema[key])
+        _forbid_nul(schema)
 
 
 def _empty_means_absent(operation: dict[str, Any]) -> None:
@@ -140,9 +222,7 @@ def complete_openapi(document: dict[str, Any], handlers: dict[str, HTTPRouteHand
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(_error_components())
-    for name in _refuses_unknown_fields(handlers):
-        if name in schemas:
-            schemas[name]["additionalProperties"] = False
+    schemas.update(_request_body_components(handlers))
     for scheme in components.get("securitySchemes", {}).values():
         if scheme.get("type") == "http":
             scheme.pop("name", None)
@@ -157,13 +237,31 @@ def complete_openapi(document: dict[str, Any], handlers: dict[str, HTTPRouteHand
             handler = handlers.get(operation.get("operationId", ""))
             if handler is not None and (hook := handler.opt.get("openapi")) is not None:
                 hook(operation)
+            _complete_parameters(operation, handler)
             _empty_means_absent(operation)
             _complete_responses(path, method, operation)
 
 
+def query_parameters(document: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The schema of every query parameter of every operation: by operationId, then by name."""
+    return {
+        operation["operationId"]: {
+            parameter["name"]: parameter.get("schema", {})
+            for parameter in operation.get("parameters", [])
+            if parameter.get("in") == "query"
+        }
+        for item in document.get("paths", {}).values()
+        for method in METHODS
+        if isinstance(operation := item.get(method), dict) and "operationId" in operation
+    }
+
+
 async def finish_openapi(app: Litestar) -> None:
-    """``on_startup``: complete the document before the first request can read it."""
-    complete_openapi(app.plugins.get(OpenAPIPlugin).provide_openapi_schema(), _handlers_by_operation(app))
+    """``on_startup``: complete the document before the first request can read it, and keep its query
+    parameters' schemas in ``app.state.query_parameters`` (``backend.web.requests`` holds values to them)."""
+    document = app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+    complete_openapi(document, _handlers_by_operation(app))
+    app.state.query_parameters = query_parameters(document)
 
 
 def csv_download(*, json_schema: dict[str, Any] | None = None) -> OperationHook:

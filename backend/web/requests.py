@@ -2,19 +2,22 @@
 
 - Query string: an empty value (``?enabled=``, ``?symbol=``) means the parameter was not sent, so
   "no filter" everywhere; a NUL character in a value is a 400 naming the parameter (PostgreSQL
-  stores no NUL, and no identifier or filter here can contain one).
+  stores no NUL, and no identifier or filter here can contain one). Each value is then held to its
+  parameter's schema in the published document where Litestar's own reading is laxer: a boolean is
+  ``true`` or ``false``, a number or an enum is never ``null``, and a parameter that is not a list
+  is given once.
 - JSON bodies: not JSON, not UTF-8, or nested deeper than any body here is a 400; the body is
-  checked against the route's declared type *strictly* (``"10"`` is not an integer), the error
-  naming the field; a NUL character in any string of it is a 400 naming the field. A value that
-  does not match a field's pattern is told what the field's description says it must be, not the
-  regular expression.
+  checked against the route's declared type *strictly* (``"10"`` is not an integer, while ``10.0``
+  is, as JSON Schema says), the error naming the field; a NUL character in any string of it is a
+  400 naming the field. A value that does not match a field's pattern is told what the field's
+  description says it must be, not the regular expression.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any, cast
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qs, unquote_plus
 
 import msgspec
 from litestar import Request
@@ -75,6 +78,18 @@ def _nul_field(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _integral_floats_as_ints(value: Any) -> Any:
+    """``10.0`` -> ``10`` anywhere in a decoded body: JSON Schema's ``integer`` is any number without
+    a fractional part, and the published schema is what clients are told."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
+
+
 def parse_json_body(request: Request[Any, Any, Any], body: bytes) -> Any:
     """The decoded body, after the checks above; raises ``ValidationException`` naming the problem."""
     try:
@@ -88,6 +103,7 @@ def parse_json_body(request: Request[Any, Any, Any], body: bytes) -> Any:
     field = request.route_handler.parsed_data_field
     if field is None:
         return value
+    value = _integral_floats_as_ints(value)
     try:
         typed = msgspec.convert(value, field.annotation, strict=True)
     except msgspec.ValidationError as exc:
@@ -124,21 +140,54 @@ def normalize_query_string(query_string: bytes) -> bytes:
             continue
         decoded_name = unquote_plus(name.decode("latin-1"), errors="replace")
         if NUL in decoded_name or NUL in unquote_plus(value.decode("latin-1"), errors="replace"):
-            raise ValidationException(
-                "Validation failed: a query parameter contains a NUL character",
-                extra=[{"message": "must not contain a NUL character", "key": decoded_name, "source": "query"}],
-            )
+            raise _invalid_query(decoded_name, "must not contain a NUL character")
         kept.append(part)
     return b"&".join(kept)
 
 
+def _invalid_query(name: str, message: str) -> ValidationException:
+    return ValidationException(
+        f"Validation failed: query parameter {name} {message}",
+        extra=[{"message": message, "key": name, "source": "query"}],
+    )
+
+
+def _schema_mismatch(schema: dict[str, Any], values: list[str]) -> str | None:
+    """What is wrong with ``values`` of one query parameter whose schema is ``schema``, if Litestar
+    would let it through."""
+    if len(values) > 1 and schema.get("type") != "array":
+        return "must be given once"
+    value = values[0]
+    if schema.get("type") == "boolean" and value not in ("true", "false"):
+        return "Expected `true` or `false`"
+    if "enum" in schema and value not in [str(option) for option in schema["enum"]]:
+        return "Expected one of " + ", ".join(f"`{option}`" for option in schema["enum"])
+    if schema.get("type") in ("integer", "number") and value == "null":
+        return f"Expected an {schema['type']}"
+    return None
+
+
+def check_query_values(query_string: bytes, parameters: dict[str, dict[str, Any]]) -> None:
+    """Hold each value to its parameter's schema (``parameters``: by name), as the module says."""
+    values = parse_qs(query_string.decode("latin-1"), keep_blank_values=False)
+    for name, given in values.items():
+        schema = parameters.get(name)
+        if schema is not None and (message := _schema_mismatch(schema, given)) is not None:
+            raise _invalid_query(name, message)
+
+
 class QueryStringMiddleware:
-    """Applies :func:`normalize_query_string` to every HTTP request before its parameters are read."""
+    """Applies :func:`normalize_query_string` and :func:`check_query_values` to every HTTP request
+    before its parameters are read."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and scope.get("query_string"):
-            scope = cast("Scope", {**scope, "query_string": normalize_query_string(scope["query_string"])})
+            query_string = normalize_query_string(scope["query_string"])
+            handler = scope.get("route_handler")
+            by_operation = getattr(scope["app"].state, "query_parameters", {})
+            check_query_values(query_string, by_operation.get(getattr(handler, "operation_id", None), {}))
+            scope = cast("Scope", {**scope, "query_string": query_string})
         await self.app(scope, receive, send)

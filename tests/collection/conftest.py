@@ -16,20 +16,80 @@ import pytest
 
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
-from backend.collection.timeframes import to_ms
+from backend.collection.timeframes import FIXED_STEPS, to_ms
 from backend.configs import repository as configs
 from backend.configs.schemas import ConfigCreate, Timeframe
 from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.collection.fake_binance import running_fake_binance
-from tests.collection.fake_exchange import FakeExchange
+from tests.collection.fake_bybit import running_fake_bybit
+from tests.collection.fake_coinbase import running_fake_coinbase
+from tests.collection.fake_exchange import FakeExchange, candle_values
+from tests.collection.fake_gate import running_fake_gate
+from tests.collection.fake_kraken import running_fake_kraken
+from tests.collection.fake_kucoin import running_fake_kucoin
 from tests.collection.fake_okx import running_fake_okx
 
 NOW = datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC)
-EXCHANGES = ("binance", "okx")  # the dialects the collector is proven against
-FAKES = {"binance": running_fake_binance, "okx": running_fake_okx}
+FAKES = {
+    "binance": running_fake_binance,
+    "okx": running_fake_okx,
+    "kraken": running_fake_kraken,
+    "bybit": running_fake_bybit,
+    "kucoin": running_fake_kucoin,
+    "coinbase": running_fake_coinbase,
+    "gate": running_fake_gate,
+}
+EXCHANGES = tuple(FAKES)  # every exchange with a fake: the integrity tests run against each
+# those serving 90 days of 1h candles (Kraken serves only its latest 720: test_exchange_reach.py)
+DEEP_HISTORY = tuple(exchange for exchange in EXCHANGES if exchange != "kraken")
+# those answering with the first candles from where they are asked (Gate: from the start of its window):
+# a page capped below what was asked (``FakeExchange.page_limit``) still starts there
+FROM_SINCE = ("binance", "bybit", "gate")
+
+# Cases that fail today because the collector does not yet know how an exchange answers: each test
+# says what must happen, and is expected to fail (strictly: a pass is an error) until it does.
+# Remove a line when the collector handles its case.
+NO_ANSWER_SHAPE = (
+    "no dialect says what {exchange}'s candle answers look like yet: "
+    "a body of '{{}}' is read by ccxt as {reading} instead of an answer to ask again"
+)
+WINDOWED_QUIET = (
+    "{exchange} answers fixed windows of {window} candles: a window inside a quiet stretch is answered empty, "
+    "and the walk reads that as the exchange having nothing after it"
+)
+KNOWN_GAPS = {
+    "test_empty_stretch_longer_than_a_page_does_not_stop_the_forward_fetch[coinbase]": WINDOWED_QUIET.format(
+        exchange="coinbase", window=300
+    ),
+    **{
+        f"{test}[{{}}-{exchange}]": NO_ANSWER_SHAPE.format(exchange=exchange, reading=reading)
+        for test in (
+            "test_malformed_answer_is_asked_again_and_the_run_stores_everything",
+            "test_malformed_answers_that_persist_fail_the_timeframe_with_bad_response",
+            "test_a_failed_or_empty_market_load_is_not_kept",
+        )
+        for exchange, reading in (("bybit", "an error not worth retrying"), ("kucoin", "an error not worth retrying"))
+    },
+    **{
+        f"test_malformed_answers_that_persist_fail_the_timeframe_with_bad_response[{{}}-{exchange}]": (
+            NO_ANSWER_SHAPE.format(exchange=exchange, reading="'no candles'")
+        )
+        for exchange in ("kraken", "coinbase", "gate")
+    },
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the cases of ``KNOWN_GAPS`` as expected to fail, with the reason."""
+    for item in items:
+        reason = KNOWN_GAPS.get(item.name)
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
 
 NewConfig = Callable[..., Awaitable[int]]
+TEST_RATE_LIMIT_MS = 2  # ccxt's pause between two requests to a fake (times the cost ccxt gives the endpoint)
 
 
 class Clock:
@@ -75,10 +135,13 @@ def new_config(pool: Pool, exchange_id: str) -> NewConfig:
 
 @pytest.fixture
 def collection_settings(settings: Settings, fake: FakeExchange) -> Settings:
-    """Fast retries and heartbeats; ccxt pointed at the fake through EXCHANGE_OVERRIDES."""
+    """Fast retries and heartbeats; ccxt pointed at the fake through EXCHANGE_OVERRIDES, its requests
+    at most ``TEST_RATE_LIMIT_MS`` apart (Kraken's 1 s would make every retry wait)."""
+    overrides = fake.exchange_overrides()
+    overrides[fake.exchange_id]["rateLimit"] = TEST_RATE_LIMIT_MS
     return dataclasses.replace(
         settings,
-        exchange_overrides=fake.exchange_overrides(),
+        exchange_overrides=overrides,
         exchange_retry_base_ms=10,
         exchange_max_retries=2,
         run_heartbeat_seconds=1,
@@ -110,6 +173,22 @@ async def stored_open_times(pool: Pool, timeframe: str = "1h", symbol: str = "BT
         "SELECT open_time FROM candles WHERE symbol = $1 AND timeframe = $2 ORDER BY open_time", symbol, timeframe
     )
     return [row["open_time"] for row in rows]
+
+
+async def assert_stored_series_is_the_truth(
+    pool: Pool, fake: FakeExchange, first: datetime, last: datetime, timeframe: str = "1h"
+) -> None:
+    """Every candle the exchange has from ``first`` to ``last`` (open times, both included) is stored
+    once with the exchange's values, and nothing else of ``timeframe`` is stored."""
+    rows = await pool.fetch(
+        "SELECT open_time, open, high, low, close, volume FROM candles WHERE symbol = 'BTC/USDT' AND timeframe = $1 "
+        "ORDER BY open_time",
+        timeframe,
+    )
+    step = FIXED_STEPS[timeframe] // timedelta(milliseconds=1)
+    truth = [t for t in range(to_ms(first), to_ms(last) + 1, step) if fake.traded(t, step)]
+    assert [to_ms(row["open_time"]) for row in rows] == truth
+    assert [tuple(row[1:]) for row in rows] == [candle_values(t) for t in truth]
 
 
 # recounted from the candles as the view shows them (rows and compacted segments alike)

@@ -39,7 +39,6 @@ class FakeBinance(FakeExchange):
     """The server's state and knobs (see :class:`FakeExchange`)."""
 
     ignore_start_time: bool = False  # answer the latest candles whatever startTime says
-    page_limit: int = BINANCE_MAX_LIMIT  # serve at most this many candles per request
 
     exchange_id = "binance"
 
@@ -54,8 +53,8 @@ class FakeBinance(FakeExchange):
     def rate_limit_body(self) -> dict[str, Any]:
         return {"code": -1003, "msg": "Too much request weight used; please use WebSocket Streams for live updates."}
 
-    def server_error_body(self) -> dict[str, Any]:
-        return {}
+    def server_error_body(self) -> str:
+        return "{}"
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -129,7 +128,7 @@ class FakeBinance(FakeExchange):
         limit = BINANCE_DEFAULT_LIMIT if received.limit is None else received.limit
         if not 1 <= limit <= BINANCE_MAX_LIMIT:
             return _error(400, -1130, "Data sent for parameter 'limit' is not valid.")
-        open_times = self._select(received, min(limit, self.page_limit))
+        open_times = self._select(received, limit)
 
         def render(rows: list[Row]) -> str:
             return json.dumps([_kline(row, received.interval) for row in rows])

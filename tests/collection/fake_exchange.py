@@ -1,12 +1,18 @@
 """What the fake exchanges share: the candles they hold, their knobs, and per-request faults.
 
-A fake (``fake_binance.FakeBinance``, ``fake_okx.FakeOkx``) speaks one exchange's real REST API on
-127.0.0.1 for the real ccxt client; this module holds what does not depend on the dialect:
+A fake (``fake_binance``, ``fake_okx``, ``fake_kraken``, ``fake_bybit``, ``fake_kucoin``,
+``fake_coinbase``, ``fake_gate``) speaks one exchange's real REST API on 127.0.0.1 for the real ccxt
+client; this module holds what does not depend on the dialect:
 
 - the market: every candle's prices derive from its open time (:func:`candle_values`), so two
-  fetches of one candle agree; ``missing_ms`` are open times without trades, ``history_start_ms``
-  where the exchange's history begins, ``now_ms`` its clock (the still-open candle is served);
-- selection that costs O(page) per request, whatever the range asked for;
+  fetches of one candle agree; ``missing_ms`` are open times without trades, ``quiet`` stretches
+  of time without trades (:meth:`FakeExchange.quiet_between`: no candle of any timeframe lies
+  wholly inside one), ``history_start_ms`` where the exchange's history begins, ``now_ms`` its
+  clock (the still-open candle is served);
+- selection that costs O(page) per request, whatever the range asked for, capped at ``page_limit``
+  candles per answer when it is set;
+- what was asked: ``requests`` (candle requests in ccxt's terms) and ``received`` (every request's
+  path and query as sent);
 - faults, queued per request with :meth:`FakeExchange.inject` (or the helpers named for them):
   an error status (with ``Retry-After``), a raw body instead of the answer (``{}``, HTML, empty),
   the real answer cut short, a stall, or rows changed before they are written (:func:`null`,
@@ -20,7 +26,7 @@ import json
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -137,9 +143,12 @@ class FakeExchange(ABC):
     latency_seconds: float = 0.0
     history_start_ms: int | None = None  # limited history: nothing older is served
     missing_ms: set[int] = field(default_factory=set)  # open times without a candle (no trades)
+    quiet: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ms without trades
+    page_limit: int | None = None  # serve at most this many candles per answer (a page capped below the asked)
     unsupported_intervals: set[str] = field(default_factory=set)  # ccxt timeframes answered with an error
     delisted: set[str] = field(default_factory=set)  # still listed in the markets, candles answer "unknown"
     requests: list[CandleRequest] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)  # every request's path and query, as sent
     market_requests: int = 0
     gate: asyncio.Event | None = None  # when set to an Event, candle requests wait until it is set
     url: str = ""
@@ -167,9 +176,11 @@ class FakeExchange(ABC):
         429 and 418 carry the exchange's rate-limit body, and ``Retry-After`` when given.
         """
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-        if body is None:
-            body = self.rate_limit_body() if status in (418, 429) else self.server_error_body()
-        self.inject(Fault("candles", times, from_ms, status=status, body=json.dumps(body), headers=headers))
+        if body is not None:
+            text = json.dumps(body)
+        else:
+            text = json.dumps(self.rate_limit_body()) if status in (418, 429) else self.server_error_body()
+        self.inject(Fault("candles", times, from_ms, status=status, body=text, headers=headers))
 
     def rate_limit_candles(self, status: int, *, times: int = 1, from_ms: int | None = None) -> None:
         """Candle requests answer ``status`` with the exchange's "too many requests" body (no Retry-After)."""
@@ -212,6 +223,16 @@ class FakeExchange(ABC):
     def clear_failures(self) -> None:
         self._faults.clear()
 
+    def quiet_between(self, start_ms: int, end_ms: int) -> None:
+        """No trades from ``start_ms`` to ``end_ms`` (excluded): no candle lying wholly inside is served."""
+        self.quiet.append((start_ms, end_ms))
+
+    def traded(self, open_ms: int, step_ms: int) -> bool:
+        """Whether the candle of ``step_ms`` opening at ``open_ms`` had trades, so that the exchange serves it."""
+        if open_ms in self.missing_ms:
+            return False
+        return not any(start <= open_ms and open_ms + step_ms <= end for start, end in self.quiet)
+
     # --- what the dialects implement ----------------------------------------------------------
 
     @abstractmethod
@@ -223,8 +244,8 @@ class FakeExchange(ABC):
         """The body of the exchange's "too many requests" answer."""
 
     @abstractmethod
-    def server_error_body(self) -> dict[str, Any]:
-        """The body of the exchange's answer to a request it failed to serve."""
+    def server_error_body(self) -> str:
+        """The body of the exchange's answer to a request it failed to serve (5xx), as it is sent."""
 
     @abstractmethod
     def routes(self) -> list[web.RouteDef]:
@@ -235,16 +256,18 @@ class FakeExchange(ABC):
     def open_times(self, interval: str, lowest_ms: int, highest_ms: int, limit: int, *, newest: bool) -> list[int]:
         """Open times of held candles from ``lowest_ms`` to ``highest_ms`` (both included), oldest first.
 
-        At most ``limit`` of them: the oldest ones, or the newest ones when ``newest``. The still-open
-        candle at ``now`` is held, as exchanges serve it.
+        At most ``limit`` of them (and ``page_limit``): the oldest ones, or the newest ones when
+        ``newest``. The still-open candle at ``now`` is held, as exchanges serve it.
         """
+        if self.page_limit is not None:
+            limit = min(limit, self.page_limit)
         step = INTERVAL_MS[interval]
         first = -(-max(lowest_ms, self.history_start_ms or 0) // step) * step
         last = min(highest_ms, self.now_ms()) // step * step
         selected: list[int] = []
         moment, direction = (last, -step) if newest else (first, step)
         while first <= moment <= last and len(selected) < limit:
-            if moment not in self.missing_ms:
+            if self.traded(moment, step):
                 selected.append(moment)
             moment += direction
         return sorted(selected)
@@ -288,7 +311,15 @@ class FakeExchange(ABC):
 @asynccontextmanager
 async def serving(fake: F) -> AsyncIterator[F]:
     """Serve ``fake`` on a free 127.0.0.1 port for the duration of the block."""
-    app = web.Application()
+
+    @web.middleware
+    async def record(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        fake.received.append(request.path_qs)
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
     app.add_routes(fake.routes())
     # a stalled answer is only ever waited for by a client that has gone: don't wait for it to end
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)

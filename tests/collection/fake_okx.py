@@ -72,8 +72,8 @@ class FakeOkx(FakeExchange):
     def rate_limit_body(self) -> dict[str, Any]:
         return {"code": "50011", "msg": "Too Many Requests", "data": []}
 
-    def server_error_body(self) -> dict[str, Any]:
-        return {"code": "50013", "msg": "Systems are busy. Please try again later.", "data": []}
+    def server_error_body(self) -> str:
+        return json.dumps({"code": "50013", "msg": "Systems are busy. Please try again later.", "data": []})
 
     def routes(self) -> list[web.RouteDef]:
         return [

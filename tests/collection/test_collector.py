@@ -1,4 +1,5 @@
-"""A run's lifecycle and log against the fake Binance through the real ccxt client.
+"""A run's lifecycle and log through the real ccxt client: against the fake Binance, and where the
+case is the same on every exchange, against each fake.
 
 What every dialect must guarantee about the stored series: ``test_series_integrity.py``.
 """
@@ -10,12 +11,15 @@ import dataclasses
 import itertools
 from datetime import datetime, timedelta
 
+import pytest
+
 from backend.collection.collector import Collector
 from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
 from backend.runs import repository as runs
-from tests.collection.conftest import Clock, create_config, stored_open_times
+from tests.collection.conftest import EXCHANGES, FROM_SINCE, Clock, NewConfig, create_config, stored_open_times
 from tests.collection.fake_binance import FakeBinance
+from tests.collection.fake_exchange import FakeExchange
 
 HOUR = timedelta(hours=1)
 WEEK_OF_HOURS = 7 * 24  # candles of 1h in the default 7-day backfill
@@ -69,20 +73,24 @@ async def test_exchange_ignoring_since_does_not_loop_or_duplicate(
     assert _hourly(times)
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_rate_limit_answer_is_retried_and_the_run_succeeds(
-    pool: Pool, collector: Collector, fake: FakeBinance
+    collector: Collector, new_config: NewConfig, fake: FakeExchange
 ) -> None:
     fake.fail_candles(429, retry_after=1)
 
-    outcome = await collector.collect_now(await create_config(pool))
+    outcome = await collector.collect_now(await new_config())
 
     assert outcome is not None
     assert (outcome.status, outcome.records_collected) == ("success", WEEK_OF_HOURS)
     assert outcome.metadata["by_timeframe"]["1h"]["retries"] == 1
 
 
-async def test_unknown_symbol_fails_with_bad_symbol_and_stores_nothing(pool: Pool, collector: Collector) -> None:
-    outcome = await collector.collect_now(await create_config(pool, symbol="XRP/USDT"))
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+async def test_unknown_symbol_fails_with_bad_symbol_and_stores_nothing(
+    pool: Pool, collector: Collector, new_config: NewConfig
+) -> None:
+    outcome = await collector.collect_now(await new_config(symbol="XRP/USDT"))
 
     assert outcome is not None
     assert (outcome.status, outcome.error_type, outcome.records_collected) == ("failed", "BadSymbol", 0)
@@ -121,12 +129,13 @@ async def test_one_failing_timeframe_makes_the_run_partial_and_keeps_the_others(
     assert await stored_open_times(pool, "4h") == []
 
 
+@pytest.mark.parametrize("exchange_id", FROM_SINCE)
 async def test_cancelled_run_is_logged_and_the_next_run_stores_the_rest_once(
-    pool: Pool, collector: Collector, fake: FakeBinance
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange
 ) -> None:
     fake.page_limit = 20
     fake.latency_seconds = 0.1
-    config_id = await create_config(pool)
+    config_id = await new_config()
     run_id = await runs.start_run(pool, config_id=config_id, trigger="schedule")
     task = asyncio.create_task(collector.execute_run(run_id))
     while await pool.fetchval("SELECT count(*) FROM candles") < 40:
@@ -151,15 +160,16 @@ async def test_cancelled_run_is_logged_and_the_next_run_stores_the_rest_once(
     assert _hourly(times)
 
 
+@pytest.mark.parametrize("exchange_id", FROM_SINCE)
 async def test_run_longer_than_the_job_timeout_fails_with_timeout_and_keeps_its_candles(
-    pool: Pool, collector: Collector, fake: FakeBinance, clock: Clock
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
     collector.settings = dataclasses.replace(collector.settings, job_timeout_seconds=2)
     fake.page_limit = 10
     window_start = clock.now.replace(minute=0, second=0) - timedelta(days=7)
     fake.stall_candles(30, times=100, from_ms=to_ms(window_start + 20 * HOUR))  # the third page never comes
 
-    outcome = await collector.collect_now(await create_config(pool))
+    outcome = await collector.collect_now(await new_config())
 
     assert outcome is not None
     assert (outcome.status, outcome.error_type) == ("failed", "Timeout")

@@ -1,6 +1,6 @@
 """Shared exchange clients: options from EXCHANGE_OVERRIDES, markets, and the exchange-wide pause.
 
-Through real ccxt against the fakes, on both dialects where the behaviour is the exchange's own.
+Through real ccxt against the fakes, on every fake where the behaviour is the exchange's own.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import ccxt
 import pytest
 
 from backend.collection.collector import Collector
-from backend.collection.exchanges import ExchangeClients, ExchangePause, deep_merge
+from backend.collection.exchanges import THROTTLED, ExchangeClients, ExchangePause, deep_merge
 from backend.db.pool import Pool
 from backend.settings import Settings
-from tests.collection.conftest import EXCHANGES, NewConfig
+from tests.collection.conftest import EXCHANGES, Clock, NewConfig
 from tests.collection.fake_binance import FakeBinance
 from tests.collection.fake_exchange import FakeExchange
 
@@ -144,6 +144,11 @@ async def test_error_messages_never_show_credentials() -> None:
 EMPTY_MARKETS = {
     "binance": '{"timezone": "UTC", "serverTime": 0, "rateLimits": [], "exchangeFilters": [], "symbols": []}',
     "okx": '{"code": "0", "msg": "", "data": []}',
+    "kraken": '{"error": [], "result": {}}',
+    "bybit": '{"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "list": []}, "retExtInfo": {}}',
+    "kucoin": '{"code": "200000", "data": []}',
+    "coinbase": '{"products": [], "num_products": 0}',
+    "gate": "[]",
 }
 
 
@@ -229,14 +234,14 @@ async def test_rate_limit_answers_do_not_lengthen_a_later_ban(
 @pytest.mark.parametrize("exchange_id", EXCHANGES)
 @pytest.mark.parametrize("status", [400, 503])
 async def test_rate_limit_signalled_in_the_body_pauses_the_exchange(
-    still_clients: ExchangeClients, fake: FakeExchange, exchange_id: str, status: int
+    still_clients: ExchangeClients, fake: FakeExchange, clock: Clock, exchange_id: str, status: int
 ) -> None:
     client = still_clients.get(exchange_id)
     await client.ensure_markets()
     fake.rate_limit_candles(status)
 
-    with pytest.raises(ccxt.RateLimitExceeded):
-        await client.fetch_ohlcv("BTC/USDT", "1h", 0, 10)
+    with pytest.raises(THROTTLED):  # Kraken's "EAPI:Rate limit exceeded" is ccxt's DDoSProtection
+        await client.fetch_ohlcv("BTC/USDT", "1h", clock.ms() - 10 * 3_600_000, 10)
 
     assert client.pause.remaining_seconds == 1
 

@@ -1,4 +1,7 @@
-"""Every closed candle stored once, against each exchange dialect (Binance and OKX), through real ccxt."""
+"""Every closed candle stored once, against every fake exchange, through real ccxt.
+
+Tests that need 90 days of 1h history run against the exchanges that serve that far (``DEEP_HISTORY``).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,15 @@ import pytest
 from backend.collection.collector import Collector
 from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
-from tests.collection.conftest import EXCHANGES, Clock, NewConfig, stored_open_times
-from tests.collection.fake_exchange import FakeExchange, candle_values
-
-pytestmark = pytest.mark.parametrize("exchange_id", EXCHANGES)
+from tests.collection.conftest import (
+    DEEP_HISTORY,
+    EXCHANGES,
+    Clock,
+    NewConfig,
+    assert_stored_series_is_the_truth,
+    stored_open_times,
+)
+from tests.collection.fake_exchange import FakeExchange
 
 HOUR = timedelta(hours=1)
 WEEK_OF_HOURS = 7 * 24  # candles of 1h in the default 7-day backfill
@@ -31,6 +39,7 @@ def _window_start(clock: Clock, days: int) -> datetime:
     return clock.now.replace(minute=0, second=0) - timedelta(days=days)
 
 
+@pytest.mark.parametrize("exchange_id", DEEP_HISTORY)
 async def test_backfill_stores_every_closed_candle_of_the_window_once(
     pool: Pool, collector: Collector, new_config: NewConfig, clock: Clock
 ) -> None:
@@ -44,6 +53,7 @@ async def test_backfill_stores_every_closed_candle_of_the_window_once(
     assert outcome.metadata["by_timeframe"]["1h"]["pages"] > 1
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_open_candle_is_never_stored(
     pool: Pool, collector: Collector, new_config: NewConfig, clock: Clock
 ) -> None:
@@ -53,16 +63,16 @@ async def test_open_candle_is_never_stored(
     assert (await stored_open_times(pool, "1m"))[-1] == clock.now.replace(second=0) - timedelta(minutes=1)
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_candles_are_stored_with_the_exchanges_values(
-    pool: Pool, collector: Collector, new_config: NewConfig
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
     await collector.collect_now(await new_config())
 
-    row = await pool.fetchrow("SELECT * FROM candles ORDER BY open_time LIMIT 1")
-    assert row is not None
-    assert (row["open"], row["high"], row["low"], row["close"], row["volume"]) == candle_values(to_ms(row["open_time"]))
+    await assert_stored_series_is_the_truth(pool, fake, _window_start(clock, 7), _newest_closed(clock))
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_next_run_fetches_only_what_is_new(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -80,6 +90,7 @@ async def test_next_run_fetches_only_what_is_new(
     assert len(await stored_open_times(pool)) == WEEK_OF_HOURS + 3
 
 
+@pytest.mark.parametrize("exchange_id", DEEP_HISTORY)
 async def test_failed_page_ends_the_timeframe_there_and_the_next_run_leaves_no_hole(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -99,15 +110,14 @@ async def test_failed_page_ends_the_timeframe_there_and_the_next_run_leaves_no_h
     assert stored_after_failure[0] == window_start
     assert window_start + 999 * HOUR <= stored_after_failure[-1] < _newest_closed(clock)
     assert _hourly(stored_after_failure)
-    times = await stored_open_times(pool)
     assert second.status == "success"
     assert second.records_collected == 90 * 24 - len(stored_after_failure)
-    assert len(times) == 90 * 24
-    assert _hourly(times)
+    await assert_stored_series_is_the_truth(pool, fake, window_start, _newest_closed(clock))
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_deleted_candles_inside_the_window_are_refetched(
-    pool: Pool, collector: Collector, new_config: NewConfig, clock: Clock
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
     config_id = await new_config()
     await collector.collect_now(config_id)
@@ -121,11 +131,10 @@ async def test_deleted_candles_inside_the_window_are_refetched(
     assert outcome is not None
     assert outcome.records_collected == 10
     assert outcome.metadata["by_timeframe"]["1h"]["holes_repaired"] == 1
-    times = await stored_open_times(pool)
-    assert len(times) == WEEK_OF_HOURS
-    assert _hourly(times)
+    await assert_stored_series_is_the_truth(pool, fake, _window_start(clock, 7), _newest_closed(clock))
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_hole_the_exchange_confirms_empty_is_remembered_and_not_refetched(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -145,6 +154,7 @@ async def test_hole_the_exchange_confirms_empty_is_remembered_and_not_refetched(
     assert (empty["range_start"], empty["range_end"]) == (no_trades, no_trades + 2 * HOUR)
 
 
+@pytest.mark.parametrize("exchange_id", DEEP_HISTORY)
 async def test_empty_stretch_longer_than_a_page_does_not_stop_the_forward_fetch(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -165,6 +175,7 @@ async def test_empty_stretch_longer_than_a_page_does_not_stop_the_forward_fetch(
     assert (second.status, fake.requests) == ("success", [])
 
 
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
 async def test_exchange_with_limited_history_is_not_asked_again_for_older_candles(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:
@@ -182,6 +193,7 @@ async def test_exchange_with_limited_history_is_not_asked_again_for_older_candle
     assert [request.start_ms for request in fake.requests] == [to_ms(_newest_closed(clock))]
 
 
+@pytest.mark.parametrize("exchange_id", DEEP_HISTORY)
 async def test_raising_backfill_days_fetches_the_older_history(
     pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
 ) -> None:

@@ -1,4 +1,4 @@
-"""Answers that must not be trusted, against each dialect, through real ccxt: asked again, never stored.
+"""Answers that must not be trusted, against every fake exchange, through real ccxt: asked again, never stored.
 
 One fault at a time, injected per request into the fake exchange: malformed 200s, an empty answer
 while the series is behind, broken candles (null, NaN, Infinity, non-positive prices, negative
@@ -30,7 +30,15 @@ pytestmark = pytest.mark.parametrize("exchange_id", EXCHANGES)
 
 HOUR = timedelta(hours=1)
 WEEK_OF_HOURS = 7 * 24
-WELL_FORMED_EMPTY = {"binance": "[]", "okx": '{"code": "0", "msg": "", "data": []}'}
+WELL_FORMED_EMPTY = {
+    "binance": "[]",
+    "okx": '{"code": "0", "msg": "", "data": []}',
+    "kraken": '{"error": [], "result": {"XBTUSDT": [], "last": 0}}',
+    "bybit": '{"retCode": 0, "retMsg": "OK", "result": {"category": "spot", "symbol": "BTCUSDT", "list": []}}',
+    "kucoin": '{"code": "200000", "data": []}',
+    "coinbase": '{"candles": []}',
+    "gate": "[]",
+}
 MALFORMED: dict[str, Callable[[FakeExchange, int], None]] = {
     "truncated JSON": lambda fake, times: fake.truncate_candles(times=times),
     "{}": lambda fake, times: fake.answer_candles("{}", times=times),
@@ -54,7 +62,7 @@ BROKEN: dict[str, tuple[RowChange, str]] = {
     "negative volume": (value("volume", -1), "volume is negative"),
     "high below low": (high_below_low, "high is below low"),
     "high below open or close": (_high_below_open_or_close, "high is below open or close"),
-    "open time off the grid": (off_grid(1234), "open time off the grid by 1234 ms"),
+    "open time off the grid": (off_grid(7000), "open time off the grid by 7000 ms"),
 }
 
 

@@ -70,6 +70,7 @@ async def test_create_is_stored(client: Client, admin_headers: dict[str, str], p
         ({**NEW, "symbol": "ETH/USDT/X"}, "symbol"),
         ({**NEW, "symbol": 42}, "symbol"),
         ({**NEW, "exchange": "not-an-exchange"}, "exchange"),
+        ({**NEW, "exchange": "Binance"}, "exchange"),
         ({k: v for k, v in NEW.items() if k != "timeframes"}, "timeframes"),
         ({**NEW, "timeframes": []}, "timeframes"),
         ({**NEW, "timeframes": ["1m", "1m"]}, "timeframes"),
@@ -92,6 +93,42 @@ async def test_invalid_create_is_400_naming_the_field(
     assert response.status_code == 400
     assert field in response.text
     assert await pool.fetchval("SELECT count(*) FROM data_collection_configs") == 0
+
+
+async def test_an_exchange_in_the_wrong_case_is_told_the_id(client: Client, admin_headers: dict[str, str]) -> None:
+    response = await client.post(CONFIGS, json={**NEW, "exchange": "Binance"}, headers=admin_headers)
+
+    assert response.status_code == 400
+    assert response.json()["extra"] == [
+        {
+            "message": "exchange: 'Binance' is not an exchange ccxt knows (ids are lower case: 'binance')",
+            "key": "exchange",
+            "source": "body",
+        }
+    ]
+
+
+async def test_a_whole_number_written_with_a_fraction_is_an_integer(
+    client: Client, admin_headers: dict[str, str], pool: Pool
+) -> None:
+    created = await client.post(
+        CONFIGS, json={**NEW, "interval_minutes": 5.0, "backfill_days": 30.0}, headers=admin_headers
+    )
+    updated = await client.put(
+        f"{CONFIGS}/{created.json()['id']}", json={"interval_minutes": 15.0}, headers=admin_headers
+    )
+
+    assert created.status_code == 201
+    assert (created.json()["interval_minutes"], created.json()["backfill_days"]) == (5, 30)
+    assert updated.status_code == 200
+    assert await pool.fetchval("SELECT interval_minutes FROM data_collection_configs") == 15
+
+
+async def test_a_fractional_interval_is_400(client: Client, admin_headers: dict[str, str]) -> None:
+    response = await client.post(CONFIGS, json={**NEW, "interval_minutes": 5.5}, headers=admin_headers)
+
+    assert response.status_code == 400
+    assert response.json()["extra"][0]["key"] == "interval_minutes"
 
 
 async def test_a_malformed_symbol_is_told_what_a_symbol_looks_like_not_the_regex(

@@ -65,7 +65,7 @@ async def open_new_config_form(page: Page) -> None:
 async def test_an_admin_creates_a_config_through_the_form_and_sees_it_in_the_table(page: Page, served: Served) -> None:
     await open_new_config_form(page)
     await page.get_by_label("Symbol").fill("sol/usdt")
-    await page.get_by_label("Exchange").fill("binance")
+    await page.get_by_label("Exchange").fill("Binance")  # the form sends ccxt's id, in lower case
     timeframes = page.get_by_role("group", name="Timeframes")
     await timeframes.get_by_label("4h", exact=True).check()
     await page.get_by_label("Interval (minutes)").fill("15")
@@ -77,7 +77,12 @@ async def test_an_admin_creates_a_config_through_the_form_and_sees_it_in_the_tab
     await expect(row(page, "SOL/USDT")).to_contain_text("every 15 min")
     stored = await stored_config(served, "SOL/USDT")
     assert stored is not None
-    assert (stored["timeframes"], stored["interval_minutes"], stored["enabled"]) == (["1h", "4h"], 15, False)
+    assert (stored["exchange"], stored["timeframes"], stored["interval_minutes"], stored["enabled"]) == (
+        "binance",
+        ["1h", "4h"],
+        15,
+        False,
+    )
 
 
 async def test_a_bad_symbol_shows_the_apis_message_next_to_the_symbol_field(page: Page, served: Served) -> None:

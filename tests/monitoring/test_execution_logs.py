@@ -161,7 +161,6 @@ async def test_empty_database_lists_nothing_with_a_zero_total(client: Client, ad
         ("?config_id=abc", "config_id"),
         ("?start_date=yesterday", "start_date"),
         ("?end_date=2024-13-01", "end_date"),
-        ("?start_date=2024-05-02&end_date=2024-05-01", "start_date"),
     ],
 )
 async def test_bad_filter_values_are_400_naming_the_parameter(

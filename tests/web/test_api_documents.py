@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import ccxt
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -177,6 +178,86 @@ def test_the_logs_export_declares_its_csv_and_attachment(documents: dict[str, di
 @pytest.mark.parametrize("name", ["LoginRequest", "ConfigCreate", "ConfigUpdate", "BulkRequest"])
 def test_bodies_that_refuse_unknown_fields_say_so(documents: dict[str, dict[str, Any]], name: str) -> None:
     assert documents["openapi"]["components"]["schemas"][name]["additionalProperties"] is False
+
+
+def _request_schemas(openapi: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Every schema a request is checked against: parameters and the components of request bodies."""
+    schemas = openapi["components"]["schemas"]
+    found = []
+    for path, method, operation in _operations(openapi):
+        for parameter in operation.get("parameters", []):
+            found.append((f"{method} {path} {parameter['name']}", parameter["schema"]))
+        if body := operation.get("requestBody"):
+            name = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            found.append((name, schemas[name]))
+    return found
+
+
+def _subschemas(schema: Any) -> list[dict[str, Any]]:
+    if isinstance(schema, list):
+        return [found for item in schema for found in _subschemas(item)]
+    if not isinstance(schema, dict):
+        return []
+    nested = [value for key, value in schema.items() if key in ("anyOf", "oneOf", "allOf", "items")]
+    nested += list(schema.get("properties", {}).values())
+    return [schema, *_subschemas(nested)]
+
+
+def test_every_bound_of_a_request_integer_is_an_exact_integer(documents: dict[str, dict[str, Any]]) -> None:
+    for where, schema in _request_schemas(documents["openapi"]):
+        for sub in _subschemas(schema):
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                if sub.get("type") == "integer" and key in sub:
+                    assert type(sub[key]) is int, (where, key, sub[key])
+
+
+def test_ids_go_up_to_the_largest_bigint_exactly(documents: dict[str, dict[str, Any]]) -> None:
+    paths = documents["openapi"]["paths"]
+    [config_id] = paths[f"{ADMIN}/configs/{{config_id}}"]["get"]["parameters"]
+    ids = documents["openapi"]["components"]["schemas"]["BulkRequest"]["properties"]["ids"]
+
+    assert config_id["schema"]["maximum"] == 2**63 - 1
+    assert ids["items"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    assert ids["uniqueItems"] is True
+
+
+def test_no_parameter_is_nullable(documents: dict[str, dict[str, Any]]) -> None:
+    for where, schema in _request_schemas(documents["openapi"]):
+        if where.startswith(("get", "put", "post", "delete", "patch")):
+            assert "null" not in json.dumps(schema), where
+
+
+def test_every_request_string_refuses_nul(documents: dict[str, dict[str, Any]]) -> None:
+    for where, schema in _request_schemas(documents["openapi"]):
+        for sub in _subschemas(schema):
+            if sub.get("type") == "string":
+                assert {"pattern", "enum", "format"} & sub.keys(), (where, sub)
+
+
+def test_a_config_body_lists_the_exchanges_and_wants_distinct_timeframes(
+    documents: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("ConfigCreate", "ConfigUpdate"):
+        properties = documents["openapi"]["components"]["schemas"][name]["properties"]
+
+        assert properties["exchange"]["enum"] == sorted(ccxt.exchanges)
+        assert properties["timeframes"]["uniqueItems"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        (f"{ADMIN}/execution-logs", "start_date"),
+        (f"{ADMIN}/execution-logs/export.csv", "end_date"),
+        ("/api/v1/market-data/ohlcv", "start"),
+    ],
+)
+def test_a_time_parameter_is_a_date_or_a_date_time(documents: dict[str, dict[str, Any]], path: str, name: str) -> None:
+    operation = documents["openapi"]["paths"][path]["get"]
+    [schema] = [parameter["schema"] for parameter in operation["parameters"] if parameter["name"] == name]
+
+    assert [branch.get("format") for branch in schema["anyOf"]] == ["date", "date-time", None]
+    assert re.fullmatch(schema["anyOf"][2]["pattern"].strip("^$"), "2024-05-01T12:00")
 
 
 def test_the_events_websocket_is_described_by_the_linked_asyncapi_document(

@@ -78,6 +78,16 @@ async def test_an_integer_beyond_64_bits_is_400_naming_it(
     assert _names_field(response, key, source)
 
 
+@pytest.mark.parametrize(
+    "path", [f"{CONFIGS}/9223372036854775807", f"{LOGS}/9223372036854775807", f"{CONFIGS}/9223372036854775807/enable"]
+)
+async def test_the_largest_bigint_is_a_valid_id(client: Client, admin_headers: dict[str, str], path: str) -> None:
+    method = "POST" if path.endswith("/enable") else "GET"
+    response = await client.request(method, path, headers=admin_headers)
+
+    assert response.status_code == 404
+
+
 async def test_a_bulk_id_beyond_64_bits_is_400_naming_it(client: Client, admin_headers: dict[str, str]) -> None:
     body = b'{"action": "enable", "ids": [1, ' + TOO_BIG.encode() + b"]}"
     response = await client.post(f"{CONFIGS}/bulk", content=body, headers=admin_headers)
@@ -128,17 +138,94 @@ async def test_an_end_date_on_the_last_representable_day_means_no_upper_bound(
 @pytest.mark.parametrize(
     ("path", "key"),
     [
-        (f"{LOGS}?start_date=0001-01-01T00:00:00%2B01:00", "start_date"),
-        (f"{LOGS}/export.csv?end_date=9999-12-31T23:00:00-14:00", "end_date"),
-        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&start=9999-12-31T23:59:59-14:00", "start"),
-        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&end=0001-01-01T00:00:00%2B14:00", "end"),
         (f"{LOGS}?start_date=yesterday", "start_date"),
-        (f"{LOGS}?start_date=2024-05-02&end_date=2024-05-01", "start_date"),
-        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&start=2024-05-02T00:00:00Z&end=2024-05-01T00:00:00Z", "start"),
-        (f"{ADMIN}/stats/timeseries?hours=720&bucket=1m", "bucket"),
+        (f"{LOGS}?start_date=0.0", "start_date"),
+        (f"{LOGS}/export.csv?end_date=2024-W01-1", "end_date"),
+        (f"{LOGS}?end_date=2024-02-30", "end_date"),
+        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&start=0.0", "start"),
+        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&end=1717200000", "end"),
+        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&start=2024-05-01T25:00:00Z", "start"),
     ],
 )
-async def test_a_bad_or_unstorable_time_is_400_naming_it(
+async def test_a_time_that_is_not_iso_8601_is_400_naming_it(
+    client: Client, admin_headers: dict[str, str], path: str, key: str
+) -> None:
+    response = await client.get(path, headers=admin_headers)
+
+    assert response.status_code == 400
+    assert _names_field(response, key, "query")
+
+
+async def _a_log(pool: Pool) -> None:
+    await pool.execute(
+        "INSERT INTO job_execution_logs (job_name, job_type, symbol, exchange, status, started_at, finished_at) "
+        "VALUES ('collect_data_1', 'data_collection', 'ETH/USDT', 'binance', 'success', "
+        "'2024-05-01T12:00:00Z', '2024-05-01T12:00:03Z')"
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["start_date=0001-01-01T00:00:00%2B01:00", "end_date=9999-12-31T23:00:00-14:00", "start_date=0001-01-01"],
+)
+async def test_a_time_outside_what_can_be_stored_is_the_first_or_last_instant(
+    client: Client, admin_headers: dict[str, str], pool: Pool, query: str
+) -> None:
+    await _a_log(pool)
+
+    response = await client.get(f"{LOGS}?{query}", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert len(response.json()) == 1
+
+
+@pytest.mark.parametrize(
+    "query", ["start=9999-12-31T23:59:59-14:00", "end=0001-01-01T00:00:00%2B14:00"], ids=["start", "end"]
+)
+async def test_an_ohlcv_range_beyond_what_can_be_stored_is_empty(
+    client: Client, admin_headers: dict[str, str], query: str
+) -> None:
+    response = await client.get(f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&{query}", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+async def test_logs_from_a_start_after_the_end_are_none(
+    client: Client, admin_headers: dict[str, str], pool: Pool
+) -> None:
+    await _a_log(pool)
+
+    response = await client.get(f"{LOGS}?start_date=2024-05-02&end_date=2024-05-01", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert response.json() == []
+    assert response.headers["X-Total-Count"] == "0"
+
+
+async def test_candles_from_a_start_at_or_after_the_end_are_none(client: Client, admin_headers: dict[str, str]) -> None:
+    response = await client.get(
+        f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&start=2024-05-02T00:00:00Z&end=2024-05-01T00:00:00Z",
+        headers=admin_headers,
+    )
+
+    assert response.status_code == 200
+    assert response.json() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        (f"{CONFIGS}?enabled=null", "enabled"),
+        (f"{CONFIGS}?enabled=1", "enabled"),
+        (f"{CONFIGS}?enabled=true&enabled=false", "enabled"),
+        (f"{LOGS}?status=null", "status"),
+        (f"{LOGS}?config_id=null", "config_id"),
+        (f"{ADMIN}/stats/timeseries?config_id=null", "config_id"),
+        (f"{OHLCV}?symbol=BTC/USDT&timeframe=1m&format=null", "format"),
+    ],
+)
+async def test_a_query_value_its_schema_refuses_is_400_naming_it(
     client: Client, admin_headers: dict[str, str], path: str, key: str
 ) -> None:
     response = await client.get(path, headers=admin_headers)
@@ -235,3 +322,26 @@ async def test_an_empty_query_parameter_means_no_filter(
     assert empty.status_code == 200
     assert empty.json() == absent.json()
     assert empty.json() not in ([], {})
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T14:00:00%2B02:00",
+        "2024-05-01T14:00:00 02:00",
+        "2024-05-01t12:00:00z",
+        "2024-05-01T12:00",
+        "2024-05-01T12:00:00.0000001",
+        "2024-05-01T12:00Z",
+    ],
+)
+async def test_every_spelling_of_an_instant_finds_the_log_started_then(
+    client: Client, admin_headers: dict[str, str], pool: Pool, moment: str
+) -> None:
+    await _a_log(pool)
+
+    response = await client.get(f"{LOGS}?start_date={moment}&end_date={moment}", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert len(response.json()) == 1

@@ -129,7 +129,7 @@ function configForm(config, { onSaved, onCancel }) {
     clearProblems(fields, formLine);
     const body = {
       symbol: fields.symbol.control.value.trim(),
-      exchange: fields.exchange.control.value.trim(),
+      exchange: fields.exchange.control.value.trim().toLowerCase(), // ccxt ids are lower case
       timeframes: fields.timeframes.values(),
       interval_minutes: number(fields.interval_minutes),
       backfill_days: number(fields.backfill_days),
