@@ -50,7 +50,7 @@ Live events come from a WebSocket, described by the AsyncAPI document at
 [/schema/asyncapi.json](/schema/asyncapi.json).
 """
 # response headers a frontend on another origin must be able to read
-EXPOSED_HEADERS = ["X-Total-Count", "ETag", "Content-Disposition", "X-Request-ID"]
+EXPOSED_HEADERS = ["X-Total-Count", "X-Total-Count-Exact", "ETag", "Content-Disposition", "X-Request-ID"]
 TAGS = [
     Tag(name="auth", description="Login and the current user"),
     Tag(name="configs", description="Data-collection configs: what to collect and how often"),

@@ -112,7 +112,17 @@ class ExecutionLogController(Controller):
         "/",
         operation_id="listExecutionLogs",
         response_headers=[
-            ResponseHeader(name="X-Total-Count", documentation_only=True, description="How many logs match the filters")
+            ResponseHeader(
+                name="X-Total-Count",
+                documentation_only=True,
+                description=f"How many logs match the filters: counted up to {repository.COUNT_EXACT_UP_TO:,}, "
+                "PostgreSQL's estimate beyond (see X-Total-Count-Exact)",
+            ),
+            ResponseHeader(
+                name="X-Total-Count-Exact",
+                documentation_only=True,
+                description="true when X-Total-Count is an exact count, false when it is an estimate",
+            ),
         ],
     )
     async def list_logs(
@@ -122,10 +132,13 @@ class ExecutionLogController(Controller):
         skip: Skip = 0,
         limit: Annotated[int, Parameter(ge=1, le=MAX_LOG_PAGE)] = 100,
     ) -> Response[list[JobExecutionLog]]:
-        """Logs matching every filter given, newest first; `X-Total-Count` has the filtered total."""
+        """Logs matching every filter given, newest first; `X-Total-Count` has the filtered total,
+        exact up to 10,000 and estimated beyond (`X-Total-Count-Exact: false`)."""
         logs = await repository.list_logs(pool, filters=filters, skip=skip, limit=limit)
-        total = await repository.count_logs(pool, filters=filters)
-        return Response(logs, headers={"X-Total-Count": str(total)})
+        count = await repository.count_logs(pool, filters=filters)
+        return Response(
+            logs, headers={"X-Total-Count": str(count.total), "X-Total-Count-Exact": "true" if count.exact else "false"}
+        )
 
     @get("/{log_id:int}", operation_id="getExecutionLog")
     async def get_log(self, pool: PoolDependency, log_id: Annotated[int, resource_id("Log id")]) -> JobExecutionLog:

@@ -6,6 +6,7 @@ own ``$n`` parameter, so each combination gets a plan that uses the index made f
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -43,7 +44,10 @@ FILTER_CONDITIONS = {
 NEWEST_FIRST = "ORDER BY started_at DESC, id DESC"
 
 LIST_LOGS = "SELECT {columns} FROM job_execution_logs {where} {order} OFFSET ${skip} LIMIT ${limit}"
-COUNT_LOGS = "SELECT count(*) FROM job_execution_logs {where}"
+# Counting stops one past COUNT_EXACT_UP_TO matches; past it, the planner's estimate stands in.
+COUNT_EXACT_UP_TO = 10_000
+COUNT_LOGS = "SELECT count(*) FROM (SELECT FROM job_execution_logs {where} LIMIT ${limit}) AS matched"
+ESTIMATE_LOGS = "EXPLAIN (FORMAT JSON) SELECT FROM job_execution_logs {where}"
 # the columns are formatted under their own names, so the order names the table's (an index range)
 EXPORT_LOGS = """
 SELECT {columns} FROM job_execution_logs AS log {where} ORDER BY log.started_at DESC, log.id DESC LIMIT ${limit}
@@ -91,6 +95,12 @@ WITH points AS (
            status, duration_seconds, records_collected,
            CASE WHEN trigger = 'schedule' THEN extract(epoch FROM started_at - scheduled_for)::float8 END AS lateness
     FROM job_execution_logs {where}
+    UNION ALL
+    SELECT date_bin(make_interval(mins => $3), started_minute, $1::timestamptz),
+           'success', duration_seconds, records_collected, lateness_seconds
+    FROM compacted_run_values($1::timestamptz, $2::timestamptz) AS compacted
+    WHERE ({job_type}::text IS NULL OR {job_type} = 'data_collection')
+      AND ({config_id}::bigint IS NULL OR compacted.config_id = {config_id})
 ), buckets AS (
     SELECT bucket_start,
            count(*) AS runs,
@@ -99,11 +109,11 @@ WITH points AS (
            count(*) FILTER (WHERE status = 'partial') AS partials,
            round(100.0 * count(*) FILTER (WHERE status = 'success')
                  / nullif(count(*) FILTER (WHERE status <> 'running'), 0), 2)::float8 AS success_rate,
-           round(avg(duration_seconds)::numeric, 3)::float8 AS average_duration_seconds,
+           round(avg(duration_seconds::numeric), 3)::float8 AS average_duration_seconds,
            round((percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds))::numeric, 3)::float8
                AS p95_duration_seconds,
            coalesce(sum(records_collected), 0)::bigint AS records_collected,
-           round(avg(lateness)::numeric, 3)::float8 AS average_lateness_seconds,
+           round(avg(lateness::numeric), 3)::float8 AS average_lateness_seconds,
            round((percentile_cont(0.95) WITHIN GROUP (ORDER BY lateness))::numeric, 3)::float8
                AS p95_lateness_seconds
     FROM runs GROUP BY bucket_start
@@ -116,10 +126,18 @@ FROM points LEFT JOIN buckets USING (bucket_start)
 ORDER BY points.bucket_start
 """
 
-# Every config, with its runs in the window ($1 = window start); the latest run and the latest
-# error are one index probe each.
+# Every config, with its runs in the window ($1 = window start), logged or compacted; the latest
+# run and the latest error are one index probe each (the latest runs are never compacted).
 STATS_BY_CONFIG = """
-WITH window_runs AS (
+WITH runs AS (
+    SELECT config_id, status, duration_seconds, records_collected
+    FROM job_execution_logs
+    WHERE started_at >= $1 AND config_id IS NOT NULL
+    UNION ALL
+    SELECT config_id, 'success', duration_seconds, records_collected
+    FROM compacted_run_values($1::timestamptz, 'infinity') AS compacted
+    WHERE config_id IS NOT NULL
+), window_runs AS (
     SELECT config_id,
            count(*) AS runs,
            count(*) FILTER (WHERE status = 'success') AS successes,
@@ -127,10 +145,9 @@ WITH window_runs AS (
            count(*) FILTER (WHERE status = 'partial') AS partials,
            round(100.0 * count(*) FILTER (WHERE status = 'success')
                  / nullif(count(*) FILTER (WHERE status <> 'running'), 0), 2)::float8 AS success_rate,
-           round(avg(duration_seconds)::numeric, 3)::float8 AS average_duration_seconds,
+           round(avg(duration_seconds::numeric), 3)::float8 AS average_duration_seconds,
            coalesce(sum(records_collected), 0)::bigint AS records_collected
-    FROM job_execution_logs
-    WHERE started_at >= $1 AND config_id IS NOT NULL
+    FROM runs
     GROUP BY config_id
 )
 SELECT config.id AS config_id, config.symbol, config.exchange, config.enabled,
@@ -239,10 +256,23 @@ async def list_logs(db: Pool | Connection, *, filters: LogFilters, skip: int, li
     return [_to_log(row) for row in await db.fetch(sql, *parameters, skip, limit)]
 
 
-async def count_logs(db: Pool | Connection, *, filters: LogFilters) -> int:
+class LogCount(msgspec.Struct, kw_only=True, frozen=True):
+    """How many logs match: exact up to ``COUNT_EXACT_UP_TO``, the planner's estimate beyond."""
+
+    total: int
+    exact: bool
+
+
+async def count_logs(db: Pool | Connection, *, filters: LogFilters) -> LogCount:
+    """Counting a million matches would cost more than the page: past ``COUNT_EXACT_UP_TO`` the
+    count is PostgreSQL's estimate (from the table's statistics), never below the matches seen."""
     where, parameters = where_clause(filters)
-    count: int = await db.fetchval(COUNT_LOGS.format(where=where), *parameters)
-    return count
+    sql = COUNT_LOGS.format(where=where, limit=len(parameters) + 1)
+    counted: int = await db.fetchval(sql, *parameters, COUNT_EXACT_UP_TO + 1)
+    if counted <= COUNT_EXACT_UP_TO:
+        return LogCount(total=counted, exact=True)
+    plan = json.loads(await db.fetchval(ESTIMATE_LOGS.format(where=where), *parameters))
+    return LogCount(total=max(counted, int(plan[0]["Plan"]["Plan Rows"])), exact=False)
 
 
 async def get_log(db: Pool | Connection, *, log_id: int) -> JobExecutionLog | None:
@@ -292,6 +322,20 @@ async def count_configs(db: Pool | Connection) -> ConfigCounts:
     return msgspec.convert(dict(await db.fetchrow(CONFIG_COUNTS) or {}), ConfigCounts)
 
 
+def timeseries_query(
+    *, start: datetime, end: datetime, bucket_minutes: int, job_type: str | None, config_id: int | None
+) -> tuple[str, list[Any]]:
+    """The timeseries statement over [start, end) and its parameters: the logs' and the compacted runs'."""
+    filters = LogFilters(started_from=start, started_before=end, job_type=job_type, config_id=config_id)
+    where, parameters = where_clause(filters, first_parameter=4)
+    sql = TIMESERIES.format(
+        where=where,
+        job_type=f"${len(parameters) + 4}",
+        config_id=f"${len(parameters) + 5}",
+    )
+    return sql, [start, end, bucket_minutes, *parameters, job_type, config_id]
+
+
 async def read_timeseries(
     db: Pool | Connection,
     *,
@@ -302,9 +346,10 @@ async def read_timeseries(
     config_id: int | None,
 ) -> list[TimeseriesPoint]:
     """One point per bucket in [start, end), empty buckets included; ``start`` is a bucket edge."""
-    filters = LogFilters(started_from=start, started_before=end, job_type=job_type, config_id=config_id)
-    where, parameters = where_clause(filters, first_parameter=4)
-    rows = await db.fetch(TIMESERIES.format(where=where), start, end, bucket_minutes, *parameters)
+    sql, parameters = timeseries_query(
+        start=start, end=end, bucket_minutes=bucket_minutes, job_type=job_type, config_id=config_id
+    )
+    rows = await db.fetch(sql, *parameters)
     return [msgspec.convert(dict(row), TimeseriesPoint) for row in rows]
 
 

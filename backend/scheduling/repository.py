@@ -10,7 +10,7 @@ that up if a lock is ever lost.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -145,11 +145,11 @@ SELECT id FROM ended
 """
 DISCARD_RUN = "DELETE FROM job_execution_logs WHERE id = $1 AND status = 'running'"
 
-# System jobs (log retention) run once a day across all processes: the first scheduler to see
-# the job due moves it to the next midnight UTC.
+# System jobs (log retention daily, run history hourly) run once per period across all processes:
+# the first scheduler to see the job due moves it to the start of the next period (UTC; $2 the period).
 ENSURE_SYSTEM_JOB = "INSERT INTO system_jobs (name, next_run_at) VALUES ($1, now()) ON CONFLICT (name) DO NOTHING"
 CLAIM_SYSTEM_JOB = """
-UPDATE system_jobs SET next_run_at = date_trunc('day', now(), 'UTC') + interval '1 day'
+UPDATE system_jobs SET next_run_at = date_bin($2, now(), TIMESTAMPTZ '2000-01-01 00:00:00+00') + $2
 WHERE name = $1 AND next_run_at <= now()
 RETURNING name
 """
@@ -282,10 +282,10 @@ async def discard_run(db: Pool | Connection, *, run_id: int) -> None:
     await db.execute(DISCARD_RUN, run_id)
 
 
-async def claim_system_job(db: Pool | Connection, *, name: str) -> bool:
-    """True for the one process, across all, that takes today's run of the system job ``name``."""
+async def claim_system_job(db: Pool | Connection, *, name: str, every: timedelta = timedelta(days=1)) -> bool:
+    """True for the one process, across all, that takes this period's run of the system job ``name``."""
     await db.execute(ENSURE_SYSTEM_JOB, name)
-    return await db.fetchval(CLAIM_SYSTEM_JOB, name) is not None
+    return await db.fetchval(CLAIM_SYSTEM_JOB, name, every) is not None
 
 
 async def start_system_run(db: Pool | Connection, *, job_name: str) -> int:

@@ -13,7 +13,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, cast
 
 import asyncpg
@@ -32,9 +32,17 @@ logger = logging.getLogger(__name__)
 RunJob = Callable[[int], Awaitable[object]]
 """Carries the started run with this id to its end (logs it, keeps its heartbeat, honours cancellation)."""
 
-LOG_RETENTION_JOB = "log_retention"
+LOG_RETENTION_JOB = "log_retention"  # daily
+RUN_HISTORY_JOB = "run_history"  # hourly
 # a scheduler is presumed dead after this many missed heartbeats
 MISSED_BEATS_BEFORE_DEAD = 3
+
+
+class DueSystemJobs(msgspec.Struct, kw_only=True, frozen=True):
+    """The system jobs this process won for now (the caller starts them: see ``backend.scheduling.retention``)."""
+
+    log_retention: bool
+    run_history: bool
 
 
 class StartedRun(msgspec.Struct, kw_only=True, frozen=True):
@@ -164,10 +172,10 @@ async def housekeeping(
     scheduler_id: str,
     backend: SchedulerBackend,
     exchange_activity: ExchangeActivity | None = None,
-) -> bool:
+) -> DueSystemJobs:
     """One heartbeat: record this scheduler alive, add this process's exchange requests to the
-    totals, close runs whose process died, and say whether this process won today's log-retention
-    run (True: the caller starts it)."""
+    totals, close runs whose process died, and say which system jobs this process won (today's
+    log retention, this hour's run history): the caller starts them."""
     await repository.beat(
         pool,
         scheduler_id=scheduler_id,
@@ -182,4 +190,7 @@ async def housekeeping(
     closed = await repository.close_stale_runs(pool, stale_after_seconds=settings.stale_run_seconds)
     if closed:
         logger.warning("closed %d runs whose process stopped as Interrupted: %s", len(closed), closed)
-    return await repository.claim_system_job(pool, name=LOG_RETENTION_JOB)
+    return DueSystemJobs(
+        log_retention=await repository.claim_system_job(pool, name=LOG_RETENTION_JOB),
+        run_history=await repository.claim_system_job(pool, name=RUN_HISTORY_JOB, every=timedelta(hours=1)),
+    )

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -25,7 +27,7 @@ from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage
 from backend.db.pool import Connection, Pool
 from backend.errors import UnavailableError
 from backend.scheduling import repository
-from backend.scheduling.retention import retain_logs
+from backend.scheduling.retention import due_system_jobs
 from backend.scheduling.runs import (
     RunJob,
     TriggeredRun,
@@ -158,15 +160,15 @@ class InProcessScheduler:
     async def _beat(self) -> None:
         if self._listener is None or self._listener.is_closed():
             await self._listen()
-        retention_due = await housekeeping(
+        due = await housekeeping(
             self._pool,
             settings=self._settings,
             scheduler_id=self.scheduler_id,
             backend="inprocess",
             exchange_activity=self._exchange_activity,
         )
-        if retention_due:
-            self._track(asyncio.create_task(self._retain_logs(), name="log retention"))
+        for job in due_system_jobs(self._pool, due, settings=self._settings):
+            self._track(asyncio.create_task(self._system_job(job), name="system job"))
         orphans = await repository.adopt_queued_runs(
             self._pool,
             older_than_seconds=self._settings.stale_run_seconds,
@@ -176,18 +178,14 @@ class InProcessScheduler:
             logger.warning("run %s was queued by a process that stopped before starting it: running it here", run_id)
             self._spawn(run_id)
 
-    async def _retain_logs(self) -> None:
+    async def _system_job(self, job: Coroutine[Any, Any, int]) -> None:
         try:
-            await retain_logs(
-                self._pool,
-                retention_days=self._settings.log_retention_days,
-                candle_retention_days=self._settings.candle_retention_days,
-            )
+            await job
         except Exception as exc:
             if is_outage(exc):
                 DATABASE_OUTAGE.unreachable(exc)
             else:
-                logger.exception("log retention failed")
+                logger.exception("system job failed")
 
     async def _claim(self) -> None:
         self._claim_began = asyncio.get_running_loop().time()

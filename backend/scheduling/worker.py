@@ -41,7 +41,7 @@ from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
 from backend.scheduling import repository
 from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
-from backend.scheduling.retention import retain_logs
+from backend.scheduling.retention import due_system_jobs
 from backend.scheduling.runs import (
     RunJob,
     StartedRun,
@@ -199,22 +199,15 @@ async def _keep_alive(ctx: dict[str, Any]) -> None:
     while True:
         delay: float = settings.scheduler_heartbeat_seconds
         try:
-            retention_due = await housekeeping(
+            due = await housekeeping(
                 ctx["pool"],
                 settings=settings,
                 scheduler_id=ctx["scheduler_id"],
                 backend="arq",
                 exchange_activity=ctx.get("exchange_activity"),
             )
-            if retention_due:
-                _in_background(
-                    ctx,
-                    retain_logs(
-                        ctx["pool"],
-                        retention_days=settings.log_retention_days,
-                        candle_retention_days=settings.candle_retention_days,
-                    ),
-                )
+            for job in due_system_jobs(ctx["pool"], due, settings=settings):
+                _in_background(ctx, job)
             backoff.reset()
             DATABASE_OUTAGE.reachable()
         except Exception as exc:

@@ -49,6 +49,7 @@ ERROR_DESCRIPTIONS = {
 }
 HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     "X-Total-Count": {"type": "integer", "minimum": 0},
+    "X-Total-Count-Exact": {"type": "string", "enum": ["true", "false"]},
     "Retry-After": {"type": "integer", "minimum": 1},
 }
 PATH_PARAMETER = re.compile(r"\{[^}]+\}")

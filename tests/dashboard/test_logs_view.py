@@ -90,6 +90,22 @@ async def test_a_date_range_keeps_the_runs_that_started_within_it(page: Page, se
     await expect(body_rows(page).last).to_contain_text("2024-03-04 12:00 UTC")
 
 
+async def test_a_total_past_the_exact_count_reads_as_an_estimate(page: Page, served: Served) -> None:
+    conn = await asyncpg.connect(served.database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO job_execution_logs (job_name, job_type, symbol, exchange, status, started_at, finished_at, "
+            "duration_seconds) SELECT 'collect_data_0', 'data_collection', 'EST/USDT', 'binance', 'success', "
+            "now() - n * interval '1 second', now(), 1 FROM generate_series(1, 10050) AS n"
+        )
+    finally:
+        await conn.close()
+    await log_in(page, view="Execution logs")
+    await filter_logs(page, symbol="EST/USDT")
+
+    await expect(page.get_by_text(re.compile(r"^about [\d,]+ runs · page 1 of \d+$"))).to_be_visible()
+
+
 async def test_pages_follow_the_total_the_api_counts(page: Page, served: Served) -> None:
     ids = await insert_logs(served, "PGN/USDT", ["success"] * 120)
     newest_first = sorted(ids, reverse=True)  # same start time: the newest id first

@@ -31,17 +31,22 @@ async def seeded(pool: Pool) -> Pool:
     return pool
 
 
-def _index_names(plan: Any) -> set[str]:
-    found: set[str] = set()
+def _nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
     if isinstance(plan, dict):
-        if "Index Name" in plan:
-            found.add(plan["Index Name"])
-        for value in plan.values():
-            found |= _index_names(value)
-    elif isinstance(plan, list):
-        for item in plan:
-            found |= _index_names(item)
-    return found
+        return [plan, *(node for value in plan.values() for node in _nodes(value))]
+    if isinstance(plan, list):
+        return [node for item in plan for node in _nodes(item)]
+    return []
+
+
+def _index_names(plan: Any) -> set[str]:
+    return {node["Index Name"] for node in _nodes(plan) if "Index Name" in node}
+
+
+def _seq_scanned(plan: Any) -> set[str]:
+    """The tables the plan reads whole (an empty partition may be: nothing to read)."""
+    return {node["Relation Name"] for node in _nodes(plan) if node.get("Node Type") == "Seq Scan"}
 
 
 async def _plan(pool: Pool, sql: str, *parameters: Any) -> Any:
@@ -53,25 +58,26 @@ def _since(hours: int) -> datetime:
     return datetime.now(UTC) - timedelta(hours=hours)
 
 
-async def test_stats_of_a_day_sum_the_minute_counts_and_probe_the_stats_index(seeded: Pool) -> None:
+async def test_stats_of_a_day_sum_the_minute_counts_and_probe_the_start_index(seeded: Pool) -> None:
     since = _since(24).replace(second=0, microsecond=0)
 
     plan = await _plan(seeded, repository.STATS, since, "data_collection")
 
-    assert _index_names(plan) == {"job_execution_minutes_pkey", "job_execution_logs_stats_idx"}
+    assert _index_names(plan) == {"job_execution_minutes_pkey", "job_execution_logs_started_at_idx"}
     assert '"Seq Scan"' not in msgspec.json.encode(plan).decode()
 
 
 async def test_timeseries_of_a_week_scans_a_started_at_index_range(seeded: Pool) -> None:
     start = _since(168).replace(minute=0, second=0, microsecond=0)
     end = start + timedelta(hours=168)
-    where, parameters = repository.where_clause(LogFilters(started_from=start, started_before=end), first_parameter=4)
+    sql, parameters = repository.timeseries_query(
+        start=start, end=end, bucket_minutes=60, job_type=None, config_id=None
+    )
 
-    plan = await _plan(seeded, repository.TIMESERIES.format(where=where), start, end, 60, *parameters)
+    plan = await _plan(seeded, sql, *parameters)
 
-    assert _index_names(plan) <= {"job_execution_logs_stats_idx", "job_execution_logs_started_at_idx"}
-    assert _index_names(plan)
-    assert '"Seq Scan"' not in msgspec.json.encode(plan).decode()
+    assert "job_execution_logs_started_at_idx" in _index_names(plan)
+    assert "job_execution_logs" not in _seq_scanned(plan)
 
 
 async def test_failed_logs_page_uses_the_status_index(seeded: Pool) -> None:
@@ -82,13 +88,15 @@ async def test_failed_logs_page_uses_the_status_index(seeded: Pool) -> None:
 
     plan = await _plan(seeded, sql, *parameters, 0, 100)
 
-    assert _index_names(plan) == {"job_execution_logs_status_started_at_idx"}
+    assert _index_names(plan) == {"job_execution_logs_status_newest_idx"}
 
 
 async def test_symbol_filter_uses_the_symbol_index(seeded: Pool) -> None:
     where, parameters = repository.where_clause(LogFilters(symbol="S7/USDT"))
 
-    plan = await _plan(seeded, repository.COUNT_LOGS.format(where=where), *parameters)
+    sql = repository.COUNT_LOGS.format(where=where, limit=len(parameters) + 1)
+
+    plan = await _plan(seeded, sql, *parameters, repository.COUNT_EXACT_UP_TO + 1)
 
     assert _index_names(plan) == {"job_execution_logs_symbol_started_at_idx"}
 
@@ -141,6 +149,6 @@ async def test_each_batch_of_the_csv_export_reads_an_index_range_without_sorting
     plan = await _plan(seeded, next_sql, *parameters, "2099-01-01T00:00:00.000000Z", 1, repository.EXPORT_BATCH_ROWS)
 
     encoded = msgspec.json.encode(plan).decode()
-    assert _index_names(plan) & {"job_execution_logs_started_at_idx", "job_execution_logs_stats_idx"}
+    assert _index_names(plan) & {"job_execution_logs_started_at_idx"}
     assert '"Node Type":"Sort"' not in encoded.replace(" ", "")
     assert '"Seq Scan"' not in encoded

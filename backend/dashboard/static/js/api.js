@@ -186,10 +186,14 @@ export async function listConfigs() {
   }
 }
 
-/** A paged list: the rows and the X-Total-Count total. */
+/** A paged list: the rows, the X-Total-Count total and whether it is exact (X-Total-Count-Exact). */
 export async function getPage(path, query) {
   const response = await send("GET", withQuery(path, query));
-  return { rows: await response.json(), total: Number(response.headers.get("X-Total-Count") || 0) };
+  return {
+    rows: await response.json(),
+    total: Number(response.headers.get("X-Total-Count") || 0),
+    exact: response.headers.get("X-Total-Count-Exact") !== "false",
+  };
 }
 
 export async function postJson(path, body) {

@@ -163,7 +163,7 @@ function mountList(root, params) {
   }
 
   async function load() {
-    const { rows, total } = await getPage(`${ADMIN}/execution-logs`, {
+    const { rows, total, exact } = await getPage(`${ADMIN}/execution-logs`, {
       ...filters,
       skip: (page - 1) * PAGE_SIZE,
       limit: PAGE_SIZE,
@@ -176,7 +176,7 @@ function mountList(root, params) {
     }
     showMessage(errorLine, "");
     renderConfigChip();
-    summary.textContent = `${formatCount(total)} runs · page ${page} of ${pages}`;
+    summary.textContent = `${exact ? "" : "about "}${formatCount(total)} runs · page ${page} of ${pages}`;
     previous.disabled = page <= 1;
     next.disabled = page >= pages;
     keepingFocus(tableBox, () =>
