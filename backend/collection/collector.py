@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import ccxt
 from litestar import Litestar
@@ -143,6 +144,15 @@ class Collector:
             error_type = failed[0].error_type
             error_message = "; ".join(f"{p.timeframe}: {p.error}" for p in failed)
             error_cause = _causes_once(failed, every_timeframe=not succeeded and len(failed) == len(progress))
+        metadata: dict[str, Any] = {
+            "timeframes_collected": len(succeeded),
+            "timeframes_failed": len(config.timeframes) - len(succeeded),
+            "timeframes": list(config.timeframes),
+            "by_timeframe": {tf: p.as_metadata() for tf, p in progress.items()},
+        }
+        beyond_reach = {tf: p.beyond_reach.message for tf, p in progress.items() if p.beyond_reach is not None}
+        if beyond_reach:  # the run could not get all the config asks for
+            metadata["beyond_reach"] = beyond_reach
         return RunOutcome(
             run_id=run_id,
             status=status,
@@ -151,12 +161,7 @@ class Collector:
             error_type=error_type,
             error_message=error_message,
             error_cause=error_cause,
-            metadata={
-                "timeframes_collected": len(succeeded),
-                "timeframes_failed": len(config.timeframes) - len(succeeded),
-                "timeframes": list(config.timeframes),
-                "by_timeframe": {tf: p.as_metadata() for tf, p in progress.items()},
-            },
+            metadata=metadata,
         )
 
     async def _collect(self, config: RunConfig, progress: dict[str, TimeframeProgress]) -> None:

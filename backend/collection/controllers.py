@@ -4,7 +4,8 @@ the admin route that makes the collector ask the exchange again about stretches 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, delete, get
@@ -13,13 +14,23 @@ from litestar.response import Stream
 
 from backend.auth.guards import writes_need_admin
 from backend.collection import repository
+from backend.collection.profiles import ExchangeProfile, profile_for
 from backend.collection.repository import CandleQuery, EmptyRange
 from backend.collection.schemas import CandleRow, ConfirmationsCleared, Gap, SeriesCoverage
-from backend.collection.timeframes import candles_between, candles_in, from_minute, next_open
+from backend.collection.timeframes import (
+    candles_between,
+    candles_in,
+    floor_open,
+    from_minute,
+    next_open,
+    shift_open,
+    to_minute,
+)
 from backend.configs.schemas import Timeframe
 from backend.db.pool import Pool
 from backend.dependencies import PoolDependency
 from backend.monitoring.freshness import SeriesFreshness, candle_lag_seconds, read_series_freshness
+from backend.settings import Settings
 from backend.web.headers import attachment
 from backend.web.openapi import csv_download
 from backend.web.params import parse_time, time_parameter
@@ -113,7 +124,9 @@ class MarketDataController(Controller):
         """Per stored series of the market: span, count, expected count, its largest gaps, and its
         freshness (the lag since its newest candle closed; whether it is stale, when a config collects it)."""
         exchange, symbol = exchange.lower(), symbol.upper()
-        now = datetime.now(UTC)
+        now: datetime = getattr(request.app.state, "clock", _utc_now)()  # tests set the collector's clock
+        settings: Settings = request.app.state.settings
+        profile = profile_for(exchange)
         rows = await repository.coverage(pool, exchange=exchange, symbol=symbol, largest_gaps=LARGEST_GAPS)
         rejected = await repository.count_rejected(pool, exchange=exchange, symbol=symbol)
         empty = await repository.empty_ranges(pool, exchange=exchange, symbol=symbol)
@@ -123,18 +136,15 @@ class MarketDataController(Controller):
                 pool, now=now, settings=request.app.state.settings, exchange=exchange, symbol=symbol
             )
         }
-        return [
-            _coverage(
-                exchange,
-                symbol,
-                row,
-                [r for r in empty if r.timeframe == row["timeframe"]],
-                rejected,
-                collected.get(row["timeframe"]),
-                now,
+        coverage = []
+        for row in rows:
+            timeframe = row["timeframe"]
+            empty_here = [r for r in empty if r.timeframe == timeframe]
+            reach = await _reach(pool, profile, row, empty_here, settings.candle_retention_days.get(timeframe), now)
+            coverage.append(
+                _coverage(exchange, symbol, row, empty_here, rejected, collected.get(timeframe), reach, now)
             )
-            for row in rows
-        ]
+        return coverage
 
 
 class ConfirmedEmptyController(Controller):
@@ -179,6 +189,47 @@ def _confirmed_empty(ranges: list[EmptyRange], first: datetime, last: datetime, 
     return count
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class _Reach:
+    """How far back the exchange serves a series, and what is not stored of it beyond that."""
+
+    verified: bool
+    description: str | None
+    start: datetime | None
+    beyond_in_span: int  # from the first to the last stored candle
+    beyond_before_first: int  # from the oldest candle a config asks for to the first stored one
+
+
+async def _reach(
+    pool: Pool, profile: ExchangeProfile, row: Any, empty: list[EmptyRange], retention_days: int | None, now: datetime
+) -> _Reach:
+    """Candles not stored, not confirmed empty, and older than what the exchange serves now."""
+    timeframe: str = row["timeframe"]
+    start = profile.reach_start(now, timeframe)
+    in_span = before_first = 0
+    if start is not None:
+        for after, following in await repository.gaps_before(pool, series_id=row["series_id"], minute=to_minute(start)):
+            in_span += _unconfirmed(
+                empty, next_open(from_minute(after), timeframe), min(from_minute(following), start), timeframe
+            )
+        days = row["backfill_days"] if retention_days is None else min(row["backfill_days"] or 0, retention_days)
+        if days:
+            wanted_from = floor_open(now - timedelta(days=days), timeframe)
+            before_first = _unconfirmed(empty, wanted_from, min(from_minute(row["first_minute"]), start), timeframe)
+    return _Reach(profile.verified, profile.describe_reach(timeframe), start, in_span, before_first)
+
+
+def _unconfirmed(empty: list[EmptyRange], start: datetime, end: datetime, timeframe: str) -> int:
+    """Candles from ``start`` up to ``end`` (open times on the grid) outside the stretches confirmed empty."""
+    if end <= start:
+        return 0
+    return candles_in(start, end, timeframe) - _confirmed_empty(empty, start, shift_open(end, timeframe, -1), timeframe)
+
+
 def _gap(after_minute: int, next_minute: int, timeframe: str) -> Gap:
     start, end = next_open(from_minute(after_minute), timeframe), from_minute(next_minute)
     return Gap(start=start, end=end, missing_candles=candles_between(start, end, timeframe) - 1)
@@ -191,6 +242,7 @@ def _coverage(
     empty: list[EmptyRange],
     rejected: dict[str, int],
     freshness: SeriesFreshness | None,
+    reach: _Reach,
     now: datetime,
 ) -> SeriesCoverage:
     timeframe: str = row["timeframe"]
@@ -205,7 +257,7 @@ def _coverage(
         last_candle=last,
         candles=row["candles"],
         expected_candles=expected,
-        missing_candles=expected - row["candles"] - confirmed_empty,
+        missing_candles=expected - row["candles"] - confirmed_empty - reach.beyond_in_span,
         confirmed_empty_candles=confirmed_empty,
         rejected_candles=rejected.get(timeframe, 0),
         gap_count=row["gap_count"],
@@ -213,4 +265,8 @@ def _coverage(
         lag_seconds=candle_lag_seconds(last, timeframe, now=now),
         stale_after_seconds=None if freshness is None else freshness.stale_after_seconds,
         stale=None if freshness is None else freshness.stale,
+        exchange_verified=reach.verified,
+        reach=reach.description,
+        reach_start=reach.start,
+        beyond_reach_candles=reach.beyond_in_span + reach.beyond_before_first,
     )

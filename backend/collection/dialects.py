@@ -1,15 +1,18 @@
 """How exchanges differ in answering candle requests, beyond what ccxt smooths over.
 
-Every ccxt exchange id works with the default :class:`Dialect`: pages as large as ccxt's
-``features`` say, answers read as "the candles from ``since`` on". An exchange whose answers
-need more care gets a dialect of its own, registered in :data:`DIALECTS`:
+Every ccxt exchange id works with the default :class:`Dialect`: pages as large as its profile
+(:mod:`backend.collection.profiles`) says, answers read as "the candles from ``since`` on". An
+exchange whose answers need more care gets a dialect of its own, named by its profile:
 
+- :class:`Windowed`: a fixed time window ``[since, since + limit candles)`` (KuCoin, Coinbase,
+  Gate), so an empty answer says only that the window has no candle (no trades in it);
+- ``kraken``, ``bybit``, ``kucoin``, ``coinbase``, ``gate``: the shape of their answers, so that a
+  body ccxt would read as "no candles" or as an error not worth retrying is asked again;
 - ``binance``: the first ``limit`` candles from ``startTime`` on (1,000 per page); its klines
   answer is a JSON list and its market list an object with ``symbols``. Spot klines are asked for
   through ccxt's own endpoint method (its rate limiter, throttling and error mapping) and read in
   one pass, not candle by candle through ccxt's generic parser.
-- ``okx``: a fixed time window ``[since, since + limit candles)``, so an empty answer says nothing
-  about what comes after the window; the latest 1,440 candles on one endpoint (300 per page),
+- ``okx``: windowed too; the latest 1,440 candles on one endpoint (300 per page),
   older history on another (100 per page); every answer is ``{"code", "msg", "data": [...]}``.
 """
 
@@ -120,13 +123,29 @@ def _kline_candle(exchange: Any, kline: Any, market: Any) -> Any:
     return exchange.parse_ohlcv(kline, market)
 
 
+class Windowed(Dialect):
+    """ccxt asks for ``[since, since + limit x the timeframe's length)``, whatever the candles in it."""
+
+    name = "windowed"
+
+    def page_request(
+        self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
+    ) -> PageRequest:
+        limit = min(at_most, client.page_limit(symbol))
+        return PageRequest(limit=limit, window_end=_window_end(client, timeframe, since, limit))
+
+
+def _window_end(client: ExchangeClient, timeframe: str, since: datetime, limit: int) -> datetime:
+    return since + limit * timedelta(seconds=client.ccxt.parse_timeframe(timeframe))
+
+
 OKX_RECENT_CANDLES = 1440  # the recent endpoint keeps the latest 1,440 candles
 OKX_RECENT_MARGIN = 40  # candles of leeway for clock skew before the history endpoint is used
 OKX_RECENT_LIMIT = 300
 OKX_HISTORY_LIMIT = 100
 
 
-class Okx(Dialect):
+class Okx(Windowed):
     name = "okx"
     candle_endpoint = ("public", "get", "market/candles")
 
@@ -137,11 +156,10 @@ class Okx(Dialect):
         recent = since >= floor_open(now, timeframe) - (OKX_RECENT_CANDLES - OKX_RECENT_MARGIN) * step
         limit = min(at_most, OKX_RECENT_LIMIT if recent else OKX_HISTORY_LIMIT)
         # ccxt asks for before = since - 1 and after = since + limit x its timeframe length
-        duration = timedelta(seconds=client.ccxt.parse_timeframe(timeframe))
         return PageRequest(
             limit=limit,
             params={"type": "Candles" if recent else "HistoryCandles"},
-            window_end=since + limit * duration,
+            window_end=_window_end(client, timeframe, since, limit),
         )
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
@@ -150,14 +168,86 @@ class Okx(Dialect):
         return None
 
 
-DIALECTS: dict[str, Dialect] = {dialect.name: dialect for dialect in (Binance(), Okx())}
-DEFAULT = Dialect()
+class Kraken(Dialect):
+    """Every answer is ``{"error": [...], "result": ...}``, errors included (with HTTP 200)."""
+
+    name = "kraken"
+    candle_endpoint = ("public", "get", "OHLC")
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if not isinstance(answer, dict) or not isinstance(answer.get("error"), list):
+            return 'an answer without an "error" list'
+        if answer["error"]:
+            return None  # ccxt reads the error
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            return 'an answer without errors and without a "result" object'
+        if path.endswith("/OHLC") and not any(isinstance(value, list) for value in result.values()):
+            return "an OHLC answer without a list of candles"
+        return None
 
 
-def dialect_for(exchange: Any) -> Dialect:
-    """The dialect of a ccxt exchange object; ccxt's variants of an exchange (``binanceus``,
-    ``okxus``...) are subclasses of it and speak its dialect."""
-    for cls in type(exchange).__mro__:
-        if cls.__name__ in DIALECTS:
-            return DIALECTS[cls.__name__]
-    return DEFAULT
+class Bybit(Dialect):
+    """Every answer is ``{"retCode", "retMsg", "result": {...}}``, errors included (with HTTP 200)."""
+
+    name = "bybit"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if not isinstance(answer, dict) or "retCode" not in answer:
+            return 'an answer without "retCode"'
+        if answer["retCode"] not in (0, "0"):
+            return None  # ccxt reads the error
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            return 'a successful answer without a "result" object'
+        if path.endswith(("/kline", "/instruments-info")) and not isinstance(result.get("list"), list):
+            return 'an answer without a "list" in its result'
+        return None
+
+
+class Kucoin(Windowed):
+    """Windows of at most 1,500 candles; every answer is ``{"code", "data"}``."""
+
+    name = "kucoin"
+    candle_endpoint = ("public", "get", "market/candles")
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if not isinstance(answer, dict) or "code" not in answer:
+            return 'an answer without "code"'
+        if answer["code"] != "200000":
+            return None  # ccxt reads the error
+        if "data" not in answer:
+            return 'a successful answer without "data"'
+        if path.endswith(("/market/candles", "/symbols")) and not isinstance(answer["data"], list):
+            return 'an answer whose "data" is not a list'
+        return None
+
+
+class Coinbase(Windowed):
+    """Windows of at most 300 candles (ccxt's); candles in ``{"candles": [...]}``."""
+
+    name = "coinbase"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if path.endswith("/candles") and not _has_list(answer, "candles"):
+            return 'a candles answer without a "candles" list'
+        if path.endswith("/market/products") and not _has_list(answer, "products"):
+            return 'a products answer without a "products" list'
+        if path.startswith("/v2/") and not (isinstance(answer, dict) and "data" in answer):
+            return 'an answer without "data"'
+        return None
+
+
+class Gate(Windowed):
+    """Windows of at most 1,000 candles; candles, markets and currencies are JSON lists."""
+
+    name = "gate"
+
+    def answer_problem(self, path: str, answer: Any) -> str | None:
+        if path.endswith(("/candlesticks", "/currency_pairs", "/currencies")) and not isinstance(answer, list):
+            return "an answer that is not a list"
+        return None
+
+
+def _has_list(answer: Any, key: str) -> bool:
+    return isinstance(answer, dict) and isinstance(answer.get(key), list)

@@ -27,8 +27,9 @@ import ccxt
 import ccxt.async_support as ccxt_async
 
 from backend.collection.causes import plain_cause
-from backend.collection.dialects import Dialect, dialect_for
+from backend.collection.dialects import Dialect
 from backend.collection.exchange_states import ExchangeActivity, PauseSnapshot
+from backend.collection.profiles import ExchangeProfile, profile_for
 from backend.db.pool import Pool
 from backend.process import process_identity
 
@@ -164,7 +165,8 @@ class ExchangeClient:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
-        self.dialect: Dialect = dialect_for(self.ccxt)
+        self.profile: ExchangeProfile = profile_for(exchange_id)
+        self.dialect: Dialect = self.profile.dialect
         self._activity = activity
         on_change = None if activity is None else functools.partial(self._pause_changed, activity)
         self.pause = ExchangePause(clock, on_change=on_change)
@@ -282,7 +284,10 @@ class ExchangeClient:
         self.ccxt.market(symbol)  # BadSymbol when the exchange does not list it
 
     def page_limit(self, symbol: str) -> int:
-        """Candles per request, from ccxt's ``features`` for this market's type, else a safe default."""
+        """Candles per request: the profile's, else ccxt's ``features`` for this market's type, else a
+        safe default."""
+        if self.profile.page is not None:
+            return self.profile.page
         market = self.ccxt.market(symbol)
         section = (self.ccxt.features or {}).get(market.get("type")) or {}
         if market.get("type") in ("swap", "future"):

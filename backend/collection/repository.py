@@ -231,9 +231,12 @@ UNION ALL
 SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values
 FROM segments WHERE after_first IS NULL OR after_first < $4
 """
-# Per series of one market with candles: count, first and last from the summary, its gaps.
+# Per series of one market with candles: count, first and last from the summary, its gaps, and the
+# most days of history a config of the market asks of its timeframe (null: none asks for it).
 COVERAGE = """
-SELECT s.timeframe, c.candles, c.first_minute, c.last_minute,
+SELECT s.id AS series_id, s.timeframe, c.candles, c.first_minute, c.last_minute,
+       (SELECT max(k.backfill_days) FROM data_collection_configs AS k
+        WHERE k.exchange = $1 AND k.symbol = $2 AND s.timeframe = ANY(k.timeframes)) AS backfill_days,
        (SELECT count(*) FROM candle_gaps AS g WHERE g.series_id = s.id) AS gap_count,
        ARRAY(
            SELECT ARRAY[g.after_minute, g.next_minute] FROM candle_gaps AS g WHERE g.series_id = s.id
@@ -246,6 +249,10 @@ CROSS JOIN LATERAL (
 ) AS c
 WHERE s.exchange = $1 AND s.symbol = $2 AND c.candles IS NOT NULL
 ORDER BY s.timeframe
+"""
+# The gaps of a series that begin before minute $2, oldest first.
+GAPS_BEFORE = """
+SELECT after_minute, next_minute FROM candle_gaps WHERE series_id = $1 AND after_minute < $2 ORDER BY after_minute
 """
 
 CandleRow = tuple[datetime, float, float, float, float, float]
@@ -534,3 +541,8 @@ def _from_segments(
 
 async def coverage(db: Pool | Connection, *, exchange: str, symbol: str, largest_gaps: int) -> list[Any]:
     return await db.fetch(COVERAGE, exchange, symbol, largest_gaps)
+
+
+async def gaps_before(db: Pool | Connection, *, series_id: int, minute: int) -> list[tuple[int, int]]:
+    """The gaps ``(after, next)`` of a series that begin before ``minute`` (stored minutes)."""
+    return [(row["after_minute"], row["next_minute"]) for row in await db.fetch(GAPS_BEFORE, series_id, minute)]

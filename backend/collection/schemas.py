@@ -28,7 +28,7 @@ class SeriesCoverage(msgspec.Struct, kw_only=True):
     last_candle: datetime
     candles: int
     expected_candles: int  # candles from first to last at this timeframe, had none been missing
-    missing_candles: int  # not stored, and not confirmed empty by the exchange (rejected ones included)
+    missing_candles: int  # not stored, neither confirmed empty nor beyond reach (rejected ones included)
     confirmed_empty_candles: int  # not stored: the exchange confirmed it has none (no trades)
     rejected_candles: int  # the exchange kept sending them broken: never stored
     gap_count: int
@@ -36,6 +36,12 @@ class SeriesCoverage(msgspec.Struct, kw_only=True):
     lag_seconds: float  # since the newest candle (last_candle) closed
     stale_after_seconds: float | None  # the lag beyond which the series is stale; null: no enabled config collects it
     stale: bool | None  # null: no enabled config collects it
+    exchange_verified: bool  # the exchange's answers are proven by tests (else they confirm nothing alone)
+    reach: str | None  # how far back the exchange serves, "the latest 720 1m candles"; null: its whole history
+    reach_start: datetime | None  # the oldest open time it serves now; null: its whole history
+    # not stored and older than the reach, from the oldest candle a config asks for (or
+    # the first stored one) on: neither missing (nothing can fetch them) nor confirmed empty
+    beyond_reach_candles: int
 
 
 class ConfirmationsCleared(msgspec.Struct, kw_only=True):

@@ -16,9 +16,16 @@ What the walk trusts:
 - An empty answer while the series is more than ``CAUGHT_UP_SLACK`` candles behind is not "caught
   up" until the exchange's answer for a later ``since`` agrees; a dialect answering fixed windows
   (a ``PageRequest.window_end``) says only that its window is empty, and the walk goes on after it.
-- Only a well-formed answer without broken candles confirms that a stretch has no candles
-  (remembered, and asked again once older than ``EMPTY_RANGE_MAX_AGE_HOURS``), or that the
-  exchange has nothing before some time; the latter holds only for windows that start as early.
+- Only a well-formed answer without broken candles, from an exchange whose profile is verified
+  (:mod:`backend.collection.profiles`), confirms that a stretch has no candles (remembered, and
+  asked again once older than ``EMPTY_RANGE_MAX_AGE_HOURS``), or that the exchange has nothing
+  before some time; the latter holds only for windows that start as early. Empty windows in a row
+  make one stretch confirmed empty, forward as in the holes.
+
+What the exchange cannot serve: nothing older than its reach (Kraken's latest 720 candles, Gate's
+10,000) is asked for. The walk starts no earlier than the reach, and the run's metadata says what
+it could not have (``TimeframeProgress.beyond_reach``); those candles are neither missing nor
+confirmed empty.
 """
 
 from __future__ import annotations
@@ -84,6 +91,7 @@ class TimeframeProgress:
     cause: str | None = None  # the error in a few plain words (backend.collection.causes)
     done: bool = False
     rejected_candles: int = 0  # distinct candles
+    beyond_reach: BeyondReach | None = None
     invalid_candles: list[Rejection] = field(default_factory=list)
     _rejected_at: set[datetime] = field(default_factory=set)
 
@@ -137,7 +145,31 @@ class TimeframeProgress:
         if self.rejected_candles:
             metadata["rejected_candles"] = self.rejected_candles
             metadata["invalid_candles"] = [r.as_metadata() for r in self.invalid_candles]
+        if self.beyond_reach is not None:
+            metadata["beyond_reach"] = self.beyond_reach.as_metadata()
         return metadata
+
+    def asked_beyond_reach(self, asked_from: datetime, served_from: datetime, message: str) -> None:
+        """Candles from ``asked_from`` up to ``served_from`` were wanted, and the exchange does not
+        serve them (the earliest such start of the run is kept)."""
+        if self.beyond_reach is None or asked_from < self.beyond_reach.asked_from:
+            self.beyond_reach = BeyondReach(asked_from, served_from, message)
+
+
+@dataclass(frozen=True)
+class BeyondReach:
+    """What a timeframe wanted that its exchange does not serve: ``[asked_from, served_from)``."""
+
+    asked_from: datetime
+    served_from: datetime  # the oldest open time the walk asked for instead
+    message: str  # "beyond what kraken serves: the latest 720 1m candles"
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "message": self.message,
+            "asked_from": self.asked_from.isoformat(),
+            "served_from": self.served_from.isoformat(),
+        }
 
 
 @dataclass(frozen=True)
@@ -209,14 +241,26 @@ class SeriesWalk:
         return {"exchange": self.series.exchange, "symbol": self.series.symbol, "timeframe": self.series.timeframe}
 
     def _window_start(self, state: StoredSeries) -> datetime:
-        """``backfill_days`` ago (never before what retention drops), or where the exchange's history
-        begins if it said so for this window."""
+        """``backfill_days`` ago (never before what retention drops, nor beyond the exchange's
+        reach), or where the exchange's history begins if it said so for this window."""
         days = self.backfill_days if self.retention_days is None else min(self.backfill_days, self.retention_days)
-        start = floor_open(self.clock() - timedelta(days=days), self.series.timeframe)
+        start = self._within_reach(floor_open(self.clock() - timedelta(days=days), self.series.timeframe))
         earliest, asked_from = state.earliest_available, state.earliest_asked_from
         if earliest is not None and asked_from is not None and asked_from <= start:
             return max(start, earliest)
         return start
+
+    def _within_reach(self, since: datetime) -> datetime:
+        """``since``, or the oldest open time the exchange serves when ``since`` is older (what lies
+        between is recorded as beyond reach)."""
+        profile = self.client.profile
+        reach_start = profile.reach_start(self.clock(), self.series.timeframe)
+        if reach_start is None or since >= reach_start:
+            return since
+        message = profile.beyond_reach(self.series.exchange, self.series.timeframe)
+        assert message is not None  # a profile with a reach describes it
+        self.progress.asked_beyond_reach(since, reach_start, message)
+        return reach_start
 
     def _newest_closed(self) -> datetime:
         return last_closed_open(self.clock(), self.series.timeframe)
@@ -232,8 +276,12 @@ class SeriesWalk:
         """
         timeframe = self.series.timeframe
         leading = state.newest is None  # nothing stored yet: the first answer says where history begins
-        since = self._window_start(state) if state.newest is None else next_open(state.newest, timeframe)
+        if state.newest is None:
+            since = self._window_start(state)
+        else:
+            since = self._within_reach(next_open(state.newest, timeframe))
         asked_from = since
+        empty_from: datetime | None = None  # windowed: the start of the empty windows in a row so far
         pending = self._ask(since)
         try:
             while pending is not None:
@@ -244,17 +292,17 @@ class SeriesWalk:
                 if first is None:
                     if fetched.window_end is None:
                         return state  # caught up: the exchange has nothing from `since` on
+                    empty_from = empty_from or since
                     pending = self._ask(fetched.window_end)  # windowed: nothing in this window, the next may have
                     continue
-                if page.trusted and first > since:
+                if page.trusted and first > (empty_from or since):
                     if leading:
-                        await candles.set_earliest_available(
-                            self.pool, **self._key(), earliest=first, asked_from=asked_from
-                        )
-                        state = msgspec.structs.replace(state, earliest_available=first, earliest_asked_from=asked_from)
+                        state = await self._remember_history_start(state, first, asked_from)
                     else:
-                        await self._remember_empty(since, first)
-                leading = False
+                        await self._remember_empty(empty_from or since, first)
+                elif empty_from is not None and not leading:
+                    await self._remember_empty(empty_from, since)  # the empty windows before this page
+                leading, empty_from = False, None
                 assert page.last_open is not None  # there is a first candle, so a last one
                 pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
                 if page.rows:
@@ -328,10 +376,21 @@ class SeriesWalk:
             await self._remember_empty(empty_from, hole.end)
 
     async def _remember_empty(self, start: datetime, end: datetime) -> None:
-        if end > start:
+        """The exchange confirmed it has no candle from ``start`` up to ``end`` (not an unverified one)."""
+        if end > start and self.client.profile.verified:
             await candles.remember_empty_range(
                 self.pool, **self._key(), start=start, end=end, confirmed_at=self.clock()
             )
+
+    async def _remember_history_start(
+        self, state: StoredSeries, earliest: datetime, asked_from: datetime
+    ) -> StoredSeries:
+        """The exchange has nothing before ``earliest`` when asked from ``asked_from`` (not an unverified
+        one); the series as it is known after."""
+        if not self.client.profile.verified:
+            return state
+        await candles.set_earliest_available(self.pool, **self._key(), earliest=earliest, asked_from=asked_from)
+        return msgspec.structs.replace(state, earliest_available=earliest, earliest_asked_from=asked_from)
 
     # --- one page ------------------------------------------------------------------------------
 

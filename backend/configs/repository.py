@@ -6,7 +6,9 @@ from typing import Any
 
 import msgspec
 
+from backend.collection.profiles import profile_for
 from backend.configs.schemas import Config, ConfigCreate
+from backend.configs.warnings import config_warnings
 from backend.db.pool import Connection, Pool
 
 CONFIG_COLUMNS = """
@@ -41,14 +43,20 @@ DELETE_CONFIGS = "DELETE FROM data_collection_configs WHERE id = ANY($1::bigint[
 
 
 def _to_config(row: Any) -> Config | None:
-    return None if row is None else msgspec.convert(dict(row), Config)
+    """The config of a row, with whether its exchange is verified and its warnings."""
+    if row is None:
+        return None
+    config = msgspec.convert(dict(row), Config)
+    config.exchange_verified = profile_for(config.exchange).verified
+    config.warnings = config_warnings(config)
+    return config
 
 
 async def list_configs(
     db: Pool | Connection, *, enabled: bool | None, exchange: str | None, skip: int, limit: int
 ) -> list[Config]:
     rows = await db.fetch(LIST_CONFIGS, enabled, exchange, skip, limit)
-    return [msgspec.convert(dict(row), Config) for row in rows]
+    return [config for row in rows if (config := _to_config(row)) is not None]
 
 
 async def get_config(db: Pool | Connection, *, config_id: int) -> Config | None:

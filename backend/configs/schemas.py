@@ -59,6 +59,13 @@ def _check_timeframes(timeframes: list[Timeframe]) -> None:
         raise ValueError("timeframes: must not contain duplicates")
 
 
+class ConfigWarning(msgspec.Struct, kw_only=True, frozen=True):
+    """Something the config asks for that it will not fully get (``backend.configs.warnings``)."""
+
+    field: str  # the config's field it is about, e.g. "backfill_days"
+    message: str
+
+
 class Config(msgspec.Struct, kw_only=True):
     """A data-collection config as the API shows it."""
 
@@ -76,6 +83,10 @@ class Config(msgspec.Struct, kw_only=True):
     backfill_days: int = 7
     next_run_at: datetime | None = None  # the next slot of the schedule; null while disabled
     last_run_at: datetime | None = None  # start of the latest run
+    # whether the exchange's answers are proven by tests; an unverified one's answers never confirm,
+    # by themselves, that a stretch had no trades or where its history begins
+    exchange_verified: bool = True
+    warnings: list[ConfigWarning] = msgspec.field(default_factory=list)
 
 
 class TriggerAccepted(msgspec.Struct, kw_only=True):

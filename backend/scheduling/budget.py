@@ -22,8 +22,8 @@ from typing import Any, Literal
 import ccxt
 import msgspec
 
-from backend.collection.dialects import dialect_for
 from backend.collection.exchanges import DEFAULT_OPTIONS, DEFAULT_PAGE_LIMIT, deep_merge
+from backend.collection.profiles import profile_for
 from backend.collection.timeframes import FIXED_STEPS
 from backend.db.pool import Connection, Pool
 
@@ -88,12 +88,13 @@ class RateLimit(msgspec.Struct, kw_only=True, frozen=True):
 def _rate_limit(exchange_id: str, options_json: bytes) -> RateLimit:
     options: dict[str, Any] = msgspec.json.decode(options_json)
     exchange = getattr(ccxt, exchange_id)(options)  # ccxt's model only: no request is made
+    profile = profile_for(exchange_id)
     section = (exchange.features or {}).get("spot") or {}
-    limit = (section.get("fetchOHLCV") or {}).get("limit")
+    limit = profile.page or (section.get("fetchOHLCV") or {}).get("limit")
     page_limit = int(limit) if isinstance(limit, int) and limit > 0 else DEFAULT_PAGE_LIMIT
     if not exchange.enableRateLimit or not exchange.rateLimit:
         return RateLimit(requests_per_second=None, page_limit=page_limit)
-    cost = dialect_for(exchange).candle_request_cost(exchange)
+    cost = profile.dialect.candle_request_cost(exchange)
     return RateLimit(requests_per_second=1000.0 / (float(exchange.rateLimit) * cost), page_limit=page_limit)
 
 

@@ -47,47 +47,6 @@ DEEP_HISTORY = tuple(exchange for exchange in EXCHANGES if exchange != "kraken")
 # a page capped below what was asked (``FakeExchange.page_limit``) still starts there
 FROM_SINCE = ("binance", "bybit", "gate")
 
-# Cases that fail today because the collector does not yet know how an exchange answers: each test
-# says what must happen, and is expected to fail (strictly: a pass is an error) until it does.
-# Remove a line when the collector handles its case.
-NO_ANSWER_SHAPE = (
-    "no dialect says what {exchange}'s candle answers look like yet: "
-    "a body of '{{}}' is read by ccxt as {reading} instead of an answer to ask again"
-)
-WINDOWED_QUIET = (
-    "{exchange} answers fixed windows of {window} candles: a window inside a quiet stretch is answered empty, "
-    "and the walk reads that as the exchange having nothing after it"
-)
-KNOWN_GAPS = {
-    "test_empty_stretch_longer_than_a_page_does_not_stop_the_forward_fetch[coinbase]": WINDOWED_QUIET.format(
-        exchange="coinbase", window=300
-    ),
-    **{
-        f"{test}[{{}}-{exchange}]": NO_ANSWER_SHAPE.format(exchange=exchange, reading=reading)
-        for test in (
-            "test_malformed_answer_is_asked_again_and_the_run_stores_everything",
-            "test_malformed_answers_that_persist_fail_the_timeframe_with_bad_response",
-            "test_a_failed_or_empty_market_load_is_not_kept",
-        )
-        for exchange, reading in (("bybit", "an error not worth retrying"), ("kucoin", "an error not worth retrying"))
-    },
-    **{
-        f"test_malformed_answers_that_persist_fail_the_timeframe_with_bad_response[{{}}-{exchange}]": (
-            NO_ANSWER_SHAPE.format(exchange=exchange, reading="'no candles'")
-        )
-        for exchange in ("kraken", "coinbase", "gate")
-    },
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the cases of ``KNOWN_GAPS`` as expected to fail, with the reason."""
-    for item in items:
-        reason = KNOWN_GAPS.get(item.name)
-        if reason is not None:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 NewConfig = Callable[..., Awaitable[int]]
 TEST_RATE_LIMIT_MS = 2  # ccxt's pause between two requests to a fake (times the cost ccxt gives the endpoint)
 

@@ -288,3 +288,33 @@ async def test_a_description_with_markup_is_shown_as_text(page: Page, served: Se
     await expect(row(page, "LINK/USDT").get_by_text(markup, exact=True)).to_be_visible()
     await expect(page.locator("img")).to_have_count(0)
     assert dialogs == []
+
+
+async def test_the_table_marks_unverified_exchanges_and_shows_each_configs_warnings(page: Page, served: Served) -> None:
+    await create_config(served, "UNV/USDT", exchange="bitstamp")
+    await create_config(served, "KRW/USDT", exchange="kraken", timeframes=["1m"], backfill_days=3)
+
+    await log_in(page, view="Configs")
+
+    unverified = row(page, "UNV/USDT").get_by_text("unverified", exact=True)
+    await expect(unverified).to_be_visible()
+    assert "never confirm" in (await unverified.get_attribute("title") or "")
+    await expect(row(page, "KRW/USDT").get_by_text("unverified", exact=True)).to_have_count(0)
+    await expect(row(page, "KRW/USDT")).to_contain_text(
+        "backfill_days: 3 days reach past what kraken serves (1m: its latest 720 candles, 12 hours)"
+    )
+
+
+async def test_saving_a_config_past_the_exchanges_reach_says_so(page: Page, served: Served) -> None:
+    await open_new_config_form(page)
+    await page.get_by_label("Symbol").fill("gtw/usdt")
+    await page.get_by_label("Exchange").fill("gate")
+    await page.get_by_role("group", name="Timeframes").get_by_label("1m", exact=True).check()
+    await page.get_by_role("group", name="Timeframes").get_by_label("1h", exact=True).uncheck()
+    await page.get_by_role("checkbox", name="Enabled", exact=True).uncheck()
+    await page.get_by_role("button", name="Create").click()
+
+    await expect(
+        page.get_by_text(re.compile(r"Created GTW/USDT on gate \(#\d+\)\. Warning: 7 days reach past"))
+    ).to_be_visible()
+    await expect(row(page, "GTW/USDT")).to_contain_text("1m: its latest 10,000 candles, 6.9 days")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from playwright.async_api import Page, expect
 
@@ -55,10 +56,10 @@ async def test_the_data_view_draws_the_stored_candles_with_their_gaps(
 
     coverage = page.get_by_role("region", name="Coverage of ATOM/USDT on binance").locator("tbody tr")
     await expect(coverage).to_have_count(1)
-    # timeframe, first, last, candles, expected, missing, no trades, gaps: the collector asked for the
-    # hole again and the exchange confirmed it has no candles there, so none is "missing"
+    # timeframe, first, last, candles, expected, missing, no trades, beyond reach, gaps: the collector
+    # asked for the hole again and the exchange confirmed it has no candles there, so none is "missing"
     cells = await coverage.get_by_role("cell").all_inner_texts()
-    assert (cells[0], cells[5], cells[6], cells[7]) == ("1h", "0", "3", "1")
+    assert (cells[0], cells[5], cells[6], cells[7], cells[8]) == ("1h", "0", "3", "0", "1")
     await expect(page.get_by_text("3 slots without a candle (missing or no trades) shaded")).to_be_visible()
     first_missing = three_missing_hours[0].strftime("%Y-%m-%d %H:%M UTC")
     await expect(page.get_by_role("listitem").filter(has_text="3 slots without a candle")).to_contain_text(
@@ -97,3 +98,42 @@ async def test_the_chart_zooms_and_moves_with_its_buttons(page: Page, served: Se
     await expect(in_view).not_to_have_text(zoomed)
 
     assert int(re.findall(r"(\d+) slots", zoomed)[0]) < slots
+
+
+# a Kraken series of 1m candles over the latest 700 closed minutes, stored as a run would have
+SEED_KRAKEN_SERIES = """
+WITH series AS (
+    INSERT INTO candle_series (id, exchange, symbol, timeframe)
+    SELECT t.series_block * 100000000 + nextval('candle_series_number'), 'kraken', $1, '1m'
+    FROM candle_timeframes() AS t WHERE t.timeframe = '1m'
+    RETURNING id
+), minutes AS (
+    SELECT (extract(epoch FROM date_trunc('minute', now())) / 60)::integer AS now_minute
+), partitions AS (
+    SELECT count(*) FROM minutes, create_candle_partitions('1m', now_minute - 700, now_minute)
+)
+INSERT INTO candle_data (series_id, open_minute, open, high, low, close, volume)
+SELECT series.id, m, 100, 101, 99, 100, 1
+FROM series, minutes, partitions, generate_series(now_minute - 700, now_minute - 1) AS m
+RETURNING series_id
+"""
+
+
+async def test_coverage_says_which_candles_are_beyond_what_the_exchange_serves(page: Page, served: Served) -> None:
+    config = await create_config(served, "KRD/USDT", exchange="kraken", timeframes=["1m"], backfill_days=1)
+    conn = await asyncpg.connect(served.database_url)
+    try:
+        series_id = (await conn.fetch(SEED_KRAKEN_SERIES, "KRD/USDT"))[0]["series_id"]
+        await conn.execute("SELECT recount_candle_series($1)", series_id)
+    finally:
+        await conn.close()
+
+    await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1m")
+
+    coverage = page.get_by_role("region", name="Coverage of KRD/USDT on kraken")
+    await expect(coverage.get_by_role("columnheader", name="Beyond reach")).to_be_visible()
+    # a day of 1m candles asked for, the 700 newest stored: 1,440 - 714 (Kraken's 720, 5 inside its edge, and
+    # the open one) are beyond reach
+    await expect(
+        page.get_by_text(re.compile(r"^1m: 726 candles beyond what kraken serves: the latest 720 1m candles\.$"))
+    ).to_be_visible()

@@ -118,13 +118,13 @@ async def test_a_queued_run_not_started_past_its_slot_counts_as_behind(
 def test_series_one_address_carries_at_ccxts_defaults() -> None:
     # the table of docs/scheduling.md: Binance and Bybit 50 pages a second (Binance's klines cost 0.4
     # of a 50 ms rateLimit, Bybit's default cost 1 of 20 ms), OKX 1000 / (110 ms x 0.5) pages of 300
-    # candles, Kraken one page a second
+    # candles, Kraken 1000 / (1000 ms x 1.2) pages of 720
     table = {
-        ("1m", 1): (3000, 1090, 3000, 60),
-        ("5m", 5): (15000, 5454, 15000, 300),
-        ("1h", 60): (180000, 65454, 180000, 3600),
-        ("1h", 1): (180000, 65454, 180000, 3600),  # a page per new candle, however often it runs
-        ("1m", 1440): (2160000, 314181, 2160000, 43200),  # 1,440 candles: 2 Binance pages, 5 OKX pages
+        ("1m", 1): (3000, 1090, 3000, 50),
+        ("5m", 5): (15000, 5454, 15000, 250),
+        ("1h", 60): (180000, 65454, 180000, 3000),
+        ("1h", 1): (180000, 65454, 180000, 3000),  # a page per new candle, however often it runs
+        ("1m", 1440): (2160000, 314181, 2160000, 36000),  # 1,440 candles: 2 Binance pages, 5 OKX pages
     }
     for (timeframe, interval_minutes), carried in table.items():
         assert (

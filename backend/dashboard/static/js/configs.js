@@ -51,6 +51,26 @@ function label(config) {
   return `${config.symbol} on ${config.exchange}`;
 }
 
+const UNVERIFIED =
+  "Not proven by tests: its candles are used, but its answers alone never confirm that a stretch had no trades or where its history begins";
+
+/** The exchange, marked when it is not verified. */
+function exchangeCell(config) {
+  return [
+    config.exchange,
+    config.exchange_verified === false
+      ? [" ", el("span", { class: "badge status-partial", title: UNVERIFIED, text: "unverified" })]
+      : null,
+  ];
+}
+
+/** What the config asks for that it will not fully get, one line per warning. */
+function warningLines(config) {
+  return (config.warnings ?? []).map((warning) =>
+    el("p", { class: "config-warning", text: `${warning.field}: ${warning.message}` }),
+  );
+}
+
 /** "Run #12 [running]", then "Run #12 [success] 168 records in 1.02 s". */
 function runLine(run) {
   const finished = run.status !== "running";
@@ -209,7 +229,9 @@ export function mountConfigs(root) {
     const { form, focus } = configForm(config, {
       onSaved: (saved) => {
         closeForm();
-        outcome.show("info", config ? `Saved ${label(saved)}.` : `Created ${label(saved)} (#${saved.id}).`);
+        const done = config ? `Saved ${label(saved)}.` : `Created ${label(saved)} (#${saved.id}).`;
+        const warnings = (saved.warnings ?? []).map((warning) => ` Warning: ${warning.message}.`).join("");
+        outcome.show("info", done + warnings);
         loads.run();
       },
       onCancel: closeForm,
@@ -442,9 +464,10 @@ export function mountConfigs(root) {
         cell: (config) => [
           el("strong", { text: config.symbol }),
           config.description ? el("p", { class: "description", text: config.description }) : null,
+          warningLines(config),
         ],
       },
-      { label: "Exchange", cell: (config) => config.exchange },
+      { label: "Exchange", cell: exchangeCell },
       { label: "Timeframes", cell: timeframesCell },
       { label: "Interval", cell: (config) => `every ${formatCount(config.interval_minutes)} min` },
       { label: "Enabled", cell: enabledCell },

@@ -286,6 +286,8 @@ export function mountData(root, { params }) {
           { label: "Missing", numeric: true, cell: (series) => formatCount(series.missing_candles) },
           // the exchange confirmed it has none there (no trades): not missing, but no candle either
           { label: "No trades", numeric: true, cell: (series) => formatCount(series.confirmed_empty_candles ?? 0) },
+          // older than the exchange serves: nothing can fetch them, so not missing either
+          { label: "Beyond reach", numeric: true, cell: (series) => formatCount(series.beyond_reach_candles ?? 0) },
           { label: "Gaps", numeric: true, cell: (series) => formatCount(series.gap_count) },
           {
             label: "Lag",
@@ -298,7 +300,30 @@ export function mountData(root, { params }) {
           },
         ],
       }),
+      coverageNotes(config),
     );
+  }
+
+  /** What the exchange does not serve, and whether its answers are proven, said in words. */
+  function coverageNotes(config) {
+    const notes = coverage
+      .filter((series) => series.reach)
+      .map((series) =>
+        el(
+          "li",
+          {},
+          `${series.timeframe}: ${formatCount(series.beyond_reach_candles ?? 0)} candles beyond what ${config.exchange} serves: ${series.reach}.`,
+        ),
+      );
+    if (coverage.some((series) => series.exchange_verified === false))
+      notes.push(
+        el(
+          "li",
+          {},
+          `${config.exchange} is not verified: where it answered no candle, that was not taken as “no trades” (counted missing).`,
+        ),
+      );
+    return notes.length ? el("ul", { class: "hint coverage-notes" }, notes) : null;
   }
 
   function renderGaps(series) {
