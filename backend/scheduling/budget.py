@@ -33,10 +33,11 @@ BEHIND_AFTER_SECONDS = 30.0
 
 # Per exchange, per (timeframe, interval): how many enabled series; and per exchange how long
 # the oldest slot waiting to start has waited (a due slot not claimed, or a claimed run not started).
+# (of one exchange: $1; of all: null)
 READ_DEMAND = """
 SELECT exchange, timeframe, interval_minutes, count(*)::integer AS series
 FROM data_collection_configs, unnest(timeframes) AS timeframe
-WHERE enabled
+WHERE enabled AND ($1::text IS NULL OR exchange = $1)
 GROUP BY 1, 2, 3
 ORDER BY 1, 2, 3
 """
@@ -131,18 +132,9 @@ async def read_exchange_budgets(
     db: Pool | Connection, *, overrides: Mapping[str, Any], interval_unit_seconds: int = 60
 ) -> list[ExchangeBudget]:
     """Every exchange with enabled configs, or runs waiting: demand, budget and how far behind."""
-    demand: dict[str, float] = {}
-    series: dict[str, int] = {}
-    for row in await db.fetch(READ_DEMAND):
-        limit = rate_limit(row["exchange"], overrides)
-        page_limit = limit.page_limit if limit is not None else DEFAULT_PAGE_LIMIT
-        each = requests_per_second(
-            timeframe=row["timeframe"],
-            interval_seconds=row["interval_minutes"] * interval_unit_seconds,
-            page_limit=page_limit,
-        )
-        demand[row["exchange"]] = demand.get(row["exchange"], 0.0) + each * row["series"]
-        series[row["exchange"]] = series.get(row["exchange"], 0) + row["series"]
+    series, demand = await _read_demand(
+        db, exchange=None, overrides=overrides, interval_unit_seconds=interval_unit_seconds
+    )
     waiting = {row["exchange"]: row["waiting_seconds"] for row in await db.fetch(READ_WAITING)}
     budgets = []
     for exchange in sorted(demand.keys() | waiting.keys()):
@@ -166,3 +158,42 @@ async def read_exchange_budgets(
             )
         )
     return budgets
+
+
+async def over_budget_message(
+    db: Pool | Connection, *, exchange: str, overrides: Mapping[str, Any], interval_unit_seconds: int = 60
+) -> str | None:
+    """A sentence when the enabled configs ask ``exchange`` for more than its budget; else None."""
+    limit = rate_limit(exchange, overrides)
+    if limit is None or limit.requests_per_second is None:
+        return None
+    _, demand = await _read_demand(
+        db, exchange=exchange, overrides=overrides, interval_unit_seconds=interval_unit_seconds
+    )
+    asked = demand.get(exchange, 0.0)
+    if asked <= limit.requests_per_second:
+        return None
+    return (
+        f"the enabled configs on {exchange} ask for {asked:.1f} candle pages a second, "
+        f"{asked / limit.requests_per_second:.1f}x the {limit.requests_per_second:.1f} its rate limit allows from one "
+        "address: their runs will start late and skip slots (counted in missed_slots)"
+    )
+
+
+async def _read_demand(
+    db: Pool | Connection, *, exchange: str | None, overrides: Mapping[str, Any], interval_unit_seconds: int
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Per exchange (one, or all): enabled series, and the candle pages they ask for a second."""
+    series: dict[str, int] = {}
+    demand: dict[str, float] = {}
+    for row in await db.fetch(READ_DEMAND, exchange):
+        limit = rate_limit(row["exchange"], overrides)
+        page_limit = limit.page_limit if limit is not None else DEFAULT_PAGE_LIMIT
+        each = requests_per_second(
+            timeframe=row["timeframe"],
+            interval_seconds=row["interval_minutes"] * interval_unit_seconds,
+            page_limit=page_limit,
+        )
+        demand[row["exchange"]] = demand.get(row["exchange"], 0.0) + each * row["series"]
+        series[row["exchange"]] = series.get(row["exchange"], 0) + row["series"]
+    return series, demand
