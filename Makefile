@@ -7,11 +7,12 @@ RUN_INSTALLED := $(VENV)/.installed-run
 DEV_INSTALLED := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate lint format bench bench-scale fuzz procfile-check lock screenshots
+.PHONY: help install run test migrate lint format bench bench-throughput bench-scale fuzz procfile-check lock screenshots
 HOST ?= 127.0.0.1
 PORT ?= 8000
 SPECTRAL := tools/spectral/node_modules/.bin/spectral
 FUZZ_EXAMPLES ?= 300
+CONFIGS ?= 1000
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -55,6 +56,9 @@ format: install ## Format and auto-fix the code
 
 bench: install ## Print benchmark figures
 	$(BIN)/python -m tests.bench
+
+bench-throughput: install ## Steady state of CONFIGS one-minute configs in one web process (make bench-throughput CONFIGS=10000), then arq with one and two workers: a minute spread, a burst (about 7 min)
+	$(BIN)/python -m tests.bench.bench_throughput --configs $(CONFIGS)
 
 bench-scale: install ## Candle storage at 100M candles: reads, coverage, size, compaction of a month, reads again, partition drop (6.5 min to load and read on a quiet 2-core machine, then the compaction: it prints its time; ~10 GB, wants 30 GB free)
 	$(BIN)/python -m tests.bench.scale_storage

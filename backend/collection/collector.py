@@ -28,13 +28,12 @@ from backend.collection.schemas import MAX_REVERIFY_CANDLES, Reverified, Reverif
 from backend.collection.storage import PartitionCache
 from backend.collection.timeframes import to_ms
 from backend.collection.walk import Series, SeriesWalk, TimeframeProgress
-from backend.configs import repository as configs
-from backend.configs.schemas import Config
 from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
 from backend.db.pool import Pool
 from backend.log_config import logs_run_id
 from backend.runs import repository as runs
-from backend.runs.schemas import FinalStatus, RunOutcome
+from backend.runs.completion import RunCompletion
+from backend.runs.schemas import FinalStatus, RunConfig, RunOutcome
 from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -62,6 +61,7 @@ class Collector:
         self.settings = settings
         self.clock = clock
         self.partitions = PartitionCache(pool)
+        self.completion = RunCompletion(pool)  # runs that end together are written together
         self.retry = RetryPolicy(
             max_retries=settings.exchange_max_retries, base_seconds=settings.exchange_retry_base_ms / 1000
         )
@@ -79,15 +79,13 @@ class Collector:
         was scheduled (a manual run of a disabled config runs). Cancelled from outside: the row is
         completed ``failed``/``Cancelled`` and the cancellation goes on.
         """
-        run = await runs.get_running_run(self.pool, run_id=run_id)
-        if run is None:
+        config = await runs.begin_run(self.pool, run_id=run_id)
+        if config == "not running":
             logger.warning("run %s is not running any more: nothing to do", run_id)
             return None
-        config = await configs.get_config(self.pool, config_id=run.config_id) if run.config_id else None
-        if config is None or (not config.enabled and run.trigger == "schedule"):
+        if config == "no config":
             await runs.delete_run(self.pool, run_id=run_id)
             return None
-        await runs.mark_run_started(self.pool, run_id=run_id)
         started = time.monotonic()
         progress = {timeframe: TimeframeProgress(timeframe) for timeframe in config.timeframes}
         heartbeat = asyncio.create_task(self._beat(run_id), name=f"heartbeat-run-{run_id}")
@@ -172,17 +170,7 @@ class Collector:
         """Write the outcome; while the database is unreachable, again until it is back (this process
         owns the run, so it closes it with what it collected), or for ``give_up_after`` seconds."""
         closed = await write_through_outage(
-            lambda: runs.complete_run(
-                self.pool,
-                run_id=outcome.run_id,
-                status=outcome.status,
-                duration_seconds=outcome.duration_seconds,
-                records_collected=outcome.records_collected,
-                error_message=outcome.error_message,
-                error_type=outcome.error_type,
-                error_cause=outcome.error_cause,
-                metadata=outcome.metadata,
-            ),
+            lambda: self.completion.complete(outcome),
             what=f"the outcome of run {outcome.run_id}",
             give_up_after=give_up_after,
         )
@@ -192,7 +180,7 @@ class Collector:
     def _outcome(
         self,
         run_id: int,
-        config: Config,
+        config: RunConfig,
         progress: dict[str, TimeframeProgress],
         started: float,
         ended: tuple[str, str] | None,
@@ -232,7 +220,7 @@ class Collector:
             metadata=metadata,
         )
 
-    async def _collect(self, config: Config, progress: dict[str, TimeframeProgress]) -> None:
+    async def _collect(self, config: RunConfig, progress: dict[str, TimeframeProgress]) -> None:
         """All timeframes at once; each one records its own failure and never stops the others."""
         started = time.monotonic()
         label = f"config {config.id} {config.exchange} {config.symbol} {','.join(progress)}"
@@ -281,7 +269,7 @@ class Collector:
         )
 
     async def _collect_timeframe(
-        self, client: ExchangeClient, config: Config, item: TimeframeProgress, started: float
+        self, client: ExchangeClient, config: RunConfig, item: TimeframeProgress, started: float
     ) -> None:
         """Walk one series; its duration counts from the run's start (markets loading included)."""
         walk = SeriesWalk(

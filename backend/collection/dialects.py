@@ -60,6 +60,20 @@ class Dialect:
         clock; None when they are final ``settle`` after their close by ours."""
         return None
 
+    # ccxt's endpoint (api, method, path) that serves recent candles, for its rate-limit cost;
+    # None: ccxt's default cost of one request (1)
+    candle_endpoint: tuple[str, str, str] | None = None
+
+    def candle_request_cost(self, exchange: Any) -> float:
+        """What one page of recent candles costs in ccxt's rate-limit model (in units of ``rateLimit``)."""
+        if self.candle_endpoint is None:
+            return 1.0
+        api, method, path = self.candle_endpoint
+        config = exchange.api.get(api, {}).get(method, {}).get(path)
+        if not isinstance(config, dict):
+            return 1.0
+        return float(exchange.calculate_rate_limiter_cost(api, method.upper(), path, {}, config))
+
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
     ) -> PageRequest:
@@ -89,6 +103,8 @@ class Binance(Dialect):
         if not isinstance(server_ms, int):
             raise ccxt.BadResponse(f"binance answered a server time that is not a number: {server_ms!r}")
         return to_datetime(server_ms) - (before + (after - before) / 2)
+
+    candle_endpoint = ("public", "get", "klines")
 
     async def fetch_ohlcv(
         self, exchange: Any, symbol: str, timeframe: str, since_ms: int, limit: int, params: dict[str, Any]
@@ -160,6 +176,7 @@ OKX_HISTORY_LIMIT = 100
 class Okx(Windowed):
     name = "okx"
     settle = timedelta(0)  # its confirm field says which candles are final
+    candle_endpoint = ("public", "get", "market/candles")
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
@@ -226,6 +243,7 @@ class Kraken(Dialect):
     """Every answer is ``{"error": [...], "result": ...}``, errors included (with HTTP 200)."""
 
     name = "kraken"
+    candle_endpoint = ("public", "get", "OHLC")
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if not isinstance(answer, dict) or not isinstance(answer.get("error"), list):
@@ -262,6 +280,7 @@ class Kucoin(Windowed):
     """Windows of at most 1,500 candles; every answer is ``{"code", "data"}``."""
 
     name = "kucoin"
+    candle_endpoint = ("public", "get", "market/candles")
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if not isinstance(answer, dict) or "code" not in answer:

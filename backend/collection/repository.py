@@ -27,9 +27,15 @@ from backend.collection.summary import Period, SummaryChange
 from backend.collection.timeframes import EPOCH, MINUTE, from_minute, to_minute
 from backend.db.pool import Connection, Pool
 
+# A series and what a run needs of it: its newest candle, where its history begins, and the open
+# times of candles the exchange sent broken (rare: one array, usually empty).
 SERIES = """
 SELECT s.id, s.earliest_available, s.earliest_asked_from,
-       (SELECT max(last_minute) FROM candle_counts WHERE series_id = s.id) AS newest
+       (SELECT max(last_minute) FROM candle_counts WHERE series_id = s.id) AS newest,
+       ARRAY(
+           SELECT open_time FROM candle_rejections AS r
+           WHERE r.exchange = $1 AND r.symbol = $2 AND r.timeframe = $3
+       ) AS rejected_open_times
 FROM candle_series AS s WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
 """
 # A series id is its timeframe's block plus a number (see the migration).
@@ -165,10 +171,6 @@ SELECT $1, $2, $3, open_time, reason, $6 FROM unnest($4::timestamptz[], $5::text
 ON CONFLICT (exchange, symbol, timeframe, open_time)
 DO UPDATE SET reason = excluded.reason, rejected_at = excluded.rejected_at
 """
-REJECTED_OPEN_TIMES = """
-SELECT open_time FROM candle_rejections
-WHERE exchange = $1 AND symbol = $2 AND timeframe = $3 AND open_time >= $4
-"""
 # Per timeframe of one market: rejected candles that no good candle has replaced since (one whose
 # open time is not a whole minute never is).
 COUNT_REJECTED = """
@@ -272,6 +274,7 @@ class StoredSeries(msgspec.Struct, kw_only=True, frozen=True):
     newest: datetime | None  # the newest stored candle
     earliest_available: datetime | None  # the exchange said it has nothing before this...
     earliest_asked_from: datetime | None  # ...when asked for candles from this time on
+    rejected_open_times: frozenset[datetime] = frozenset()  # candles the exchange sent broken before
 
 
 class CandleQuery(msgspec.Struct, kw_only=True, frozen=True):
@@ -322,6 +325,7 @@ async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, time
         newest=newest,
         earliest_available=row["earliest_available"],
         earliest_asked_from=row["earliest_asked_from"],
+        rejected_open_times=frozenset(row["rejected_open_times"]),
     )
 
 
@@ -474,14 +478,6 @@ async def record_rejected_candles(
     times = [open_time for open_time, _ in rejections]
     reasons = [reason for _, reason in rejections]
     await db.execute(RECORD_REJECTIONS, exchange, symbol, timeframe, times, reasons, rejected_at)
-
-
-async def rejected_open_times(
-    db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str, since: datetime
-) -> set[datetime]:
-    """Open times from ``since`` on of candles the exchange sent broken before."""
-    rows = await db.fetch(REJECTED_OPEN_TIMES, exchange, symbol, timeframe, since)
-    return {row["open_time"] for row in rows}
 
 
 async def count_rejected(db: Pool | Connection, *, exchange: str, symbol: str) -> dict[str, int]:

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import ccxt
+import msgspec
 
 from backend.collection import repository as candles
 from backend.collection.candle_rules import CheckedPage, InvalidCandle, Rejection, check_candles
@@ -220,14 +221,12 @@ class SeriesWalk:
         try:
             await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
             await self._measure_final_offset()
-            state = await self._state()
-            self._known_rejected = await candles.rejected_open_times(
-                self.pool, **self._key(), since=self._window_start(state)
-            )
+            state = await candles.open_series(self.pool, **self._key())
+            self._known_rejected = set(state.rejected_open_times)
             async with SeriesWriter(self.pool, state, self.partitions, on_committed=self.progress.stored) as writer:
                 self._writer = writer
-                await self._forward(state)
-                await self._repair_holes()
+                state = await self._forward(state)
+                await self._repair_holes(state)
             self.progress.finish()
         except Exception as exc:
             self.progress.fail(type(exc).__name__, self.client.safe_message(exc), self.client.plain_cause(exc))
@@ -255,8 +254,8 @@ class SeriesWalk:
         try:
             await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
             await self._measure_final_offset()
-            state = await self._state()
-            self._known_rejected = await candles.rejected_open_times(self.pool, **self._key(), since=start)
+            state = await candles.open_series(self.pool, **self._key())
+            self._known_rejected = set(state.rejected_open_times)
             async with SeriesWriter(self.pool, state, self.partitions, on_committed=self.progress.stored) as writer:
                 self._writer = writer
                 await self._compare(start, min(end, next_open(self._newest_closed(), self.series.timeframe)), sent)
@@ -289,9 +288,6 @@ class SeriesWalk:
 
     def _key(self) -> dict[str, str]:
         return {"exchange": self.series.exchange, "symbol": self.series.symbol, "timeframe": self.series.timeframe}
-
-    async def _state(self) -> StoredSeries:
-        return await candles.open_series(self.pool, **self._key())
 
     def _window_start(self, state: StoredSeries) -> datetime:
         """``backfill_days`` ago (never before what retention drops, nor beyond the exchange's
@@ -326,8 +322,9 @@ class SeriesWalk:
 
     # --- forward -------------------------------------------------------------------------------
 
-    async def _forward(self, state: StoredSeries) -> None:
-        """From after the newest stored candle (or the window start) up to the newest closed candle.
+    async def _forward(self, state: StoredSeries) -> StoredSeries:
+        """From after the newest stored candle (or the window start) up to the newest closed candle;
+        the series as it is known after (where its history begins may have been learnt).
 
         The next page is asked for (and waits for the rate limiter) while this one is stored, never
         more than one page ahead.
@@ -350,7 +347,7 @@ class SeriesWalk:
                 page, first = fetched.page, fetched.page.first_open
                 if first is None:
                     if fetched.window_end is None or page.still_open is not None:
-                        return  # caught up: the exchange has nothing final from `since` on
+                        return state  # caught up: the exchange has nothing final from `since` on
                     if page.trusted:
                         empty_from = empty_from or since
                     elif empty_from is not None:  # broken candles in this window: it confirms nothing
@@ -361,7 +358,7 @@ class SeriesWalk:
                     continue
                 if page.trusted and first > (empty_from or since):
                     if leading:
-                        await self._remember_history_start(first, asked_from)
+                        state = await self._remember_history_start(state, first, asked_from)
                     else:
                         await self._remember_empty(max(empty_from or since, fresh_from), first)
                 elif empty_from is not None and not leading:
@@ -372,6 +369,7 @@ class SeriesWalk:
                     pending = self._ask(next_open(page.last_open, timeframe))  # always advances: the page is >= since
                 if page.rows:
                     await self._store(page.rows, more_coming=pending is not None)
+            return state
         finally:
             if pending is not None:
                 pending[1].cancel()
@@ -405,11 +403,11 @@ class SeriesWalk:
 
     # --- holes ---------------------------------------------------------------------------------
 
-    async def _repair_holes(self) -> None:
+    async def _repair_holes(self, state: StoredSeries) -> None:
         holes = await candles.find_holes(
             self.pool,
             **self._key(),
-            since=self._window_start(await self._state()),
+            since=self._window_start(state),
             confirmed_after=self.clock() - self.empty_range_max_age,
             limit=MAX_HOLES_PER_RUN,
         )
@@ -460,10 +458,15 @@ class SeriesWalk:
                 self.pool, **self._key(), start=start, end=end, confirmed_at=self.clock()
             )
 
-    async def _remember_history_start(self, earliest: datetime, asked_from: datetime) -> None:
-        """The exchange has nothing before ``earliest`` when asked from ``asked_from`` (not an unverified one)."""
-        if self.client.profile.verified:
-            await candles.set_earliest_available(self.pool, **self._key(), earliest=earliest, asked_from=asked_from)
+    async def _remember_history_start(
+        self, state: StoredSeries, earliest: datetime, asked_from: datetime
+    ) -> StoredSeries:
+        """The exchange has nothing before ``earliest`` when asked from ``asked_from`` (not an unverified
+        one); the series as it is known after."""
+        if not self.client.profile.verified:
+            return state
+        await candles.set_earliest_available(self.pool, **self._key(), earliest=earliest, asked_from=asked_from)
+        return msgspec.structs.replace(state, earliest_available=earliest, earliest_asked_from=asked_from)
 
     # --- one page ------------------------------------------------------------------------------
 

@@ -11,10 +11,12 @@ from litestar.params import FromQuery, JSONBody, Parameter
 from backend.auth.guards import writes_need_admin
 from backend.auth.schemas import User
 from backend.configs import repository
-from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate, TriggerAccepted
+from backend.configs.schemas import Config, ConfigCreate, ConfigUpdate, ConfigWarning, TriggerAccepted
 from backend.dependencies import PoolDependency
 from backend.errors import NotFoundError
+from backend.scheduling.budget import over_budget_message
 from backend.scheduling.runs import ManualTrigger
+from backend.settings import Settings
 from backend.web.openapi import documented_error
 from backend.web.params import Skip, resource_id
 
@@ -24,6 +26,21 @@ ConfigId = Annotated[int, resource_id("Config id")]
 def _found(config: Config | None, config_id: int) -> Config:
     if config is None:
         raise NotFoundError(f"Config {config_id} not found")
+    return config
+
+
+async def _with_budget_warning(pool: PoolDependency, state: State, config: Config) -> Config:
+    """The config just written, warned when its exchange is now asked for more than its request budget."""
+    if config.enabled:
+        settings: Settings = state.settings
+        message = await over_budget_message(
+            pool,
+            exchange=config.exchange,
+            overrides=settings.exchange_overrides,
+            interval_unit_seconds=settings.interval_unit_seconds,
+        )
+        if message is not None:
+            config.warnings.append(ConfigWarning(field="exchange", message=message))
     return config
 
 
@@ -54,8 +71,10 @@ class ConfigController(Controller):
     async def create_config(
         self, pool: PoolDependency, request: Request[User, Any, Any], data: JSONBody[ConfigCreate]
     ) -> Config:
-        """Create a config; when enabled, its job starts by itself. (exchange, symbol) is unique: 409."""
-        return await repository.create_config(pool, data=data, created_by=request.user.id)
+        """Create a config; when enabled, its job starts by itself. (exchange, symbol) is unique: 409.
+        A config that takes its exchange over its request budget is created with a warning."""
+        config = await repository.create_config(pool, data=data, created_by=request.user.id)
+        return await _with_budget_warning(pool, request.app.state, config)
 
     @get("/{config_id:int}", operation_id="getConfig")
     async def get_config(self, pool: PoolDependency, config_id: ConfigId) -> Config:
@@ -67,12 +86,16 @@ class ConfigController(Controller):
         operation_id="updateConfig",
         responses={409: documented_error("The exchange already has a config of this symbol")},
     )
-    async def update_config(self, pool: PoolDependency, config_id: ConfigId, data: JSONBody[ConfigUpdate]) -> Config:
-        """Change only the fields sent; the schedule follows at once."""
+    async def update_config(
+        self, pool: PoolDependency, state: State, config_id: ConfigId, data: JSONBody[ConfigUpdate]
+    ) -> Config:
+        """Change only the fields sent; the schedule follows at once. A change that takes the config's
+        exchange over its request budget is answered with a warning."""
         changes = data.changes()
         if not changes:
             return _found(await repository.get_config(pool, config_id=config_id), config_id)
-        return _found(await repository.update_config(pool, config_id=config_id, changes=changes), config_id)
+        config = _found(await repository.update_config(pool, config_id=config_id, changes=changes), config_id)
+        return await _with_budget_warning(pool, state, config)
 
     @delete("/{config_id:int}", operation_id="deleteConfig")
     async def delete_config(self, pool: PoolDependency, config_id: ConfigId) -> None:
@@ -81,9 +104,10 @@ class ConfigController(Controller):
             raise NotFoundError(f"Config {config_id} not found")
 
     @post("/{config_id:int}/enable", operation_id="enableConfig", status_code=200)
-    async def enable_config(self, pool: PoolDependency, config_id: ConfigId) -> Config:
-        """Enable a config: its job starts."""
-        return _found(await repository.set_enabled(pool, config_id=config_id, enabled=True), config_id)
+    async def enable_config(self, pool: PoolDependency, state: State, config_id: ConfigId) -> Config:
+        """Enable a config: its job starts (with a warning when that takes its exchange over its request budget)."""
+        config = _found(await repository.set_enabled(pool, config_id=config_id, enabled=True), config_id)
+        return await _with_budget_warning(pool, state, config)
 
     @post("/{config_id:int}/disable", operation_id="disableConfig", status_code=200)
     async def disable_config(self, pool: PoolDependency, config_id: ConfigId) -> Config:

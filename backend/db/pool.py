@@ -38,9 +38,18 @@ async def _keep_session(_: Connection) -> None:
     transaction instead), no ``LISTEN`` and no session advisory lock on pooled connections."""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5) -> Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 5, connection_class: type[Connection] = Connection
+) -> Pool:
+    """The pool; ``connection_class`` (an ``asyncpg.Connection`` subclass) lets the benchmark count statements."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session, command_timeout=60
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        command_timeout=60,
+        connection_class=connection_class,
     )
     assert pool is not None
     return pool

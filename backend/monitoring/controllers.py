@@ -42,6 +42,7 @@ from backend.monitoring.schemas import (
     Status,
     Timeseries,
 )
+from backend.scheduling.budget import read_exchange_budgets
 from backend.scheduling.status import SchedulerStatus, read_scheduler_status
 from backend.settings import Settings
 from backend.web.headers import attachment
@@ -302,6 +303,9 @@ async def _read_status(
         pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
     )
     freshness = summarize_freshness(await read_series_freshness(pool, settings=settings))
+    exchanges = await read_exchange_budgets(
+        pool, overrides=settings.exchange_overrides, interval_unit_seconds=settings.interval_unit_seconds
+    )
     return Status(
         total_configs=counts.total_configs,
         enabled_configs=counts.enabled_configs,
@@ -311,4 +315,5 @@ async def _read_status(
         stats=stats,
         scheduler=scheduler,
         freshness=freshness,
+        exchanges=exchanges,
     )

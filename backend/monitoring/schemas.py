@@ -8,6 +8,7 @@ from typing import Any, Literal
 import msgspec
 
 from backend.monitoring.freshness import FreshnessSummary
+from backend.scheduling.budget import ExchangeBudget
 from backend.scheduling.status import SchedulerStatus
 
 RunStatus = Literal["running", "success", "failed", "partial"]
@@ -84,9 +85,10 @@ class JobExecutionStats(msgspec.Struct, kw_only=True):
 
 
 class Status(msgspec.Struct, kw_only=True):
-    """The dashboard's overview. ``scheduler`` and ``freshness`` (how many series of the enabled
-    configs are stale, and the worst few) are additions; ``active_jobs`` comes from ``scheduler``;
-    ``stats`` counts the collection runs of the last 24 hours."""
+    """The dashboard's overview. ``scheduler``, ``freshness`` (how many series of the enabled
+    configs are stale, and the worst few) and ``exchanges`` (each exchange's demand against its
+    request budget, and how far behind its runs are) are additions; ``active_jobs`` comes from
+    ``scheduler``; ``stats`` counts the collection runs of the last 24 hours."""
 
     total_configs: int
     enabled_configs: int
@@ -96,6 +98,7 @@ class Status(msgspec.Struct, kw_only=True):
     stats: JobExecutionStats
     scheduler: SchedulerStatus
     freshness: FreshnessSummary
+    exchanges: list[ExchangeBudget]
 
 
 class ConfigCounts(msgspec.Struct, kw_only=True, frozen=True):

@@ -12,15 +12,16 @@ two of them wait for each other in a circle.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
 
 from backend.db.pool import Connection, Pool
 from backend.errors import ConflictError, NotFoundError
-from backend.runs.schemas import FinalStatus, RunningRun, Trigger
+from backend.runs.schemas import FinalStatus, RunConfig, RunOutcome, Trigger
 from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 
 # The row copies symbol and exchange so the log stays readable after the config is deleted.
@@ -40,8 +41,23 @@ WHY_NOT_STARTED = """
 SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exists,
        (SELECT id FROM job_execution_logs WHERE config_id = $1 AND status = 'running') AS running_run_id
 """
-GET_RUNNING_RUN = """
-SELECT id, config_id, trigger, scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'
+# A process begins a queued run, in one statement: the run's config (what a run reads of it) when the
+# run is still running and its config exists (and is enabled, for a scheduled run), and then the
+# run's start as MARK_RUN_STARTED writes it. No row: the run is not running; a row of nulls: its
+# config is gone or disabled (nothing was written). The config's row is locked first, as below.
+BEGIN_RUN = """
+WITH run AS (
+    SELECT config_id, trigger FROM job_execution_logs WHERE id = $1 AND status = 'running'
+), config AS (
+    UPDATE data_collection_configs AS config SET last_run_at = now()
+    FROM run
+    WHERE config.id = run.config_id AND (config.enabled OR run.trigger <> 'schedule')
+    RETURNING config.id, config.symbol, config.exchange, config.timeframes, config.backfill_days
+), started AS (
+    UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
+    WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) > 0
+)
+SELECT config.* FROM run LEFT JOIN config ON true
 """
 # The run really starts now (a queued run may have waited); the config remembers its latest start.
 # The config's row is locked first: the condition on `config` is evaluated once, before the log row
@@ -55,21 +71,30 @@ WITH config AS (
 UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
 WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) >= 0
 """
+RUN_SLOT = "SELECT scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'"
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
 # stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome. The run
-# totals count it in the same statement (once: see backend.runs.totals).
-COMPLETE_RUN = f"""
-WITH previous AS (
+# totals count it in the same statement (once: see backend.runs.totals). Many runs at once (runs
+# that ended together): one round trip, and the statement's triggers and the run totals' upserts
+# run once for all of them. Rows are locked in id order.
+COMPLETE_RUNS = f"""
+WITH outcome AS (
+    SELECT * FROM unnest(
+        $1::bigint[], $2::text[], $3::numeric[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::text[]
+    ) AS o(run_id, new_status, new_duration, new_records, new_error_message, new_error_type, new_metadata,
+           new_error_cause)
+), previous AS (
     SELECT id AS previous_id, status AS previous_status FROM job_execution_logs
-    WHERE id = $1 AND (status = 'running' OR error_type = 'Interrupted')
+    WHERE id IN (SELECT run_id FROM outcome) AND (status = 'running' OR error_type = 'Interrupted')
+    ORDER BY id
     FOR UPDATE
 ), ended AS (
     UPDATE job_execution_logs
-    SET status = $2, finished_at = greatest(now(), started_at), duration_seconds = round($3::numeric, 3),
-        records_collected = $4,
-        error_message = $5, error_type = $6, metadata = $7, heartbeat_at = now(), error_cause = $8
-    FROM previous
+    SET status = new_status, finished_at = greatest(now(), started_at), duration_seconds = round(new_duration, 3),
+        records_collected = new_records, error_message = new_error_message, error_type = new_error_type,
+        metadata = new_metadata::jsonb, heartbeat_at = now(), error_cause = new_error_cause
+    FROM previous JOIN outcome ON run_id = previous_id
     WHERE id = previous_id
     RETURNING id, previous_status = 'running' AS first_end, {ENDED_COLUMNS}
 ), {COUNT_ENDED_RUNS}
@@ -108,15 +133,28 @@ async def start_run(
     raise ConflictError(f"Config {config_id} already ran its slot {scheduled_for}")
 
 
-async def get_running_run(db: Pool | Connection, *, run_id: int) -> RunningRun | None:
-    """The run ``run_id`` while it is ``running``; None once it ended or never existed."""
-    row = await db.fetchrow(GET_RUNNING_RUN, run_id)
-    return None if row is None else msgspec.convert(dict(row), RunningRun)
+async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Literal["not running", "no config"]:
+    """Start the queued run ``run_id`` (its ``started_at``, first heartbeat, its config's ``last_run_at``)
+    and return what it collects; "not running" once it ended (or never existed), "no config" when its
+    config is gone, or disabled and the run scheduled (then nothing was written)."""
+    row = await db.fetchrow(BEGIN_RUN, run_id)
+    if row is None:
+        return "not running"
+    if row["id"] is None:
+        return "no config"
+    return msgspec.convert(dict(row), RunConfig)
 
 
 async def mark_run_started(db: Pool | Connection, *, run_id: int) -> None:
     """A process starts the run: its ``started_at``, first heartbeat (and its config's ``last_run_at``) are now."""
     await db.execute(MARK_RUN_STARTED, run_id)
+
+
+async def running_run_slot(db: Pool | Connection, *, run_id: int) -> datetime | None:
+    """The slot of the run ``run_id`` while it is ``running`` (None once it ended, or for a run
+    triggered by hand, which has no slot)."""
+    slot: datetime | None = await db.fetchval(RUN_SLOT, run_id)
+    return slot
 
 
 async def refresh_heartbeat(db: Pool | Connection, *, run_id: int) -> None:
@@ -137,18 +175,33 @@ async def complete_run(
     metadata: dict[str, Any] | None = None,
 ) -> bool:
     """Close a running run (or correct one closed as Interrupted); False when it had ended otherwise."""
-    closed = await db.fetchval(
-        COMPLETE_RUN,
-        run_id,
-        status,
-        duration_seconds,
-        records_collected,
-        error_message,
-        error_type,
-        metadata,
-        error_cause,
+    outcome = RunOutcome(
+        run_id=run_id,
+        status=status,
+        duration_seconds=duration_seconds,
+        records_collected=records_collected,
+        error_message=error_message,
+        error_type=error_type,
+        error_cause=error_cause,
+        metadata=metadata or {},
     )
-    return closed is not None
+    return bool(await complete_runs(db, outcomes=[outcome]))
+
+
+async def complete_runs(db: Pool | Connection, *, outcomes: Sequence[RunOutcome]) -> set[int]:
+    """:func:`complete_run` for each outcome, in one statement; the ids of the runs it closed (or corrected)."""
+    rows = await db.fetch(
+        COMPLETE_RUNS,
+        [outcome.run_id for outcome in outcomes],
+        [outcome.status for outcome in outcomes],
+        [outcome.duration_seconds for outcome in outcomes],
+        [outcome.records_collected for outcome in outcomes],
+        [outcome.error_message for outcome in outcomes],
+        [outcome.error_type for outcome in outcomes],
+        [msgspec.json.encode(outcome.metadata).decode() for outcome in outcomes],
+        [outcome.error_cause for outcome in outcomes],
+    )
+    return {row["id"] for row in rows}
 
 
 async def delete_run(db: Pool | Connection, *, run_id: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
@@ -11,13 +10,14 @@ Trigger = Literal["schedule", "manual"]
 FinalStatus = Literal["success", "partial", "failed"]
 
 
-class RunningRun(msgspec.Struct, kw_only=True, frozen=True):
-    """A ``running`` row of the execution log, as the collector needs it."""
+class RunConfig(msgspec.Struct, kw_only=True, frozen=True):
+    """What a run reads of its config."""
 
     id: int
-    config_id: int | None
-    trigger: Trigger
-    scheduled_for: datetime | None
+    symbol: str
+    exchange: str
+    timeframes: list[str]
+    backfill_days: int
 
 
 class RunOutcome(msgspec.Struct, kw_only=True, frozen=True):

@@ -8,7 +8,7 @@ They start with the queue's name, so that deployments sharing one Redis never me
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 COLLECT_JOB = "collect"
 REDIS_ERRORS = (RedisError, OSError)
 REQUEUE_BATCH = 500  # queued runs checked per heartbeat
+ARQ_TIME_RESOLUTION = timedelta(milliseconds=1)
 
 
 def scheduled_job_id(queue_name: str, run: StartedRun) -> str:
@@ -46,9 +47,15 @@ def queued_run_job_id(queue_name: str, run: QueuedRun) -> str:
     return manual_job_id(queue_name, run.config_id, run.run_id)
 
 
-async def enqueue_run(redis: ArqRedis, *, run_id: int, job_id: str, queue_name: str) -> bool:
-    """Queue the ``collect`` job of a queued run; False when a job with this id is there already."""
-    return await redis.enqueue_job(COLLECT_JOB, run_id, _job_id=job_id, _queue_name=queue_name) is not None
+async def enqueue_run(
+    redis: ArqRedis, *, run_id: int, job_id: str, queue_name: str, not_before: datetime | None = None
+) -> bool:
+    """Queue the ``collect`` job of a queued run, to start at ``not_before`` (its slot) or at once;
+    False when a job with this id is there already."""
+    # arq keeps whole milliseconds: a millisecond later, never before the slot
+    defer_until = None if not_before is None else not_before + ARQ_TIME_RESOLUTION
+    job = await redis.enqueue_job(COLLECT_JOB, run_id, _job_id=job_id, _queue_name=queue_name, _defer_until=defer_until)
+    return job is not None
 
 
 async def requeue_waiting_runs(pool: Pool, redis: ArqRedis, *, queue_name: str, older_than_seconds: float) -> int:

@@ -21,8 +21,10 @@ from backend.settings import SchedulerBackend
 
 # Due, enabled, not running, unlocked: claim the latest due slot of each, oldest slots first.
 # $1 = seconds in one interval minute (60), $2 = how many configs at most, $3 = seconds ahead: a
-# slot due within them counts as due (the in-process scheduler claims a little early, then starts
-# the run at its slot, so that the claim's own writes never make a run late).
+# slot due within them counts as due (schedulers claim early, then start the run at its slot, so
+# that the claim's own writes never make a run late). A slot already past collapses the older ones
+# into the latest slot not after now; a slot still ahead is claimed as it is, so a horizon longer
+# than a config's interval never skips a slot.
 CLAIM_DUE_SLOTS = """
 WITH due AS (
     SELECT id FROM data_collection_configs AS config
@@ -41,8 +43,8 @@ slot AS (
 ),
 latest AS (
     SELECT id, first_due, every,
-           anchor + make_interval(
-               secs => floor(extract(epoch FROM now() + make_interval(secs => $3) - anchor) / every) * every
+           greatest(
+               first_due, anchor + make_interval(secs => floor(extract(epoch FROM now() - anchor) / every) * every)
            ) AS scheduled_for
     FROM slot
 )
@@ -64,10 +66,19 @@ WHERE enabled AND NOT EXISTS (
 ORDER BY next_run_at
 LIMIT 1
 """
-# Live arq workers and the runs they hold (queued or running): the cluster's free capacity.
+# Live arq workers, the runs they hold (started, or queued and due: those queued for a slot still
+# ahead wait for it, not for room), and whether a queued run waits more than $1 seconds past its
+# slot (its trigger, for a manual run): then the workers are behind.
 ARQ_LOAD = """
 SELECT (SELECT count(*) FROM scheduler_heartbeats WHERE backend = 'arq' AND expires_at > now()) AS workers,
-       (SELECT count(*) FROM job_execution_logs WHERE status = 'running') AS runs_in_progress
+       (SELECT count(*) FROM job_execution_logs
+        WHERE status = 'running' AND (heartbeat_at IS NOT NULL OR coalesce(scheduled_for, started_at) <= now())
+       ) AS runs_in_progress,
+       EXISTS (
+           SELECT FROM job_execution_logs
+           WHERE status = 'running' AND heartbeat_at IS NULL
+             AND coalesce(scheduled_for, started_at) < now() - make_interval(secs => $1)
+       ) AS behind
 """
 
 BEAT = """
@@ -205,13 +216,29 @@ async def seconds_until_next_slot(db: Pool | Connection) -> float | None:
     return seconds
 
 
-async def arq_free_capacity(db: Pool | Connection, *, jobs_per_worker: int) -> int:
-    """Runs the live arq workers can still take: what they hold counts, queued or running."""
-    row = await db.fetchrow(ARQ_LOAD)
+class ArqLoad(msgspec.Struct, kw_only=True, frozen=True):
+    """The arq workers' side of the schedule, as a tick sees it."""
+
+    workers: int  # live ones
+    runs_in_progress: int  # started, or queued and due
+    behind: bool  # a queued run waits past its slot: the workers do not keep up
+
+    def claim_limit(self, *, jobs_per_worker: int, keeping_up: int) -> int:
+        """How many slots a tick claims: ``keeping_up`` while the workers keep up (claims follow demand),
+        and only what the workers have room for once they fall behind, so that due slots stay in the
+        database and collapse into one run each (``missed_slots``) instead of queueing up in Redis."""
+        if self.workers == 0:
+            return 0
+        if self.behind:
+            return max(0, self.workers * jobs_per_worker - self.runs_in_progress)
+        return keeping_up
+
+
+async def arq_load(db: Pool | Connection, *, late_after_seconds: float) -> ArqLoad:
+    """Live arq workers, their runs, and whether a queued run waits ``late_after_seconds`` past its slot."""
+    row = await db.fetchrow(ARQ_LOAD, late_after_seconds)
     assert row is not None
-    workers: int = row["workers"]
-    runs_in_progress: int = row["runs_in_progress"]
-    return max(0, workers * jobs_per_worker - runs_in_progress)
+    return msgspec.convert(dict(row), ArqLoad)
 
 
 async def beat(db: Pool | Connection, *, scheduler_id: str, backend: SchedulerBackend, lease_seconds: float) -> None:

@@ -1,11 +1,13 @@
 """The arq backend (``SCHEDULER_BACKEND=arq``): the Procfile's ``worker: python -m backend worker``.
 
 Every worker beats in ``scheduler_heartbeats`` (PostgreSQL); a cron tick every ``SCHEDULER_TICK_SECONDS``
-claims due slots (no more than the live workers can take) and queues one ``collect`` job per
-started run, with a deterministic job id. Several workers can run: the claims share the work
-through ``FOR UPDATE SKIP LOCKED``. The web process queues manual runs (``ArqRunQueue``) and runs
-no collection itself. On SIGTERM arq stops taking jobs, waits ``SHUTDOWN_GRACE_SECONDS``, then
-cancels what still runs (the collector logs it ``failed``/``Cancelled``).
+claims the slots due within two ticks and queues one ``collect`` job per started run, with a
+deterministic job id, deferred to its slot: runs start at their slot, however many are due. Once
+the workers fall behind (a queued run waits two ticks past its slot), ticks claim no more than the live
+workers have room for, and the other due slots collapse in the database. Several workers can run:
+the claims share the work through ``FOR UPDATE SKIP LOCKED``. The web process queues manual runs
+(``ArqRunQueue``) and runs no collection itself. On SIGTERM arq stops taking jobs, waits
+``SHUTDOWN_GRACE_SECONDS``, then cancels what still runs (the collector logs it ``failed``/``Cancelled``).
 
 Redis may go away for minutes: :class:`ResilientWorker` keeps the process up (arq's own loop ends
 on the first Redis error), says so in the log, retries with backoff, and keeps beating in
@@ -37,13 +39,14 @@ from backend.collection.exchanges import open_exchange_clients
 from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
-from backend.runs.repository import get_running_run
+from backend.runs.repository import running_run_slot
 from backend.scheduling import repository
 from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
 from backend.scheduling.retention import due_system_jobs
 from backend.scheduling.runs import (
     Clock,
     RunJob,
+    StartedRun,
     claim_and_start_runs,
     housekeeping,
     new_scheduler_id,
@@ -64,6 +67,15 @@ REDIS_RETRY_FIRST_SECONDS = 0.5
 REDIS_RETRY_MAX_SECONDS = 5.0
 REDIS_AWAY_REMINDER_SECONDS = 60  # how often the log repeats that Redis is still away
 TICK_JOB = "schedule_tick"
+# A tick claims the slots due within this many ticks: until the next tick, and as far again, for the
+# next tick may itself start late on a busy machine (its runs wait in Redis for their slots)
+CLAIM_AHEAD_TICKS = 2
+CLAIM_BATCH = 500  # slots claimed per transaction; a tick claims batches until none is left
+# how often a worker looks for jobs whose time came (arq's default is 0.5 s): bounds lateness
+POLL_DELAY_SECONDS = 0.1
+# the workers are behind once a queued run waits this many ticks past its slot (a busy machine
+# delays a run by a tick now and then without the workers falling behind)
+BEHIND_AFTER_TICKS = 2
 
 
 class RoutineLinesToDebug(logging.Filter):
@@ -88,19 +100,18 @@ ROUTINE_LINES_TO_DEBUG = RoutineLinesToDebug()
 async def collect(ctx: dict[str, Any], run_id: int) -> None:
     """Carry the queued run ``run_id`` to its end (nothing if it ended before this worker took it),
     never before its slot by this worker's clock (the tick claimed it by the database's)."""
-    run = await get_running_run(ctx["pool"], run_id=run_id)
-    not_before = None if run is None else run.scheduled_for
+    not_before = await running_run_slot(ctx["pool"], run_id=run_id)
     await run_to_end(ctx["pool"], ctx["run_job"], run_id, not_before=not_before, clock=ctx["clock"])
 
 
 async def schedule_tick(ctx: dict[str, Any]) -> int:
-    """Claim the due slots the live workers have room for, start their runs and queue them; how many.
-    While the database is unreachable, none (the slots wait in it; the outage is logged once)."""
+    """Claim the slots due within two ticks (only what the workers have room for once they are
+    behind), start their runs and queue them, each deferred to its slot; how many. While the
+    database is unreachable, none (the slots wait in it; the outage is logged once)."""
     settings: Settings = ctx["settings"]
     pool: Pool = ctx["pool"]
     try:
-        free = await repository.arq_free_capacity(pool, jobs_per_worker=settings.max_concurrent_jobs)
-        started = await claim_and_start_runs(pool, limit=free, interval_unit_seconds=settings.interval_unit_seconds)
+        started = await _claim_for_next_tick(pool, settings)
     except Exception as exc:
         if not is_outage(exc):
             raise
@@ -110,7 +121,13 @@ async def schedule_tick(ctx: dict[str, Any]) -> int:
     for index, run in enumerate(started):
         try:
             job_id = scheduled_job_id(settings.arq_queue_name, run)
-            await enqueue_run(redis, run_id=run.run_id, job_id=job_id, queue_name=settings.arq_queue_name)
+            await enqueue_run(
+                redis,
+                run_id=run.run_id,
+                job_id=job_id,
+                queue_name=settings.arq_queue_name,
+                not_before=run.scheduled_for,
+            )
         except REDIS_ERRORS as exc:
             # the runs stay queued in the database; they are queued again once Redis is back
             logger.warning(
@@ -120,6 +137,23 @@ async def schedule_tick(ctx: dict[str, Any]) -> int:
             )
             break
     return len(started)
+
+
+async def _claim_for_next_tick(pool: Pool, settings: Settings) -> list[StartedRun]:
+    load = await repository.arq_load(pool, late_after_seconds=BEHIND_AFTER_TICKS * settings.scheduler_tick_seconds)
+    limit = load.claim_limit(jobs_per_worker=settings.max_concurrent_jobs, keeping_up=CLAIM_BATCH)
+    started: list[StartedRun] = []
+    while limit > 0:
+        batch = await claim_and_start_runs(
+            pool,
+            limit=min(limit, CLAIM_BATCH),
+            interval_unit_seconds=settings.interval_unit_seconds,
+            ahead_seconds=CLAIM_AHEAD_TICKS * settings.scheduler_tick_seconds,
+        )
+        started += batch
+        if len(batch) < CLAIM_BATCH or load.behind:
+            break
+    return started
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -350,7 +384,7 @@ def create_worker(
         health_check_interval=HEALTH_CHECK_SECONDS,
         job_completion_wait=settings.shutdown_grace_seconds,
         ctx={"settings": settings, "run_job": run_job, "clock": clock},
-        **options,
+        **{"poll_delay": POLL_DELAY_SECONDS, **options},
     )
 
 

@@ -23,7 +23,8 @@ from tests.scheduling.conftest import eventually
 # the run's final write, waiting for the row lock the test holds
 FINAL_WRITE_WAITING = """
 SELECT count(*) FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE job_execution_logs%' AND query LIKE '%records_collected = $4%'
+WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE job_execution_logs%'
+  AND query LIKE '%records_collected = new_records%'
 """
 
 

@@ -108,7 +108,7 @@ async def test_bad_hours_are_400_naming_hours(client: Client, admin_headers: dic
     assert "hours" in response.text
 
 
-async def test_status_has_exactly_its_documented_fields_the_scheduler_and_freshness(
+async def test_status_has_exactly_its_documented_fields_the_scheduler_freshness_and_exchanges(
     client: Client, viewer_headers: dict[str, str]
 ) -> None:
     response = await client.get(f"{ADMIN_PATH}/status", headers=viewer_headers)
@@ -124,11 +124,13 @@ async def test_status_has_exactly_its_documented_fields_the_scheduler_and_freshn
         "stats",
         "scheduler",
         "freshness",
+        "exchanges",
     }
     assert body["stats"] == EMPTY_STATS
     assert (body["total_configs"], body["active_jobs"], body["recent_executions"]) == (0, 0, [])
     assert body["scheduler"]["alive"] is False
     assert body["freshness"] == {"series": 0, "stale_series": 0, "worst": []}
+    assert body["exchanges"] == []
 
 
 async def test_status_counts_configs_and_shows_the_ten_newest_runs(

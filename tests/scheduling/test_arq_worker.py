@@ -84,6 +84,50 @@ async def test_two_workers_run_each_slot_of_each_config_exactly_once(
         assert all(gap == timedelta(seconds=1 + missed) for gap, missed in gaps)
 
 
+async def test_a_tick_claims_every_slot_due_before_the_next_one_not_only_what_the_workers_hold_at_once(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    config_ids = [await make_config(interval_minutes=2) for _ in range(12)]
+    await start_worker(StandInJob(pool), max_concurrent_jobs=1)
+
+    await eventually(lambda: _every_config_ran(pool, configs=12, runs=3), timeout=30)
+
+    for config_id in config_ids:
+        runs = [run for run in await _runs(pool, config_id) if run["status"] != "running"][:3]
+        anchor = await _anchor(pool, config_id)
+        assert [run["scheduled_for"] - anchor for run in runs] == [timedelta(seconds=s) for s in (0, 2, 4)]
+        assert [run["missed_slots"] for run in runs] == [0, 0, 0]
+        assert all(run["started_at"] >= run["scheduled_for"] for run in runs)
+
+
+async def test_slots_coalesce_once_the_workers_cannot_keep_up_and_none_runs_twice(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    config_ids = [await make_config(interval_minutes=1) for _ in range(6)]
+    one, two = StandInJob(pool, seconds=1), StandInJob(pool, seconds=1)
+    await start_worker(one, max_concurrent_jobs=1)
+    await start_worker(two, max_concurrent_jobs=1)
+
+    await eventually(lambda: _every_config_ran(pool, configs=6, runs=3), timeout=40)
+
+    duplicates = await pool.fetch(
+        "SELECT config_id, scheduled_for FROM job_execution_logs WHERE config_id IS NOT NULL "
+        "GROUP BY 1, 2 HAVING count(*) > 1"
+    )
+    assert duplicates == []
+    assert not set(one.run_ids) & set(two.run_ids)
+    missed = 0
+    for config_id in config_ids:
+        runs = await _runs(pool, config_id)
+        gaps = [
+            (later["scheduled_for"] - earlier["scheduled_for"], later["missed_slots"])
+            for earlier, later in pairwise(runs)
+        ]
+        assert all(gap == timedelta(seconds=1 + skipped) for gap, skipped in gaps)
+        missed += sum(run["missed_slots"] for run in runs)
+    assert missed > 0  # six runs due a second, two workers finishing two: slots were skipped, and counted
+
+
 async def test_slots_due_while_no_worker_ran_collapse_into_one_run(
     pool: Pool, make_config: MakeConfig, start_worker: StartWorker
 ) -> None:

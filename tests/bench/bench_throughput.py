@@ -1,0 +1,279 @@
+"""Throughput: many one-minute series in a steady state, a burst of configs due on one second, and
+arq workers scaling out. The real collector against the fake Binance, candles stored.
+
+- **Steady state, one web process.** ``CONFIGS`` configs (1,000; ``--configs 10000`` for ten
+  thousand) of one 1m series, run every minute, their slots spread over the minute; one in-process
+  scheduler (``MAX_CONCURRENT_JOBS`` at its default) in this process, with the fake Binance (its
+  CPU counts here too: pessimistic). ccxt's rate limiter is on while the configs fit Binance's
+  budget from one address (3,000 one-minute series), off beyond. The first minute stores a few
+  minutes of history per series; the next ``STEADY_MINUTES`` are measured: lateness, missed slots,
+  runs that did not succeed, and CPU per run (this process and PostgreSQL's pool connections).
+- **arq, one worker then two** (``python -m backend worker`` processes, defaults: tick 2 s,
+  ``MAX_CONCURRENT_JOBS`` 8; ccxt's limiter off, so that the workers' own capacity shows): 1,000
+  configs spread over the minute, their second minute measured (lateness, skipped slots; the first
+  warms the workers up), then 1,000 configs due on the same second
+  (how fast the workers drain them: runs a second, and two workers against one).
+
+    python -m tests.bench.bench_throughput [--configs 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from backend.collection.collector import Collector
+from backend.collection.exchanges import ExchangeClients
+from backend.db.pool import Pool, create_pool
+from backend.scheduling.budget import series_within_budget
+from backend.scheduling.scheduler import InProcessScheduler
+from backend.settings import Settings
+from tests.bench.bench_run_cost import cpu_seconds, create_partitions_ahead, server_pids
+from tests.bench.throwaway import throwaway_database
+from tests.collection.fake_binance import FakeBinance, running_fake_binance
+from tests.conftest import TEST_SECRET_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = 1000
+STEADY_MINUTES = 2
+ARQ_CONFIGS = 1000
+FIRST_SLOT_IN_SECONDS = 5
+HISTORY_MINUTES = 3
+DRAIN_DEADLINE_SECONDS = 120
+POOL_SIZE = 10
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+INSERT_CONFIGS = """
+INSERT INTO data_collection_configs
+    (symbol, exchange, timeframes, interval_minutes, schedule_anchor_at, next_run_at, backfill_days)
+SELECT $4 || n || '/USDT', 'binance', ARRAY['1m'], 1, slot, slot, 1
+FROM generate_series(0, $1 - 1) AS n,
+     LATERAL (SELECT $2::timestamptz + make_interval(secs => n * $3::double precision) AS slot) AS first
+"""
+# scheduled runs of slots in [$1, $2): how many ended, and how
+FIGURES = """
+SELECT count(*) FILTER (WHERE status <> 'running') AS ended,
+       count(*) FILTER (WHERE status NOT IN ('success', 'running')) AS not_successful,
+       coalesce(sum(missed_slots), 0) AS missed_slots,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - scheduled_for)) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - scheduled_for)) AS p99,
+       max(extract(epoch FROM started_at - scheduled_for)) AS max,
+       extract(epoch FROM max(finished_at) - min(scheduled_for))::float8 AS seconds
+FROM job_execution_logs WHERE trigger = 'schedule' AND scheduled_for >= $1 AND scheduled_for < $2
+"""
+ENDED = """
+SELECT count(*) FROM job_execution_logs
+WHERE trigger = 'schedule' AND status <> 'running' AND scheduled_for >= $1 AND scheduled_for < $2
+"""
+# configs whose slots in [$1, $2) all ran or were counted as missed
+DUPLICATES = """
+SELECT count(*) FROM (
+    SELECT 1 FROM job_execution_logs WHERE trigger = 'schedule' GROUP BY config_id, scheduled_for HAVING count(*) > 1
+) AS twice
+"""
+RESET = "TRUNCATE data_collection_configs, job_execution_logs, scheduler_heartbeats CASCADE"
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+async def _wait_ended(pool: Pool, since: datetime, until: datetime, expected: int) -> int:
+    deadline = time.monotonic() + DRAIN_DEADLINE_SECONDS
+    while (ended := await pool.fetchval(ENDED, since, until)) < expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return int(ended)
+
+
+async def _sleep_until(moment: datetime) -> None:
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
+
+
+def _figures_line(row: Any, expected: int) -> str:
+    return (
+        f"{row['ended']} of {expected} runs ended, lateness p50 {_ms(row['p50'])} / p99 {_ms(row['p99'])} / "
+        f"max {_ms(row['max'])}, {row['missed_slots']} missed slots, {row['not_successful']} not successful"
+    )
+
+
+async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
+    limiter = configs <= 0.9 * (series_within_budget("binance", timeframe="1m", interval_minutes=1) or 0)
+    overrides = fake.exchange_overrides() if limiter else _without_limiter(fake)
+    settings = Settings(app_env="test", database_url=url, exchange_overrides=overrides)
+    pool = await create_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+    exchanges = ExchangeClients(settings.exchange_overrides)
+    await exchanges.get("binance").ensure_markets()
+    scheduler = InProcessScheduler(
+        pool, settings=settings, run_job=Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
+    )
+    first = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+    measured_from, measured_to = first + timedelta(minutes=1), first + timedelta(minutes=1 + STEADY_MINUTES)
+    print(
+        f"steady state: {configs:,} configs of one 1m series every minute, spread over the minute; one in-process "
+        f"scheduler, MAX_CONCURRENT_JOBS={settings.max_concurrent_jobs}; ccxt's limiter "
+        f"{'on (within Binance budget)' if limiter else 'off (beyond one address budget of Binance)'}"
+    )
+    try:
+        await pool.execute(INSERT_CONFIGS, configs, first, 60 / configs, "S")
+        await scheduler.start()
+        await _sleep_until(measured_from)
+        pids = await server_pids(pool)
+        server, cpu = cpu_seconds(pids), time.process_time()
+        await _sleep_until(measured_to)
+        cpu, server_after = time.process_time() - cpu, cpu_seconds(pids)
+        ended = await _wait_ended(pool, measured_from, measured_to, configs * STEADY_MINUTES)
+    finally:
+        await scheduler.stop()
+        await exchanges.close()
+    row = await pool.fetchrow(FIGURES, measured_from, measured_to)
+    duplicates = await pool.fetchval(DUPLICATES)
+    await pool.execute(RESET)
+    await pool.close()
+    assert row is not None
+    runs = max(1, ended)
+    database = None if server is None or server_after is None else server_after - server
+    database_text = "-" if database is None else f"{1000 * database / runs:.2f} ms"
+    print(
+        f"  {STEADY_MINUTES} minutes measured: {_figures_line(row, configs * STEADY_MINUTES)}, {duplicates} duplicates"
+    )
+    print(
+        f"  CPU per run: this process (scheduler, collector, ccxt, fake Binance) {1000 * cpu / runs:.2f} ms, "
+        f"PostgreSQL (pool connections) {database_text}"
+    )
+    print(
+        f"  goal: p99 lateness {_ms(row['p99'])} (< 1 s), {row['missed_slots']} missed slots (0), "
+        f"{row['not_successful']} runs not successful (0); {_load()}"
+    )
+
+
+def _without_limiter(fake: FakeBinance) -> dict[str, Any]:
+    overrides = fake.exchange_overrides()
+    overrides["binance"]["enableRateLimit"] = False
+    return overrides
+
+
+def _start_workers(url: str, fake: FakeBinance, queue: str, count: int) -> list[subprocess.Popen[bytes]]:
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "DATABASE_URL": url,
+        "SECRET_KEY": TEST_SECRET_KEY,
+        "EXCHANGE_OVERRIDES": json.dumps(_without_limiter(fake)),
+        "LOG_LEVEL": "WARNING",
+        "SCHEDULER_BACKEND": "arq",
+        "REDIS_URL": REDIS_URL,
+        "ARQ_QUEUE_NAME": queue,
+    }
+    return [
+        subprocess.Popen([sys.executable, "-m", "backend", "worker"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+
+
+async def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            await asyncio.to_thread(worker.wait, timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+async def _workers_alive(pool: Pool, count: int) -> None:
+    sql = "SELECT count(*) FROM scheduler_heartbeats WHERE backend = 'arq' AND expires_at > now()"
+    while await pool.fetchval(sql) < count:
+        await asyncio.sleep(0.2)
+
+
+async def arq_workers(url: str, fake: FakeBinance, count: int) -> float:
+    """Spread then burst with ``count`` workers; the burst's runs a second."""
+    queue = f"bench:{uuid.uuid4().hex[:8]}"
+    pool = await create_pool(url, min_size=1, max_size=2)
+    workers = _start_workers(url, fake, queue, count)
+    try:
+        await _workers_alive(pool, count)
+        first = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+        # the first minute warms up (each worker loads the markets, each series is created): the second is measured
+        measured, minute = first + timedelta(minutes=1), first + timedelta(minutes=2)
+        await pool.execute(INSERT_CONFIGS, ARQ_CONFIGS, first, 60 / ARQ_CONFIGS, f"ARQ{count}X")
+        await _sleep_until(minute)
+        await _wait_ended(pool, measured, minute, ARQ_CONFIGS)  # runs claimed ahead: disabled, they would not run
+        await pool.execute("UPDATE data_collection_configs SET enabled = false")
+        spread = await pool.fetchrow(FIGURES, measured, minute)
+        burst_at = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+        await pool.execute(INSERT_CONFIGS, ARQ_CONFIGS, burst_at, 0, f"BURST{count}X")
+        await _wait_ended(pool, burst_at, burst_at + timedelta(seconds=1), ARQ_CONFIGS)
+        await pool.execute("UPDATE data_collection_configs SET enabled = false")
+        burst = await pool.fetchrow(FIGURES, burst_at, burst_at + timedelta(seconds=1))
+        duplicates = await pool.fetchval(DUPLICATES)
+    finally:
+        await _stop_workers(workers)
+        redis = Redis.from_url(REDIS_URL)
+        keys = [key async for key in redis.scan_iter(match=f"*{queue}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+    await pool.execute(RESET)
+    await pool.close()
+    assert spread is not None
+    assert burst is not None
+    rate = burst["ended"] / burst["seconds"] if burst["seconds"] else 0.0
+    print(f"arq, {count} worker{'s' if count > 1 else ''} (tick 2 s, MAX_CONCURRENT_JOBS 8 each, limiter off):")
+    print(
+        f"  {ARQ_CONFIGS:,} configs spread over a minute, its second minute: {_figures_line(spread, ARQ_CONFIGS)}, "
+        f"{duplicates} duplicates"
+    )
+    print(f"    goal: p99 {_ms(spread['p99'])} (< 1 s), {spread['missed_slots']} skipped slots (0); {_load()}")
+    print(
+        f"  {ARQ_CONFIGS:,} configs due on the same second: {_figures_line(burst, ARQ_CONFIGS)}; "
+        f"{rate:.0f} runs/s from the slot to the last run's end ({burst['seconds']:.1f} s)"
+    )
+    print(f"    goal: p99 {_ms(burst['p99'])} (< 3 s); {_load()}")
+    return rate
+
+
+async def bench_throughput(configs: int) -> None:
+    print(f"{_load()}; 2 cores shared with PostgreSQL, Redis and whatever else runs")
+    symbols = [
+        f"{prefix}{n}/USDT"
+        for prefix in ("S", "ARQ1X", "BURST1X", "ARQ2X", "BURST2X")
+        for n in range(max(configs, 1000))
+    ]
+    history_start_ms = int((time.time() - HISTORY_MINUTES * 60) * 1000)
+    async with (
+        throwaway_database("altar_bench") as url,
+        running_fake_binance(symbols, history_start_ms=history_start_ms) as fake,
+    ):
+        await create_partitions_ahead(url)
+        await steady_state(url, fake, configs)
+        one = await arq_workers(url, fake, 1)
+        two = await arq_workers(url, fake, 2)
+    ratio = two / one if one else 0.0
+    print(f"arq scale-out: two workers drain a burst at {ratio:.2f}x the rate of one (goal >= 1.8x); {_load()}")
+
+
+async def main(configs: int = CONFIGS) -> None:
+    await bench_throughput(configs)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=int, default=CONFIGS, help="configs in the steady state (default 1000)")
+    asyncio.run(main(parser.parse_args().configs))
