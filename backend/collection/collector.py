@@ -112,24 +112,25 @@ class Collector:
         client = self.exchanges.get(request.exchange)
         progress = TimeframeProgress(request.timeframe)
         sent: set[datetime] = set()
-        try:
-            await self.retry.call(client.ensure_markets, on_retry=lambda *_: None)
-        except ccxt.BaseError as exc:
-            progress.fail(type(exc).__name__, client.safe_message(exc), client.plain_cause(exc))
-        else:
-            walk = SeriesWalk(
-                pool=self.pool,
-                client=client,
-                retry=self.retry,
-                clock=self.clock,
-                series=Series(None, request.exchange, request.symbol, request.timeframe),
-                progress=progress,
-                backfill_days=MAX_BACKFILL_DAYS,
-                retention_days=self.settings.candle_retention_days.get(request.timeframe),
-                empty_range_max_age=timedelta(hours=self.settings.empty_range_max_age_hours),
-                partitions=self.partitions,
-            )
-            sent = await walk.reverify(request.start, request.end)
+        if request.end > request.start:  # else nothing to compare
+            try:
+                await self.retry.call(client.ensure_markets, on_retry=lambda *_: None)
+            except ccxt.BaseError as exc:
+                progress.fail(type(exc).__name__, client.safe_message(exc), client.plain_cause(exc))
+            else:
+                walk = SeriesWalk(
+                    pool=self.pool,
+                    client=client,
+                    retry=self.retry,
+                    clock=self.clock,
+                    series=Series(None, request.exchange, request.symbol, request.timeframe),
+                    progress=progress,
+                    backfill_days=MAX_BACKFILL_DAYS,
+                    retention_days=self.settings.candle_retention_days.get(request.timeframe),
+                    empty_range_max_age=timedelta(hours=self.settings.empty_range_max_age_hours),
+                    partitions=self.partitions,
+                )
+                sent = await walk.reverify(request.start, request.end)
         query = CandleQuery(
             exchange=request.exchange,
             symbol=request.symbol,

@@ -196,11 +196,13 @@ class ReverifyController(Controller):
     async def reverify(self, request: Request[Any, Any, Any], data: JSONBody[ReverifyRequest]) -> Reverified:
         """Compare a stored range of one series with the exchange, and repair what differs (admin).
 
-        The exchange is asked again for the final candles from `start` to before `end` (at most
-        10,000): those whose values it changed since they were stored are rewritten (`revised`),
-        those it has that were not stored are stored (`inserted`), and stored ones it no longer
-        sends are counted (`not_at_exchange`) and kept. An exchange error stops the comparison
-        there: `error_type` and `error` say why, what came before is repaired.
+        The exchange is asked again for the final candles from `start` to before `end`: those
+        whose values it changed since they were stored are rewritten (`revised`), those it has that
+        were not stored are stored (`inserted`), and stored ones it no longer sends are counted
+        (`not_at_exchange`) and kept. A longer range than 10,000 candles is compared up to its first
+        10,000 (`end` in the answer says where it stopped); an `end` not after `start` compares
+        nothing. An exchange error stops the comparison there: `error_type` and `error` say why,
+        what came before is repaired.
         """
         collector: Collector = request.app.state.collector
         return await collector.reverify(data)

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import msgspec
 
-from backend.collection.timeframes import candles_in, floor_open
+from backend.collection.timeframes import candles_in, floor_open, shift_open
 from backend.configs.schemas import KNOWN_EXCHANGES, ExchangeId, Symbol, Timeframe
+from backend.web.params import BODY_DATE_TIME
 
 CandleRow = tuple[int, float, float, float, float, float]
 """``[open time in ms, open, high, low, close, volume]``, as ccxt and charting libraries take it."""
@@ -67,10 +68,18 @@ class ReverifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     symbol: Symbol
     timeframe: Timeframe
-    start: Annotated[datetime, msgspec.Meta(description="First open time (ISO 8601, UTC if no zone)")]
+    start: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="First open time (RFC 3339, UTC if no zone)", extra_json_schema={"pattern": BODY_DATE_TIME}
+        ),
+    ]
     end: Annotated[
         datetime,
-        msgspec.Meta(description=f"Open times before this one; at most {MAX_REVERIFY_CANDLES} candles after start"),
+        msgspec.Meta(
+            description=f"Open times before this one (at most {MAX_REVERIFY_CANDLES} candles after start are compared)",
+            extra_json_schema={"pattern": BODY_DATE_TIME},
+        ),
     ]
     exchange: ExchangeId = "binance"
 
@@ -80,11 +89,11 @@ class ReverifyRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.exchange not in KNOWN_EXCHANGES:
             raise ValueError(f"exchange: {self.exchange!r} is not an exchange ccxt knows")
         self.start = floor_open(_utc(self.start), self.timeframe)
-        self.end = _utc(self.end)
-        if self.end <= self.start:
-            raise ValueError("end: must be after start")
+        # as the other ranges of the API: an end before the start asks for nothing, and a range is
+        # read up to its first MAX_REVERIFY_CANDLES candles (the answer's `end` says where it stopped)
+        self.end = max(_utc(self.end), self.start)
         if candles_in(self.start, self.end, self.timeframe) > MAX_REVERIFY_CANDLES:
-            raise ValueError(f"end: at most {MAX_REVERIFY_CANDLES} {self.timeframe} candles after start")
+            self.end = shift_open(self.start, self.timeframe, MAX_REVERIFY_CANDLES)
 
 
 class Reverified(msgspec.Struct, kw_only=True):

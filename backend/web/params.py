@@ -28,10 +28,14 @@ DATE_TIME = re.compile(
 OFFSET_WITHOUT_PLUS = re.compile(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
 EXTRA_FRACTION_DIGITS = re.compile(r"(\.\d{6})\d+")
 # a date-time without a zone, as the schema writes it: only real calendar days (29 February aside)
-LOCAL_DATE_TIME = (
-    r"^(?:[1-9]\d{3}|0(?:[1-9]\d{2}|0[1-9]\d|00[1-9]))-"
+CALENDAR_DAY = (
+    r"(?:[1-9]\d{3}|0(?:[1-9]\d{2}|0[1-9]\d|00[1-9]))-"
     r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)|02-(?:0[1-9]|1\d|2[0-8]))"
-    r"[Tt](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,6})?)?$"
+)
+LOCAL_DATE_TIME = rf"^{CALENDAR_DAY}[Tt](?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{{1,6}})?)?$"
+# a date-time in a request body, as msgspec reads it: seconds required, the zone optional (UTC)
+BODY_DATE_TIME = (
+    rf"^{CALENDAR_DAY}[Tt](?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{{1,6}})?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)?$"
 )
 TIME_SCHEMA: dict[str, Any] = {
     "anyOf": [

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 from litestar import Litestar
@@ -17,6 +18,7 @@ from backend.app import create_app
 from backend.auth import repository as users
 from backend.collection.collector import Collector
 from backend.collection.compaction import compact_closed_partitions
+from backend.collection.schemas import ReverifyRequest
 from backend.collection.timeframes import to_ms
 from backend.db.pool import Pool
 from backend.settings import Settings
@@ -180,8 +182,6 @@ async def test_reverify_repairs_changed_and_missing_candles_of_a_stored_range(
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"end": "2025-01-10T00:00:00Z"}, "end"),  # before start
-        ({"end": "2027-01-10T00:00:00Z"}, "end"),  # more than 10,000 candles
         ({"exchange": "nowhere"}, "exchange"),
         ({"timeframe": "7m"}, "timeframe"),
         ({"symbol": "BTCUSDT"}, "symbol"),
@@ -196,6 +196,29 @@ async def test_reverify_answers_400_naming_the_field_on_bad_input(
 
     assert response.status_code == 400, response.text
     assert field in response.text
+
+
+async def test_reverify_of_an_end_before_its_start_compares_nothing(
+    client: AsyncTestClient[Litestar], admin_headers: dict[str, str]
+) -> None:
+    body = {"symbol": "BTC/USDT", "timeframe": "1h", "start": "2025-01-11T00:00:00Z", "end": "2025-01-10T00:00:00Z"}
+
+    response = await client.post(REVERIFY, json=body, headers=admin_headers)
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["start"], answer["end"]) == ("2025-01-11T00:00:00Z", "2025-01-11T00:00:00Z")
+    assert [answer[k] for k in ("exchange_candles", "revised", "inserted", "not_at_exchange", "rejected")] == [0] * 5
+    assert answer["error_type"] is None
+
+
+def test_a_reverify_range_longer_than_10000_candles_is_compared_up_to_its_first_10000() -> None:
+    body = {"symbol": "BTC/USDT", "timeframe": "1h", "start": "2025-01-11T00:30:00Z", "end": "2027-01-10T00:00:00Z"}
+
+    request = msgspec.convert(body, ReverifyRequest)
+
+    assert request.start == datetime(2025, 1, 11, tzinfo=UTC)
+    assert request.end == request.start + timedelta(hours=10_000)
 
 
 async def test_reverify_needs_an_admin(client: AsyncTestClient[Litestar], viewer_headers: dict[str, str]) -> None:

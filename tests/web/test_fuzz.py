@@ -69,8 +69,13 @@ async def _create_admin(database_url: str) -> None:
 def served_app(database_url: str) -> Iterator[tuple[str, str, CountedRequests]]:
     """The app under uvicorn on a free port (its own thread), an admin's token, and the request count."""
     asyncio.run(_create_admin(database_url))
+    # no exchange answers here (no internet): a re-verification fails at once instead of backing off
     app_settings = Settings(
-        app_env="test", database_url=database_url, secret_key=TEST_SECRET_KEY, scheduler_backend="off"
+        app_env="test",
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,
+        scheduler_backend="off",
+        exchange_retry_base_ms=0,
     )
     counted = CountedRequests(create_app(app_settings))
     server = uvicorn.Server(uvicorn.Config(counted, host="127.0.0.1", port=0, log_level="warning"))
