@@ -23,7 +23,8 @@ PER_ANSWER = {"date", "x-request-id", "etag", "content-disposition", "content-le
 
 def _routes() -> list[HTTPRoute]:
     settings = Settings(app_env="test", database_url="postgresql://unused", secret_key=TEST_SECRET_KEY)
-    return [route for route in create_app(settings).routes if isinstance(route, HTTPRoute)]
+    routes = [route for route in create_app(settings).routes if isinstance(route, HTTPRoute)]
+    return sorted(routes, key=lambda route: route.path)  # one order in every test process
 
 
 def _url(route: HTTPRoute) -> str:
