@@ -30,7 +30,8 @@ function summary(alert) {
 }
 
 function lasted(alert) {
-  return formatDuration((new Date(alert.resolved_at) - new Date(alert.firing_since)) / 1000);
+  const seconds = (new Date(alert.resolved_at) - new Date(alert.firing_since)) / 1000;
+  return el("span", { class: "duration", text: formatDuration(seconds) });
 }
 
 export function mountAlerts(root) {
