@@ -112,8 +112,8 @@ def cpu_seconds(pids: list[int]) -> float | None:
 
 
 async def create_partitions_ahead(url: str) -> None:
-    """The 1m partitions of these days, made before the first runs: concurrent first runs can race to
-    create one (a known race of the partition code, not what is measured here)."""
+    """The 1m partitions of these days, made before the first runs, so that creating them is not part
+    of what is measured."""
     pool = await create_pool(url)
     now = datetime.now(UTC)
     await create_partitions(
