@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker, async_check_health
 
 from backend.alerts.tasks import AlertTasks
@@ -302,17 +303,29 @@ class ResilientWorker(Worker):
         it, the place is given back (arq would keep it, and a few outages would leave no room).
 
         A job stays in the queue until it ends, so the due jobs read first are mostly those already
-        running on some worker: they are left out with one round trip for all of them (arq checks
-        each with three), so that a poll costs the same however many runs are in progress."""
-        for job_id in await self._not_in_progress(job_ids):
-            if self.job_counter >= self.max_jobs:
+        running, on this worker or another: they are left out with one round trip for all of them
+        (arq checks each with three), and when a whole read held nothing to start, the next due jobs
+        are read, so that a job queued behind more running jobs than one read holds still starts."""
+        read = 0
+        while True:
+            for job_id in await self._not_in_progress(job_ids):
+                if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
+                    return
+                await self._start_job(job_id)
+            read += len(job_ids)
+            if len(job_ids) < self.queue_read_limit or self.job_counter >= self.max_jobs:
                 return
-            try:
-                await super().start_jobs([job_id])
-            except REDIS_ERRORS:
-                if job_id.decode() not in self.tasks:
-                    self._release_sem_dec_counter_on_complete()
-                raise
+            job_ids = await self.pool.zrangebyscore(
+                self.queue_name, min=float("-inf"), max=timestamp_ms(), start=read, num=self.queue_read_limit
+            )
+
+    async def _start_job(self, job_id: bytes) -> None:
+        try:
+            await super().start_jobs([job_id])
+        except REDIS_ERRORS:
+            if job_id.decode() not in self.tasks:
+                self._release_sem_dec_counter_on_complete()
+            raise
 
     async def _not_in_progress(self, job_ids: list[bytes]) -> list[bytes]:
         if not job_ids:
