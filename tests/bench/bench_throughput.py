@@ -9,7 +9,7 @@ arq workers scaling out. The real collector against the fake Binance, candles st
   minutes of history per series; the next ``STEADY_MINUTES`` are measured: lateness, missed slots,
   runs that did not succeed, and CPU per run (this process and PostgreSQL's pool connections).
 - **arq, one worker then two** (``python -m backend worker`` processes, defaults: tick 2 s,
-  ``MAX_CONCURRENT_JOBS`` 8; ccxt's limiter off, so that the workers' own capacity shows): 1,000
+  ``MAX_CONCURRENT_JOBS`` at its default; ccxt's limiter off, so that the workers' own capacity shows): 1,000
   configs spread over the minute, their second minute measured (lateness, skipped slots; the first
   warms the workers up), then 1,000 configs due on the same second
   (how fast the workers drain them: runs a second, and two workers against one).
@@ -218,8 +218,10 @@ async def arq_workers(url: str, fake: FakeBinance, count: int) -> float:
         await pool.execute("UPDATE data_collection_configs SET enabled = false")
         spread = await pool.fetchrow(FIGURES, measured, minute)
         burst_at = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+        cpu_before = await _cpu_by_process(pool, workers)
         await pool.execute(INSERT_CONFIGS, ARQ_CONFIGS, burst_at, 0, f"BURST{count}X")
         await _wait_ended(pool, burst_at, burst_at + timedelta(seconds=1), ARQ_CONFIGS)
+        cpu_used = _cpu_since(cpu_before, await _cpu_by_process(pool, workers))
         await pool.execute("UPDATE data_collection_configs SET enabled = false")
         burst = await pool.fetchrow(FIGURES, burst_at, burst_at + timedelta(seconds=1))
         duplicates = await pool.fetchval(DUPLICATES)
@@ -235,7 +237,8 @@ async def arq_workers(url: str, fake: FakeBinance, count: int) -> float:
     assert spread is not None
     assert burst is not None
     rate = burst["ended"] / burst["seconds"] if burst["seconds"] else 0.0
-    print(f"arq, {count} worker{'s' if count > 1 else ''} (tick 2 s, MAX_CONCURRENT_JOBS 8 each, limiter off):")
+    places = Settings().max_concurrent_jobs
+    print(f"arq, {count} worker{'s' if count > 1 else ''} (tick 2 s, MAX_CONCURRENT_JOBS {places} each, limiter off):")
     print(
         f"  {ARQ_CONFIGS:,} configs spread over a minute, its second minute: {_figures_line(spread, ARQ_CONFIGS)}, "
         f"{duplicates} duplicates"
@@ -246,7 +249,33 @@ async def arq_workers(url: str, fake: FakeBinance, count: int) -> float:
         f"{rate:.0f} runs/s from the slot to the last run's end ({burst['seconds']:.1f} s)"
     )
     print(f"    goal: p99 {_ms(burst['p99'])} (< 3 s); {_load()}")
+    runs = max(1, burst["ended"])
+    print(
+        "    CPU per run of the burst: "
+        + ", ".join(f"{name} {1000 * seconds / runs:.2f} ms" for name, seconds in cpu_used.items())
+    )
     return rate
+
+
+async def _cpu_by_process(pool: Pool, workers: list[subprocess.Popen[bytes]]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of each worker, of this process (the fake Binance) and of the database's
+    server processes (those of this benchmark's database; a connection opened later counts from 0)."""
+    database = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    groups = {
+        **{f"worker {n + 1}": [worker.pid] for n, worker in enumerate(workers)},
+        "PostgreSQL": [row["pid"] for row in database],
+    }
+    seconds = {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
+    return {
+        name: {pid: value for pid, value in values.items() if value is not None} for name, values in seconds.items()
+    } | {"this process (fake Binance)": {os.getpid(): time.process_time()}}
+
+
+def _cpu_since(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {
+        name: sum(value - before.get(name, {}).get(pid, 0.0) for pid, value in values.items())
+        for name, values in after.items()
+    }
 
 
 async def bench_throughput(configs: int) -> None:
