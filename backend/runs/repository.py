@@ -71,7 +71,6 @@ WITH config AS (
 UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
 WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) >= 0
 """
-RUN_SLOT = "SELECT scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'"
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
 # stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome. The run
@@ -148,13 +147,6 @@ async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Litera
 async def mark_run_started(db: Pool | Connection, *, run_id: int) -> None:
     """A process starts the run: its ``started_at``, first heartbeat (and its config's ``last_run_at``) are now."""
     await db.execute(MARK_RUN_STARTED, run_id)
-
-
-async def running_run_slot(db: Pool | Connection, *, run_id: int) -> datetime | None:
-    """The slot of the run ``run_id`` while it is ``running`` (None once it ended, or for a run
-    triggered by hand, which has no slot)."""
-    slot: datetime | None = await db.fetchval(RUN_SLOT, run_id)
-    return slot
 
 
 async def refresh_heartbeat(db: Pool | Connection, *, run_id: int) -> None:

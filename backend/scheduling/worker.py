@@ -24,6 +24,7 @@ import logging
 import signal
 import time
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +41,6 @@ from backend.collection.exchanges import open_exchange_clients
 from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
-from backend.runs.repository import running_run_slot
 from backend.scheduling import repository
 from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
 from backend.scheduling.retention import due_system_jobs
@@ -98,10 +98,9 @@ class RoutineLinesToDebug(logging.Filter):
 ROUTINE_LINES_TO_DEBUG = RoutineLinesToDebug()
 
 
-async def collect(ctx: dict[str, Any], run_id: int) -> None:
+async def collect(ctx: dict[str, Any], run_id: int, not_before: datetime | None = None) -> None:
     """Carry the queued run ``run_id`` to its end (nothing if it ended before this worker took it),
-    never before its slot by this worker's clock (the tick claimed it by the database's)."""
-    not_before = await running_run_slot(ctx["pool"], run_id=run_id)
+    never before its slot ``not_before`` by this worker's clock (the tick claimed it by the database's)."""
     await run_to_end(ctx["pool"], ctx["run_job"], run_id, not_before=not_before, clock=ctx["clock"])
 
 
