@@ -83,7 +83,7 @@ class FakeGate(FakeExchange):
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def _time(self, _: web.Request) -> web.Response:
-        return web.json_response({"server_time": self.now_ms()})
+        return web.json_response({"server_time": str(self.now_ms())})
 
     async def _currencies(self, _: web.Request) -> web.Response:
         codes = sorted({code for symbol in self.symbols for code in symbol.split("/")})
@@ -93,9 +93,20 @@ class FakeGate(FakeExchange):
                 "name": c,
                 "delisted": False,
                 "withdraw_disabled": False,
+                "withdraw_delayed": False,
                 "deposit_disabled": False,
                 "trade_disabled": False,
-                "chains": [],
+                "fixed_rate": "",
+                "chain": c,
+                "chains": [
+                    {
+                        "name": c,
+                        "addr": "",
+                        "withdraw_disabled": False,
+                        "withdraw_delayed": False,
+                        "deposit_disabled": False,
+                    }
+                ],
             }
             for c in codes
         ]
