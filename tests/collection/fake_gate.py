@@ -6,7 +6,8 @@
 What ccxt's ``gate`` class asks for (spot markets only, as the overrides say), answered as Gate does:
 
 - ``/api/v4/spot/currencies``, ``/api/v4/spot/currency_pairs`` (the markets: ``BTC_USDT``) and
-  ``/api/v4/margin/currency_pairs``;
+  ``/api/v4/margin/currency_pairs``; ``/api/v4/spot/time``: ``{"server_time": "<ms>"}``, a string as
+  ccxt's recording of Gate's answer has it;
 - ``/api/v4/spot/candlesticks`` with ``currency_pair``, ``interval`` (``1m``, ``1h``...) and either
   ``limit`` (the newest ones) or ``from`` and ``to`` in **seconds** (both included; ccxt asks for
   1,000 candles' worth, the most Gate serves at once): a fixed window, oldest first, the
