@@ -28,7 +28,7 @@ from backend.monitoring.etag import (
     not_modified,
     polled_headers,
 )
-from backend.monitoring.freshness import SeriesFreshness, read_series_freshness, summarize_freshness
+from backend.monitoring.freshness import SeriesFreshness, read_freshness_summary, read_series_freshness
 from backend.monitoring.params import started_range, timeseries_window
 from backend.monitoring.schemas import (
     BUCKET_MINUTES,
@@ -302,7 +302,7 @@ async def _read_status(
     stats = await repository.read_stats(
         pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
     )
-    freshness = summarize_freshness(await read_series_freshness(pool, settings=settings))
+    freshness = await read_freshness_summary(pool, settings=settings)
     exchanges = await read_exchange_budgets(
         pool, overrides=settings.exchange_overrides, interval_unit_seconds=settings.interval_unit_seconds
     )
