@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import Controller, Request, Response, get
@@ -15,6 +15,7 @@ from litestar.params import FromQuery, HeaderParameter, Parameter
 from litestar.response import Stream
 
 from backend.auth.guards import writes_need_admin
+from backend.db.pool import Connection
 from backend.dependencies import PoolDependency
 from backend.errors import NotFoundError
 from backend.monitoring import repository
@@ -28,7 +29,7 @@ from backend.monitoring.etag import (
     not_modified,
     polled_headers,
 )
-from backend.monitoring.freshness import SeriesFreshness, read_series_freshness, summarize_freshness
+from backend.monitoring.freshness import SeriesFreshness, read_freshness_summary, read_series_freshness
 from backend.monitoring.params import started_range, timeseries_window
 from backend.monitoring.schemas import (
     BUCKET_MINUTES,
@@ -297,15 +298,18 @@ async def _read_scheduler(pool: PoolDependency) -> tuple[SchedulerStatus, bytes]
 async def _read_status(
     pool: PoolDependency, minute: datetime, scheduler: SchedulerStatus, settings: Settings
 ) -> Status:
-    counts = await repository.count_configs(pool)
-    recent = await repository.list_logs(pool, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
-    stats = await repository.read_stats(
-        pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
-    )
-    freshness = summarize_freshness(await read_series_freshness(pool, settings=settings))
-    exchanges = await read_exchange_budgets(
-        pool, overrides=settings.exchange_overrides, interval_unit_seconds=settings.interval_unit_seconds
-    )
+    """Every read on one connection, one after the other (a poll holds one of the pool's connections)."""
+    async with pool.acquire() as proxy:
+        conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
+        counts = await repository.count_configs(conn)
+        recent = await repository.list_logs(conn, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
+        stats = await repository.read_stats(
+            conn, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
+        )
+        freshness = await read_freshness_summary(conn, settings=settings)
+        exchanges = await read_exchange_budgets(
+            conn, overrides=settings.exchange_overrides, interval_unit_seconds=settings.interval_unit_seconds
+        )
     return Status(
         total_configs=counts.total_configs,
         enabled_configs=counts.enabled_configs,
