@@ -57,7 +57,7 @@ format: install ## Format and auto-fix the code
 bench: install ## Print benchmark figures
 	$(BIN)/python -m tests.bench
 
-bench-throughput: install ## Steady state of CONFIGS one-minute configs in one web process (make bench-throughput CONFIGS=10000), then arq with one and two workers: a minute spread, a burst (about 7 min)
+bench-throughput: install ## Steady state of CONFIGS one-minute configs in one web process (make bench-throughput CONFIGS=10000), then arq with one and two workers: a minute spread, a burst (about 8 min; the burst alone: python -m tests.bench.bench_throughput --burst-only, 1 min)
 	$(BIN)/python -m tests.bench.bench_throughput --configs $(CONFIGS)
 
 bench-scale: install ## Candle storage at 100M candles: reads, coverage, size, compaction of a month, reads again, partition drop (6.5 min to load and read on a quiet 2-core machine, then the compaction: it prints its time; ~10 GB, wants 30 GB free)

@@ -83,7 +83,7 @@ class Settings:
     exchange_max_retries: int = 4
     exchange_retry_base_ms: int = 1000
     empty_range_max_age_hours: int = 24
-    max_concurrent_jobs: int = 8
+    max_concurrent_jobs: int = 32
     shutdown_grace_seconds: int = 15
     stale_run_seconds: int = 60
     scheduler_heartbeat_seconds: int = 10
@@ -145,7 +145,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         exchange_max_retries=_int(env, "EXCHANGE_MAX_RETRIES", 4, minimum=0),
         exchange_retry_base_ms=_int(env, "EXCHANGE_RETRY_BASE_MS", 1000, minimum=0),
         empty_range_max_age_hours=_int(env, "EMPTY_RANGE_MAX_AGE_HOURS", 24, minimum=1),
-        max_concurrent_jobs=_int(env, "MAX_CONCURRENT_JOBS", 8, minimum=1),
+        max_concurrent_jobs=_int(env, "MAX_CONCURRENT_JOBS", 32, minimum=1),
         shutdown_grace_seconds=_int(env, "SHUTDOWN_GRACE_SECONDS", 15, minimum=0),
         stale_run_seconds=_int(env, "STALE_RUN_SECONDS", 60, minimum=1),
         scheduler_heartbeat_seconds=_int(env, "SCHEDULER_HEARTBEAT_SECONDS", 10, minimum=1),

@@ -60,7 +60,6 @@ WITH run AS (
 )
 SELECT config.* FROM run LEFT JOIN config ON true
 """
-RUN_SLOT = "SELECT scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'"
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
 # stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome. The run
@@ -132,13 +131,6 @@ async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Litera
     if row["id"] is None:
         return "no config"
     return msgspec.convert(dict(row), RunConfig)
-
-
-async def running_run_slot(db: Pool | Connection, *, run_id: int) -> datetime | None:
-    """The slot of the run ``run_id`` while it is ``running`` (None once it ended, or for a run
-    triggered by hand, which has no slot)."""
-    slot: datetime | None = await db.fetchval(RUN_SLOT, run_id)
-    return slot
 
 
 async def refresh_heartbeat(db: Pool | Connection, *, run_id: int) -> None:

@@ -50,11 +50,14 @@ def queued_run_job_id(queue_name: str, run: QueuedRun) -> str:
 async def enqueue_run(
     redis: ArqRedis, *, run_id: int, job_id: str, queue_name: str, not_before: datetime | None = None
 ) -> bool:
-    """Queue the ``collect`` job of a queued run, to start at ``not_before`` (its slot) or at once;
-    False when a job with this id is there already."""
+    """Queue the ``collect`` job of a queued run, to start at ``not_before`` (its slot, which the job
+    also carries, so that the worker need not read it) or at once; False when a job with this id is
+    there already."""
     # arq keeps whole milliseconds: a millisecond later, never before the slot
     defer_until = None if not_before is None else not_before + ARQ_TIME_RESOLUTION
-    job = await redis.enqueue_job(COLLECT_JOB, run_id, _job_id=job_id, _queue_name=queue_name, _defer_until=defer_until)
+    job = await redis.enqueue_job(
+        COLLECT_JOB, run_id, not_before, _job_id=job_id, _queue_name=queue_name, _defer_until=defer_until
+    )
     return job is not None
 
 
@@ -65,7 +68,11 @@ async def requeue_waiting_runs(pool: Pool, redis: ArqRedis, *, queue_name: str, 
     requeued = 0
     for run in await repository.queued_runs(pool, older_than_seconds=older_than_seconds, limit=REQUEUE_BATCH):
         if await enqueue_run(
-            redis, run_id=run.run_id, job_id=queued_run_job_id(queue_name, run), queue_name=queue_name
+            redis,
+            run_id=run.run_id,
+            job_id=queued_run_job_id(queue_name, run),
+            queue_name=queue_name,
+            not_before=run.scheduled_for,
         ):
             requeued += 1
             logger.warning(

@@ -14,15 +14,15 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, cast
+from typing import Protocol
 
 import asyncpg
 import msgspec
 
 from backend.collection.exchange_states import ExchangeActivity
 from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
-from backend.db.pool import Connection, Pool
-from backend.errors import ConflictError, NotFoundError, UnavailableError
+from backend.db.pool import Pool
+from backend.errors import UnavailableError
 from backend.runs.repository import start_run
 from backend.scheduling import repository
 from backend.settings import SchedulerBackend, Settings
@@ -86,34 +86,26 @@ async def claim_and_start_runs(
     pool: Pool, *, limit: int, interval_unit_seconds: int, ahead_seconds: float = 0.0
 ) -> list[StartedRun]:
     """Claim up to ``limit`` due slots (or due within ``ahead_seconds``) and insert their ``running``
-    logs, in one transaction.
+    logs, in one statement.
 
     A slot whose run cannot start (its config began a manual run meanwhile, or the slot ran
     already) is left out; the claim still moved ``next_run_at`` past it.
     """
-    if limit <= 0:
-        return []
     started: list[StartedRun] = []
-    async with pool.acquire() as proxy, proxy.transaction():
-        conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
-        claimed = await repository.claim_due_slots(
-            conn, limit=limit, interval_unit_seconds=interval_unit_seconds, ahead_seconds=ahead_seconds
-        )
-        for slot in claimed:
-            try:
-                run_id = await start_run(
-                    conn,
-                    config_id=slot.config_id,
-                    trigger="schedule",
-                    scheduled_for=slot.scheduled_for,
-                    missed_slots=slot.missed_slots,
-                )
-            except (ConflictError, NotFoundError) as exc:
-                logger.info("slot %s of config %s not started: %s", slot.scheduled_for, slot.config_id, exc)
-                continue
-            if slot.missed_slots:
-                logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
-            started.append(StartedRun(run_id=run_id, config_id=slot.config_id, scheduled_for=slot.scheduled_for))
+    claimed = await repository.claim_and_start_slots(
+        pool, limit=limit, interval_unit_seconds=interval_unit_seconds, ahead_seconds=ahead_seconds
+    )
+    for slot in claimed:
+        if slot.run_id is None:
+            logger.info(
+                "slot %s of config %s not started: it ran already, or a run of it is going on",
+                slot.scheduled_for,
+                slot.config_id,
+            )
+            continue
+        if slot.missed_slots:
+            logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
+        started.append(StartedRun(run_id=slot.run_id, config_id=slot.config_id, scheduled_for=slot.scheduled_for))
     return started
 
 

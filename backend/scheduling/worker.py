@@ -24,12 +24,14 @@ import logging
 import signal
 import time
 from contextlib import AsyncExitStack
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.utils import poll
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker, async_check_health
 
 from backend.alerts.tasks import AlertTasks
@@ -39,7 +41,6 @@ from backend.collection.exchanges import open_exchange_clients
 from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
-from backend.runs.repository import running_run_slot
 from backend.scheduling import repository
 from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
 from backend.scheduling.retention import due_system_jobs
@@ -97,10 +98,9 @@ class RoutineLinesToDebug(logging.Filter):
 ROUTINE_LINES_TO_DEBUG = RoutineLinesToDebug()
 
 
-async def collect(ctx: dict[str, Any], run_id: int) -> None:
+async def collect(ctx: dict[str, Any], run_id: int, not_before: datetime | None = None) -> None:
     """Carry the queued run ``run_id`` to its end (nothing if it ended before this worker took it),
-    never before its slot by this worker's clock (the tick claimed it by the database's)."""
-    not_before = await running_run_slot(ctx["pool"], run_id=run_id)
+    never before its slot ``not_before`` by this worker's clock (the tick claimed it by the database's)."""
     await run_to_end(ctx["pool"], ctx["run_job"], run_id, not_before=not_before, clock=ctx["clock"])
 
 
@@ -260,6 +260,7 @@ class ResilientWorker(Worker):
         self._backoff = Backoff(first_seconds=REDIS_RETRY_FIRST_SECONDS, max_seconds=REDIS_RETRY_MAX_SECONDS)
         self._closed = False
         self.ctx["redis_back"] = asyncio.Event()  # set when Redis comes back after an outage
+        self._place_freed = asyncio.Event()  # set when a job ends
 
     async def main(self) -> None:
         if self.on_startup:
@@ -268,26 +269,71 @@ class ResilientWorker(Worker):
             self._pool = await self._connect_redis()
         self.ctx["redis"] = self._pool
         logger.info("worker polling queue %s for %s", self.queue_name, ", ".join(self.functions))
-        async for _ in poll(self.poll_delay_s):
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            self._place_freed.clear()
             try:
                 await self._poll_iteration()
             except Exception as exc:
                 await self._wait_after(exc)
-            else:
-                self._redis_is_back()
+                continue
+            self._redis_is_back()
+            await self._until_next_poll(self.poll_delay_s - (loop.time() - began))
+
+    async def _until_next_poll(self, delay: float) -> None:
+        """Sleep ``delay`` (the rest of the poll period), or less: a worker that had no free place
+        looks again as soon as a run ends, so that a place never stays empty for the rest of a poll
+        period while due jobs wait."""
+        if delay <= 0:
+            return
+        if self.job_counter < self.max_jobs:
+            await asyncio.sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._place_freed.wait(), timeout=delay)
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._place_freed.set()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's, one job at a time: when Redis fails between taking a place for a job and starting
-        it, the place is given back (arq would keep it, and a few outages would leave no room)."""
-        for job_id in job_ids:
-            if self.job_counter >= self.max_jobs:
+        it, the place is given back (arq would keep it, and a few outages would leave no room).
+
+        A job stays in the queue until it ends, so the due jobs read first are mostly those already
+        running, on this worker or another: they are left out with one round trip for all of them
+        (arq checks each with three), and when a whole read held nothing to start, the next due jobs
+        are read, so that a job queued behind more running jobs than one read holds still starts."""
+        read = 0
+        while True:
+            for job_id in await self._not_in_progress(job_ids):
+                if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
+                    return
+                await self._start_job(job_id)
+            read += len(job_ids)
+            if len(job_ids) < self.queue_read_limit or self.job_counter >= self.max_jobs:
                 return
-            try:
-                await super().start_jobs([job_id])
-            except REDIS_ERRORS:
-                if job_id.decode() not in self.tasks:
-                    self._release_sem_dec_counter_on_complete()
-                raise
+            job_ids = await self.pool.zrangebyscore(
+                self.queue_name, min=float("-inf"), max=timestamp_ms(), start=read, num=self.queue_read_limit
+            )
+
+    async def _start_job(self, job_id: bytes) -> None:
+        try:
+            await super().start_jobs([job_id])
+        except REDIS_ERRORS:
+            if job_id.decode() not in self.tasks:
+                self._release_sem_dec_counter_on_complete()
+            raise
+
+    async def _not_in_progress(self, job_ids: list[bytes]) -> list[bytes]:
+        if not job_ids:
+            return job_ids
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(in_progress_key_prefix + job_id.decode())
+            running = await pipe.execute()
+        return [job_id for job_id, in_progress in zip(job_ids, running, strict=True) if not in_progress]
 
     async def close(self) -> None:
         """arq's, without giving up when Redis is away, and always closing the database side."""

@@ -9,12 +9,12 @@ arq workers scaling out. The real collector against the fake Binance, candles st
   minutes of history per series; the next ``STEADY_MINUTES`` are measured: lateness, missed slots,
   runs that did not succeed, and CPU per run (this process and PostgreSQL's pool connections).
 - **arq, one worker then two** (``python -m backend worker`` processes, defaults: tick 2 s,
-  ``MAX_CONCURRENT_JOBS`` 8; ccxt's limiter off, so that the workers' own capacity shows): 1,000
+  ``MAX_CONCURRENT_JOBS`` at its default; ccxt's limiter off, so that the workers' own capacity shows): 1,000
   configs spread over the minute, their second minute measured (lateness, skipped slots; the first
   warms the workers up), then 1,000 configs due on the same second
   (how fast the workers drain them: runs a second, and two workers against one).
 
-    python -m tests.bench.bench_throughput [--configs 10000]
+    python -m tests.bench.bench_throughput [--configs 10000] [--burst-only]
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ CONFIGS = 1000
 STEADY_MINUTES = 2
 ARQ_CONFIGS = 1000
 FIRST_SLOT_IN_SECONDS = 5
+WARM_UP_RUNS = 50  # --burst-only: runs before the burst (each worker loads the markets)
 HISTORY_MINUTES = 3
 DRAIN_DEADLINE_SECONDS = 120
 POOL_SIZE = 10
@@ -202,24 +203,32 @@ async def _workers_alive(pool: Pool, count: int) -> None:
         await asyncio.sleep(0.2)
 
 
-async def arq_workers(url: str, fake: FakeBinance, count: int) -> float:
-    """Spread then burst with ``count`` workers; the burst's runs a second."""
+async def arq_workers(url: str, fake: FakeBinance, count: int, *, burst_only: bool = False) -> float:
+    """Spread then burst with ``count`` workers (``burst_only``: a few warm-up runs, then the burst);
+    the burst's runs a second."""
     queue = f"bench:{uuid.uuid4().hex[:8]}"
     pool = await create_pool(url, min_size=1, max_size=2)
     workers = _start_workers(url, fake, queue, count)
+    spread = None
     try:
         await _workers_alive(pool, count)
         first = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
-        # the first minute warms up (each worker loads the markets, each series is created): the second is measured
-        measured, minute = first + timedelta(minutes=1), first + timedelta(minutes=2)
-        await pool.execute(INSERT_CONFIGS, ARQ_CONFIGS, first, 60 / ARQ_CONFIGS, f"ARQ{count}X")
-        await _sleep_until(minute)
-        await _wait_ended(pool, measured, minute, ARQ_CONFIGS)  # runs claimed ahead: disabled, they would not run
+        if burst_only:  # each worker loads the markets on its first runs
+            await pool.execute(INSERT_CONFIGS, WARM_UP_RUNS, first, 0, f"WARM{count}X")
+            await _wait_ended(pool, first, first + timedelta(seconds=1), WARM_UP_RUNS)
+        else:
+            # the first minute warms up (each worker loads the markets, each series is created): the second is measured
+            measured, minute = first + timedelta(minutes=1), first + timedelta(minutes=2)
+            await pool.execute(INSERT_CONFIGS, ARQ_CONFIGS, first, 60 / ARQ_CONFIGS, f"ARQ{count}X")
+            await _sleep_until(minute)
+            await _wait_ended(pool, measured, minute, ARQ_CONFIGS)  # runs claimed ahead: disabled, they would not run
+            spread = await pool.fetchrow(FIGURES, measured, minute)
         await pool.execute("UPDATE data_collection_configs SET enabled = false")
-        spread = await pool.fetchrow(FIGURES, measured, minute)
         burst_at = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+        cpu_before = await _cpu_by_process(pool, workers)
         await pool.execute(INSERT_CONFIGS, ARQ_CONFIGS, burst_at, 0, f"BURST{count}X")
         await _wait_ended(pool, burst_at, burst_at + timedelta(seconds=1), ARQ_CONFIGS)
+        cpu_used = _cpu_since(cpu_before, await _cpu_by_process(pool, workers))
         await pool.execute("UPDATE data_collection_configs SET enabled = false")
         burst = await pool.fetchrow(FIGURES, burst_at, burst_at + timedelta(seconds=1))
         duplicates = await pool.fetchval(DUPLICATES)
@@ -232,28 +241,55 @@ async def arq_workers(url: str, fake: FakeBinance, count: int) -> float:
         await redis.aclose()
     await pool.execute(RESET)
     await pool.close()
-    assert spread is not None
     assert burst is not None
     rate = burst["ended"] / burst["seconds"] if burst["seconds"] else 0.0
-    print(f"arq, {count} worker{'s' if count > 1 else ''} (tick 2 s, MAX_CONCURRENT_JOBS 8 each, limiter off):")
-    print(
-        f"  {ARQ_CONFIGS:,} configs spread over a minute, its second minute: {_figures_line(spread, ARQ_CONFIGS)}, "
-        f"{duplicates} duplicates"
-    )
-    print(f"    goal: p99 {_ms(spread['p99'])} (< 1 s), {spread['missed_slots']} skipped slots (0); {_load()}")
+    places = Settings().max_concurrent_jobs
+    print(f"arq, {count} worker{'s' if count > 1 else ''} (tick 2 s, MAX_CONCURRENT_JOBS {places} each, limiter off):")
+    if spread is not None:
+        print(
+            f"  {ARQ_CONFIGS:,} configs spread over a minute, its second minute: "
+            f"{_figures_line(spread, ARQ_CONFIGS)}, {duplicates} duplicates"
+        )
+        print(f"    goal: p99 {_ms(spread['p99'])} (< 1 s), {spread['missed_slots']} skipped slots (0); {_load()}")
     print(
         f"  {ARQ_CONFIGS:,} configs due on the same second: {_figures_line(burst, ARQ_CONFIGS)}; "
-        f"{rate:.0f} runs/s from the slot to the last run's end ({burst['seconds']:.1f} s)"
+        f"{rate:.0f} runs/s from the slot to the last run's end ({burst['seconds']:.1f} s), {duplicates} duplicates"
     )
     print(f"    goal: p99 {_ms(burst['p99'])} (< 3 s); {_load()}")
+    runs = max(1, burst["ended"])
+    print(
+        "    CPU per run of the burst: "
+        + ", ".join(f"{name} {1000 * seconds / runs:.2f} ms" for name, seconds in cpu_used.items())
+    )
     return rate
 
 
-async def bench_throughput(configs: int) -> None:
+async def _cpu_by_process(pool: Pool, workers: list[subprocess.Popen[bytes]]) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of each worker, of this process (the fake Binance) and of the database's
+    server processes (those of this benchmark's database; a connection opened later counts from 0)."""
+    database = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    groups = {
+        **{f"worker {n + 1}": [worker.pid] for n, worker in enumerate(workers)},
+        "PostgreSQL": [row["pid"] for row in database],
+    }
+    seconds = {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
+    return {
+        name: {pid: value for pid, value in values.items() if value is not None} for name, values in seconds.items()
+    } | {"this process (fake Binance)": {os.getpid(): time.process_time()}}
+
+
+def _cpu_since(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {
+        name: sum(value - before.get(name, {}).get(pid, 0.0) for pid, value in values.items())
+        for name, values in after.items()
+    }
+
+
+async def bench_throughput(configs: int, *, burst_only: bool = False) -> None:
     print(f"{_load()}; 2 cores shared with PostgreSQL, Redis and whatever else runs")
     symbols = [
         f"{prefix}{n}/USDT"
-        for prefix in ("S", "ARQ1X", "BURST1X", "ARQ2X", "BURST2X")
+        for prefix in ("S", "ARQ1X", "WARM1X", "BURST1X", "ARQ2X", "WARM2X", "BURST2X")
         for n in range(max(configs, 1000))
     ]
     history_start_ms = int((time.time() - HISTORY_MINUTES * 60) * 1000)
@@ -262,9 +298,10 @@ async def bench_throughput(configs: int) -> None:
         running_fake_binance(symbols, history_start_ms=history_start_ms) as fake,
     ):
         await create_partitions_ahead(url)
-        await steady_state(url, fake, configs)
-        one = await arq_workers(url, fake, 1)
-        two = await arq_workers(url, fake, 2)
+        if not burst_only:
+            await steady_state(url, fake, configs)
+        one = await arq_workers(url, fake, 1, burst_only=burst_only)
+        two = await arq_workers(url, fake, 2, burst_only=burst_only)
     ratio = two / one if one else 0.0
     print(f"arq scale-out: two workers drain a burst at {ratio:.2f}x the rate of one (goal >= 1.8x); {_load()}")
 
@@ -276,4 +313,6 @@ async def main(configs: int = CONFIGS) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=CONFIGS, help="configs in the steady state (default 1000)")
-    asyncio.run(main(parser.parse_args().configs))
+    parser.add_argument("--burst-only", action="store_true", help="arq's burst alone, after a few warm-up runs")
+    arguments = parser.parse_args()
+    asyncio.run(bench_throughput(arguments.configs, burst_only=arguments.burst_only))

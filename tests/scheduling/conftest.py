@@ -202,11 +202,14 @@ StartWorker = Callable[..., Awaitable[Worker]]
 @pytest.fixture
 async def start_worker(arq_settings: Settings) -> AsyncIterator[StartWorker]:
     """Run real arq Workers in this process (``job``: the stand-in at the job boundary; None: the real
-    collector); all stop at the end, and the test queue's keys leave Redis."""
+    collector; ``arq_options``: arq's own); all stop at the end, and the test queue's keys leave Redis."""
     workers: list[tuple[Worker, asyncio.Task[None]]] = []
 
-    async def start(job: Callable[[int], Awaitable[Any]] | None, **changes: Any) -> Worker:
-        worker = create_worker(replace(arq_settings, **changes), run_job=job, handle_signals=False, poll_delay=0.05)
+    async def start(
+        job: Callable[[int], Awaitable[Any]] | None, *, arq_options: dict[str, Any] | None = None, **changes: Any
+    ) -> Worker:
+        options = {"handle_signals": False, "poll_delay": 0.05, **(arq_options or {})}
+        worker = create_worker(replace(arq_settings, **changes), run_job=job, **options)
         workers.append((worker, asyncio.create_task(worker.async_run())))
         return worker
 

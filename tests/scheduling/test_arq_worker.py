@@ -100,6 +100,36 @@ async def test_a_tick_claims_every_slot_due_before_the_next_one_not_only_what_th
         assert all(run["started_at"] >= run["scheduled_for"] for run in runs)
 
 
+async def test_a_worker_starts_a_due_job_queued_behind_more_running_jobs_than_it_reads_at_once(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker
+) -> None:
+    release = asyncio.Event()
+    busy = StandInJob(pool, release=release)
+    await start_worker(busy, max_concurrent_jobs=2)  # three places: three long runs fill them
+    held = [await make_config(interval_minutes=60) for _ in range(3)]
+    await eventually(lambda: _started_runs(pool, held), timeout=15)
+    free = StandInJob(pool)
+    await start_worker(free, arq_options={"queue_read_limit": 2})  # reads two due jobs at a time
+
+    config_id = await make_config(interval_minutes=60)
+
+    runs = await _finished_runs(pool, config_id, 1)
+    assert runs[0]["status"] == "success"
+    assert runs[0]["id"] in free.run_ids
+    assert len(busy.run_ids) == 3
+    assert await _started_runs(pool, held)  # the three long runs still hold their places
+    release.set()
+
+
+async def _started_runs(pool: Pool, config_ids: list[int]) -> bool:
+    started = await pool.fetchval(
+        "SELECT count(*) FROM job_execution_logs WHERE config_id = ANY($1) AND status = 'running' "
+        "AND heartbeat_at IS NOT NULL",
+        config_ids,
+    )
+    return bool(started == len(config_ids))
+
+
 async def test_slots_coalesce_once_the_workers_cannot_keep_up_and_none_runs_twice(
     pool: Pool, make_config: MakeConfig, start_worker: StartWorker
 ) -> None:

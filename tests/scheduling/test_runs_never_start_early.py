@@ -55,7 +55,7 @@ async def test_an_arq_worker_starts_a_run_at_its_slot_by_its_own_clock(pool: Poo
     slot = datetime.now(UTC)  # due by the database's clock: the tick claimed it
     run_id = await start_run(pool, config_id=await make_config(), trigger="schedule", scheduled_for=slot)
 
-    await collect({"pool": pool, "run_job": job, "clock": lagging_clock}, run_id)
+    await collect({"pool": pool, "run_job": job, "clock": lagging_clock}, run_id, slot)
 
     assert job.started_at[run_id] >= slot
 

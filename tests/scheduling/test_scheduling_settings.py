@@ -11,7 +11,7 @@ def test_defaults_suit_one_small_dyno() -> None:
     settings = load_settings({})
 
     assert settings.scheduler_backend == "inprocess"
-    assert settings.max_concurrent_jobs == 8
+    assert settings.max_concurrent_jobs == 32
     assert settings.shutdown_grace_seconds == 15
     assert settings.stale_run_seconds == 60
     assert settings.log_retention_days == 30
