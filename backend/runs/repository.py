@@ -37,6 +37,20 @@ FROM data_collection_configs WHERE id = $1
 ON CONFLICT DO NOTHING
 RETURNING id
 """
+# The runs of many claimed slots at once (one statement, in the order of the slots): each inserted
+# run's id with its config; a slot missing from the answer did not start (WHY_NOT_STARTED says why).
+START_SCHEDULED_RUNS = """
+INSERT INTO job_execution_logs
+    (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots)
+SELECT 'collect_data_' || config.id, 'data_collection', config.id, config.symbol, config.exchange, 'running',
+       'schedule', slot.scheduled_for, slot.missed_slots
+FROM unnest($1::bigint[], $2::timestamptz[], $3::integer[]) WITH ORDINALITY
+    AS slot(config_id, scheduled_for, missed_slots, position)
+JOIN data_collection_configs AS config ON config.id = slot.config_id
+ORDER BY slot.position
+ON CONFLICT DO NOTHING
+RETURNING id, config_id
+"""
 WHY_NOT_STARTED = """
 SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exists,
        (SELECT id FROM job_execution_logs WHERE config_id = $1 AND status = 'running') AS running_run_id
@@ -124,13 +138,30 @@ async def start_run(
         raise NotFoundError(f"Config {config_id} not found") from None
     if run_id is not None:
         return run_id
+    raise await why_not_started(db, config_id=config_id, scheduled_for=scheduled_for)
+
+
+async def start_scheduled_runs(
+    conn: Connection, *, config_ids: Sequence[int], scheduled_for: Sequence[datetime], missed_slots: Sequence[int]
+) -> dict[int, int]:
+    """:func:`start_run` for the slots of a claim, in one statement, inside the claim's transaction
+    (which holds the configs' locks): the id of each run that started, by config. A slot that did
+    not start (its config began a manual run meanwhile, or the slot ran already) is left out."""
+    rows = await conn.fetch(START_SCHEDULED_RUNS, config_ids, scheduled_for, missed_slots)
+    return {row["config_id"]: row["id"] for row in rows}
+
+
+async def why_not_started(
+    db: Pool | Connection, *, config_id: int, scheduled_for: datetime | None = None
+) -> NotFoundError | ConflictError:
+    """Why a run of ``config_id`` (for the slot ``scheduled_for``) did not start: the error to raise or log."""
     why = await db.fetchrow(WHY_NOT_STARTED, config_id)
     assert why is not None
     if not why["config_exists"]:
-        raise NotFoundError(f"Config {config_id} not found")
+        return NotFoundError(f"Config {config_id} not found")
     if why["running_run_id"] is not None:
-        raise ConflictError(f"Config {config_id} is already running (run {why['running_run_id']})")
-    raise ConflictError(f"Config {config_id} already ran its slot {scheduled_for}")
+        return ConflictError(f"Config {config_id} is already running (run {why['running_run_id']})")
+    return ConflictError(f"Config {config_id} already ran its slot {scheduled_for}")
 
 
 async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Literal["not running", "no config"]:

@@ -22,8 +22,8 @@ import msgspec
 from backend.collection.exchange_states import ExchangeActivity
 from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
 from backend.db.pool import Connection, Pool
-from backend.errors import ConflictError, NotFoundError, UnavailableError
-from backend.runs.repository import start_run
+from backend.errors import UnavailableError
+from backend.runs.repository import start_run, start_scheduled_runs, why_not_started
 from backend.scheduling import repository
 from backend.settings import SchedulerBackend, Settings
 
@@ -93,27 +93,31 @@ async def claim_and_start_runs(
     """
     if limit <= 0:
         return []
-    started: list[StartedRun] = []
     async with pool.acquire() as proxy, proxy.transaction():
         conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
         claimed = await repository.claim_due_slots(
             conn, limit=limit, interval_unit_seconds=interval_unit_seconds, ahead_seconds=ahead_seconds
         )
+        if not claimed:
+            return []
+        run_ids = await start_scheduled_runs(
+            conn,
+            config_ids=[slot.config_id for slot in claimed],
+            scheduled_for=[slot.scheduled_for for slot in claimed],
+            missed_slots=[slot.missed_slots for slot in claimed],
+        )
         for slot in claimed:
-            try:
-                run_id = await start_run(
-                    conn,
-                    config_id=slot.config_id,
-                    trigger="schedule",
-                    scheduled_for=slot.scheduled_for,
-                    missed_slots=slot.missed_slots,
-                )
-            except (ConflictError, NotFoundError) as exc:
-                logger.info("slot %s of config %s not started: %s", slot.scheduled_for, slot.config_id, exc)
-                continue
+            if slot.config_id not in run_ids:
+                why = await why_not_started(conn, config_id=slot.config_id, scheduled_for=slot.scheduled_for)
+                logger.info("slot %s of config %s not started: %s", slot.scheduled_for, slot.config_id, why)
+    started: list[StartedRun] = []
+    for slot in claimed:
+        if slot.config_id in run_ids:
             if slot.missed_slots:
                 logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
-            started.append(StartedRun(run_id=run_id, config_id=slot.config_id, scheduled_for=slot.scheduled_for))
+            started.append(
+                StartedRun(run_id=run_ids[slot.config_id], config_id=slot.config_id, scheduled_for=slot.scheduled_for)
+            )
     return started
 
 
