@@ -59,3 +59,32 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- The same expressions as before (0004, 0009), in PL/pgSQL: a SQL function that cannot be inlined
+-- (these hold a sub-select, or an operator that is not immutable) is planned again in every
+-- statement that calls it, where PL/pgSQL keeps its plans for the session. A run's end calls each
+-- of them, and each bump of a data version calls data_version_token.
+CREATE OR REPLACE FUNCTION data_version_token(v data_versions) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN v.source || ':' || v.version || ':' || (extract(epoch FROM v.changed_at) * 1000000)::bigint;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION histogram_bucket(value double precision, bounds double precision[]) RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN coalesce((SELECT min(bound) FROM unnest(bounds) AS bound WHERE bound >= value), 'Infinity');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION run_candles(metadata jsonb, field text) RETURNS bigint
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN coalesce((
+        SELECT sum(CASE WHEN jsonb_typeof(tf.value -> field) = 'number' THEN (tf.value ->> field)::numeric END)
+        FROM jsonb_each(CASE WHEN jsonb_typeof(metadata -> 'by_timeframe') = 'object'
+                             THEN metadata -> 'by_timeframe' END) AS tf
+    ), 0)::bigint;
+END
+$$;
