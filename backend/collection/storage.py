@@ -2,11 +2,11 @@
 
 A page newer than everything stored is appended with a plain COPY (no staging, no conflict
 check); any other page (hole repair, a range fetched again, with the new candles after it) is
-merged whole, in one statement, which rewrites a stored candle only when the exchange changed it. The coverage summary is updated in the same
-transaction. Consecutive appended pages may share a transaction (and one COPY): a crash then
-loses only candles newer than the newest committed one, which the next run fetches again. While
-more pages are coming, that transaction commits behind the caller, so the database writes one
-batch while the next one is being fetched.
+merged whole, in one statement, which rewrites a stored candle only when the exchange changed
+it. The coverage summary is updated in the same transaction. Consecutive appended pages may
+share a transaction (and one COPY): a crash then loses only candles newer than the newest
+committed one, which the next run fetches again. While more pages are coming, that transaction
+commits behind the caller, so the database writes one batch while the next one is being fetched.
 """
 
 from __future__ import annotations
