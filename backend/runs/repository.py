@@ -1,7 +1,7 @@
 """SQL for the life of one run in ``job_execution_logs``: queued, started, heartbeat, complete, or discard.
 
-Every function takes a pool or a connection; the scheduler calls :func:`start_run` inside the
-transaction that claims the slot, so the claim and the ``running`` row commit together.
+Every function takes a pool or a connection. A scheduled run's ``running`` row is inserted by the
+statement that claims its slot (``backend.scheduling.repository``), so the two commit together.
 
 Lock order, everywhere: a config's row, then log rows, then what the tables' triggers write at the
 end of a statement (the per-minute counts, the data versions). A claim locks configs and inserts
@@ -36,20 +36,6 @@ SELECT 'collect_data_' || id, 'data_collection', id, symbol, exchange, 'running'
 FROM data_collection_configs WHERE id = $1
 ON CONFLICT DO NOTHING
 RETURNING id
-"""
-# The runs of many claimed slots at once (one statement, in the order of the slots): each inserted
-# run's id with its config; a slot missing from the answer did not start (WHY_NOT_STARTED says why).
-START_SCHEDULED_RUNS = """
-INSERT INTO job_execution_logs
-    (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots)
-SELECT 'collect_data_' || config.id, 'data_collection', config.id, config.symbol, config.exchange, 'running',
-       'schedule', slot.scheduled_for, slot.missed_slots
-FROM unnest($1::bigint[], $2::timestamptz[], $3::integer[]) WITH ORDINALITY
-    AS slot(config_id, scheduled_for, missed_slots, position)
-JOIN data_collection_configs AS config ON config.id = slot.config_id
-ORDER BY slot.position
-ON CONFLICT DO NOTHING
-RETURNING id, config_id
 """
 WHY_NOT_STARTED = """
 SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exists,
@@ -139,16 +125,6 @@ async def start_run(
     if run_id is not None:
         return run_id
     raise await why_not_started(db, config_id=config_id, scheduled_for=scheduled_for)
-
-
-async def start_scheduled_runs(
-    conn: Connection, *, config_ids: Sequence[int], scheduled_for: Sequence[datetime], missed_slots: Sequence[int]
-) -> dict[int, int]:
-    """:func:`start_run` for the slots of a claim, in one statement, inside the claim's transaction
-    (which holds the configs' locks): the id of each run that started, by config. A slot that did
-    not start (its config began a manual run meanwhile, or the slot ran already) is left out."""
-    rows = await conn.fetch(START_SCHEDULED_RUNS, config_ids, scheduled_for, missed_slots)
-    return {row["config_id"]: row["id"] for row in rows}
 
 
 async def why_not_started(

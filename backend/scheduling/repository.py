@@ -19,13 +19,16 @@ from backend.db.pool import Connection, Pool
 from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 from backend.settings import SchedulerBackend
 
-# Due, enabled, not running, unlocked: claim the latest due slot of each, oldest slots first.
+# Due, enabled, not running, unlocked: claim the latest due slot of each, oldest slots first, and
+# insert its run's ``running`` log (queued, as START_RUN does), in one statement. A slot whose run
+# cannot start (its config began a manual run meanwhile, or the slot ran already) comes back
+# without a run id; the claim still moved ``next_run_at`` past it.
 # $1 = seconds in one interval minute (60), $2 = how many configs at most, $3 = seconds ahead: a
 # slot due within them counts as due (schedulers claim early, then start the run at its slot, so
 # that the claim's own writes never make a run late). A slot already past collapses the older ones
 # into the latest slot not after now; a slot still ahead is claimed as it is, so a horizon longer
 # than a config's interval never skips a slot.
-CLAIM_DUE_SLOTS = """
+CLAIM_AND_START_RUNS = """
 WITH due AS (
     SELECT id FROM data_collection_configs AS config
     WHERE enabled AND next_run_at <= now() + make_interval(secs => $3)
@@ -47,14 +50,29 @@ latest AS (
                first_due, anchor + make_interval(secs => floor(extract(epoch FROM now() - anchor) / every) * every)
            ) AS scheduled_for
     FROM slot
+),
+claimed AS (
+    UPDATE data_collection_configs AS config
+    SET next_run_at = latest.scheduled_for + make_interval(secs => latest.every)
+    FROM latest
+    WHERE config.id = latest.id
+    RETURNING config.id AS config_id, config.symbol, config.exchange, latest.scheduled_for,
+              greatest(0, round(extract(epoch FROM latest.scheduled_for - latest.first_due) / latest.every))::integer
+                  AS missed_slots
+),
+started AS (
+    INSERT INTO job_execution_logs
+        (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots)
+    SELECT 'collect_data_' || config_id, 'data_collection', config_id, symbol, exchange, 'running', 'schedule',
+           scheduled_for, missed_slots
+    FROM claimed
+    ORDER BY scheduled_for, config_id
+    ON CONFLICT DO NOTHING
+    RETURNING id, config_id
 )
-UPDATE data_collection_configs AS config
-SET next_run_at = latest.scheduled_for + make_interval(secs => latest.every)
-FROM latest
-WHERE config.id = latest.id
-RETURNING config.id AS config_id, latest.scheduled_for,
-          greatest(0, round(extract(epoch FROM latest.scheduled_for - latest.first_due) / latest.every))::integer
-              AS missed_slots
+SELECT claimed.config_id, claimed.scheduled_for, claimed.missed_slots, started.id AS run_id
+FROM claimed LEFT JOIN started USING (config_id)
+ORDER BY claimed.scheduled_for, claimed.config_id
 """
 # How long until the next claimable slot (negative when one is due); null without any.
 SECONDS_UNTIL_NEXT_SLOT = """
@@ -192,21 +210,22 @@ class QueuedRun(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ClaimedSlot(msgspec.Struct, kw_only=True, frozen=True):
-    """A due slot of one config, now owned by the scheduler that claimed it."""
+    """A due slot of one config, now owned by the scheduler that claimed it, and its run."""
 
     config_id: int
     scheduled_for: datetime
     missed_slots: int
+    run_id: int | None  # None: the run could not start
 
 
 async def claim_due_slots(
-    db: Connection, *, limit: int, interval_unit_seconds: int, ahead_seconds: float = 0.0
+    db: Pool | Connection, *, limit: int, interval_unit_seconds: int, ahead_seconds: float = 0.0
 ) -> list[ClaimedSlot]:
-    """Claim up to ``limit`` slots due now (or within ``ahead_seconds``); run inside the transaction
-    that also starts their runs."""
+    """Claim up to ``limit`` slots due now (or within ``ahead_seconds``) and start their runs, in one
+    statement."""
     if limit <= 0:
         return []
-    rows = await db.fetch(CLAIM_DUE_SLOTS, interval_unit_seconds, limit, ahead_seconds)
+    rows = await db.fetch(CLAIM_AND_START_RUNS, interval_unit_seconds, limit, ahead_seconds)
     return [msgspec.convert(dict(row), ClaimedSlot) for row in rows]
 
 

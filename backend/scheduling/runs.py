@@ -14,16 +14,16 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, cast
+from typing import Protocol
 
 import asyncpg
 import msgspec
 
 from backend.collection.exchange_states import ExchangeActivity
 from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
-from backend.db.pool import Connection, Pool
+from backend.db.pool import Pool
 from backend.errors import UnavailableError
-from backend.runs.repository import start_run, start_scheduled_runs, why_not_started
+from backend.runs.repository import start_run, why_not_started
 from backend.scheduling import repository
 from backend.settings import SchedulerBackend, Settings
 
@@ -86,38 +86,23 @@ async def claim_and_start_runs(
     pool: Pool, *, limit: int, interval_unit_seconds: int, ahead_seconds: float = 0.0
 ) -> list[StartedRun]:
     """Claim up to ``limit`` due slots (or due within ``ahead_seconds``) and insert their ``running``
-    logs, in one transaction.
+    logs, in one statement.
 
     A slot whose run cannot start (its config began a manual run meanwhile, or the slot ran
     already) is left out; the claim still moved ``next_run_at`` past it.
     """
-    if limit <= 0:
-        return []
-    async with pool.acquire() as proxy, proxy.transaction():
-        conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
-        claimed = await repository.claim_due_slots(
-            conn, limit=limit, interval_unit_seconds=interval_unit_seconds, ahead_seconds=ahead_seconds
-        )
-        if not claimed:
-            return []
-        run_ids = await start_scheduled_runs(
-            conn,
-            config_ids=[slot.config_id for slot in claimed],
-            scheduled_for=[slot.scheduled_for for slot in claimed],
-            missed_slots=[slot.missed_slots for slot in claimed],
-        )
-        for slot in claimed:
-            if slot.config_id not in run_ids:
-                why = await why_not_started(conn, config_id=slot.config_id, scheduled_for=slot.scheduled_for)
-                logger.info("slot %s of config %s not started: %s", slot.scheduled_for, slot.config_id, why)
+    claimed = await repository.claim_due_slots(
+        pool, limit=limit, interval_unit_seconds=interval_unit_seconds, ahead_seconds=ahead_seconds
+    )
     started: list[StartedRun] = []
     for slot in claimed:
-        if slot.config_id in run_ids:
-            if slot.missed_slots:
-                logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
-            started.append(
-                StartedRun(run_id=run_ids[slot.config_id], config_id=slot.config_id, scheduled_for=slot.scheduled_for)
-            )
+        if slot.run_id is None:
+            why = await why_not_started(pool, config_id=slot.config_id, scheduled_for=slot.scheduled_for)
+            logger.info("slot %s of config %s not started: %s", slot.scheduled_for, slot.config_id, why)
+            continue
+        if slot.missed_slots:
+            logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
+        started.append(StartedRun(run_id=slot.run_id, config_id=slot.config_id, scheduled_for=slot.scheduled_for))
     return started
 
 
