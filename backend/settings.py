@@ -78,6 +78,7 @@ class Settings:
     exchange_overrides: Mapping[str, Any] = field(default_factory=dict)
     exchange_settle_seconds: Mapping[str, float] = field(default_factory=dict)  # exchange id -> seconds
     job_timeout_seconds: int = 600
+    reverify_seconds: int = 20  # a re-verification answers within this, with where it stopped
     run_heartbeat_seconds: int = 10
     exchange_max_retries: int = 4
     exchange_retry_base_ms: int = 1000
@@ -139,6 +140,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         exchange_overrides=_json_object(env, "EXCHANGE_OVERRIDES"),
         exchange_settle_seconds=_settle_seconds(env),
         job_timeout_seconds=_int(env, "JOB_TIMEOUT_SECONDS", 600, minimum=1),
+        reverify_seconds=_int(env, "REVERIFY_SECONDS", 20, minimum=1),
         run_heartbeat_seconds=_int(env, "RUN_HEARTBEAT_SECONDS", 10, minimum=1),
         exchange_max_retries=_int(env, "EXCHANGE_MAX_RETRIES", 4, minimum=0),
         exchange_retry_base_ms=_int(env, "EXCHANGE_RETRY_BASE_MS", 1000, minimum=0),

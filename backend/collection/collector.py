@@ -22,6 +22,7 @@ from litestar import Litestar
 
 from backend.collection import repository as candles
 from backend.collection.causes import plain_cause
+from backend.collection.deadline import OutOfTime, deadline_in, until
 from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryPolicy, open_exchange_clients
 from backend.collection.repository import CandleQuery
 from backend.collection.schemas import MAX_REVERIFY_CANDLES, Reverified, ReverifyRequest
@@ -108,13 +109,22 @@ class Collector:
     async def reverify(self, request: ReverifyRequest) -> Reverified:
         """Compare a stored range of one series with the exchange and repair what differs: candles
         whose values the exchange changed are rewritten, candles it has that were not stored are
-        stored. Stored candles it no longer sends are counted, and kept."""
+        stored. Stored candles it no longer sends are counted, and kept.
+
+        The answer comes within REVERIFY_SECONDS (and the time of the last page's write): what the
+        exchange has not sent by then is not compared, and the answer's ``end`` says where the
+        comparison stopped; a ``Timeout`` error when nothing could be compared."""
         client = self.exchanges.get(request.exchange)
         progress = TimeframeProgress(request.timeframe)
         sent: set[datetime] = set()
+        stopped_at: datetime | None = None
+        deadline = deadline_in(self.settings.reverify_seconds)
         if request.end > request.start:  # else nothing to compare
             try:
-                await self.retry.call(client.ensure_markets, on_retry=lambda *_: None)
+                async with until(deadline):
+                    await self.retry.call(client.ensure_markets, on_retry=lambda *_: None)
+            except OutOfTime:
+                stopped_at = request.start
             except ccxt.BaseError as exc:
                 progress.fail(type(exc).__name__, client.safe_message(exc), client.plain_cause(exc))
             else:
@@ -130,13 +140,19 @@ class Collector:
                     empty_range_max_age=timedelta(hours=self.settings.empty_range_max_age_hours),
                     partitions=self.partitions,
                 )
-                sent = await walk.reverify(request.start, request.end)
+                sent, stopped_at = await walk.reverify(request.start, request.end, deadline)
+        if stopped_at == request.start:
+            message = (
+                f"{request.exchange} sent nothing to compare within REVERIFY_SECONDS={self.settings.reverify_seconds}"
+            )
+            progress.fail("Timeout", message, message)
+        end = request.end if stopped_at is None else stopped_at
         query = CandleQuery(
             exchange=request.exchange,
             symbol=request.symbol,
             timeframe=request.timeframe,
             start=request.start,
-            end=request.end,
+            end=end,
             limit=MAX_REVERIFY_CANDLES,
         )
         sent_ms = {to_ms(open_time) for open_time in sent}
@@ -146,7 +162,7 @@ class Collector:
             symbol=request.symbol,
             timeframe=request.timeframe,
             start=request.start,
-            end=request.end,
+            end=end,
             exchange_candles=len(sent),
             revised=progress.revised,
             inserted=progress.records - progress.revised,

@@ -200,9 +200,11 @@ class ReverifyController(Controller):
         whose values it changed since they were stored are rewritten (`revised`), those it has that
         were not stored are stored (`inserted`), and stored ones it no longer sends are counted
         (`not_at_exchange`) and kept. A longer range than 10,000 candles is compared up to its first
-        10,000 (`end` in the answer says where it stopped); an `end` not after `start` compares
-        nothing. An exchange error stops the comparison there: `error_type` and `error` say why,
-        what came before is repaired.
+        10,000, and the answer comes within REVERIFY_SECONDS (20 s): what the exchange has not sent
+        by then is left for the next request. `end` in the answer says where the comparison
+        stopped (send the next request from there); `error_type` `Timeout` when the exchange sent
+        nothing in that time. An `end` not after `start` compares nothing. An exchange error stops
+        the comparison there: `error_type` and `error` say why, what came before is repaired.
         """
         collector: Collector = request.app.state.collector
         return await collector.reverify(data)

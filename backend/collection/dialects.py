@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import ccxt
+from ccxt.base.types import Entry
 
 from backend.collection.timeframes import FIXED_STEPS, floor_open, to_datetime
 
@@ -60,19 +61,19 @@ class Dialect:
         clock; None when they are final ``settle`` after their close by ours."""
         return None
 
-    # ccxt's endpoint (api, method, path) that serves recent candles, for its rate-limit cost;
-    # None: ccxt's default cost of one request (1)
-    candle_endpoint: tuple[str, str, str] | None = None
+    # ccxt's implicit API method that ``fetch_ohlcv`` calls for recent spot candles, whose cost ccxt's
+    # rate limiter charges; None: ccxt's default cost of one request (1)
+    candle_method: str | None = None
 
     def candle_request_cost(self, exchange: Any) -> float:
-        """What one page of recent candles costs in ccxt's rate-limit model (in units of ``rateLimit``)."""
-        if self.candle_endpoint is None:
+        """What one page of recent candles costs in ccxt's rate-limit model (in units of ``rateLimit``):
+        the cost ccxt's own definition of ``candle_method`` gives, as its limiter reckons it."""
+        if self.candle_method is None:
             return 1.0
-        api, method, path = self.candle_endpoint
-        config = exchange.api.get(api, {}).get(method, {}).get(path)
-        if not isinstance(config, dict):
-            return 1.0
-        return float(exchange.calculate_rate_limiter_cost(api, method.upper(), path, {}, config))
+        endpoint = implicit_endpoint(exchange, self.candle_method)
+        return float(
+            exchange.calculate_rate_limiter_cost(endpoint.api, endpoint.method, endpoint.path, {}, endpoint.config)
+        )
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
@@ -104,7 +105,7 @@ class Binance(Dialect):
             raise ccxt.BadResponse(f"binance answered a server time that is not a number: {server_ms!r}")
         return to_datetime(server_ms) - (before + (after - before) / 2)
 
-    candle_endpoint = ("public", "get", "klines")
+    candle_method = "publicGetKlines"
 
     async def fetch_ohlcv(
         self, exchange: Any, symbol: str, timeframe: str, since_ms: int, limit: int, params: dict[str, Any]
@@ -176,7 +177,7 @@ OKX_HISTORY_LIMIT = 100
 class Okx(Windowed):
     name = "okx"
     settle = timedelta(0)  # its confirm field says which candles are final
-    candle_endpoint = ("public", "get", "market/candles")
+    candle_method = "publicGetMarketCandles"
 
     def page_request(
         self, client: ExchangeClient, symbol: str, timeframe: str, since: datetime, now: datetime, at_most: int
@@ -243,7 +244,7 @@ class Kraken(Dialect):
     """Every answer is ``{"error": [...], "result": ...}``, errors included (with HTTP 200)."""
 
     name = "kraken"
-    candle_endpoint = ("public", "get", "OHLC")
+    candle_method = "publicGetOHLC"
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if not isinstance(answer, dict) or not isinstance(answer.get("error"), list):
@@ -262,6 +263,7 @@ class Bybit(Dialect):
     """Every answer is ``{"retCode", "retMsg", "result": {...}}``, errors included (with HTTP 200)."""
 
     name = "bybit"
+    candle_method = "publicGetV5MarketKline"
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if not isinstance(answer, dict) or "retCode" not in answer:
@@ -280,7 +282,7 @@ class Kucoin(Windowed):
     """Windows of at most 1,500 candles; every answer is ``{"code", "data"}``."""
 
     name = "kucoin"
-    candle_endpoint = ("public", "get", "market/candles")
+    candle_method = "publicGetMarketCandles"
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if not isinstance(answer, dict) or "code" not in answer:
@@ -298,6 +300,7 @@ class Coinbase(Windowed):
     """Windows of at most 300 candles (ccxt's); candles in ``{"candles": [...]}``."""
 
     name = "coinbase"
+    candle_method = "v3PublicGetBrokerageMarketProductsProductIdCandles"
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if path.endswith("/candles") and not _has_list(answer, "candles"):
@@ -313,11 +316,22 @@ class Gate(Windowed):
     """Windows of at most 1,000 candles; candles, markets and currencies are JSON lists."""
 
     name = "gate"
+    candle_method = "publicSpotGetCandlesticks"
 
     def answer_problem(self, path: str, answer: Any) -> str | None:
         if path.endswith(("/candlesticks", "/currency_pairs", "/currencies")) and not isinstance(answer, list):
             return "an answer that is not a list"
         return None
+
+
+def implicit_endpoint(exchange: Any, method: str) -> Entry[Any]:
+    """ccxt's definition of the implicit API method ``method`` of ``exchange`` (its path, api, HTTP
+    method and rate-limit config), as the exchange's class declares it."""
+    for cls in type(exchange).__mro__:
+        endpoint = vars(cls).get(method)
+        if isinstance(endpoint, Entry):
+            return endpoint
+    raise AttributeError(f"{exchange.id} has no implicit API method {method}")
 
 
 def _has_list(answer: Any, key: str) -> bool:

@@ -24,7 +24,7 @@ import msgspec
 from backend.collection import schemas
 from backend.collection.segments import decode_values, open_minutes, segment_span_minutes, segment_start
 from backend.collection.summary import Period, SummaryChange
-from backend.collection.timeframes import EPOCH, MINUTE, from_minute, to_minute
+from backend.collection.timeframes import EPOCH, MINUTE, SHORTEST_MONTH_MINUTES, STEP_MINUTES, from_minute, to_minute
 from backend.db.pool import Connection, Pool
 
 # A series and what a run needs of it: its newest candle, where its history begins, and the open
@@ -183,33 +183,42 @@ WHERE r.exchange = $1 AND r.symbol = $2 AND NOT (
 GROUP BY r.timeframe
 """
 SERIES_ID = "SELECT id FROM candle_series WHERE exchange = $1 AND symbol = $2 AND timeframe = $3"
+# At least how many candles of a segment open from minute $2 on and before minute $3, without
+# decoding it: a candle is at most one per grid slot, $6 minutes apart at least (the shortest step).
+SEGMENT_HOLDS_AT_LEAST = """greatest(
+    candles
+    - CASE WHEN first_minute < $2 THEN ($2::int8 - first_minute + $6 - 1) / $6 ELSE 0 END
+    - CASE WHEN last_minute >= $3 THEN (last_minute::int8 - $3) / $6 + 1 ELSE 0 END,
+    0)"""
 # The first $4 candles of series $1 from minute $2 on, before minute $3 (open time in ms, as the
 # API answers it): the segments that may hold some of them (from the one holding minute $2, which
-# begins at $5, on; as many as the first $4 candles can need), one row each, and the rows up to
-# where those segments alone hold $4 candles.
-READ_FROM_START = """
+# begins at $5, on; only as many as the first $4 candles can need: a day read from its first minute
+# is one segment), one row each, and the rows up to where those segments alone hold $4 candles.
+READ_FROM_START = f"""
 WITH segments AS (
-    SELECT first_minute, last_minute, candles, runs, body, raw_positions, raw_values,
-           sum(candles) OVER (ORDER BY segment_start ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-               - first_value(candles) OVER (ORDER BY segment_start) AS after_first
-    FROM candle_segments
-    WHERE series_id = $1 AND segment_start >= $5 AND segment_start < $3 AND last_minute >= $2
+    SELECT first_minute, last_minute, runs, body, raw_positions, raw_values, held,
+           sum(held) OVER (ORDER BY segment_start) AS held_through
+    FROM (
+        SELECT *, {SEGMENT_HOLDS_AT_LEAST} AS held FROM candle_segments
+        WHERE series_id = $1 AND segment_start >= $5 AND segment_start < $3 AND last_minute >= $2
+    ) AS overlapping
 ), needed AS MATERIALIZED (
-    SELECT * FROM segments WHERE after_first IS NULL OR after_first < $4
+    SELECT * FROM segments WHERE held_through - held < $4
 )
 (SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
         NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
  FROM candle_data
  WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
-   AND open_minute <= coalesce((SELECT last_minute FROM needed WHERE after_first + candles >= $4), $3)
+   AND open_minute <= coalesce((SELECT last_minute FROM needed WHERE held_through >= $4), $3)
  ORDER BY open_minute LIMIT $4)
 UNION ALL
 SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values FROM needed
 """
 # The newest $4 candles of series $1 before minute $3 (from minute $2 on, in a segment beginning at
 # $5 or later): the rows, and the segments that may hold some of them (when the rows alone hold $4
-# candles, only those reaching past the oldest of them, which begin at most $6 minutes earlier).
-READ_NEWEST = """
+# candles, only those reaching past the oldest of them, which begin at most $7 minutes earlier;
+# only as many as the newest $4 candles can need).
+READ_NEWEST = f"""
 WITH recent AS MATERIALIZED (
     SELECT open_minute, open, high, low, close, volume FROM candle_data
     WHERE series_id = $1 AND open_minute >= $2 AND open_minute < $3
@@ -217,19 +226,20 @@ WITH recent AS MATERIALIZED (
 ), oldest AS (
     SELECT CASE WHEN count(*) = $4 THEN min(open_minute) END AS minute FROM recent
 ), segments AS (
-    SELECT first_minute, runs, body, raw_positions, raw_values,
-           sum(candles) OVER (ORDER BY segment_start DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-               - first_value(candles) OVER (ORDER BY segment_start DESC) AS after_first
-    FROM candle_segments
-    WHERE series_id = $1 AND segment_start >= greatest($5, coalesce((SELECT minute FROM oldest) - $6, $5))
-      AND first_minute < $3 AND last_minute >= greatest($2, coalesce((SELECT minute FROM oldest), $2))
+    SELECT first_minute, runs, body, raw_positions, raw_values, held,
+           sum(held) OVER (ORDER BY segment_start DESC) AS held_through
+    FROM (
+        SELECT *, {SEGMENT_HOLDS_AT_LEAST} AS held FROM candle_segments
+        WHERE series_id = $1 AND segment_start >= greatest($5, coalesce((SELECT minute FROM oldest) - $7, $5))
+          AND first_minute < $3 AND last_minute >= greatest($2, coalesce((SELECT minute FROM oldest), $2))
+    ) AS overlapping
 )
 SELECT open_minute::int8 * 60000 AS open_ms, open, high, low, close, volume,
        NULL::integer[] AS runs, NULL::bytea AS body, NULL::integer[] AS raw_positions, NULL::float8[] AS raw_values
 FROM recent
 UNION ALL
 SELECT first_minute::int8 * 60000, NULL, NULL, NULL, NULL, NULL, runs, body, raw_positions, raw_values
-FROM segments WHERE after_first IS NULL OR after_first < $4
+FROM segments WHERE held_through - held < $4
 """
 COUNT_REVISED = "UPDATE candle_series SET revised_candles = revised_candles + $2 WHERE id = $1"
 # Per series of one market with candles: count, first and last from the summary, its gaps, the
@@ -523,11 +533,12 @@ async def read_candles(pool: Pool, query: CandleQuery) -> list[schemas.CandleRow
             return []
         start, end = _bounds(query)
         lowest = start if start == FIRST_MINUTE else segment_start(start, query.timeframe)
+        step = STEP_MINUTES.get(query.timeframe, SHORTEST_MONTH_MINUTES)
         if query.start is not None:
-            records = await conn.fetch(READ_FROM_START, series_id, start, end, query.limit, lowest)
+            records = await conn.fetch(READ_FROM_START, series_id, start, end, query.limit, lowest, step)
         else:
             span = segment_span_minutes(query.timeframe)
-            records = await conn.fetch(READ_NEWEST, series_id, start, end, query.limit, lowest, span)
+            records = await conn.fetch(READ_NEWEST, series_id, start, end, query.limit, lowest, step, span)
     rows = sorted((record[:6] for record in records if record["body"] is None), key=itemgetter(0))
     segments = sorted((record for record in records if record["body"] is not None), key=itemgetter(0))
     if not segments:

@@ -103,7 +103,7 @@ class Reverified(msgspec.Struct, kw_only=True):
     symbol: str
     timeframe: str
     start: datetime
-    end: datetime
+    end: datetime  # where the comparison stopped: the request's end, or earlier (10,000 candles, REVERIFY_SECONDS)
     exchange_candles: int  # final candles the exchange sent for the range
     revised: int  # stored candles whose values differed: rewritten with the exchange's
     inserted: int  # candles the exchange has that were not stored: stored now

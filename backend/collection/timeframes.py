@@ -44,6 +44,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WEEK_START = datetime(1970, 1, 5, tzinfo=UTC)  # exchanges open weekly candles on Mondays
 WEEK_START_MS = 4 * 86_400_000
 MONTH = "1M"
+SHORTEST_MONTH_MINUTES = 28 * 1440  # February
 MINUTE = timedelta(minutes=1)
 
 

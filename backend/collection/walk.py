@@ -42,6 +42,7 @@ import msgspec
 
 from backend.collection import repository as candles
 from backend.collection.candle_rules import CheckedPage, InvalidCandle, Rejection, check_candles
+from backend.collection.deadline import OutOfTime, until
 from backend.collection.exchanges import ExchangeClient, RetryPolicy
 from backend.collection.repository import CandleRow, Hole, StoredSeries
 from backend.collection.storage import PartitionCache, SeriesWriter, StoredPage
@@ -246,45 +247,59 @@ class SeriesWalk:
         if self.progress.partial:
             logger.warning("%s: %s", self.series, self.progress.error)
 
-    async def reverify(self, start: datetime, end: datetime) -> set[datetime]:
+    async def reverify(self, start: datetime, end: datetime, deadline: float) -> tuple[set[datetime], datetime | None]:
         """Ask the exchange again for the final candles from ``start`` to before ``end`` and store what
         differs: revised values are rewritten, candles not stored are stored. The open times the
-        exchange sent; a failure is recorded in ``progress`` (the pages before it are stored)."""
+        exchange sent, and where the comparison stopped when ``deadline`` (the event loop's time)
+        came first (None: it reached ``end``); a failure is recorded in ``progress`` (the pages
+        before it are stored). Only waiting on the exchange is cut at the deadline, never a write."""
         sent: set[datetime] = set()
+        stopped_at: datetime | None = None
         try:
-            await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
-            await self._measure_final_offset()
+            async with until(deadline):
+                await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
+                await self._measure_final_offset()
             state = await candles.open_series(self.pool, **self._key())
             self._known_rejected = set(state.rejected_open_times)
             async with SeriesWriter(self.pool, state, self.partitions, on_committed=self.progress.stored) as writer:
                 self._writer = writer
-                await self._compare(start, min(end, next_open(self._newest_closed(), self.series.timeframe)), sent)
+                newest = next_open(self._newest_closed(), self.series.timeframe)
+                stopped_at = await self._compare(start, min(end, newest), sent, deadline)
             self.progress.finish()
+        except OutOfTime:
+            return sent, start
         except Exception as exc:
             self.progress.fail(type(exc).__name__, self.client.safe_message(exc), self.client.plain_cause(exc))
             if not isinstance(exc, ccxt.BaseError):
                 raise
-        return sent
+        return sent, stopped_at
 
-    async def _compare(self, start: datetime, end: datetime, sent: set[datetime]) -> None:
+    async def _compare(self, start: datetime, end: datetime, sent: set[datetime], deadline: float) -> datetime | None:
         """Page by page from ``start`` to ``end``: every final candle the exchange sends is stored (a
-        stored one rewritten only when it changed); ``sent`` collects their open times."""
+        stored one rewritten only when it changed); ``sent`` collects their open times. Where it
+        stopped when the exchange had not sent the next page by ``deadline``; None once at ``end``."""
         since = start
         while since < end:
-            fetched = await self._fetch(since, at_most=candles_in(since, end, self.series.timeframe))
+            try:
+                fetched = await self._fetch(
+                    since, at_most=candles_in(since, end, self.series.timeframe), deadline=deadline
+                )
+            except OutOfTime:
+                return since
             page = fetched.page
             rows = [row for row in page.rows if row[0] < end]
             sent.update(row[0] for row in rows)
             if rows:
                 await self._store(rows)
             if page.still_open is not None:
-                return
+                return None
             if page.last_open is None:
                 if fetched.window_end is None:
-                    return
+                    return None
                 since = fetched.window_end
                 continue
             since = next_open(page.last_open, self.series.timeframe)
+        return None
 
     def _key(self) -> dict[str, str]:
         return {"exchange": self.series.exchange, "symbol": self.series.symbol, "timeframe": self.series.timeframe}
@@ -471,11 +486,17 @@ class SeriesWalk:
     # --- one page ------------------------------------------------------------------------------
 
     async def _fetch(
-        self, since: datetime, *, at_most: int | None = None, known_later: datetime | None = None
+        self,
+        since: datetime,
+        *,
+        at_most: int | None = None,
+        known_later: datetime | None = None,
+        deadline: float | None = None,
     ) -> Fetched:
         """One page from ``since``, checked, asked again while the answer cannot be trusted.
 
         ``known_later``: a candle the exchange has after ``since`` (an empty answer is then wrong).
+        ``deadline``: :class:`OutOfTime` when the exchange has not answered by then (the event loop's time).
         """
         series, client = self.series, self.client
         request = client.dialect.page_request(
@@ -499,7 +520,8 @@ class SeriesWalk:
             return page
 
         try:
-            page = await self.retry.call(attempt, on_retry=self._retrying)
+            async with until(deadline):
+                page = await self.retry.call(attempt, on_retry=self._retrying)
         except InvalidCandle as exc:  # the exchange keeps sending them: keep the good ones
             page = exc.page
         if page.rejected:

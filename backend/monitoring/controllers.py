@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import Controller, Request, Response, get
@@ -15,6 +16,7 @@ from litestar.params import FromQuery, HeaderParameter, Parameter
 from litestar.response import Stream
 
 from backend.auth.guards import writes_need_admin
+from backend.db.pool import Connection
 from backend.dependencies import PoolDependency
 from backend.errors import NotFoundError
 from backend.monitoring import repository
@@ -28,7 +30,12 @@ from backend.monitoring.etag import (
     not_modified,
     polled_headers,
 )
-from backend.monitoring.freshness import SeriesFreshness, read_series_freshness, summarize_freshness
+from backend.monitoring.freshness import (
+    FreshnessSummary,
+    SeriesFreshness,
+    read_freshness_summary,
+    read_series_freshness,
+)
 from backend.monitoring.params import started_range, timeseries_window
 from backend.monitoring.schemas import (
     BUCKET_MINUTES,
@@ -297,15 +304,21 @@ async def _read_scheduler(pool: PoolDependency) -> tuple[SchedulerStatus, bytes]
 async def _read_status(
     pool: PoolDependency, minute: datetime, scheduler: SchedulerStatus, settings: Settings
 ) -> Status:
-    counts = await repository.count_configs(pool)
-    recent = await repository.list_logs(pool, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
-    stats = await repository.read_stats(
-        pool, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
-    )
-    freshness = summarize_freshness(await read_series_freshness(pool, settings=settings))
-    exchanges = await read_exchange_budgets(
-        pool, overrides=settings.exchange_overrides, interval_unit_seconds=settings.interval_unit_seconds
-    )
+    """The freshness of every series (the longest read) on a connection of its own, beside the
+    other reads, one after the other on a second one: a computed answer holds two of the pool's
+    connections for a few milliseconds (answers are computed once per data change, whoever polls)."""
+    async with asyncio.TaskGroup() as reads:
+        freshness = reads.create_task(_read_freshness(pool, settings))
+        async with pool.acquire() as proxy:
+            conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
+            counts = await repository.count_configs(conn)
+            recent = await repository.list_logs(conn, filters=LogFilters(), skip=0, limit=RECENT_EXECUTIONS)
+            stats = await repository.read_stats(
+                conn, since=minute - timedelta(hours=STATUS_STATS_HOURS), job_type=STATUS_STATS_JOB_TYPE
+            )
+            exchanges = await read_exchange_budgets(
+                conn, overrides=settings.exchange_overrides, interval_unit_seconds=settings.interval_unit_seconds
+            )
     return Status(
         total_configs=counts.total_configs,
         enabled_configs=counts.enabled_configs,
@@ -314,6 +327,11 @@ async def _read_status(
         recent_executions=recent,
         stats=stats,
         scheduler=scheduler,
-        freshness=freshness,
+        freshness=freshness.result(),
         exchanges=exchanges,
     )
+
+
+async def _read_freshness(pool: PoolDependency, settings: Settings) -> FreshnessSummary:
+    async with pool.acquire() as proxy:
+        return await read_freshness_summary(cast(Connection, proxy), settings=settings)

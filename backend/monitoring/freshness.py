@@ -15,6 +15,7 @@ without any candle is counted from there alone.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import msgspec
 
@@ -27,7 +28,7 @@ from backend.settings import Settings
 # $1/$2 narrow to one exchange / symbol when not null.
 SERIES_FRESHNESS = """
 SELECT config.id AS config_id, config.exchange, config.symbol, tf.timeframe, config.interval_minutes,
-       config.schedule_anchor_at,
+       extract(epoch FROM config.schedule_anchor_at)::float8 AS enabled_at,
        (SELECT counts.last_minute FROM candle_counts AS counts
         WHERE counts.series_id = series.id ORDER BY counts.period_start DESC LIMIT 1) AS newest_minute
 FROM data_collection_configs AS config
@@ -75,6 +76,77 @@ class FreshnessSummary(msgspec.Struct, kw_only=True, frozen=True):
     worst: list[SeriesFreshness]
 
 
+class JudgedSeries(NamedTuple):
+    """:class:`SeriesFreshness` in numbers (times in seconds since the epoch, the newest candle in
+    stored minutes): what a scrape and a summary of a thousand series read, without building a
+    thousand answers."""
+
+    config_id: int
+    exchange: str
+    symbol: str
+    timeframe: str
+    newest_minute: int | None
+    lag_seconds: float | None
+    stale_after_seconds: float
+    stale_at: float
+    stale: bool
+
+    def answer(self) -> SeriesFreshness:
+        return SeriesFreshness(
+            config_id=self.config_id,
+            exchange=self.exchange,
+            symbol=self.symbol,
+            timeframe=self.timeframe,
+            newest_candle=None if self.newest_minute is None else from_minute(self.newest_minute),
+            lag_seconds=self.lag_seconds,
+            stale_after_seconds=self.stale_after_seconds,
+            stale_at=datetime.fromtimestamp(self.stale_at, UTC),
+            stale=self.stale,
+        )
+
+
+async def judge_series(
+    db: Pool | Connection,
+    *,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+    exchange: str | None = None,
+    symbol: str | None = None,
+) -> list[JudgedSeries]:
+    """Every series of every enabled config (of one market when ``exchange``/``symbol`` are given),
+    in config and timeframe order, judged at ``now`` (default: the current time) by the rule of
+    this module's docstring.
+
+    ``settings`` gives ``FRESHNESS_MARGIN_SECONDS`` and the interval unit; pass the service's own
+    (its defaults are used without them).
+    """
+    now_seconds = (now or datetime.now(UTC)).timestamp()
+    settings = settings or Settings()
+    unit = settings.interval_unit_seconds
+    margin = settings.freshness_margin_seconds
+    judged = []
+    for config_id, exchange_id, symbol_name, timeframe, interval_minutes, enabled_at, newest_minute in await db.fetch(
+        SERIES_FRESHNESS, exchange, symbol
+    ):
+        allowance = 2 * interval_minutes * unit + margin
+        expected_end, expected_length, newest_end = _expected_candle(timeframe, enabled_at, newest_minute)
+        stale_at = expected_end + allowance
+        judged.append(
+            JudgedSeries(
+                config_id,
+                exchange_id,
+                symbol_name,
+                timeframe,
+                newest_minute,
+                None if newest_end is None else now_seconds - newest_end,
+                expected_length + allowance,
+                stale_at,
+                now_seconds > stale_at,
+            )
+        )
+    return judged
+
+
 async def read_series_freshness(
     db: Pool | Connection,
     *,
@@ -83,99 +155,52 @@ async def read_series_freshness(
     exchange: str | None = None,
     symbol: str | None = None,
 ) -> list[SeriesFreshness]:
-    """Every series of every enabled config (of one market when ``exchange``/``symbol`` are given),
-    in config and timeframe order, judged at ``now`` (default: the current time).
-
-    ``settings`` gives ``FRESHNESS_MARGIN_SECONDS`` and the interval unit; pass the service's own
-    (its defaults are used without them).
-    """
-    now = now or datetime.now(UTC)
-    settings = settings or Settings()
-    rows = await db.fetch(SERIES_FRESHNESS, exchange, symbol)
-    return [
-        judge_freshness(
-            config_id=row["config_id"],
-            exchange=row["exchange"],
-            symbol=row["symbol"],
-            timeframe=row["timeframe"],
-            newest_candle=None if row["newest_minute"] is None else from_minute(row["newest_minute"]),
-            interval_seconds=row["interval_minutes"] * settings.interval_unit_seconds,
-            enabled_at=row["schedule_anchor_at"],
-            margin_seconds=settings.freshness_margin_seconds,
-            now=now,
-        )
-        for row in rows
-    ]
+    """:func:`judge_series` as answers."""
+    judged = await judge_series(db, now=now, settings=settings, exchange=exchange, symbol=symbol)
+    return [series.answer() for series in judged]
 
 
-def judge_freshness(
-    *,
-    config_id: int,
-    exchange: str,
-    symbol: str,
-    timeframe: str,
-    newest_candle: datetime | None,
-    interval_seconds: float,
-    enabled_at: datetime,
-    margin_seconds: float,
-    now: datetime,
-) -> SeriesFreshness:
-    """The rule of this module's docstring for one series (in seconds since the epoch: a thousand
-    series are judged for every ``/status`` and every scrape)."""
-    allowance = 2 * interval_seconds + margin_seconds
-    expected_end, expected_length, newest_end = _expected_candle(timeframe, enabled_at, newest_candle)
-    stale_at = expected_end + allowance
-    now_seconds = now.timestamp()
-    return SeriesFreshness(
-        config_id=config_id,
-        exchange=exchange,
-        symbol=symbol,
-        timeframe=timeframe,
-        newest_candle=newest_candle,
-        lag_seconds=None if newest_end is None else now_seconds - newest_end,
-        stale_after_seconds=expected_length + allowance,
-        stale_at=datetime.fromtimestamp(stale_at, UTC),
-        stale=now_seconds > stale_at,
+async def read_freshness_summary(
+    db: Pool | Connection, *, settings: Settings | None = None, now: datetime | None = None, worst: int = WORST_SERIES
+) -> FreshnessSummary:
+    """The count of series and of stale ones, and the ``worst`` series: stale first, then by how
+    far past (or how close to) their limit they are."""
+    judged = await judge_series(db, now=now, settings=settings)
+    ranked = sorted(judged, key=lambda s: (not s.stale, s.stale_at))
+    return FreshnessSummary(
+        series=len(judged),
+        stale_series=sum(1 for s in judged if s.stale),
+        worst=[series.answer() for series in ranked[:worst]],
     )
 
 
-def _expected_candle(
-    timeframe: str, enabled_at: datetime, newest_candle: datetime | None
-) -> tuple[float, float, float | None]:
+def _expected_candle(timeframe: str, enabled_at: float, newest_minute: int | None) -> tuple[float, float, float | None]:
     """When the candle a series expects next closes and how long it is, and when its newest candle
     closed (None without one), in seconds since the epoch. The candle expected next is the one after
     the newest, or the one open when the config was enabled if that closes later."""
     step = STEP_SECONDS.get(timeframe)
     if step is None:  # calendar months
-        first_open = floor_open(enabled_at, timeframe)
-        first_end = next_open(first_open, timeframe)
-        if newest_candle is None:
-            return first_end.timestamp(), (first_end - first_open).total_seconds(), None
-        newest_close = next_open(newest_candle, timeframe)
-        following_end = next_open(newest_close, timeframe)
-        if following_end >= first_end:
-            return following_end.timestamp(), (following_end - newest_close).total_seconds(), newest_close.timestamp()
-        return first_end.timestamp(), (first_end - first_open).total_seconds(), newest_close.timestamp()
+        return _expected_month(datetime.fromtimestamp(enabled_at, UTC), newest_minute)
     origin = WEEK_START_SECONDS if timeframe == "1w" else 0.0
-    enabled = enabled_at.timestamp()
-    expected_end = enabled - (enabled - origin) % step + step
-    if newest_candle is None:
+    expected_end = enabled_at - (enabled_at - origin) % step + step
+    if newest_minute is None:
         return expected_end, step, None
-    newest_end = newest_candle.timestamp() + step
+    newest_end = newest_minute * 60.0 + step
     return max(expected_end, newest_end + step), step, newest_end
+
+
+def _expected_month(enabled_at: datetime, newest_minute: int | None) -> tuple[float, float, float | None]:
+    first_open = floor_open(enabled_at, "1M")
+    first_end = next_open(first_open, "1M")
+    if newest_minute is None:
+        return first_end.timestamp(), (first_end - first_open).total_seconds(), None
+    newest_close = next_open(from_minute(newest_minute), "1M")
+    following_end = next_open(newest_close, "1M")
+    if following_end >= first_end:
+        return following_end.timestamp(), (following_end - newest_close).total_seconds(), newest_close.timestamp()
+    return first_end.timestamp(), (first_end - first_open).total_seconds(), newest_close.timestamp()
 
 
 def candle_lag_seconds(open_time: datetime, timeframe: str, *, now: datetime) -> float:
     """Seconds from the end (close) of the candle opening at ``open_time`` until ``now``."""
     return (now - next_open(open_time, timeframe)).total_seconds()
-
-
-def summarize_freshness(series: list[SeriesFreshness], *, worst: int = WORST_SERIES) -> FreshnessSummary:
-    """The count of series and of stale ones, and the ``worst`` series: stale first, then by how
-    far past (or how close to) their limit they are."""
-    ranked = sorted(series, key=lambda s: (not s.stale, s.stale_at))
-    return FreshnessSummary(
-        series=len(series),
-        stale_series=sum(1 for s in series if s.stale),
-        worst=ranked[:worst],
-    )

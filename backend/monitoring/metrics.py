@@ -15,6 +15,7 @@ Readable by any signed-in user, or with ``METRICS_TOKEN`` (:func:`backend.auth.g
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -37,7 +38,7 @@ from backend.auth.guards import reads_metrics
 from backend.collection.exchange_states import ExchangeState, read_exchange_states
 from backend.db.pool import Connection, Pool
 from backend.dependencies import PoolDependency
-from backend.monitoring.freshness import SeriesFreshness, read_series_freshness
+from backend.monitoring.freshness import JudgedSeries, judge_series
 from backend.monitoring.repository import count_configs, read_consecutive_failures
 from backend.monitoring.schemas import ConfigCounts, ConsecutiveFailures
 from backend.process import process_identity
@@ -70,7 +71,7 @@ class SystemSnapshot(msgspec.Struct, kw_only=True, frozen=True):
 
     run_totals: list[RunTotals]
     run_histograms: list[RunHistogram]
-    series: list[SeriesFreshness]
+    series: list[JudgedSeries]
     exchanges: list[ExchangeState]
     scheduler: SchedulerStatus
     configs: ConfigCounts
@@ -78,18 +79,33 @@ class SystemSnapshot(msgspec.Struct, kw_only=True, frozen=True):
 
 
 async def read_system_snapshot(pool: Pool, *, settings: Settings, now: datetime | None = None) -> SystemSnapshot:
-    """Every whole-system value, from PostgreSQL, on one connection."""
+    """Every whole-system value, from PostgreSQL, on two connections: the failures in a row of every
+    enabled config (a probe of each one's newest runs, the longest read) beside the rest. A scrape
+    comes every few seconds at most, so it may hold two of the pool's connections for a moment."""
+    async with asyncio.TaskGroup() as reads:
+        failures = reads.create_task(_read_failures(pool))
+        async with pool.acquire() as proxy:
+            conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
+            run_totals = await read_run_totals(conn)
+            run_histograms = await read_run_histograms(conn)
+            series = await judge_series(conn, now=now, settings=settings)
+            exchanges = await read_exchange_states(conn)
+            scheduler = await read_scheduler_status(conn)
+            configs = await count_configs(conn)
+    return SystemSnapshot(
+        run_totals=run_totals,
+        run_histograms=run_histograms,
+        series=series,
+        exchanges=exchanges,
+        scheduler=scheduler,
+        configs=configs,
+        consecutive_failures=failures.result(),
+    )
+
+
+async def _read_failures(pool: Pool) -> list[ConsecutiveFailures]:
     async with pool.acquire() as proxy:
-        conn = cast(Connection, proxy)  # the pool hands out a proxy of a Connection
-        return SystemSnapshot(
-            run_totals=await read_run_totals(conn),
-            run_histograms=await read_run_histograms(conn),
-            series=await read_series_freshness(conn, now=now, settings=settings),
-            exchanges=await read_exchange_states(conn),
-            scheduler=await read_scheduler_status(conn),
-            configs=await count_configs(conn),
-            consecutive_failures=await read_consecutive_failures(conn, up_to=CONSECUTIVE_FAILURES_COUNTED),
-        )
+        return await read_consecutive_failures(cast(Connection, proxy), up_to=CONSECUTIVE_FAILURES_COUNTED)
 
 
 def _name(name: str) -> str:

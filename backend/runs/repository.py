@@ -28,7 +28,7 @@ from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 # A unique key (one running run per config, one run per scheduled slot) makes it insert nothing,
 # without aborting the caller's transaction; WHY_NOT_STARTED then says which.
 # The run is queued: status 'running' (as the API shows it) without a heartbeat until a process
-# starts it (MARK_RUN_STARTED), so that stale-run detection never mistakes a queued run for a dead one.
+# begins it (BEGIN_RUN), so that stale-run detection never mistakes a queued run for a dead one.
 START_RUN = """
 INSERT INTO job_execution_logs
     (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots)
@@ -43,8 +43,9 @@ SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exis
 """
 # A process begins a queued run, in one statement: the run's config (what a run reads of it) when the
 # run is still running and its config exists (and is enabled, for a scheduled run), and then the
-# run's start as MARK_RUN_STARTED writes it. No row: the run is not running; a row of nulls: its
-# config is gone or disabled (nothing was written). The config's row is locked first, as below.
+# run's start: its started_at and first heartbeat, and its config's last_run_at (the config remembers
+# its latest start). No row: the run is not running; a row of nulls: its config is gone or disabled
+# (nothing was written). The config's row is locked first (see the lock order above).
 BEGIN_RUN = """
 WITH run AS (
     SELECT config_id, trigger FROM job_execution_logs WHERE id = $1 AND status = 'running'
@@ -58,18 +59,6 @@ WITH run AS (
     WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) > 0
 )
 SELECT config.* FROM run LEFT JOIN config ON true
-"""
-# The run really starts now (a queued run may have waited); the config remembers its latest start.
-# The config's row is locked first: the condition on `config` is evaluated once, before the log row
-# is read for update (see the lock order above).
-MARK_RUN_STARTED = """
-WITH config AS (
-    UPDATE data_collection_configs SET last_run_at = now()
-    WHERE id = (SELECT config_id FROM job_execution_logs WHERE id = $1 AND status = 'running')
-    RETURNING id
-)
-UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
-WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) >= 0
 """
 RUN_SLOT = "SELECT scheduled_for FROM job_execution_logs WHERE id = $1 AND status = 'running'"
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
@@ -150,11 +139,6 @@ async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Litera
     if row["id"] is None:
         return "no config"
     return msgspec.convert(dict(row), RunConfig)
-
-
-async def mark_run_started(db: Pool | Connection, *, run_id: int) -> None:
-    """A process starts the run: its ``started_at``, first heartbeat (and its config's ``last_run_at``) are now."""
-    await db.execute(MARK_RUN_STARTED, run_id)
 
 
 async def running_run_slot(db: Pool | Connection, *, run_id: int) -> datetime | None:

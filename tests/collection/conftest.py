@@ -12,8 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
+from backend.app import create_app
+from backend.auth import repository as users
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
 from backend.collection.timeframes import FIXED_STEPS, to_ms
@@ -29,6 +33,7 @@ from tests.collection.fake_gate import running_fake_gate
 from tests.collection.fake_kraken import running_fake_kraken
 from tests.collection.fake_kucoin import running_fake_kucoin
 from tests.collection.fake_okx import running_fake_okx
+from tests.conftest import ADMIN_EMAIL, PASSWORD, PASSWORD_HASH, serving
 
 NOW = datetime(2025, 1, 15, 12, 30, 7, tzinfo=UTC)
 FAKES = {
@@ -118,6 +123,24 @@ async def exchanges(collection_settings: Settings) -> AsyncIterator[ExchangeClie
 @pytest.fixture
 def collector(pool: Pool, exchanges: ExchangeClients, collection_settings: Settings, clock: Clock) -> Collector:
     return Collector(pool=pool, exchanges=exchanges, settings=collection_settings, clock=clock)
+
+
+@pytest.fixture
+async def admin_api(
+    collection_settings: Settings, collector: Collector, pool: Pool
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with the test's collector (its clock, ccxt pointed at the fake), served by uvicorn in
+    the test's event loop (the fake's); a client logged in as an admin."""
+    app = create_app(collection_settings)
+    app.on_startup.append(lambda app: setattr(app.state, "collector", collector))
+    await users.create_user(pool, email=ADMIN_EMAIL, password_hash=PASSWORD_HASH, role="admin")
+    async with (
+        serving(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")) as url,
+        httpx.AsyncClient(base_url=url) as api,
+    ):
+        response = await api.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
+        api.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+        yield api
 
 
 async def create_config(

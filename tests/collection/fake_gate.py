@@ -6,7 +6,8 @@
 What ccxt's ``gate`` class asks for (spot markets only, as the overrides say), answered as Gate does:
 
 - ``/api/v4/spot/currencies``, ``/api/v4/spot/currency_pairs`` (the markets: ``BTC_USDT``) and
-  ``/api/v4/margin/currency_pairs``;
+  ``/api/v4/margin/currency_pairs``; ``/api/v4/spot/time``: ``{"server_time": "<ms>"}``, a string as
+  ccxt's recording of Gate's answer has it;
 - ``/api/v4/spot/candlesticks`` with ``currency_pair``, ``interval`` (``1m``, ``1h``...) and either
   ``limit`` (the newest ones) or ``from`` and ``to`` in **seconds** (both included; ccxt asks for
   1,000 candles' worth, the most Gate serves at once): a fixed window, oldest first, the
@@ -83,7 +84,7 @@ class FakeGate(FakeExchange):
     # --- HTTP ----------------------------------------------------------------------------------
 
     async def _time(self, _: web.Request) -> web.Response:
-        return web.json_response({"server_time": self.now_ms()})
+        return web.json_response({"server_time": str(self.now_ms())})
 
     async def _currencies(self, _: web.Request) -> web.Response:
         codes = sorted({code for symbol in self.symbols for code in symbol.split("/")})
@@ -93,9 +94,20 @@ class FakeGate(FakeExchange):
                 "name": c,
                 "delisted": False,
                 "withdraw_disabled": False,
+                "withdraw_delayed": False,
                 "deposit_disabled": False,
                 "trade_disabled": False,
-                "chains": [],
+                "fixed_rate": "",
+                "chain": c,
+                "chains": [
+                    {
+                        "name": c,
+                        "addr": "",
+                        "withdraw_disabled": False,
+                        "withdraw_delayed": False,
+                        "deposit_disabled": False,
+                    }
+                ],
             }
             for c in codes
         ]

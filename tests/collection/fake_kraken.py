@@ -11,7 +11,7 @@ What ccxt's ``kraken`` class asks for, answered as Kraken does:
   sends its ``since`` less one interval): the candles opening after ``since``, but **only among the
   latest 720** (the still-open one included), whatever ``since`` says: older history is never
   served. Oldest first, ``[time s, open, high, low, close, vwap, volume, count]``, the prices as
-  strings; ``last`` is the open time of the newest closed candle (in seconds).
+  strings; ``last`` is the open time of the newest closed candle (in seconds, as a string).
 - Every answer is ``{"error": [...], "result": ...}``, with HTTP 200 also for errors
   (``EQuery:Unknown asset pair``, ``EGeneral:Invalid arguments``); too many requests is
   ``EAPI:Rate limit exceeded`` (ccxt: ``DDoSProtection``).
@@ -159,7 +159,7 @@ class FakeKraken(FakeExchange):
             candles = [
                 [row[0] // 1000, *(number(v) for v in row[1:5]), number(row[4]), number(row[5]), 1] for row in rows
             ]
-            last = (newest - step) // 1000
+            last = str((newest - step) // 1000)  # a string, as ccxt's recording of Kraken's answer has it
             return json.dumps({"error": [], "result": {received.symbol: candles, "last": last}})
 
         return await self.answer("candles", received.start_ms, open_times, render)

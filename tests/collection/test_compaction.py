@@ -367,3 +367,54 @@ async def test_the_newest_candles_come_from_a_segment_newer_than_as_many_rows(po
     newest = await _read(pool, None, JANUARY + 20 * MINUTE, limit=2)
 
     assert _bits(newest) == _bits(_expected(18, 2))
+
+
+@pytest.mark.parametrize(
+    ("first_minute", "limit"),
+    [(0, 1440), (1, 1440), (1439, 2), (1440, 1440), (1440 + 59, 3), (2 * 1440 - 1, 1441), (3 * 1440 - 1, 2), (0, 5000)],
+)
+async def test_a_range_from_any_minute_holds_the_candles_of_every_day_it_reaches(
+    pool: Pool, compacted: int, first_minute: int, limit: int
+) -> None:
+    everything = _expected(0, 3 * 1440) + _expected(0, 1440, JANUARY + 31 * DAY)
+    start = JANUARY + first_minute * MINUTE
+
+    rows = await _read(pool, start, None, limit=limit)
+
+    first = next(i for i, row in enumerate(everything) if row[0] >= _ms(start))
+    assert _bits(rows) == _bits(everything[first : first + limit])
+
+
+@pytest.mark.parametrize(
+    ("end_minute", "limit"), [(1440, 1440), (1441, 2), (1501, 61), (2 * 1440, 1440), (3 * 1440 - 1, 1441), (2880, 3)]
+)
+async def test_the_newest_candles_before_any_minute_hold_those_of_every_day_they_reach(
+    pool: Pool, compacted: int, end_minute: int, limit: int
+) -> None:
+    everything = _expected(0, 3 * 1440)
+    end = JANUARY + end_minute * MINUTE
+
+    rows = await _read(pool, None, end, limit=limit)
+
+    before = [row for row in everything if row[0] < _ms(end)]
+    assert _bits(rows) == _bits(before[-limit:])
+
+
+async def test_monthly_candles_are_read_from_and_before_any_month_across_compacted_years(pool: Pool) -> None:
+    opens = [datetime(2023, month, 1, tzinfo=UTC) for month in (1, 2, 3, 5, 12)] + [
+        datetime(2024, month, 1, tzinfo=UTC) for month in (1, 2)
+    ]
+    rows = [(moment, *_values(n)) for n, moment in enumerate(opens)]
+    await store_candles(pool, exchange="binance", symbol="BTC/USDT", timeframe="1M", rows=rows)
+    await compact_closed_partitions(pool, now=NOW)
+    stored = [(_ms(row[0]), *row[1:]) for row in rows]
+
+    async def read(start: datetime | None, end: datetime | None, limit: int) -> list[bytes]:
+        query = CandleQuery(exchange="binance", symbol="BTC/USDT", timeframe="1M", start=start, end=end, limit=limit)
+        return _bits(list(await repository.read_candles(pool, query)))
+
+    assert await pool.fetchval("SELECT count(*) FROM candle_segments") == 2
+    assert await read(datetime(2023, 4, 15, tzinfo=UTC), None, 2) == _bits(stored[3:5])
+    assert await read(datetime(2023, 12, 1, tzinfo=UTC), None, 2) == _bits(stored[4:6])
+    assert await read(None, datetime(2024, 2, 1, tzinfo=UTC), 3) == _bits(stored[3:6])
+    assert await read(None, datetime(2023, 12, 1, tzinfo=UTC), 1) == _bits(stored[3:4])

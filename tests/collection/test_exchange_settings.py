@@ -25,7 +25,7 @@ def test_invalid_exchange_overrides_name_the_variable(raw: str) -> None:
         load_settings({"EXCHANGE_OVERRIDES": raw})
 
 
-@pytest.mark.parametrize("variable", ["JOB_TIMEOUT_SECONDS", "RUN_HEARTBEAT_SECONDS"])
+@pytest.mark.parametrize("variable", ["JOB_TIMEOUT_SECONDS", "RUN_HEARTBEAT_SECONDS", "REVERIFY_SECONDS"])
 def test_run_timings_must_be_positive(variable: str) -> None:
     with pytest.raises(SettingsError, match=f"^{variable}:"):
         load_settings({variable: "0"})

@@ -4,17 +4,14 @@ Against each dialect, through real ccxt."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
-from backend.auth import repository as users
 from backend.collection.collector import Collector
 from backend.collection.compaction import compact_closed_partitions
 from backend.collection.timeframes import to_ms
@@ -22,7 +19,6 @@ from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.collection.conftest import EXCHANGES, Clock, NewConfig, stored_open_times
 from tests.collection.fake_exchange import FakeExchange, value
-from tests.conftest import ADMIN_EMAIL, PASSWORD, PASSWORD_HASH, serving
 
 pytestmark = pytest.mark.parametrize("exchange_id", EXCHANGES)
 
@@ -123,25 +119,12 @@ async def test_coverage_counts_the_revised_candles_of_a_series(
     assert series["revised_candles"] == 2
 
 
-@pytest.fixture
-async def served(app: Litestar, pool: Pool) -> AsyncIterator[httpx.AsyncClient]:
-    """The app served by uvicorn in the test's event loop (the fake's), logged in as an admin."""
-    await users.create_user(pool, email=ADMIN_EMAIL, password_hash=PASSWORD_HASH, role="admin")
-    async with (
-        serving(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")) as url,
-        httpx.AsyncClient(base_url=url) as api,
-    ):
-        response = await api.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": PASSWORD})
-        api.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-        yield api
-
-
 async def test_reverify_repairs_changed_and_missing_candles_of_a_stored_range(
     pool: Pool,
     collector: Collector,
     new_config: NewConfig,
     fake: FakeExchange,
-    served: httpx.AsyncClient,
+    admin_api: httpx.AsyncClient,
     clock: Clock,
     exchange_id: str,
 ) -> None:
@@ -153,7 +136,7 @@ async def test_reverify_repairs_changed_and_missing_candles_of_a_stored_range(
     await pool.execute("DELETE FROM candles WHERE open_time = $1", missing)
     fake.corrupt_candles(value("volume", 7.0), at_ms=[to_ms(changed)], times=100)
 
-    response = await served.post(
+    response = await admin_api.post(
         REVERIFY,
         json={
             "exchange": exchange_id,
@@ -197,11 +180,11 @@ async def test_reverify_answers_400_naming_the_field_on_bad_input(
 
 
 async def test_reverify_of_an_end_before_its_start_compares_nothing(
-    served: httpx.AsyncClient, fake: FakeExchange, exchange_id: str
+    admin_api: httpx.AsyncClient, fake: FakeExchange, exchange_id: str
 ) -> None:
     body = {"exchange": exchange_id, "symbol": "BTC/USDT", "timeframe": "1h", "start": "2025-01-11T00:00:00Z"}
 
-    response = await served.post(REVERIFY, json={**body, "end": "2025-01-10T00:00:00Z"})
+    response = await admin_api.post(REVERIFY, json={**body, "end": "2025-01-10T00:00:00Z"})
 
     assert response.status_code == 200, response.text
     answer = response.json()

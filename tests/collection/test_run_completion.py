@@ -25,7 +25,7 @@ async def _started_runs(pool: Pool, count: int) -> list[int]:
     run_ids = []
     for row in config_ids:
         run_id = await runs.start_run(pool, config_id=row["id"], trigger="manual")
-        await runs.mark_run_started(pool, run_id=run_id)
+        await runs.begin_run(pool, run_id=run_id)
         run_ids.append(run_id)
     return run_ids
 

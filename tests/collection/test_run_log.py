@@ -112,11 +112,11 @@ async def test_the_runs_own_outcome_replaces_a_close_as_interrupted(pool: Pool) 
     assert dict(row) == {"status": "success", "error_type": None, "records_collected": 7}
 
 
-async def test_mark_run_started_sets_the_configs_last_run_at(pool: Pool) -> None:
+async def test_beginning_a_run_sets_the_configs_last_run_at_to_the_runs_start(pool: Pool) -> None:
     config_id = await _config_id(pool)
     run_id = await runs.start_run(pool, config_id=config_id, trigger="manual")
 
-    await runs.mark_run_started(pool, run_id=run_id)
+    await runs.begin_run(pool, run_id=run_id)
 
     started_at = await pool.fetchval("SELECT started_at FROM job_execution_logs WHERE id = $1", run_id)
     assert await pool.fetchval("SELECT last_run_at FROM data_collection_configs WHERE id = $1", config_id) == started_at

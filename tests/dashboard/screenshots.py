@@ -3,7 +3,8 @@
 
 Not collected by ``make test`` (the file name does not start with ``test_``); the Makefile runs it
 by path. Four configs collect for real from the fake Binance (a few of its candles are missing,
-so the data view has gaps to show); a week of run history is written as the scheduler would have.
+so the data view has gaps to show, and it corrects two stored ones afterwards); a week of run
+history is written as the scheduler would have.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tests.alerts.conftest import evaluate_now
 from tests.conftest import TEST_SECRET_KEY
 from tests.dashboard.conftest import DESKTOP, PHONE, ROOT, Served, create_config, log_in
 from tests.dashboard.failed_runs import insert_dns_failure
-from tests.dashboard.seed import fetch_one, seed_history, wait_for_runs
+from tests.dashboard.seed import correct_stored_candles, fetch_one, seed_history, wait_for_runs
 from tests.dashboard.transfer import first_load, quiet_poll_cycle
 
 OUTPUT = ROOT / "docs" / "screenshots"
@@ -81,6 +82,7 @@ async def _seed(served: Served) -> dict[str, Any]:
         description="Paused until the listing review",
     )
     await wait_for_runs(served.database_url, [btc["id"], eth["id"], sol["id"]])
+    await correct_stored_candles(served, "ETH/USDT", "1h", 2)
     await seed_history(served.database_url, [btc["id"], eth["id"], sol["id"], xrp["id"]])
     real_run = "SELECT max(id) FROM job_execution_logs WHERE config_id = $1 AND metadata ? 'by_timeframe'"
     run_id = await fetch_one(served.database_url, real_run, eth["id"])

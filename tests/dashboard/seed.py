@@ -1,4 +1,5 @@
-"""Data for the browser tests and the screenshots: run history written as the scheduler would have."""
+"""Data for the browser tests and the screenshots: run history written as the scheduler would have,
+and stored candles the exchange corrected afterwards."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import asyncio
 from typing import Any
 
 import asyncpg
+
+from tests.collection.fake_exchange import value
+from tests.dashboard.conftest import ADMIN_PATH, Served
 
 # One scheduled run of each config every `every` minutes over the last `days` days, with the
 # lateness, durations and outcomes a real week has: 1 in 20 failed (every timeframe timed out),
@@ -41,6 +45,7 @@ CROSS JOIN LATERAL (
 ) AS run
 WHERE config.id = ANY($1::bigint[])
 """
+STORED_OPEN_TIMES = "SELECT open_time FROM candles WHERE symbol = $1 AND timeframe = $2 ORDER BY open_time"
 # configs that have not run yet, or whose run is still going
 NOT_DONE = """
 SELECT count(*) FROM data_collection_configs AS config
@@ -74,3 +79,21 @@ async def fetch_one(database_url: str, query: str, *args: Any) -> Any:
         return await conn.fetchval(query, *args)
     finally:
         await conn.close()
+
+
+async def correct_stored_candles(served: Served, symbol: str, timeframe: str, count: int) -> dict[str, Any]:
+    """The fake exchange changes the volume of ``count`` stored candles (from the 11th oldest on), and an
+    admin compares the range around them with it again (``/reverify``): its answer."""
+    conn = await asyncpg.connect(served.database_url)
+    try:
+        stored = [row["open_time"] for row in await conn.fetch(STORED_OPEN_TIMES, symbol, timeframe)]
+    finally:
+        await conn.close()
+    changed = stored[10 : 10 + count]
+    served.fake.corrupt_candles(value("volume", 7.0), at_ms=[int(t.timestamp() * 1000) for t in changed])
+    body = {"symbol": symbol, "timeframe": timeframe, "start": stored[5].isoformat(), "end": stored[-1].isoformat()}
+    async with served.api(await served.token()) as client:
+        response = await client.post(f"{ADMIN_PATH}/reverify", json=body)
+    response.raise_for_status()
+    answer: dict[str, Any] = response.json()
+    return answer

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.dashboard.conftest import Served, create_config, log_in
-from tests.dashboard.seed import wait_for_runs
+from tests.dashboard.seed import correct_stored_candles, wait_for_runs
 
 # count the chart's pixels of the default candle colours and of the gap shading (alone or over white)
 COUNT_PIXELS = """
@@ -56,10 +56,10 @@ async def test_the_data_view_draws_the_stored_candles_with_their_gaps(
 
     coverage = page.get_by_role("region", name="Coverage of ATOM/USDT on binance").locator("tbody tr")
     await expect(coverage).to_have_count(1)
-    # timeframe, first, last, candles, expected, missing, no trades, beyond reach, gaps: the collector
-    # asked for the hole again and the exchange confirmed it has no candles there, so none is "missing"
+    # timeframe, first, last, candles, expected, missing, no trades, beyond reach, corrected, gaps: the
+    # collector asked for the hole again and the exchange confirmed it has no candles there, so none is "missing"
     cells = await coverage.get_by_role("cell").all_inner_texts()
-    assert (cells[0], cells[5], cells[6], cells[7], cells[8]) == ("1h", "0", "3", "0", "1")
+    assert (cells[0], cells[5], cells[6], cells[7], cells[8], cells[9]) == ("1h", "0", "3", "0", "0", "1")
     await expect(page.get_by_text("3 slots without a candle (missing or no trades) shaded")).to_be_visible()
     first_missing = three_missing_hours[0].strftime("%Y-%m-%d %H:%M UTC")
     await expect(page.get_by_role("listitem").filter(has_text="3 slots without a candle")).to_contain_text(
@@ -98,6 +98,26 @@ async def test_the_chart_zooms_and_moves_with_its_buttons(page: Page, served: Se
     await expect(in_view).not_to_have_text(zoomed)
 
     assert int(re.findall(r"(\d+) slots", zoomed)[0]) < slots
+
+
+async def test_coverage_counts_the_stored_candles_the_exchange_corrected_afterwards(page: Page, served: Served) -> None:
+    config = await create_config(served, "OP/USDT", timeframes=["1h"], enabled=True)
+    await wait_for_runs(served.database_url, [config["id"]])
+    # binance changes two stored candles; an admin compares the stored range with it again
+    answer = await correct_stored_candles(served, "OP/USDT", "1h", 2)
+    assert answer["revised"] == 2, answer
+
+    await log_in(page, view="Data", query=f"config={config['id']}&timeframe=1h")
+
+    coverage = page.get_by_role("region", name="Coverage of OP/USDT on binance")
+    await expect(coverage.get_by_role("columnheader", name="Corrected")).to_be_visible()
+    await expect(coverage.locator("tbody td[data-label='Corrected']")).to_have_text("2")
+    await expect(
+        page.get_by_text(
+            "1h: binance corrected 2 candles after they were stored (a late trade, or a fix on its side); "
+            "they were rewritten with its new prices and volume."
+        )
+    ).to_be_visible()
 
 
 # a Kraken series of 1m candles over the latest 700 closed minutes, stored as a run would have

@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from backend.collection.repository import CandleRow
 from backend.collection.storage import store_candles
 from backend.db.pool import Pool
-from backend.monitoring.freshness import read_series_freshness, summarize_freshness
+from backend.monitoring.freshness import read_freshness_summary, read_series_freshness
 from backend.settings import Settings
 from tests.monitoring.conftest import ADMIN_PATH, away_from_a_minute_edge, until_the_app_has_heard
 
@@ -183,7 +183,7 @@ async def test_summary_counts_stale_series_and_shows_the_worst_first(pool: Pool)
     await _store(pool, _hours(NEWEST - timedelta(hours=10), 2), symbol="ETH/USDT")
     now = NEWEST_END + timedelta(minutes=5)
 
-    summary = summarize_freshness(await read_series_freshness(pool, now=now), worst=2)
+    summary = await read_freshness_summary(pool, now=now, worst=2)
 
     assert (summary.series, summary.stale_series) == (3, 2)
     assert [(s.symbol, s.timeframe) for s in summary.worst] == [("BTC/USDT", "1m"), ("ETH/USDT", "1h")]

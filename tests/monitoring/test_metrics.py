@@ -113,7 +113,7 @@ async def test_run_counters_equal_the_run_totals(client: Client, viewer_headers:
     config_id = await _config(pool)
     for status, records in (("success", 60), ("success", 40), ("failed", 0)):
         run_id = await runs.start_run(pool, config_id=config_id, trigger="manual")
-        await runs.mark_run_started(pool, run_id=run_id)
+        await runs.begin_run(pool, run_id=run_id)
         await runs.complete_run(pool, run_id=run_id, status=status, duration_seconds=2.0, records_collected=records)
 
     samples = await _metrics(client, viewer_headers)
@@ -229,7 +229,7 @@ async def test_consecutive_failures_count_the_latest_failed_runs_of_failing_conf
     ):
         for status in outcomes:
             run_id = await runs.start_run(pool, config_id=config_id, trigger="manual")
-            await runs.mark_run_started(pool, run_id=run_id)
+            await runs.begin_run(pool, run_id=run_id)
             await runs.complete_run(pool, run_id=run_id, status=status, duration_seconds=1.0, records_collected=0)
 
     samples = await _metrics(client, viewer_headers)

@@ -45,7 +45,7 @@ async def _run(
         scheduled_for=slot,
         missed_slots=missed_slots,
     )
-    await runs.mark_run_started(pool, run_id=run_id)
+    await runs.begin_run(pool, run_id=run_id)
     await runs.complete_run(
         pool, run_id=run_id, status=status, duration_seconds=duration, records_collected=records, metadata=metadata
     )
@@ -142,7 +142,7 @@ async def test_retention_run_is_counted_as_a_cleanup_job(pool: Pool) -> None:
 async def test_run_closed_as_interrupted_then_completed_counts_once_with_its_candles(pool: Pool) -> None:
     config_id = await _config(pool)
     run_id = await runs.start_run(pool, config_id=config_id, trigger="manual")
-    await runs.mark_run_started(pool, run_id=run_id)
+    await runs.begin_run(pool, run_id=run_id)
     await pool.execute(
         "UPDATE job_execution_logs SET heartbeat_at = now() - interval '5 minutes' WHERE id = $1", run_id
     )

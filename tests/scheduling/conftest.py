@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from backend.auth import repository as users
 from backend.db.pool import Pool
-from backend.runs.repository import complete_run, mark_run_started, refresh_heartbeat
+from backend.runs.repository import begin_run, complete_run, delete_run, refresh_heartbeat
 from backend.scheduling.runs import Clock, utc_now
 from backend.scheduling.scheduler import InProcessScheduler
 from backend.scheduling.worker import create_worker
@@ -71,7 +71,8 @@ def insert_running_log(pool: Pool) -> Callable[..., Awaitable[int]]:
 
 
 class StandInJob:
-    """Stands in for the collector at the job boundary: marks the run started, waits ``seconds``
+    """Stands in for the collector at the job boundary: begins the run as the collector does (a run
+    whose config is gone, or disabled while the run was scheduled, is deleted), waits ``seconds``
     (or until ``release`` is set, when given), and completes it as a success."""
 
     def __init__(self, pool: Pool, *, seconds: float = 0.0, release: asyncio.Event | None = None) -> None:
@@ -82,7 +83,12 @@ class StandInJob:
 
     async def __call__(self, run_id: int) -> None:
         self.run_ids.append(run_id)
-        await mark_run_started(self.pool, run_id=run_id)
+        config = await begin_run(self.pool, run_id=run_id)
+        if config == "not running":
+            return
+        if config == "no config":
+            await delete_run(self.pool, run_id=run_id)
+            return
         beating = asyncio.create_task(self._beat(run_id))
         try:
             if self.release is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
@@ -116,21 +117,44 @@ async def test_a_queued_run_not_started_past_its_slot_counts_as_behind(
 
 
 def test_series_one_address_carries_at_ccxts_defaults() -> None:
-    # the table of docs/scheduling.md: Binance and Bybit 50 pages a second (Binance's klines cost 0.4
-    # of a 50 ms rateLimit, Bybit's default cost 1 of 20 ms), OKX 1000 / (110 ms x 0.5) pages of 300
-    # candles, Kraken 1000 / (1000 ms x 1.2) pages of 720
+    # the table of docs/scheduling.md, pages a second = 1000 / (rateLimit x the candle endpoint's cost):
+    # Binance 1000 / (50 ms x 0.4) = 50 pages of 1,000 candles, OKX 1000 / (110 ms x 0.5) of 300,
+    # Bybit 1000 / (20 ms x 5) = 10 of 1,000, Kraken 1000 / (1000 ms x 1.2) of 720, KuCoin
+    # 1000 / (7.5 ms x 3) of 1,500, Coinbase 1000 / (34 ms x 3) of 300, Gate 1000 / (50 ms x 1) = 20 of 1,000
+    exchanges = ("binance", "okx", "bybit", "kraken", "kucoin", "coinbase", "gate")
     table = {
-        ("1m", 1): (3000, 1090, 3000, 50),
-        ("5m", 5): (15000, 5454, 15000, 250),
-        ("1h", 60): (180000, 65454, 180000, 3000),
-        ("1h", 1): (180000, 65454, 180000, 3000),  # a page per new candle, however often it runs
-        ("1m", 1440): (2160000, 314181, 2160000, 36000),  # 1,440 candles: 2 Binance pages, 5 OKX pages
+        ("1m", 1): (3000, 1090, 600, 50, 2666, 588, 1200),
+        ("5m", 5): (15000, 5454, 3000, 250, 13333, 2941, 6000),
+        ("1h", 60): (180000, 65454, 36000, 3000, 160000, 35294, 72000),
+        ("1h", 1): (180000, 65454, 36000, 3000, 160000, 35294, 72000),  # a page per new candle, however often it runs
+        # 1,440 candles: 2 pages of Binance, Bybit, Kraken and Gate, 5 of OKX and Coinbase, 1 of KuCoin
+        ("1m", 1440): (2160000, 314181, 432000, 36000, 3840000, 169411, 864000),
     }
     for (timeframe, interval_minutes), carried in table.items():
         assert (
             tuple(
                 series_within_budget(exchange, timeframe=timeframe, interval_minutes=interval_minutes)
-                for exchange in ("binance", "okx", "bybit", "kraken")
+                for exchange in exchanges
             )
             == carried
         )
+
+
+@pytest.mark.parametrize(
+    ("exchange", "pages_per_second"),
+    [
+        ("binance", 50.0),
+        ("okx", 18.1818),
+        ("kraken", 0.8333),
+        ("bybit", 10.0),
+        ("kucoin", 44.4444),
+        ("coinbase", 9.8039),
+        ("gate", 20.0),
+    ],
+)
+async def test_status_budgets_each_proven_exchange_at_its_candle_endpoints_cost(
+    pool: Pool, client: Client, admin_headers: dict[str, str], exchange: str, pages_per_second: float
+) -> None:
+    await _configs(pool, exchange=exchange, count=1, timeframes=["1m"], interval_minutes=1)
+
+    assert (await _exchanges(client, admin_headers))[exchange]["budget_requests_per_second"] == pages_per_second

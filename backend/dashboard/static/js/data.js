@@ -288,6 +288,8 @@ export function mountData(root, { params }) {
           { label: "No trades", numeric: true, cell: (series) => formatCount(series.confirmed_empty_candles ?? 0) },
           // older than the exchange serves: nothing can fetch them, so not missing either
           { label: "Beyond reach", numeric: true, cell: (series) => formatCount(series.beyond_reach_candles ?? 0) },
+          // stored, then changed by the exchange (a late trade, a correction): rewritten with its values
+          { label: "Corrected", numeric: true, cell: (series) => formatCount(series.revised_candles ?? 0) },
           { label: "Gaps", numeric: true, cell: (series) => formatCount(series.gap_count) },
           {
             label: "Lag",
@@ -304,7 +306,7 @@ export function mountData(root, { params }) {
     );
   }
 
-  /** What the exchange does not serve, and whether its answers are proven, said in words. */
+  /** What the exchange does not serve, what it corrected, and whether its answers are proven, said in words. */
   function coverageNotes(config) {
     const notes = coverage
       .filter((series) => series.reach)
@@ -315,6 +317,16 @@ export function mountData(root, { params }) {
           `${series.timeframe}: ${formatCount(series.beyond_reach_candles ?? 0)} candles beyond what ${config.exchange} serves: ${series.reach}.`,
         ),
       );
+    for (const series of coverage.filter((item) => item.revised_candles > 0)) {
+      const [they, were] = series.revised_candles === 1 ? ["it", "was"] : ["they", "were"];
+      notes.push(
+        el(
+          "li",
+          {},
+          `${series.timeframe}: ${config.exchange} corrected ${plural(series.revised_candles, "candle")} after ${they} ${were} stored (a late trade, or a fix on its side); ${they} ${were} rewritten with its new prices and volume.`,
+        ),
+      );
+    }
     if (coverage.some((series) => series.exchange_verified === false))
       notes.push(
         el(
