@@ -57,10 +57,11 @@ LOCK_SERIES = "SELECT pg_advisory_xact_lock($1)"
 NEWEST = "SELECT max(last_minute) FROM candle_counts WHERE series_id = $1"
 CANDLE_COLUMNS = ("series_id", "open_minute", "open", "high", "low", "close", "volume")
 # Inserts the candles not stored yet and rewrites a stored one only when the exchange changed it:
-# the open minutes inserted (those not stored before the statement), and how many were inserted
-# or changed. A candle stored in a segment (a compacted period) counts as stored: when the page
-# changes it, a row of the new values replaces it (the next compaction folds it in). Callers hold
-# the series lock, so nobody else inserts meanwhile.
+# the open minutes inserted (those not stored before the statement) and those inserted or changed,
+# with the summary as it was before the statement around the page: first and last candle of the
+# series, and the gaps overlapping the page's minutes. A candle stored in a segment (a compacted
+# period) counts as stored: when the page changes it, a row of the new values replaces it (the next
+# compaction folds it in). Callers hold the series lock, so nobody else inserts meanwhile.
 MERGE = """
 WITH page AS (
     SELECT * FROM unnest($2::integer[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[])
@@ -84,21 +85,20 @@ WITH page AS (
     SET open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close, volume = excluded.volume
     WHERE (c.open, c.high, c.low, c.close, c.volume)
         IS DISTINCT FROM (excluded.open, excluded.high, excluded.low, excluded.close, excluded.volume)
-    RETURNING 1
+    RETURNING open_minute
 )
 SELECT ARRAY(
            SELECT open_minute FROM page EXCEPT SELECT open_minute FROM stored EXCEPT SELECT open_minute FROM compacted
            ORDER BY 1
        ) AS inserted,
-       (SELECT count(*) FROM written) AS written
-"""
-# The summary around [$2, $3] before an insert there: first and last candle, overlapping gaps.
-SUMMARY_AROUND = """
-SELECT (SELECT min(first_minute) FROM candle_counts WHERE series_id = $1) AS first,
+       ARRAY(SELECT open_minute FROM written ORDER BY 1) AS written,
+       (SELECT min(first_minute) FROM candle_counts WHERE series_id = $1) AS first,
        (SELECT max(last_minute) FROM candle_counts WHERE series_id = $1) AS last,
        ARRAY(
            SELECT ARRAY[after_minute, next_minute] FROM candle_gaps
-           WHERE series_id = $1 AND next_minute > $2 AND after_minute < $3 ORDER BY after_minute
+           WHERE series_id = $1 AND next_minute > (SELECT min(open_minute) FROM page)
+             AND after_minute < (SELECT max(open_minute) FROM page)
+           ORDER BY after_minute
        ) AS gaps
 """
 # Applies a SummaryChange. The gaps removed and the gaps written never share a key.
@@ -310,13 +310,29 @@ class EmptyRange(msgspec.Struct, frozen=True):
 
 
 class Merged(msgspec.Struct, frozen=True):
-    inserted: list[int]  # open minutes, ascending
-    written: int  # inserted or changed
+    """What a merge did, and the summary as it was before it around the page."""
+
+    inserted: list[int]  # open minutes not stored before, ascending
+    written: list[int]  # open minutes inserted or changed, ascending
+    first: int | None  # the series' first and last stored minute
+    last: int | None
+    gaps: list[tuple[int, int]]  # (after, next) overlapping the page's minutes, ascending
 
     @property
     def revised(self) -> int:
         """Stored candles the page changed."""
-        return self.written - len(self.inserted)
+        return len(self.written) - len(self.inserted)
+
+    def part(self, low: int, high: int) -> tuple[int, int]:
+        """Of the candles with open minutes from ``low`` to ``high``: how many were inserted or
+        changed, and of those, how many were stored candles the page changed."""
+        written = bisect.bisect_right(self.written, high) - bisect.bisect_left(self.written, low)
+        inserted = bisect.bisect_right(self.inserted, high) - bisect.bisect_left(self.inserted, low)
+        return written, written - inserted
+
+    def gaps_around(self, first: int, last: int) -> list[tuple[int, int]]:
+        """The gaps overlapping minutes ``first`` to ``last`` (inside the page)."""
+        return [(after, following) for after, following in self.gaps if following > first and after < last]
 
 
 async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, timeframe: str) -> StoredSeries:
@@ -395,12 +411,13 @@ async def merge_candles(
     columns = list(zip(*rows, strict=True))
     row = await conn.fetchrow(MERGE, series_id, minutes, *columns[1:])
     assert row is not None
-    return Merged(inserted=list(row["inserted"]), written=row["written"])
-
-
-async def summary_around(conn: Connection, *, series_id: int, first: int, last: int) -> Any:
-    """First and last stored minute, and the gaps overlapping ``first``..``last``."""
-    return await conn.fetchrow(SUMMARY_AROUND, series_id, first, last)
+    return Merged(
+        inserted=list(row["inserted"]),
+        written=list(row["written"]),
+        first=row["first"],
+        last=row["last"],
+        gaps=[(after, following) for after, following in row["gaps"]],
+    )
 
 
 async def apply_summary(conn: Connection, *, series_id: int, change: SummaryChange) -> None:

@@ -1,12 +1,12 @@
 """Writing the candles of one series as a walk hands them over.
 
 A page newer than everything stored is appended with a plain COPY (no staging, no conflict
-check); any other page (hole repair, a range fetched again) is merged, which rewrites a stored
-candle only when the exchange changed it. The coverage summary is updated in the same
-transaction. Consecutive appended pages may share a transaction (and one COPY): a crash then
-loses only candles newer than the newest committed one, which the next run fetches again. While
-more pages are coming, that transaction commits behind the caller, so the database writes one
-batch while the next one is being fetched.
+check); any other page (hole repair, a range fetched again, with the new candles after it) is
+merged whole, in one statement, which rewrites a stored candle only when the exchange changed
+it. The coverage summary is updated in the same transaction. Consecutive appended pages may
+share a transaction (and one COPY): a crash then loses only candles newer than the newest
+committed one, which the next run fetches again. While more pages are coming, that transaction
+commits behind the caller, so the database writes one batch while the next one is being fetched.
 """
 
 from __future__ import annotations
@@ -102,7 +102,9 @@ class SeriesWriter:
     page asks :meth:`seconds_until_commit`). When more pages are coming, that commit goes on behind
     the caller: ``store`` returns at once, and the next commit (or a merge) waits for it first, so
     one commit at a time is under way and its error is raised there. Any other page is merged at
-    once, in a transaction of its own. ``on_committed`` hears of every page once it is committed.
+    once, whole (also the new candles after the stored ones it begins with, as a walk's first page
+    has), in a transaction of its own. ``on_committed`` hears of every page once it is committed
+    (of a merged page, as up to two: the candles that may have been stored, and those after them).
     Leaving the block commits what is pending, also when the block raised; when it was cancelled,
     the pending pages are dropped (and the commit under way is cancelled).
     """
@@ -168,11 +170,8 @@ class SeriesWriter:
         page = _Page(rows, [to_minute(row[0]) for row in rows])
         if self._newest is not None and page.minutes[0] <= self._newest:
             await self.commit()  # what waits is older: it goes first
-            stored, newer = page.split_after(self._newest)
-            await self._merge(stored)
-            if newer is None:
-                return
-            page = newer  # the candles after the newest stored one are appended
+            await self._merge(page, stored_up_to=self._newest)
+            return
         if not self._appends:
             self._first_waiting_since = time.monotonic()
         self._appends.append(page)
@@ -226,8 +225,8 @@ class SeriesWriter:
             newest = await repository.newest_minute(conn, series_id=series_id)
             if newest is not None and minutes[0] <= newest:
                 # another writer stored some of these meanwhile: merge them instead
-                merges = [await self._merge_in(conn, page, periods) for page in pages]
-                written = [(merged.written, merged.revised) for merged in merges]
+                merges = [(page, await self._merge_in(conn, page, periods)) for page in pages]
+                written = [merged.part(min(page.minutes), max(page.minutes)) for page, merged in merges]
             else:
                 rows = [row for page in pages for row in page.rows]
                 await repository.copy_candles(conn, series_id=series_id, minutes=minutes, rows=rows, periods=periods)
@@ -241,15 +240,21 @@ class SeriesWriter:
                 StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=records, revised=revised)
             )
 
-    async def _merge(self, page: _Page) -> None:
+    async def _merge(self, page: _Page, *, stored_up_to: int) -> None:
+        """Merge one page in a transaction of its own. Its candles up to ``stored_up_to`` (the newest
+        one stored or waiting before it) and those after it are heard of as two pages, as the walk
+        counts them: what it asked again, and what is new."""
         periods = await self._periods(page.minutes[0], page.minutes[-1])
         async with self._pool.acquire() as proxy, proxy.transaction():
             conn = cast(Connection, proxy)
             await repository.lock_series(conn, series_id=self.series.id)
             merged = await self._merge_in(conn, page, periods)
-        self._on_committed(
-            StoredPage(first=page.rows[0][0], last=page.rows[-1][0], records=merged.written, revised=merged.revised)
-        )
+        for part in page.split_after(stored_up_to):
+            if part is not None:
+                records, revised = merged.part(min(part.minutes), max(part.minutes))
+                self._on_committed(
+                    StoredPage(first=part.rows[0][0], last=part.rows[-1][0], records=records, revised=revised)
+                )
 
     async def _merge_in(self, conn: Connection, page: _Page, periods: list[Period]) -> Merged:
         """Merge one page inside the caller's transaction (which holds the series lock); revised
@@ -260,13 +265,12 @@ class SeriesWriter:
             await repository.count_revised(conn, series_id=series_id, revised=merged.revised)
         inserted = merged.inserted
         if inserted:
-            around = await repository.summary_around(conn, series_id=series_id, first=inserted[0], last=inserted[-1])
             change = change_after_insert(
                 self.series.timeframe,
                 inserted,
-                first=around["first"],
-                last=around["last"],
-                gaps=[(after, following) for after, following in around["gaps"]],
+                first=merged.first,
+                last=merged.last,
+                gaps=merged.gaps_around(inserted[0], inserted[-1]),
                 periods=periods,
             )
             await repository.apply_summary(conn, series_id=series_id, change=change)

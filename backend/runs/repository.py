@@ -1,7 +1,7 @@
 """SQL for the life of one run in ``job_execution_logs``: queued, started, heartbeat, complete, or discard.
 
-Every function takes a pool or a connection; the scheduler calls :func:`start_run` inside the
-transaction that claims the slot, so the claim and the ``running`` row commit together.
+Every function takes a pool or a connection. A scheduled run's ``running`` row is inserted by the
+statement that claims its slot (``backend.scheduling.repository``), so the two commit together.
 
 Lock order, everywhere: a config's row, then log rows, then what the tables' triggers write at the
 end of a statement (the per-minute counts, the data versions). A claim locks configs and inserts
@@ -112,13 +112,20 @@ async def start_run(
         raise NotFoundError(f"Config {config_id} not found") from None
     if run_id is not None:
         return run_id
+    raise await why_not_started(db, config_id=config_id, scheduled_for=scheduled_for)
+
+
+async def why_not_started(
+    db: Pool | Connection, *, config_id: int, scheduled_for: datetime | None = None
+) -> NotFoundError | ConflictError:
+    """Why a run of ``config_id`` (for the slot ``scheduled_for``) did not start: the error to raise or log."""
     why = await db.fetchrow(WHY_NOT_STARTED, config_id)
     assert why is not None
     if not why["config_exists"]:
-        raise NotFoundError(f"Config {config_id} not found")
+        return NotFoundError(f"Config {config_id} not found")
     if why["running_run_id"] is not None:
-        raise ConflictError(f"Config {config_id} is already running (run {why['running_run_id']})")
-    raise ConflictError(f"Config {config_id} already ran its slot {scheduled_for}")
+        return ConflictError(f"Config {config_id} is already running (run {why['running_run_id']})")
+    return ConflictError(f"Config {config_id} already ran its slot {scheduled_for}")
 
 
 async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Literal["not running", "no config"]:

@@ -66,6 +66,7 @@ started AS (
     SELECT 'collect_data_' || config_id, 'data_collection', config_id, symbol, exchange, 'running', 'schedule',
            scheduled_for, missed_slots
     FROM claimed
+    ORDER BY scheduled_for, config_id
     ON CONFLICT DO NOTHING
     RETURNING id, config_id
 )

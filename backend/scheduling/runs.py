@@ -23,7 +23,7 @@ from backend.collection.exchange_states import ExchangeActivity
 from backend.db.outage import DATABASE_OUTAGE, SHUTDOWN_WRITE_SECONDS, is_outage, write_through_outage
 from backend.db.pool import Pool
 from backend.errors import UnavailableError
-from backend.runs.repository import start_run
+from backend.runs.repository import start_run, why_not_started
 from backend.scheduling import repository
 from backend.settings import SchedulerBackend, Settings
 
@@ -91,17 +91,14 @@ async def claim_and_start_runs(
     A slot whose run cannot start (its config began a manual run meanwhile, or the slot ran
     already) is left out; the claim still moved ``next_run_at`` past it.
     """
-    started: list[StartedRun] = []
     claimed = await repository.claim_and_start_slots(
         pool, limit=limit, interval_unit_seconds=interval_unit_seconds, ahead_seconds=ahead_seconds
     )
+    started: list[StartedRun] = []
     for slot in claimed:
         if slot.run_id is None:
-            logger.info(
-                "slot %s of config %s not started: it ran already, or a run of it is going on",
-                slot.scheduled_for,
-                slot.config_id,
-            )
+            why = await why_not_started(pool, config_id=slot.config_id, scheduled_for=slot.scheduled_for)
+            logger.info("slot %s of config %s not started: %s", slot.scheduled_for, slot.config_id, why)
             continue
         if slot.missed_slots:
             logger.info("config %s: %s missed slots collapsed into one run", slot.config_id, slot.missed_slots)
