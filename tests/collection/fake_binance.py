@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +41,7 @@ class FakeBinance(FakeExchange):
 
     ignore_start_time: bool = False  # answer the latest candles whatever startTime says
     time_requests: int = 0  # answers of /api/v3/time (the collector reads the exchange's clock)
+    _symbols_by_id: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     exchange_id = "binance"
 
@@ -68,6 +69,15 @@ class FakeBinance(FakeExchange):
         ]
 
     # --- HTTP ----------------------------------------------------------------------------------
+
+    def _symbol_of(self, market_id: str) -> str | None:
+        """The ccxt symbol of a Binance market id (``BTCUSDT``), from a map rebuilt only when
+        ``symbols`` changed since (a lookup per request stays cheap at ten thousand symbols)."""
+        symbol = self._symbols_by_id.get(market_id)
+        if symbol is None or symbol not in self.symbols:
+            self._symbols_by_id = {s.replace("/", ""): s for s in self.symbols}
+            symbol = self._symbols_by_id.get(market_id)
+        return symbol
 
     def _market(self, symbol: str) -> dict[str, Any]:
         base, quote = symbol.split("/")
@@ -124,8 +134,8 @@ class FakeBinance(FakeExchange):
         except (KeyError, ValueError):
             return _error(400, -1102, "Mandatory parameter was not sent, was empty/null, or malformed.")
         self.requests.append(received)
-        known = {s.replace("/", ""): s for s in self.symbols}
-        if received.symbol not in known or known[received.symbol] in self.delisted:
+        symbol = self._symbol_of(received.symbol)
+        if symbol is None or symbol in self.delisted:
             return _error(400, -1121, "Invalid symbol.")
         if received.interval not in INTERVAL_MS or received.interval in self.unsupported_intervals:
             return _error(400, -1120, "Invalid interval.")
