@@ -40,7 +40,7 @@ from backend.db.pool import Pool, create_pool
 from backend.scheduling.budget import series_within_budget
 from backend.scheduling.scheduler import InProcessScheduler
 from backend.settings import Settings
-from tests.bench.bench_run_cost import cpu_seconds, create_partitions_ahead, server_pids
+from tests.bench.bench_run_cost import cpu_seconds, create_partitions_ahead
 from tests.bench.throwaway import throwaway_database
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
 from tests.conftest import TEST_SECRET_KEY
@@ -54,6 +54,7 @@ WARM_UP_RUNS = 50  # --burst-only: runs before the burst (each worker loads the 
 HISTORY_MINUTES = 3
 DRAIN_DEADLINE_SECONDS = 120
 POOL_SIZE = 10
+DATABASE_BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 INSERT_CONFIGS = """
@@ -113,6 +114,13 @@ def _figures_line(row: Any, expected: int) -> str:
     )
 
 
+async def _database_cpu(pool: Pool) -> dict[int, float]:
+    """The CPU so far of each PostgreSQL server process connected to the benchmark's database."""
+    pids = [row["pid"] for row in await pool.fetch(DATABASE_BACKENDS)]
+    seconds = {pid: cpu_seconds([pid]) for pid in pids}
+    return {pid: value for pid, value in seconds.items() if value is not None}
+
+
 async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
     limiter = configs <= 0.9 * (series_within_budget("binance", timeframe="1m", interval_minutes=1) or 0)
     overrides = fake.exchange_overrides() if limiter else _without_limiter(fake)
@@ -134,10 +142,9 @@ async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
         await pool.execute(INSERT_CONFIGS, configs, first, 60 / configs, "S")
         await scheduler.start()
         await _sleep_until(measured_from)
-        pids = await server_pids(pool)
-        server, cpu = cpu_seconds(pids), time.process_time()
+        server, cpu = await _database_cpu(pool), time.process_time()
         await _sleep_until(measured_to)
-        cpu, server_after = time.process_time() - cpu, cpu_seconds(pids)
+        cpu, server_after = time.process_time() - cpu, await _database_cpu(pool)
         ended = await _wait_ended(pool, measured_from, measured_to, configs * STEADY_MINUTES)
     finally:
         await scheduler.stop()
@@ -148,14 +155,17 @@ async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
     await pool.close()
     assert row is not None
     runs = max(1, ended)
-    database = None if server is None or server_after is None else server_after - server
-    database_text = "-" if database is None else f"{1000 * database / runs:.2f} ms"
+    closed = server.keys() - server_after.keys()
+    database = sum(seconds - server.get(pid, 0.0) for pid, seconds in server_after.items())
+    database_text = f"{1000 * database / runs:.2f} ms" + (
+        f" ({len(closed)} connections closed meanwhile: their CPU is not counted)" if closed else ""
+    )
     print(
         f"  {STEADY_MINUTES} minutes measured: {_figures_line(row, configs * STEADY_MINUTES)}, {duplicates} duplicates"
     )
     print(
         f"  CPU per run: this process (scheduler, collector, ccxt, fake Binance) {1000 * cpu / runs:.2f} ms, "
-        f"PostgreSQL (pool connections) {database_text}"
+        f"PostgreSQL (every connection to the database) {database_text}"
     )
     print(
         f"  goal: p99 lateness {_ms(row['p99'])} (< 1 s), {row['missed_slots']} missed slots (0), "
