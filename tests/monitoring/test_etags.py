@@ -193,3 +193,117 @@ async def test_the_notified_version_is_the_stored_one(
     versions: DataVersions = app.state.data_versions
     assert versions.known
     assert versions.current() == combine_tokens(await read_data_version_tokens(session_pool))
+
+
+async def test_a_claimed_slot_and_a_started_run_keep_the_config_tag(
+    app: Litestar,
+    client: Client,
+    admin_headers: dict[str, str],
+    insert_config: InsertConfig,
+    session_pool: asyncpg.Pool,
+) -> None:
+    """The scheduler moves a config's slot and a run's start records it at every run: pollers see no change."""
+    config_id = await insert_config()
+    await until_the_app_has_heard(app, session_pool)
+    etag = (await client.get(f"{ADMIN_PATH}/status", headers=admin_headers)).headers["ETag"]
+    before = await _versions(session_pool)
+
+    await session_pool.execute(
+        "UPDATE data_collection_configs SET next_run_at = next_run_at + interval '10 minutes', "
+        "schedule_anchor_at = schedule_anchor_at + interval '1 second' WHERE id = $1",
+        config_id,
+    )
+    await session_pool.execute("UPDATE data_collection_configs SET last_run_at = now() WHERE id = $1", config_id)
+    response = await client.get(f"{ADMIN_PATH}/status", headers={**admin_headers, "If-None-Match": etag})
+
+    assert await _versions(session_pool) == before
+    assert response.status_code == 304
+
+
+async def test_a_search_for_stale_runs_that_finds_none_keeps_the_tag(
+    app: Litestar, client: Client, admin_headers: dict[str, str], insert_log: InsertLog, session_pool: asyncpg.Pool
+) -> None:
+    await insert_log(status="running")
+    await until_the_app_has_heard(app, session_pool)
+    before = await _versions(session_pool)
+
+    await session_pool.execute(
+        "UPDATE job_execution_logs SET status = 'failed', finished_at = now() "
+        "WHERE status = 'running' AND heartbeat_at < now() - interval '1 hour'"
+    )
+
+    assert await _versions(session_pool) == before
+
+
+# A different value for each column a reader can see; the bookkeeping columns are left out.
+LOG_CHANGES = {
+    "job_name": "job_name || 'x'",
+    "job_type": "job_type || 'x'",
+    "config_id": "CASE WHEN config_id IS NULL THEN $2::bigint END",
+    "symbol": "coalesce(symbol, '') || 'X'",
+    "exchange": "coalesce(exchange, '') || 'x'",
+    "timeframe": "coalesce(timeframe, '') || 'x'",
+    "status": "CASE status WHEN 'success' THEN 'failed' ELSE 'success' END",
+    "started_at": "started_at - interval '1 second'",
+    "finished_at": "finished_at + interval '1 second'",
+    "duration_seconds": "coalesce(duration_seconds, 0) + 1",
+    "records_collected": "coalesce(records_collected, 0) + 1",
+    "error_message": "coalesce(error_message, '') || 'x'",
+    "error_type": "coalesce(error_type, '') || 'x'",
+    "error_cause": "coalesce(error_cause, '') || 'x'",
+    "metadata": """coalesce(metadata, '{}') || '{"changed": true}'""",
+    "trigger": "CASE trigger WHEN 'manual' THEN 'system' ELSE 'manual' END",
+    "scheduled_for": "coalesce(scheduled_for, now()) + interval '1 second'",
+    "missed_slots": "missed_slots + 1",
+}
+CONFIG_CHANGES = {
+    "symbol": "replace(symbol, '/', 'X/')",
+    "exchange": "exchange || 'x'",
+    "timeframes": "CASE WHEN timeframes = '{1h}' THEN '{1d}'::text[] ELSE '{1h}'::text[] END",
+    "interval_minutes": "interval_minutes % 1440 + 1",
+    "enabled": "NOT enabled",
+    "description": "coalesce(description, '') || 'x'",
+    "created_by": "CASE WHEN created_by IS NULL THEN $2::bigint END",
+    "created_at": "created_at - interval '1 second'",
+    "updated_at": "updated_at + interval '1 second'",
+    "backfill_days": "backfill_days % 3650 + 1",
+}
+BOOKKEEPING = {
+    "job_execution_logs": {"id", "heartbeat_at"},
+    "data_collection_configs": {"id", "next_run_at", "last_run_at", "schedule_anchor_at"},
+}
+COLUMNS = "SELECT array_agg(column_name::text) FROM information_schema.columns WHERE table_name = $1"
+
+
+async def test_a_change_to_any_column_a_reader_sees_changes_the_tag(
+    admin_headers: dict[str, str], insert_config: InsertConfig, insert_log: InsertLog, session_pool: asyncpg.Pool
+) -> None:
+    """Every column but the bookkeeping ones bumps its table's version (a new column joins the
+    comparisons of the triggers and these lists), and each config change is announced as an event."""
+    config_id = await insert_config()
+    log_id = await insert_log()
+    user_id = await session_pool.fetchval("SELECT min(id) FROM users")
+    events: asyncio.Queue[str] = asyncio.Queue()
+    listener = await session_pool.acquire()
+
+    def heard(*args: object) -> None:
+        events.put_nowait(str(args[3]))
+
+    await listener.add_listener("data_collection_events", heard)
+    try:
+        for table, changes, row_id, other_id in [
+            ("job_execution_logs", LOG_CHANGES, log_id, config_id),
+            ("data_collection_configs", CONFIG_CHANGES, config_id, user_id),
+        ]:
+            assert set(await session_pool.fetchval(COLUMNS, table)) - BOOKKEEPING[table] == set(changes)
+            for column, value in changes.items():
+                before = (await _versions(session_pool))[table]
+                other = [other_id] if "$2" in value else []
+                await session_pool.execute(f"UPDATE {table} SET {column} = {value} WHERE id = $1", row_id, *other)
+                assert (await _versions(session_pool))[table] > before, column
+                if table == "data_collection_configs":
+                    event = await asyncio.wait_for(events.get(), NOTIFY_WAIT_SECONDS)
+                    assert '"config_changed"' in event, column
+    finally:
+        await listener.remove_listener("data_collection_events", heard)
+        await session_pool.release(listener)
