@@ -30,7 +30,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 
@@ -84,6 +84,11 @@ DUPLICATES = """
 SELECT count(*) FROM (
     SELECT 1 FROM job_execution_logs WHERE trigger = 'schedule' GROUP BY config_id, scheduled_for HAVING count(*) > 1
 ) AS twice
+"""
+# configs whose symbol is LIKE $2: every slot on the second $1 from now on (a minute's configs
+# whose slots all fall on the same second, as configs created at :00 have)
+ALIGN_SLOTS = """
+UPDATE data_collection_configs SET schedule_anchor_at = $1, next_run_at = $1 WHERE symbol LIKE $2
 """
 RESET = "TRUNCATE data_collection_configs, job_execution_logs, scheduler_heartbeats CASCADE"
 
@@ -214,12 +219,13 @@ async def _workers_alive(pool: Pool, count: int) -> None:
 
 
 async def arq_workers(url: str, fake: FakeBinance, count: int, *, burst_only: bool = False) -> float:
-    """Spread then burst with ``count`` workers (``burst_only``: a few warm-up runs, then the burst);
-    the burst's runs a second."""
+    """Spread, then the spread configs' slots moved onto one second, then a burst of new configs, with
+    ``count`` workers (``burst_only``: a few warm-up runs, then the burst of new configs); the new
+    configs' runs a second."""
     queue = f"bench:{uuid.uuid4().hex[:8]}"
     pool = await create_pool(url, min_size=1, max_size=2)
     workers = _start_workers(url, fake, queue, count)
-    spread = None
+    spread = aligned = None
     try:
         await _workers_alive(pool, count)
         first = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
@@ -233,14 +239,10 @@ async def arq_workers(url: str, fake: FakeBinance, count: int, *, burst_only: bo
             await _sleep_until(minute)
             await _wait_ended(pool, measured, minute, ARQ_CONFIGS)  # runs claimed ahead: disabled, they would not run
             spread = await pool.fetchrow(FIGURES, measured, minute)
+            aligned = await _burst(pool, workers, ALIGN_SLOTS, f"ARQ{count}X%")
         await pool.execute("UPDATE data_collection_configs SET enabled = false")
-        burst_at = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
-        cpu_before = await _cpu_by_process(pool, workers)
-        await pool.execute(INSERT_CONFIGS, ARQ_CONFIGS, burst_at, 0, f"BURST{count}X")
-        await _wait_ended(pool, burst_at, burst_at + timedelta(seconds=1), ARQ_CONFIGS)
-        cpu_used = _cpu_since(cpu_before, await _cpu_by_process(pool, workers))
+        burst = await _burst(pool, workers, INSERT_CONFIGS, ARQ_CONFIGS, 0, f"BURST{count}X")
         await pool.execute("UPDATE data_collection_configs SET enabled = false")
-        burst = await pool.fetchrow(FIGURES, burst_at, burst_at + timedelta(seconds=1))
         duplicates = await pool.fetchval(DUPLICATES)
     finally:
         await _stop_workers(workers)
@@ -251,8 +253,6 @@ async def arq_workers(url: str, fake: FakeBinance, count: int, *, burst_only: bo
         await redis.aclose()
     await pool.execute(RESET)
     await pool.close()
-    assert burst is not None
-    rate = burst["ended"] / burst["seconds"] if burst["seconds"] else 0.0
     places = Settings().max_concurrent_jobs
     print(f"arq, {count} worker{'s' if count > 1 else ''} (tick 2 s, MAX_CONCURRENT_JOBS {places} each, limiter off):")
     if spread is not None:
@@ -261,15 +261,46 @@ async def arq_workers(url: str, fake: FakeBinance, count: int, *, burst_only: bo
             f"{_figures_line(spread, ARQ_CONFIGS)}, {duplicates} duplicates"
         )
         print(f"    goal: p99 {_ms(spread['p99'])} (< 1 s), {spread['missed_slots']} skipped slots (0); {_load()}")
+    if aligned is not None:
+        _print_burst(
+            f"the same {ARQ_CONFIGS:,} configs, their slots moved onto one second (a run each: one new candle)", aligned
+        )
+    return _print_burst(f"{ARQ_CONFIGS:,} new configs due on the same second (their first runs)", burst)
+
+
+class Burst(NamedTuple):
+    figures: Any
+    cpu: dict[str, float]
+    duplicates: int
+
+
+async def _burst(pool: Pool, workers: list[subprocess.Popen[bytes]], statement: str, *arguments: Any) -> Burst:
+    """Make ``ARQ_CONFIGS`` slots due on one second a few seconds ahead (``statement`` with that second
+    first, then ``arguments``) and wait for their runs: figures, CPU by process, duplicates so far."""
+    burst_at = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+    cpu_before = await _cpu_by_process(pool, workers)
+    if statement is INSERT_CONFIGS:
+        await pool.execute(statement, arguments[0], burst_at, *arguments[1:])
+    else:
+        await pool.execute(statement, burst_at, *arguments)
+    await _wait_ended(pool, burst_at, burst_at + timedelta(seconds=1), ARQ_CONFIGS)
+    cpu_used = _cpu_since(cpu_before, await _cpu_by_process(pool, workers))
+    figures = await pool.fetchrow(FIGURES, burst_at, burst_at + timedelta(seconds=1))
+    return Burst(figures, cpu_used, await pool.fetchval(DUPLICATES))
+
+
+def _print_burst(title: str, burst: Burst) -> float:
+    """Print a burst's figures; its runs a second."""
+    figures = burst.figures
+    rate = figures["ended"] / figures["seconds"] if figures["seconds"] else 0.0
     print(
-        f"  {ARQ_CONFIGS:,} configs due on the same second: {_figures_line(burst, ARQ_CONFIGS)}; "
-        f"{rate:.0f} runs/s from the slot to the last run's end ({burst['seconds']:.1f} s), {duplicates} duplicates"
+        f"  {title}: {_figures_line(figures, ARQ_CONFIGS)}; {rate:.0f} runs/s from the slot to the last run's end "
+        f"({figures['seconds']:.1f} s), {burst.duplicates} duplicates"
     )
-    print(f"    goal: p99 {_ms(burst['p99'])} (< 3 s); {_load()}")
-    runs = max(1, burst["ended"])
+    print(f"    goal: p99 {_ms(figures['p99'])} (< 3 s); {_load()}")
+    runs = max(1, figures["ended"])
     print(
-        "    CPU per run of the burst: "
-        + ", ".join(f"{name} {1000 * seconds / runs:.2f} ms" for name, seconds in cpu_used.items())
+        "    CPU per run: " + ", ".join(f"{name} {1000 * seconds / runs:.2f} ms" for name, seconds in burst.cpu.items())
     )
     return rate
 
