@@ -27,16 +27,23 @@ from backend.collection.summary import Period, SummaryChange
 from backend.collection.timeframes import EPOCH, MINUTE, SHORTEST_MONTH_MINUTES, STEP_MINUTES, from_minute, to_minute
 from backend.db.pool import Connection, Pool
 
-# A series and what a run needs of it: its newest candle, where its history begins, and the open
-# times of candles the exchange sent broken (rare: one array, usually empty).
+# A series and what a run needs of it: its first and newest candle, where its newest gap ends (gaps
+# lie between consecutive stored candles, so the one after the latest candle ends last), where its
+# history begins, and the open times of candles the exchange sent broken (rare: one array, usually
+# empty).
 SERIES = """
-SELECT s.id, s.earliest_available, s.earliest_asked_from,
-       (SELECT max(last_minute) FROM candle_counts WHERE series_id = s.id) AS newest,
+SELECT s.id, s.earliest_available, s.earliest_asked_from, c.first, c.newest,
+       (SELECT g.next_minute FROM candle_gaps AS g WHERE g.series_id = s.id ORDER BY g.after_minute DESC LIMIT 1)
+           AS newest_gap_end,
        ARRAY(
            SELECT open_time FROM candle_rejections AS r
            WHERE r.exchange = $1 AND r.symbol = $2 AND r.timeframe = $3
        ) AS rejected_open_times
-FROM candle_series AS s WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
+FROM candle_series AS s
+CROSS JOIN LATERAL (
+    SELECT min(first_minute) AS first, max(last_minute) AS newest FROM candle_counts WHERE series_id = s.id
+) AS c
+WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
 """
 # A series id is its timeframe's block plus a number (see the migration).
 CREATE_SERIES = """
@@ -281,7 +288,9 @@ class StoredSeries(msgspec.Struct, kw_only=True, frozen=True):
     exchange: str
     symbol: str
     timeframe: str
+    first: datetime | None  # the oldest stored candle
     newest: datetime | None  # the newest stored candle
+    newest_gap_end: datetime | None  # the stored candle that ends the newest gap (None: no gap)
     earliest_available: datetime | None  # the exchange said it has nothing before this...
     earliest_asked_from: datetime | None  # ...when asked for candles from this time on
     rejected_open_times: frozenset[datetime] = frozenset()  # candles the exchange sent broken before
@@ -342,17 +351,22 @@ async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, time
         await db.execute(CREATE_SERIES, exchange, symbol, timeframe)
         row = await db.fetchrow(SERIES, exchange, symbol, timeframe)
         assert row is not None
-    newest = from_minute(row["newest"]) if row["newest"] is not None else None
     return StoredSeries(
         id=row["id"],
         exchange=exchange,
         symbol=symbol,
         timeframe=timeframe,
-        newest=newest,
+        first=_moment(row["first"]),
+        newest=_moment(row["newest"]),
+        newest_gap_end=_moment(row["newest_gap_end"]),
         earliest_available=row["earliest_available"],
         earliest_asked_from=row["earliest_asked_from"],
         rejected_open_times=frozenset(row["rejected_open_times"]),
     )
+
+
+def _moment(minute: int | None) -> datetime | None:
+    return from_minute(minute) if minute is not None else None
 
 
 async def set_earliest_available(

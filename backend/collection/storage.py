@@ -106,7 +106,8 @@ class SeriesWriter:
     has), in a transaction of its own. ``on_committed`` hears of every page once it is committed
     (of a merged page, as up to two: the candles that may have been stored, and those after them).
     Leaving the block commits what is pending, also when the block raised; when it was cancelled,
-    the pending pages are dropped (and the commit under way is cancelled).
+    the pending pages are dropped (and the commit under way is cancelled). ``recorded_gaps`` says
+    whether a write recorded a gap of the series (candles missing between two stored ones).
     """
 
     def __init__(
@@ -126,6 +127,8 @@ class SeriesWriter:
         self._appends: list[_Page] = []
         self._first_waiting_since = 0.0  # monotonic time the first waiting page was stored
         self._committing: asyncio.Task[None] | None = None  # the commit under way behind the caller
+        # whether a write recorded a gap (new, or one a candle fell into): set before its commit
+        self.recorded_gaps = False
 
     async def __aenter__(self) -> SeriesWriter:
         return self
@@ -233,6 +236,7 @@ class SeriesWriter:
                 change = change_after_insert(
                     self.series.timeframe, minutes, first=newest, last=newest, gaps=[], periods=periods
                 )
+                self.recorded_gaps = self.recorded_gaps or bool(change.gaps)
                 await repository.apply_summary(conn, series_id=series_id, change=change)
                 written = [(len(page.rows), 0) for page in pages]
         for page, (records, revised) in zip(pages, written, strict=True):
@@ -273,6 +277,7 @@ class SeriesWriter:
                 gaps=merged.gaps_around(inserted[0], inserted[-1]),
                 periods=periods,
             )
+            self.recorded_gaps = self.recorded_gaps or bool(change.gaps)
             await repository.apply_summary(conn, series_id=series_id, change=change)
             self._newest = max(inserted[-1], self._newest if self._newest is not None else inserted[-1])
         return merged

@@ -3,8 +3,9 @@
 Forward: from after the newest stored candle (or from the window start, ``backfill_days`` ago, for
 a new series) up to the newest closed candle, the next page fetched while the previous one is
 stored (``storage.SeriesWriter``: appended with COPY, committed within a quarter of a second). Then
-the holes inside the window are asked again. A page that still fails after its retries ends the
-walk there, so the next run resumes at it.
+the holes inside the window are asked again; they are not even looked for when the series had none
+when it was opened and the walk stored no candle apart from the others. A page that still fails
+after its retries ends the walk there, so the next run resumes at it.
 
 What the walk trusts:
 
@@ -419,16 +420,31 @@ class SeriesWalk:
     # --- holes ---------------------------------------------------------------------------------
 
     async def _repair_holes(self, state: StoredSeries) -> None:
+        since = self._window_start(state)
+        if not self._may_have_holes(state, since):
+            return
         holes = await candles.find_holes(
             self.pool,
             **self._key(),
-            since=self._window_start(state),
+            since=since,
             confirmed_after=self.clock() - self.empty_range_max_age,
             limit=MAX_HOLES_PER_RUN,
         )
         for hole in holes:
             await self._repair(hole)
             self.progress.holes_repaired += 1
+
+    def _may_have_holes(self, state: StoredSeries, since: datetime) -> bool:
+        """Whether the series may miss candles from ``since`` on (what ``find_holes`` looks for).
+
+        It may when it had no candle when opened, its first candle was after ``since``, or a gap of
+        it ended after ``since``; or when this walk recorded a gap. Otherwise every candle the walk
+        stored went next to stored ones, which leaves no hole.
+        """
+        assert self._writer is not None
+        if self._writer.recorded_gaps or state.first is None:
+            return True
+        return state.first > since or (state.newest_gap_end is not None and state.newest_gap_end > since)
 
     async def _repair(self, hole: Hole) -> None:
         """Ask for one hole again; what the exchange confirms has no candles is remembered as empty.

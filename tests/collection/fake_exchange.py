@@ -7,8 +7,9 @@ client; this module holds what does not depend on the dialect:
 - the market: every candle's prices derive from its open time (:func:`candle_values`), so two
   fetches of one candle agree; ``missing_ms`` are open times without trades, ``quiet`` stretches
   of time without trades (:meth:`FakeExchange.quiet_between`: no candle of any timeframe lies
-  wholly inside one), ``history_start_ms`` where the exchange's history begins, ``now_ms`` its
-  clock (the still-open candle is served);
+  wholly inside one), ``late_ms`` candles published late (left out of the first answer that would
+  hold them), ``history_start_ms`` where the exchange's history begins, ``now_ms`` its clock (the
+  still-open candle is served);
 - selection that costs O(page) per request, whatever the range asked for, capped at ``page_limit``
   candles per answer when it is set;
 - what was asked: ``requests`` (candle requests in ccxt's terms) and ``received`` (every request's
@@ -151,6 +152,7 @@ class FakeExchange(ABC):
     latency_seconds: float = 0.0
     history_start_ms: int | None = None  # limited history: nothing older is served
     missing_ms: set[int] = field(default_factory=set)  # open times without a candle (no trades)
+    late_ms: set[int] = field(default_factory=set)  # open times left out of the first answer that holds them
     quiet: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ms without trades
     page_limit: int | None = None  # serve at most this many candles per answer (a page capped below the asked)
     unsupported_intervals: set[str] = field(default_factory=set)  # ccxt timeframes answered with an error
@@ -275,7 +277,9 @@ class FakeExchange(ABC):
         selected: list[int] = []
         moment, direction = (last, -step) if newest else (first, step)
         while first <= moment <= last and len(selected) < limit:
-            if self.traded(moment, step):
+            if moment in self.late_ms:
+                self.late_ms.discard(moment)  # published late: served from the next answer on
+            elif self.traded(moment, step):
                 selected.append(moment)
             moment += direction
         return sorted(selected)

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
+from backend.collection import repository
 from backend.collection.collector import Collector
+from backend.collection.exchanges import ExchangeClients
 from backend.collection.timeframes import to_ms
-from backend.db.pool import Pool
+from backend.db.pool import Connection, Pool, create_pool
+from backend.settings import Settings
 from tests.collection.conftest import (
     DEEP_HISTORY,
     EXCHANGES,
@@ -152,6 +156,77 @@ async def test_hole_the_exchange_confirms_empty_is_remembered_and_not_refetched(
     empty = await pool.fetchrow("SELECT range_start, range_end FROM candle_empty_ranges")
     assert empty is not None
     assert (empty["range_start"], empty["range_end"]) == (no_trades, no_trades + 2 * HOUR)
+
+
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+async def test_candle_left_out_of_the_new_candles_is_asked_again_in_the_same_run(
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
+) -> None:
+    config_id = await new_config()
+    await collector.collect_now(config_id)
+    window_start = _window_start(clock, 7)
+    clock.advance(5 * HOUR)
+    fake.late_ms = {to_ms(_newest_closed(clock) - 2 * HOUR)}
+
+    outcome = await collector.collect_now(config_id)
+
+    assert outcome is not None
+    assert (outcome.status, outcome.records_collected) == ("success", 5)
+    assert outcome.metadata["by_timeframe"]["1h"]["holes_repaired"] == 1
+    await assert_stored_series_is_the_truth(pool, fake, window_start, _newest_closed(clock))
+
+
+@pytest.mark.parametrize("exchange_id", EXCHANGES)
+async def test_candle_missing_from_the_new_candles_is_confirmed_empty_in_the_same_run(
+    pool: Pool, collector: Collector, new_config: NewConfig, fake: FakeExchange, clock: Clock
+) -> None:
+    config_id = await new_config()
+    await collector.collect_now(config_id)
+    clock.advance(5 * HOUR)
+    no_trades = _newest_closed(clock) - 2 * HOUR
+    fake.missing_ms = {to_ms(no_trades)}
+
+    outcome = await collector.collect_now(config_id)
+
+    assert outcome is not None
+    assert (outcome.status, outcome.records_collected) == ("success", 4)
+    assert outcome.metadata["by_timeframe"]["1h"]["holes_repaired"] == 1
+    empty = await pool.fetchrow("SELECT range_start, range_end FROM candle_empty_ranges")
+    assert empty is not None
+    assert (empty["range_start"], empty["range_end"]) == (no_trades, no_trades + HOUR)
+
+
+async def test_series_stored_without_holes_is_not_searched_for_holes_on_its_next_run(
+    database_url: str,
+    exchanges: ExchangeClients,
+    collection_settings: Settings,
+    new_config: NewConfig,
+    clock: Clock,
+) -> None:
+    sent: list[str] = []
+
+    class RecordingConnection(Connection):
+        async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+            sent.append(query)
+            return await super().fetch(query, *args, **kwargs)
+
+    recording_pool = await create_pool(database_url, connection_class=RecordingConnection)
+    try:
+        collector = Collector(pool=recording_pool, exchanges=exchanges, settings=collection_settings, clock=clock)
+        config_id = await new_config()
+        await collector.collect_now(config_id)  # a new series: its window is searched for holes
+        searched_by_backfill = sent.count(repository.FIND_HOLES)
+        sent.clear()
+        clock.advance(HOUR)
+
+        outcome = await collector.collect_now(config_id)
+    finally:
+        await recording_pool.close()
+
+    assert outcome is not None
+    assert (outcome.status, outcome.records_collected) == ("success", 1)
+    assert searched_by_backfill == 1
+    assert sent.count(repository.FIND_HOLES) == 0
 
 
 @pytest.mark.parametrize("exchange_id", DEEP_HISTORY)
