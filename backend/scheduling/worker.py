@@ -327,13 +327,19 @@ class ResilientWorker(Worker):
             raise
 
     async def _not_in_progress(self, job_ids: list[bytes]) -> list[bytes]:
-        if not job_ids:
-            return job_ids
+        """The jobs no worker runs: those this worker runs are known here, the others are asked of Redis."""
+        elsewhere = [job_id for job_id in job_ids if not self._running_here(job_id)]
+        if not elsewhere:
+            return elsewhere
         async with self.pool.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:
+            for job_id in elsewhere:
                 pipe.exists(in_progress_key_prefix + job_id.decode())
             running = await pipe.execute()
-        return [job_id for job_id, in_progress in zip(job_ids, running, strict=True) if not in_progress]
+        return [job_id for job_id, in_progress in zip(elsewhere, running, strict=True) if not in_progress]
+
+    def _running_here(self, job_id: bytes) -> bool:
+        task = self.tasks.get(job_id.decode())
+        return task is not None and not task.done()
 
     async def close(self) -> None:
         """arq's, without giving up when Redis is away, and always closing the database side."""

@@ -41,6 +41,10 @@ async def _finished_runs(pool: Pool, config_id: int, at_least: int) -> list[dict
     return result
 
 
+async def _worker_beating(pool: Pool) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM scheduler_heartbeats WHERE backend = 'arq'"))
+
+
 async def _anchor(pool: Pool, config_id: int) -> Any:
     return await pool.fetchval("SELECT schedule_anchor_at FROM data_collection_configs WHERE id = $1", config_id)
 
@@ -48,8 +52,9 @@ async def _anchor(pool: Pool, config_id: int) -> Any:
 async def test_a_worker_runs_each_slot_on_its_anchor_and_records_lateness(
     pool: Pool, make_config: MakeConfig, start_worker: StartWorker
 ) -> None:
-    config_id = await make_config(interval_minutes=2)
     await start_worker(StandInJob(pool))
+    await eventually(lambda: _worker_beating(pool))  # up first: its start-up never makes the first slot late
+    config_id = await make_config(interval_minutes=2)
 
     runs = (await _finished_runs(pool, config_id, 3))[:3]
 
