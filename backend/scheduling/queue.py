@@ -2,7 +2,9 @@
 
 Job ids are deterministic, so a run is never queued twice: a scheduled run by its config and slot
 (a second claim of the slot, were it possible, would find the job there), a manual run by its id.
-They start with the queue's name, so that deployments sharing one Redis never meet.
+They start with the queue's name, so that deployments sharing one Redis never meet. A job leaves
+Redis when its run ends (no result is kept): a run is queued again only while its log says it
+waits for a worker (``requeue_waiting_runs``), and an ended run never does.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from itertools import pairwise
 from typing import Any
 
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 
 from backend.app import create_app
 from backend.db.pool import Pool
@@ -62,6 +63,23 @@ async def test_a_worker_runs_each_slot_on_its_anchor_and_records_lateness(
     assert [run["scheduled_for"] - anchor for run in runs] == [timedelta(seconds=s) for s in (0, 2, 4)]
     assert all(run["trigger"] == "schedule" and run["status"] == "success" for run in runs)
     assert all(run["started_at"] >= run["scheduled_for"] for run in runs)
+
+
+async def test_redis_keeps_nothing_of_a_run_that_ended(
+    pool: Pool, make_config: MakeConfig, start_worker: StartWorker, arq_settings: Settings
+) -> None:
+    """A run's outcome is its log: a worker's Redis does not grow with every run (only the
+    scheduler's own tick keeps its short result)."""
+    await start_worker(StandInJob(pool))
+    config_id = await make_config(interval_minutes=1)
+    await _finished_runs(pool, config_id, 3)
+
+    redis = Redis.from_url(arq_settings.redis_url or "")
+    try:
+        kept = [key async for key in redis.scan_iter(match=f"arq:result:{arq_settings.arq_queue_name}*")]
+    finally:
+        await redis.aclose()
+    assert kept == []
 
 
 async def test_two_workers_run_each_slot_of_each_config_exactly_once(
