@@ -110,8 +110,9 @@ async def test_two_workers_run_each_slot_of_each_config_exactly_once(
 async def test_a_tick_claims_every_slot_due_before_the_next_one_not_only_what_the_workers_hold_at_once(
     pool: Pool, make_config: MakeConfig, start_worker: StartWorker
 ) -> None:
-    config_ids = [await make_config(interval_minutes=2) for _ in range(12)]
     await start_worker(StandInJob(pool), max_concurrent_jobs=1)
+    await eventually(lambda: _worker_beating(pool))  # up first: its start-up never makes the first slots late
+    config_ids = [await make_config(interval_minutes=2) for _ in range(12)]
 
     await eventually(lambda: _every_config_ran(pool, configs=12, runs=3), timeout=30)
 
