@@ -24,7 +24,7 @@ from backend.collection import repository as candles
 from backend.collection.causes import plain_cause
 from backend.collection.deadline import OutOfTime, deadline_in, until
 from backend.collection.exchanges import ExchangeClient, ExchangeClients, RetryPolicy, open_exchange_clients
-from backend.collection.repository import CandleQuery
+from backend.collection.repository import CandleQuery, StoredSeries
 from backend.collection.schemas import MAX_REVERIFY_CANDLES, Reverified, ReverifyRequest
 from backend.collection.storage import PartitionCache
 from backend.collection.timeframes import to_ms
@@ -80,19 +80,20 @@ class Collector:
         was scheduled (a manual run of a disabled config runs). Cancelled from outside: the row is
         completed ``failed``/``Cancelled`` and the cancellation goes on.
         """
-        config = await runs.begin_run(self.pool, run_id=run_id)
-        if config == "not running":
+        begun = await candles.begin_run_reading_series(self.pool, run_id=run_id)
+        if begun == "not running":
             logger.warning("run %s is not running any more: nothing to do", run_id)
             return None
-        if config == "no config":
+        if begun == "no config":
             await runs.delete_run(self.pool, run_id=run_id)
             return None
+        config, stored_series = begun
         started = time.monotonic()
         progress = {timeframe: TimeframeProgress(timeframe) for timeframe in config.timeframes}
         heartbeat = asyncio.create_task(self._beat(run_id), name=f"heartbeat-run-{run_id}")
         try:
             async with asyncio.timeout(self.settings.job_timeout_seconds):
-                await self._collect(config, progress)
+                await self._collect(config, progress, stored_series)
             ended: tuple[str, str] | None = None
         except TimeoutError:
             ended = ("Timeout", f"The run took longer than JOB_TIMEOUT_SECONDS={self.settings.job_timeout_seconds}")
@@ -237,7 +238,9 @@ class Collector:
             metadata=metadata,
         )
 
-    async def _collect(self, config: RunConfig, progress: dict[str, TimeframeProgress]) -> None:
+    async def _collect(
+        self, config: RunConfig, progress: dict[str, TimeframeProgress], stored_series: dict[str, StoredSeries]
+    ) -> None:
         """All timeframes at once; each one records its own failure and never stops the others."""
         started = time.monotonic()
         label = f"config {config.id} {config.exchange} {config.symbol} {','.join(progress)}"
@@ -262,7 +265,12 @@ class Collector:
                 exc_info=not expected,
             )
             return
-        await asyncio.gather(*(self._collect_timeframe(client, config, item, started) for item in progress.values()))
+        await asyncio.gather(
+            *(
+                self._collect_timeframe(client, config, item, started, stored_series.get(item.timeframe))
+                for item in progress.values()
+            )
+        )
 
     def _markets_retrying(
         self,
@@ -286,9 +294,15 @@ class Collector:
         )
 
     async def _collect_timeframe(
-        self, client: ExchangeClient, config: RunConfig, item: TimeframeProgress, started: float
+        self,
+        client: ExchangeClient,
+        config: RunConfig,
+        item: TimeframeProgress,
+        started: float,
+        opened: StoredSeries | None,
     ) -> None:
-        """Walk one series; its duration counts from the run's start (markets loading included)."""
+        """Walk one series (``opened``: as the run's start read it; None: not stored yet); its
+        duration counts from the run's start (markets loading included)."""
         walk = SeriesWalk(
             pool=self.pool,
             client=client,
@@ -300,6 +314,7 @@ class Collector:
             retention_days=self.settings.candle_retention_days.get(item.timeframe),
             empty_range_max_age=timedelta(hours=self.settings.empty_range_max_age_hours),
             partitions=self.partitions,
+            opened=opened,
         )
         try:
             await walk.run()

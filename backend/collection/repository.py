@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter, mul
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -26,24 +26,43 @@ from backend.collection.segments import decode_values, open_minutes, segment_spa
 from backend.collection.summary import Period, SummaryChange
 from backend.collection.timeframes import EPOCH, MINUTE, SHORTEST_MONTH_MINUTES, STEP_MINUTES, from_minute, to_minute
 from backend.db.pool import Connection, Pool
+from backend.runs import repository as runs
+from backend.runs.schemas import RunConfig
 
 # A series and what a run needs of it: its first and newest candle, where its newest gap ends (gaps
 # lie between consecutive stored candles, so the one after the latest candle ends last), where its
 # history begins, and the open times of candles the exchange sent broken (rare: one array, usually
-# empty).
-SERIES = """
-SELECT s.id, s.earliest_available, s.earliest_asked_from, c.first, c.newest,
-       (SELECT g.next_minute FROM candle_gaps AS g WHERE g.series_id = s.id ORDER BY g.after_minute DESC LIMIT 1)
-           AS newest_gap_end,
-       ARRAY(
-           SELECT open_time FROM candle_rejections AS r
-           WHERE r.exchange = $1 AND r.symbol = $2 AND r.timeframe = $3
-       ) AS rejected_open_times
-FROM candle_series AS s
+# empty). ``s`` is the series' row.
+SERIES_STATE = """
+s.id AS series_id, s.timeframe, s.earliest_available, s.earliest_asked_from, c.first, c.newest,
+(SELECT g.next_minute FROM candle_gaps AS g WHERE g.series_id = s.id ORDER BY g.after_minute DESC LIMIT 1)
+    AS newest_gap_end,
+ARRAY(
+    SELECT open_time FROM candle_rejections AS r
+    WHERE r.exchange = s.exchange AND r.symbol = s.symbol AND r.timeframe = s.timeframe
+) AS rejected_open_times
+"""
+SERIES_COUNTS = """
 CROSS JOIN LATERAL (
     SELECT min(first_minute) AS first, max(last_minute) AS newest FROM candle_counts WHERE series_id = s.id
 ) AS c
+"""
+SERIES = f"""
+SELECT {SERIES_STATE} FROM candle_series AS s {SERIES_COUNTS}
 WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
+"""
+# A process begins a queued run (``runs.repository.BEGIN_RUN_STEPS``) and reads the stored series of
+# its config's timeframes in the same statement: one row per series stored (one row without a series
+# when none is), each with the config's columns. No row: the run is not running.
+BEGIN_RUN_READING_SERIES = f"""
+{runs.BEGIN_RUN_STEPS}, series AS (
+    SELECT {SERIES_STATE}
+    FROM config
+    JOIN candle_series AS s
+        ON s.exchange = config.exchange AND s.symbol = config.symbol AND s.timeframe = ANY(config.timeframes)
+    {SERIES_COUNTS}
+)
+SELECT config.*, series.* FROM run LEFT JOIN config ON true LEFT JOIN series ON true
 """
 # A series id is its timeframe's block plus a number (see the migration).
 CREATE_SERIES = """
@@ -351,11 +370,30 @@ async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, time
         await db.execute(CREATE_SERIES, exchange, symbol, timeframe)
         row = await db.fetchrow(SERIES, exchange, symbol, timeframe)
         assert row is not None
+    return _stored_series(row, exchange=exchange, symbol=symbol)
+
+
+async def begin_run_reading_series(
+    db: Pool | Connection, *, run_id: int
+) -> tuple[RunConfig, dict[str, StoredSeries]] | Literal["not running", "no config"]:
+    """Begin the queued run as :func:`backend.runs.repository.begin_run` does, and read its config's
+    series already stored, by timeframe (those missing are created by :func:`open_series`)."""
+    rows = await db.fetch(BEGIN_RUN_READING_SERIES, run_id)
+    config = runs.config_of_begun_run(rows[0] if rows else None)
+    if isinstance(config, str):
+        return config
+    stored = [row for row in rows if row["series_id"] is not None]
+    return config, {
+        row["timeframe"]: _stored_series(row, exchange=config.exchange, symbol=config.symbol) for row in stored
+    }
+
+
+def _stored_series(row: Any, *, exchange: str, symbol: str) -> StoredSeries:
     return StoredSeries(
-        id=row["id"],
+        id=row["series_id"],
         exchange=exchange,
         symbol=symbol,
-        timeframe=timeframe,
+        timeframe=row["timeframe"],
         first=_moment(row["first"]),
         newest=_moment(row["newest"]),
         newest_gap_end=_moment(row["newest_gap_end"]),

@@ -203,8 +203,10 @@ class SeriesWalk:
         retention_days: int | None,
         empty_range_max_age: timedelta,
         partitions: PartitionCache,
+        opened: StoredSeries | None = None,
     ) -> None:
         self.pool = pool
+        self.opened = opened  # the series as the run's start read it (None: the walk opens it)
         self.client = client
         self.retry = retry
         self.clock = clock
@@ -223,7 +225,7 @@ class SeriesWalk:
         try:
             await self.client.check_can_fetch(self.series.symbol, self.series.timeframe)
             await self._measure_final_offset()
-            state = await candles.open_series(self.pool, **self._key())
+            state = self.opened or await candles.open_series(self.pool, **self._key())
             self._known_rejected = set(state.rejected_open_times)
             async with SeriesWriter(self.pool, state, self.partitions, on_committed=self.progress.stored) as writer:
                 self._writer = writer

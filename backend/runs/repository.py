@@ -46,7 +46,7 @@ SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exis
 # run's start: its started_at and first heartbeat, and its config's last_run_at (the config remembers
 # its latest start). No row: the run is not running; a row of nulls: its config is gone or disabled
 # (nothing was written). The config's row is locked first (see the lock order above).
-BEGIN_RUN = """
+BEGIN_RUN_STEPS = """
 WITH run AS (
     SELECT config_id, trigger FROM job_execution_logs WHERE id = $1 AND status = 'running'
 ), config AS (
@@ -57,9 +57,8 @@ WITH run AS (
 ), started AS (
     UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
     WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) > 0
-)
-SELECT config.* FROM run LEFT JOIN config ON true
-"""
+)"""
+BEGIN_RUN = f"{BEGIN_RUN_STEPS}\nSELECT config.* FROM run LEFT JOIN config ON true"
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
 # stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome. The run
@@ -132,12 +131,16 @@ async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Litera
     """Start the queued run ``run_id`` (its ``started_at``, first heartbeat, its config's ``last_run_at``)
     and return what it collects; "not running" once it ended (or never existed), "no config" when its
     config is gone, or disabled and the run scheduled (then nothing was written)."""
-    row = await db.fetchrow(BEGIN_RUN, run_id)
+    return config_of_begun_run(await db.fetchrow(BEGIN_RUN, run_id))
+
+
+def config_of_begun_run(row: asyncpg.Record | None) -> RunConfig | Literal["not running", "no config"]:
+    """What a statement beginning a run (``BEGIN_RUN_STEPS``, then the config's columns) answered."""
     if row is None:
         return "not running"
     if row["id"] is None:
         return "no config"
-    return msgspec.convert(dict(row), RunConfig)
+    return msgspec.convert({name: row[name] for name in RunConfig.__struct_fields__}, RunConfig)
 
 
 async def refresh_heartbeat(db: Pool | Connection, *, run_id: int) -> None:
