@@ -18,7 +18,7 @@ from backend.runs.history import DETAIL_HOURS, compact_routine_runs, drop_expire
 from backend.scheduling import repository as scheduling
 from backend.scheduling.retention import keep_run_history
 from backend.scheduling.runs import RUN_HISTORY_JOB
-from tests.monitoring.conftest import ADMIN_PATH, InsertConfig, InsertLog
+from tests.monitoring.conftest import ADMIN_PATH, InsertConfig, InsertLog, until_the_app_has_heard
 
 Client = AsyncTestClient[Litestar]
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -139,12 +139,13 @@ async def _compact(pool: Pool) -> int:
 
 
 async def test_stats_status_timeseries_and_by_config_are_the_same_after_compaction(
-    pool: Pool, client: Client, viewer_headers: dict[str, str], history: dict[str, int]
+    app: Litestar, pool: Pool, client: Client, viewer_headers: dict[str, str], history: dict[str, int]
 ) -> None:
     logs_before = await pool.fetchval("SELECT count(*) FROM job_execution_logs")
     before = await _figures(client, viewer_headers)
 
     moved = await _compact(pool)
+    await until_the_app_has_heard(app, pool)  # answers computed after the change, not kept from before
 
     assert moved > 700
     assert await pool.fetchval("SELECT count(*) FROM compacted_runs WHERE minutes IS NULL AND records IS NULL") >= 3
@@ -170,13 +171,14 @@ async def test_the_counts_per_minute_still_equal_a_recount_from_logs_and_compact
 
 
 async def test_every_run_of_the_last_day_is_still_listed_in_full(
-    pool: Pool, client: Client, viewer_headers: dict[str, str], history: dict[str, int]
+    app: Litestar, pool: Pool, client: Client, viewer_headers: dict[str, str], history: dict[str, int]
 ) -> None:
     day_ago = (NOW - timedelta(hours=DETAIL_HOURS)).isoformat().replace("+00:00", "Z")
     url = f"{ADMIN_PATH}/execution-logs?start_date={day_ago}&limit=1000"
     before = (await client.get(url, headers=viewer_headers)).json()
 
     await _compact(pool)
+    await until_the_app_has_heard(app, pool)
 
     assert len(before) > 400
     assert (await client.get(url, headers=viewer_headers)).json() == before
@@ -230,9 +232,10 @@ async def test_a_config_deleted_after_compaction_leaves_its_runs_counted_as_its_
 
 
 async def test_retention_drops_whole_days_with_their_counts(
-    pool: Pool, client: Client, viewer_headers: dict[str, str], history: dict[str, int]
+    app: Litestar, pool: Pool, client: Client, viewer_headers: dict[str, str], history: dict[str, int]
 ) -> None:
     await _compact(pool)
+    await until_the_app_has_heard(app, pool)
     days = [row["day"] for row in await pool.fetch("SELECT day FROM compacted_run_partitions ORDER BY day")]
     oldest_day_start = datetime(days[0].year, days[0].month, days[0].day, tzinfo=UTC)
     in_oldest_day = await pool.fetchval(
@@ -243,6 +246,7 @@ async def test_retention_drops_whole_days_with_their_counts(
     total_before = (await client.get(stats, headers=viewer_headers)).json()["total_executions"]
 
     dropped = await drop_expired_days(pool, before=days[1])
+    await until_the_app_has_heard(app, pool)
 
     assert dropped == [f"compacted_runs_{days[0]:%Y_%m_%d}"]
     assert [row["day"] for row in await pool.fetch("SELECT day FROM compacted_run_partitions ORDER BY day")] == days[1:]
