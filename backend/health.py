@@ -42,7 +42,8 @@ class HealthController(Controller):
 
 async def _check(probe: Any) -> str:
     try:
-        await asyncio.wait_for(probe, CHECK_TIMEOUT_SECONDS)
+        async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+            await probe
     except Exception as exc:
         return f"unavailable ({type(exc).__name__})"
     return "ok"

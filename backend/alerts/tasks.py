@@ -8,7 +8,6 @@ evaluation or a slow receiver never holds up a run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +18,7 @@ from backend.alerts.evaluation import Evaluator
 from backend.alerts.webhook import WebhookDelivery
 from backend.db.pool import Pool
 from backend.settings import Settings
+from backend.waiting import cancel_and_wait
 
 
 class AlertTasks:
@@ -33,11 +33,7 @@ class AlertTasks:
             self._tasks.append(asyncio.create_task(self._delivery.run(), name="alert webhook delivery"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
 
     def _wake_delivery(self) -> None:

@@ -14,7 +14,6 @@ stored or shown; errors are described without it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from backend.alerts.repository import ClaimedNotification
 from backend.backoff import Backoff
 from backend.db.pool import Pool
 from backend.settings import Settings
+from backend.waiting import wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ class WebhookDelivery:
                 except Exception as exc:
                     self._database.failed(exc=exc)
                     delay = self._backoff.next_delay()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await wait_for_event(self._wake, delay)
 
     async def _deliver_due(self, session: aiohttp.ClientSession) -> float:
         """Post every message that is due, oldest first; the seconds until the next one may be."""

@@ -22,6 +22,7 @@ import msgspec
 
 from backend.db.outage import SHUTDOWN_WRITE_SECONDS
 from backend.db.pool import Connection, Pool
+from backend.waiting import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -224,8 +225,7 @@ class ExchangeActivity:
             timer.cancel()
         self._end_checks.clear()
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._writer
+            await cancel_and_wait([self._writer])
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.flush(), timeout=SHUTDOWN_WRITE_SECONDS)
+            async with asyncio.timeout(SHUTDOWN_WRITE_SECONDS):
+                await self.flush()

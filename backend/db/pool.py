@@ -59,4 +59,5 @@ async def close_pool(pool: Pool) -> None:
     """Close gracefully; connections still busy after ``POOL_CLOSE_SECONDS`` (a statement hanging on a
     database that stopped answering) are cut, so that shutdown keeps its time budget."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)  # cancelled, asyncpg terminates the pool
+        async with asyncio.timeout(POOL_CLOSE_SECONDS):
+            await pool.close()  # cancelled, asyncpg terminates the pool

@@ -12,7 +12,6 @@ the live streams of a user who may have lost access).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from litestar import Litestar
 from backend.auth.user_cache import USERS_CHANNEL, UserCache, changed_user_id
 from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.monitoring.etag import AnswerCache, DataVersions, read_data_version_tokens
+from backend.waiting import cancel_and_wait, wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +145,7 @@ def _termination_event(conn: asyncpg.Connection[Any]) -> asyncio.Event:
 
 async def _wait_until_lost(conn: asyncpg.Connection[Any], lost: asyncio.Event) -> None:
     """Return when the server closes the connection, or when it stops answering a periodic probe."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lost.wait(), LIVENESS_CHECK_SECONDS)
-            return
+    while not await wait_for_event(lost, LIVENESS_CHECK_SECONDS):
         await conn.fetchval("SELECT 1", timeout=LIVENESS_TIMEOUT_SECONDS)
 
 
@@ -166,6 +163,4 @@ async def open_monitoring(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        await cancel_and_wait([listener])

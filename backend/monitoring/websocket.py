@@ -26,6 +26,7 @@ from backend.auth.schemas import User
 from backend.auth.tokens import bearer_token, retrieve_user
 from backend.auth.user_cache import UserCache
 from backend.monitoring.events import EventHub, Subscription
+from backend.waiting import cancel_and_wait, wait_for_event
 
 EVENTS_PATH = "/api/v1/admin/data-collection/events"
 FIRST_MESSAGE_TIMEOUT_SECONDS = 10.0
@@ -44,7 +45,8 @@ async def _token(socket: WebSocket[Any, Any, Any]) -> str:
         return token
     if token := bearer_token(socket.headers.get("authorization", "")):
         return token
-    message = (await asyncio.wait_for(socket.receive_text(), FIRST_MESSAGE_TIMEOUT_SECONDS)).strip()
+    async with asyncio.timeout(FIRST_MESSAGE_TIMEOUT_SECONDS):
+        message = (await socket.receive_text()).strip()
     if message.startswith("{"):
         return msgspec.json.decode(message, type=TokenMessage).token
     return message
@@ -105,9 +107,7 @@ async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
     subscription = hub.subscribe(user.id)
     subscription.access_changed.set()  # a change heard between the token check and subscribing counts too
     try:
-        try:
-            await asyncio.wait_for(hub.listening.wait(), LISTENER_WAIT_SECONDS)
-        except TimeoutError:
+        if not await wait_for_event(hub.listening, LISTENER_WAIT_SECONDS):
             await socket.close(code=WS_1011_INTERNAL_ERROR, reason="Live events are unavailable, retry shortly")
             return
         await socket.send_text(READY)
@@ -118,11 +118,7 @@ async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
             asyncio.create_task(_until_token_expires(socket, expires_at)),
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-                await task
+        await cancel_and_wait(pending)
         for task in done:
             with contextlib.suppress(WebSocketDisconnect):
                 task.result()

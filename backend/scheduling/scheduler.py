@@ -40,6 +40,7 @@ from backend.scheduling.runs import (
     utc_now,
 )
 from backend.settings import Settings
+from backend.waiting import cancel_and_wait, wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,7 @@ class InProcessScheduler:
         """Stop claiming; let runs finish within the grace period, then cancel them."""
         self._accepting = False
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await cancel_and_wait([self._loop_task])
             self._loop_task = None
         if self._runs:
             logger.info("waiting up to %ss for %d runs", self._settings.shutdown_grace_seconds, len(self._runs))
@@ -120,9 +119,8 @@ class InProcessScheduler:
                 await self._listener.close(timeout=SHUTDOWN_WRITE_SECONDS)
             self._listener = None
         with contextlib.suppress(*DATABASE_ERRORS, TimeoutError):
-            await asyncio.wait_for(
-                repository.remove_heartbeat(self._pool, scheduler_id=self.scheduler_id), SHUTDOWN_WRITE_SECONDS
-            )
+            async with asyncio.timeout(SHUTDOWN_WRITE_SECONDS):
+                await repository.remove_heartbeat(self._pool, scheduler_id=self.scheduler_id)
         logger.info("in-process scheduler %s stopped", self.scheduler_id)
 
     async def trigger(self, config_id: int) -> TriggeredRun:
@@ -163,8 +161,7 @@ class InProcessScheduler:
                 else:
                     logger.exception("scheduler: unexpected error; beating again in %.1f s", delay)
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await wait_for_event(self._wake, delay)
 
     async def _beat(self) -> None:
         if self._listener is None or self._listener.is_closed():

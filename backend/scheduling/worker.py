@@ -56,6 +56,7 @@ from backend.scheduling.runs import (
 )
 from backend.scheduling.scheduler import DATABASE_ERRORS
 from backend.settings import Settings
+from backend.waiting import wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,7 @@ async def _keep_alive(ctx: dict[str, Any]) -> None:
                 logger.debug("queued runs not checked now (%s); next beat", type(exc).__name__)
             except Exception:
                 logger.exception("checking queued runs failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(redis_back.wait(), timeout=delay)
+        await wait_for_event(redis_back, delay)
 
 
 def _in_background(ctx: dict[str, Any], job: Any) -> None:
@@ -294,8 +294,7 @@ class ResilientWorker(Worker):
         if self.job_counter < self.max_jobs:
             await asyncio.sleep(delay)
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._place_freed.wait(), timeout=delay)
+        await wait_for_event(self._place_freed, delay)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

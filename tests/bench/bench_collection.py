@@ -52,7 +52,9 @@ async def start_fake_binance(symbols: list[str], now: datetime) -> tuple[asyncio
         stdout=asyncio.subprocess.PIPE,
     )
     assert server.stdout is not None
-    return server, (await asyncio.wait_for(server.stdout.readline(), 30)).decode().strip()
+    async with asyncio.timeout(30):
+        first = await server.stdout.readline()
+    return server, first.decode().strip()
 
 
 async def bench_full_run(pool: Pool, database_url: str) -> None:

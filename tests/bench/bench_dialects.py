@@ -51,7 +51,8 @@ async def _backfill(database_url: str, exchange_id: str) -> str:
     pool = await create_pool(database_url, min_size=1, max_size=4)
     try:
         assert server.stdout is not None
-        overrides: dict[str, Any] = json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
+        async with asyncio.timeout(30):
+            overrides: dict[str, Any] = json.loads(await server.stdout.readline())
         overrides[exchange_id]["rateLimit"] = 1
         settings = Settings(app_env="test", database_url=database_url, exchange_overrides=overrides)
         exchanges = ExchangeClients(overrides)

@@ -46,7 +46,8 @@ class FakeBinanceProcess:
         assert self.process.stdout is not None
         self.process.stdin.write(f"{command}\n".encode())
         await self.process.stdin.drain()
-        answer = (await asyncio.wait_for(self.process.stdout.readline(), STARTUP_SECONDS)).decode().strip()
+        async with asyncio.timeout(STARTUP_SECONDS):
+            answer = (await self.process.stdout.readline()).decode().strip()
         if not answer:
             raise RuntimeError(f"the fake Binance process ended (exit code {self.process.returncode})")
         return answer
@@ -87,7 +88,8 @@ async def fake_binance_process(
     try:
         process.stdin.write(json.dumps({"symbols": sorted(symbols), "now_ms": now_ms, "knobs": knobs}).encode() + b"\n")
         await process.stdin.drain()
-        first = await asyncio.wait_for(process.stdout.readline(), STARTUP_SECONDS)
+        async with asyncio.timeout(STARTUP_SECONDS):
+            first = await process.stdout.readline()
         if not first:
             raise RuntimeError(f"the fake Binance process ended before serving (exit code {await process.wait()})")
         yield FakeBinanceProcess(process, json.loads(first))
@@ -103,7 +105,8 @@ async def _end(process: asyncio.subprocess.Process, *, kill: bool) -> None:
         assert process.stdin is not None
         process.stdin.close()
         with suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), EXIT_SECONDS)
+            async with asyncio.timeout(EXIT_SECONDS):
+                await process.wait()
     if process.returncode is None:
         process.kill()
     await process.wait()

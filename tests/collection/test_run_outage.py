@@ -63,7 +63,8 @@ async def test_the_run_closes_itself_with_what_it_collected_once_the_database_is
     with contextlib.suppress(Exception):
         await locker.close()
     throwaway_postgres.start()
-    outcome = await asyncio.wait_for(run, timeout=60)
+    async with asyncio.timeout(60):
+        outcome = await run
 
     row = await pool.fetchrow(
         "SELECT status, records_collected, error_type, metadata FROM job_execution_logs WHERE id = $1", run_id

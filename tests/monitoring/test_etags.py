@@ -160,9 +160,8 @@ async def test_304_runs_no_query_over_the_logs(
     try:
         async with locker.transaction():
             await locker.execute("LOCK TABLE job_execution_logs, data_collection_configs IN ACCESS EXCLUSIVE MODE")
-            response = await asyncio.wait_for(
-                client.get(f"{ADMIN_PATH}{path}", headers={**admin_headers, "If-None-Match": etag}), timeout=10
-            )
+            async with asyncio.timeout(10):
+                response = await client.get(f"{ADMIN_PATH}{path}", headers={**admin_headers, "If-None-Match": etag})
     finally:
         await locker.close()
 
@@ -302,7 +301,8 @@ async def test_a_change_to_any_column_a_reader_sees_changes_the_tag(
                 await session_pool.execute(f"UPDATE {table} SET {column} = {value} WHERE id = $1", row_id, *other)
                 assert (await _versions(session_pool))[table] > before, column
                 if table == "data_collection_configs":
-                    event = await asyncio.wait_for(events.get(), NOTIFY_WAIT_SECONDS)
+                    async with asyncio.timeout(NOTIFY_WAIT_SECONDS):
+                        event = await events.get()
                     assert '"config_changed"' in event, column
     finally:
         await listener.remove_listener("data_collection_events", heard)

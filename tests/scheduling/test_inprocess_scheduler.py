@@ -305,6 +305,19 @@ async def test_a_manual_trigger_while_the_config_runs_is_a_conflict(
     release.set()
 
 
+async def test_a_scheduler_woken_at_the_moment_it_is_stopped_stops(pool: Pool, start_scheduler: StartScheduler) -> None:
+    """A wake-up (a NOTIFY, a run ending) that lands in the same instant as the stop must not swallow it."""
+    scheduler = await start_scheduler(StandInJob(pool), scheduler_heartbeat_seconds=60)
+    await asyncio.sleep(0.3)  # the scheduler has found nothing to do and sleeps until woken
+
+    scheduler._on_notify()  # what a NOTIFY on its channel calls, in the same loop step as the stop
+    stopping = asyncio.create_task(scheduler.stop())
+    stopped, _ = await asyncio.wait({stopping}, timeout=10)
+
+    assert stopped, "the scheduler still had not stopped 10 s later"
+    assert (await read_scheduler_status(pool)).alive is False
+
+
 async def test_a_running_scheduler_shows_in_the_status_and_leaves_it_when_stopped(
     pool: Pool, start_scheduler: StartScheduler
 ) -> None:

@@ -49,7 +49,8 @@ async def _send_huge_header(host: str, port: int) -> tuple[bytes, int]:
             writer.write(CHUNK)
             await writer.drain()
             sent += len(CHUNK)
-    response = await asyncio.wait_for(answer, 30)
+    async with asyncio.timeout(30):
+        response = await answer
     writer.close()
     return response, sent
 
@@ -90,7 +91,8 @@ async def test_a_body_larger_than_the_header_limit_is_not_refused_for_its_size(s
 async def test_headers_not_finished_in_time_answer_408_and_close(server: tuple[str, int]) -> None:
     reader, writer = await _open_unfinished(*server)
 
-    response = await asyncio.wait_for(reader.read(), 30)
+    async with asyncio.timeout(30):
+        response = await reader.read()
 
     writer.close()
     assert response.startswith(b"HTTP/1.1 408 ")
@@ -99,7 +101,8 @@ async def test_headers_not_finished_in_time_answer_408_and_close(server: tuple[s
 async def test_a_connection_that_never_sends_a_request_is_closed_without_an_answer(server: tuple[str, int]) -> None:
     reader, writer = await asyncio.open_connection(*server)
 
-    response = await asyncio.wait_for(reader.read(), 30)
+    async with asyncio.timeout(30):
+        response = await reader.read()
 
     writer.close()
     assert response == b""
@@ -115,7 +118,8 @@ async def test_a_kept_alive_connection_that_begins_a_request_and_stalls_is_close
     await reader.readexactly(length)
 
     writer.write(PARTIAL_REQUEST)
-    second = await asyncio.wait_for(reader.read(), 30)
+    async with asyncio.timeout(30):
+        second = await reader.read()
 
     writer.close()
     assert first.startswith(b"HTTP/1.1 200 ")
@@ -131,7 +135,8 @@ async def test_a_normal_client_is_served_while_hundreds_of_connections_stall_in_
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as http:
             health = await http.get("/health")
 
-        answers = await asyncio.wait_for(asyncio.gather(*(reader.read() for reader, _ in stalled)), 60)
+        async with asyncio.timeout(60):
+            answers = await asyncio.gather(*(reader.read() for reader, _ in stalled))
     finally:
         for _, writer in stalled:
             writer.close()
