@@ -56,7 +56,7 @@ from backend.scheduling.runs import (
 )
 from backend.scheduling.scheduler import DATABASE_ERRORS
 from backend.settings import Settings
-from backend.waiting import wait_for_event
+from backend.waiting import cancel_and_wait, wait_for_event
 
 logger = logging.getLogger(__name__)
 
@@ -193,9 +193,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     """Stop beating, leave the heartbeat table, close the exchange clients and the pool."""
     tasks: list[asyncio.Task[Any]] = [ctx.pop("keep_alive")] if "keep_alive" in ctx else []
     tasks += ctx.get("background", ())
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await cancel_and_wait(tasks)
     if "exit_stack" in ctx:
         with contextlib.suppress(*DATABASE_ERRORS):
             await repository.remove_heartbeat(ctx["pool"], scheduler_id=ctx["scheduler_id"])
