@@ -34,6 +34,7 @@ from backend.db.pool import Pool
 from backend.log_config import logs_run_id
 from backend.runs import repository as runs
 from backend.runs.completion import RunCompletion
+from backend.runs.grouped import GroupedStatements
 from backend.runs.schemas import FinalStatus, RunConfig, RunOutcome
 from backend.settings import Settings
 
@@ -63,6 +64,10 @@ class Collector:
         self.clock = clock
         self.partitions = PartitionCache(pool)
         self.completion = RunCompletion(pool)  # runs that end together are written together
+        # ... and runs that begin together are begun together
+        self.beginning = GroupedStatements(
+            functools.partial(candles.begin_runs_reading_series, pool), what="beginning runs"
+        )
         self.retry = RetryPolicy(
             max_retries=settings.exchange_max_retries, base_seconds=settings.exchange_retry_base_ms / 1000
         )
@@ -80,7 +85,7 @@ class Collector:
         was scheduled (a manual run of a disabled config runs). Cancelled from outside: the row is
         completed ``failed``/``Cancelled`` and the cancellation goes on.
         """
-        begun = await candles.begin_run_reading_series(self.pool, run_id=run_id)
+        begun = await self.beginning(run_id)
         if begun == "not running":
             logger.warning("run %s is not running any more: nothing to do", run_id)
             return None

@@ -19,6 +19,7 @@ from itertools import repeat
 from operator import itemgetter, mul
 from typing import Any, Literal
 
+import asyncpg
 import msgspec
 
 from backend.collection import schemas
@@ -51,18 +52,19 @@ SERIES = f"""
 SELECT {SERIES_STATE} FROM candle_series AS s {SERIES_COUNTS}
 WHERE s.exchange = $1 AND s.symbol = $2 AND s.timeframe = $3
 """
-# A process begins a queued run (``runs.repository.BEGIN_RUN_STEPS``) and reads the stored series of
-# its config's timeframes in the same statement: one row per series stored (one row without a series
-# when none is), each with the config's columns. No row: the run is not running.
-BEGIN_RUN_READING_SERIES = f"""
-{runs.BEGIN_RUN_STEPS}, series AS (
-    SELECT {SERIES_STATE}
+# A process begins queued runs (``runs.repository.BEGIN_RUNS_STEPS``) and reads the stored series of
+# their configs' timeframes in the same statement: one row per series stored (one row without a
+# series when none is), each with its run's id and config's columns. No row: the run is not running.
+BEGIN_RUNS_READING_SERIES = f"""
+{runs.BEGIN_RUNS_STEPS}, series AS (
+    SELECT config.run_id AS series_run_id, {SERIES_STATE}
     FROM config
     JOIN candle_series AS s
         ON s.exchange = config.exchange AND s.symbol = config.symbol AND s.timeframe = ANY(config.timeframes)
     {SERIES_COUNTS}
 )
-SELECT config.*, series.* FROM run LEFT JOIN config ON true LEFT JOIN series ON true
+SELECT run.run_id AS begun_run_id, config.*, series.*
+FROM run LEFT JOIN config USING (run_id) LEFT JOIN series ON series_run_id = run.run_id
 """
 # A series id is its timeframe's block plus a number (see the migration).
 CREATE_SERIES = """
@@ -373,12 +375,20 @@ async def open_series(db: Pool | Connection, *, exchange: str, symbol: str, time
     return _stored_series(row, exchange=exchange, symbol=symbol)
 
 
-async def begin_run_reading_series(
-    db: Pool | Connection, *, run_id: int
-) -> tuple[RunConfig, dict[str, StoredSeries]] | Literal["not running", "no config"]:
-    """Begin the queued run as :func:`backend.runs.repository.begin_run` does, and read its config's
-    series already stored, by timeframe (those missing are created by :func:`open_series`)."""
-    rows = await db.fetch(BEGIN_RUN_READING_SERIES, run_id)
+BegunRun = tuple[RunConfig, dict[str, StoredSeries]] | Literal["not running", "no config"]
+
+
+async def begin_runs_reading_series(db: Pool | Connection, run_ids: list[int]) -> list[BegunRun]:
+    """Begin the queued runs as :func:`backend.runs.repository.begin_run` does, and read their
+    configs' series already stored, by timeframe (those missing are created by :func:`open_series`);
+    one answer per run, in order."""
+    rows_by_run: dict[int, list[asyncpg.Record]] = {}
+    for row in await db.fetch(BEGIN_RUNS_READING_SERIES, run_ids):
+        rows_by_run.setdefault(row["begun_run_id"], []).append(row)
+    return [_begun_run(rows_by_run.get(run_id, [])) for run_id in run_ids]
+
+
+def _begun_run(rows: list[asyncpg.Record]) -> BegunRun:
     config = runs.config_of_begun_run(rows[0] if rows else None)
     if isinstance(config, str):
         return config

@@ -28,7 +28,7 @@ from backend.runs.totals import COUNT_ENDED_RUNS, ENDED_COLUMNS
 # A unique key (one running run per config, one run per scheduled slot) makes it insert nothing,
 # without aborting the caller's transaction; WHY_NOT_STARTED then says which.
 # The run is queued: status 'running' (as the API shows it) without a heartbeat until a process
-# begins it (BEGIN_RUN), so that stale-run detection never mistakes a queued run for a dead one.
+# begins it (BEGIN_RUNS_STEPS), so that stale-run detection never mistakes a queued run for a dead one.
 START_RUN = """
 INSERT INTO job_execution_logs
     (job_name, job_type, config_id, symbol, exchange, status, trigger, scheduled_for, missed_slots)
@@ -41,24 +41,32 @@ WHY_NOT_STARTED = """
 SELECT EXISTS (SELECT FROM data_collection_configs WHERE id = $1) AS config_exists,
        (SELECT id FROM job_execution_logs WHERE config_id = $1 AND status = 'running') AS running_run_id
 """
-# A process begins a queued run, in one statement: the run's config (what a run reads of it) when the
-# run is still running and its config exists (and is enabled, for a scheduled run), and then the
-# run's start: its started_at and first heartbeat, and its config's last_run_at (the config remembers
-# its latest start). No row: the run is not running; a row of nulls: its config is gone or disabled
-# (nothing was written). The config's row is locked first (see the lock order above).
-BEGIN_RUN_STEPS = """
+# A process begins queued runs (those that start together, in one statement): for each run still
+# running whose config exists (and is enabled, for a scheduled run), the config (what a run reads of
+# it), and then the run's start: its started_at and first heartbeat, and its config's last_run_at (the
+# config remembers its latest start). A run that is not running gives no row of ``run``; one whose
+# config is gone or disabled, no row of ``config`` (nothing of it is written). The configs' rows are
+# locked first, in id order (see the lock order above).
+BEGIN_RUNS_STEPS = """
 WITH run AS (
-    SELECT config_id, trigger FROM job_execution_logs WHERE id = $1 AND status = 'running'
+    SELECT id AS run_id, config_id, trigger FROM job_execution_logs
+    WHERE id = ANY($1::bigint[]) AND status = 'running'
+), locked AS MATERIALIZED (
+    SELECT config.id FROM data_collection_configs AS config
+    WHERE config.id IN (SELECT config_id FROM run)
+    ORDER BY config.id
+    FOR UPDATE
 ), config AS (
     UPDATE data_collection_configs AS config SET last_run_at = now()
     FROM run
-    WHERE config.id = run.config_id AND (config.enabled OR run.trigger <> 'schedule')
-    RETURNING config.id, config.symbol, config.exchange, config.timeframes, config.backfill_days
+    WHERE config.id = run.config_id AND config.id IN (SELECT id FROM locked)
+      AND (config.enabled OR run.trigger <> 'schedule')
+    RETURNING run.run_id, config.id, config.symbol, config.exchange, config.timeframes, config.backfill_days
 ), started AS (
     UPDATE job_execution_logs SET started_at = now(), heartbeat_at = now()
-    WHERE id = $1 AND status = 'running' AND (SELECT count(*) FROM config) > 0
+    WHERE id IN (SELECT run_id FROM config) AND status = 'running'
 )"""
-BEGIN_RUN = f"{BEGIN_RUN_STEPS}\nSELECT config.* FROM run LEFT JOIN config ON true"
+BEGIN_RUN = f"{BEGIN_RUNS_STEPS}\nSELECT config.* FROM run LEFT JOIN config USING (run_id)"
 REFRESH_HEARTBEAT = "UPDATE job_execution_logs SET heartbeat_at = now() WHERE id = $1 AND status = 'running'"
 # The run's own process has the last word: a run closed meanwhile as Interrupted (its heartbeat
 # stopped during a database outage longer than STALE_RUN_SECONDS) gets its real outcome. The run
@@ -131,11 +139,12 @@ async def begin_run(db: Pool | Connection, *, run_id: int) -> RunConfig | Litera
     """Start the queued run ``run_id`` (its ``started_at``, first heartbeat, its config's ``last_run_at``)
     and return what it collects; "not running" once it ended (or never existed), "no config" when its
     config is gone, or disabled and the run scheduled (then nothing was written)."""
-    return config_of_begun_run(await db.fetchrow(BEGIN_RUN, run_id))
+    return config_of_begun_run(await db.fetchrow(BEGIN_RUN, [run_id]))
 
 
 def config_of_begun_run(row: asyncpg.Record | None) -> RunConfig | Literal["not running", "no config"]:
-    """What a statement beginning a run (``BEGIN_RUN_STEPS``, then the config's columns) answered."""
+    """What a statement beginning runs (``BEGIN_RUNS_STEPS``, then the config's columns) answered of
+    one run: no row, or a row without a config."""
     if row is None:
         return "not running"
     if row["id"] is None:
