@@ -14,7 +14,7 @@ arq workers scaling out. The real collector against the fake Binance, candles st
   warms the workers up), then 1,000 configs due on the same second
   (how fast the workers drain them: runs a second, and two workers against one).
 
-    python -m tests.bench.bench_throughput [--configs 10000] [--burst-only]
+    python -m tests.bench.bench_throughput [--configs 10000] [--burst-only] [--one-worker]
 """
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ def _cpu_since(before: dict[str, dict[int, float]], after: dict[str, dict[int, f
     }
 
 
-async def bench_throughput(configs: int, *, burst_only: bool = False) -> None:
+async def bench_throughput(configs: int, *, burst_only: bool = False, one_worker: bool = False) -> None:
     print(f"{_load()}; 2 cores shared with PostgreSQL, Redis and whatever else runs")
     symbols = [
         f"{prefix}{n}/USDT"
@@ -339,9 +339,11 @@ async def bench_throughput(configs: int, *, burst_only: bool = False) -> None:
         running_fake_binance(symbols, history_start_ms=history_start_ms) as fake,
     ):
         await create_partitions_ahead(url)
-        if not burst_only:
+        if not (burst_only or one_worker):
             await steady_state(url, fake, configs)
         one = await arq_workers(url, fake, 1, burst_only=burst_only)
+        if one_worker:
+            return
         two = await arq_workers(url, fake, 2, burst_only=burst_only)
     ratio = two / one if one else 0.0
     print(f"arq scale-out: two workers drain a burst at {ratio:.2f}x the rate of one (goal >= 1.8x); {_load()}")
@@ -355,5 +357,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", type=int, default=CONFIGS, help="configs in the steady state (default 1000)")
     parser.add_argument("--burst-only", action="store_true", help="arq's burst alone, after a few warm-up runs")
+    parser.add_argument("--one-worker", action="store_true", help="arq with one worker alone (to compare two commits)")
     arguments = parser.parse_args()
-    asyncio.run(bench_throughput(arguments.configs, burst_only=arguments.burst_only))
+    asyncio.run(bench_throughput(arguments.configs, burst_only=arguments.burst_only, one_worker=arguments.one_worker))
