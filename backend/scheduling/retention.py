@@ -114,7 +114,8 @@ async def retain_logs(
         metadata["compacted_partitions"] = await compact_closed_partitions(
             pool, now=now, heartbeat=lambda: repository.refresh_system_run(pool, run_id=run.run_id)
         )
-    logger.info("log retention: %d logs older than %d days deleted", metadata["deleted_logs"], retention_days)
+        # logged before the run's log ends: whoever sees the run ended has its line too
+        logger.info("log retention: %d logs older than %d days deleted", metadata["deleted_logs"], retention_days)
     return run.run_id
 
 
@@ -130,12 +131,12 @@ async def keep_run_history(pool: Pool, *, retention_days: int) -> int:
             heartbeat=lambda: repository.refresh_system_run(pool, run_id=run.run_id),
         )
         metadata.update(compacted_runs=upkeep.compacted_runs, dropped_partitions=upkeep.dropped_partitions)
-    if upkeep.compacted_runs or upkeep.dropped_partitions:
-        logger.info(
-            "run history: %d routine runs compacted, %d days dropped",
-            upkeep.compacted_runs,
-            len(upkeep.dropped_partitions),
-        )
+        if upkeep.compacted_runs or upkeep.dropped_partitions:  # logged before the run's log ends, as above
+            logger.info(
+                "run history: %d routine runs compacted, %d days dropped",
+                upkeep.compacted_runs,
+                len(upkeep.dropped_partitions),
+            )
     return run.run_id
 
 
