@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -23,7 +23,7 @@ from backend.collection.exchanges import ExchangeClients
 from backend.collection.timeframes import FIXED_STEPS, to_ms
 from backend.configs import repository as configs
 from backend.configs.schemas import ConfigCreate, Timeframe
-from backend.db.pool import Pool
+from backend.db.pool import Connection, Pool, create_pool
 from backend.settings import Settings
 from tests.collection.fake_binance import running_fake_binance
 from tests.collection.fake_bybit import running_fake_bybit
@@ -118,6 +118,26 @@ async def exchanges(collection_settings: Settings) -> AsyncIterator[ExchangeClie
     clients = ExchangeClients(collection_settings.exchange_overrides)
     yield clients
     await clients.close()
+
+
+class RecordingPool(NamedTuple):
+    pool: Pool
+    sent: list[str]  # the text of every statement fetched through ``pool``, in order
+
+
+@pytest.fixture
+async def recording_pool(database_url: str) -> AsyncIterator[RecordingPool]:
+    """A pool of its own that records the statements fetched through it (to count round trips)."""
+    sent: list[str] = []
+
+    class RecordingConnection(Connection):
+        async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+            sent.append(query)
+            return await super().fetch(query, *args, **kwargs)
+
+    pool = await create_pool(database_url, connection_class=RecordingConnection)
+    yield RecordingPool(pool, sent)
+    await pool.close()
 
 
 @pytest.fixture

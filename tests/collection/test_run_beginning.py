@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from backend.collection import repository
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
 from backend.collection.storage import store_candles
-from backend.db.pool import Connection, Pool, create_pool
+from backend.db.pool import Pool
 from backend.runs import repository as runs
 from backend.settings import Settings
-from tests.collection.conftest import Clock, NewConfig
+from tests.collection.conftest import Clock, NewConfig, RecordingPool
 
 HOUR_START = datetime(2026, 1, 5, 10, tzinfo=UTC)
 
@@ -91,28 +90,18 @@ async def test_a_run_that_cannot_begin_among_others_is_answered_alone_and_nothin
 
 
 async def test_runs_starting_at_once_send_one_statement_to_begin(
-    database_url: str,
+    recording_pool: RecordingPool,
     exchanges: ExchangeClients,
     collection_settings: Settings,
     new_config: NewConfig,
     clock: Clock,
     pool: Pool,
 ) -> None:
-    sent: list[str] = []
-
-    class RecordingConnection(Connection):
-        async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
-            sent.append(query)
-            return await super().fetch(query, *args, **kwargs)
-
     config_ids = [await new_config(symbol=symbol) for symbol in ("BTC/USDT", "ETH/USDT")]
     run_ids = [await runs.start_run(pool, config_id=config_id, trigger="manual") for config_id in config_ids]
-    recording_pool = await create_pool(database_url, connection_class=RecordingConnection)
-    try:
-        collector = Collector(pool=recording_pool, exchanges=exchanges, settings=collection_settings, clock=clock)
-        outcomes = await asyncio.gather(*(collector.execute_run(run_id) for run_id in run_ids))
-    finally:
-        await recording_pool.close()
+    collector = Collector(pool=recording_pool.pool, exchanges=exchanges, settings=collection_settings, clock=clock)
+
+    outcomes = await asyncio.gather(*(collector.execute_run(run_id) for run_id in run_ids))
 
     assert [outcome.status if outcome else None for outcome in outcomes] == ["success", "success"]
-    assert sent.count(repository.BEGIN_RUNS_READING_SERIES) == 1
+    assert recording_pool.sent.count(repository.BEGIN_RUNS_READING_SERIES) == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -15,13 +14,14 @@ from backend.collection import repository
 from backend.collection.collector import Collector
 from backend.collection.exchanges import ExchangeClients
 from backend.collection.timeframes import to_ms
-from backend.db.pool import Connection, Pool, create_pool
+from backend.db.pool import Pool
 from backend.settings import Settings
 from tests.collection.conftest import (
     DEEP_HISTORY,
     EXCHANGES,
     Clock,
     NewConfig,
+    RecordingPool,
     assert_stored_series_is_the_truth,
     stored_open_times,
 )
@@ -197,31 +197,21 @@ async def test_candle_missing_from_the_new_candles_is_confirmed_empty_in_the_sam
 
 
 async def test_series_stored_without_holes_is_not_searched_for_holes_on_its_next_run(
-    database_url: str,
+    recording_pool: RecordingPool,
     exchanges: ExchangeClients,
     collection_settings: Settings,
     new_config: NewConfig,
     clock: Clock,
 ) -> None:
-    sent: list[str] = []
+    pool, sent = recording_pool
+    collector = Collector(pool=pool, exchanges=exchanges, settings=collection_settings, clock=clock)
+    config_id = await new_config()
+    await collector.collect_now(config_id)  # a new series: its window is searched for holes
+    searched_by_backfill = sent.count(repository.FIND_HOLES)
+    sent.clear()
+    clock.advance(HOUR)
 
-    class RecordingConnection(Connection):
-        async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
-            sent.append(query)
-            return await super().fetch(query, *args, **kwargs)
-
-    recording_pool = await create_pool(database_url, connection_class=RecordingConnection)
-    try:
-        collector = Collector(pool=recording_pool, exchanges=exchanges, settings=collection_settings, clock=clock)
-        config_id = await new_config()
-        await collector.collect_now(config_id)  # a new series: its window is searched for holes
-        searched_by_backfill = sent.count(repository.FIND_HOLES)
-        sent.clear()
-        clock.advance(HOUR)
-
-        outcome = await collector.collect_now(config_id)
-    finally:
-        await recording_pool.close()
+    outcome = await collector.collect_now(config_id)
 
     assert outcome is not None
     assert (outcome.status, outcome.records_collected) == ("success", 1)
