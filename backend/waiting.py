@@ -13,8 +13,11 @@ cancellation of the caller itself; :func:`cancel_and_wait` does not.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
@@ -27,9 +30,12 @@ async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and return once every one has ended, whatever each ended with (a task's own
-    error is retrieved, not raised). A cancellation of the caller still raises."""
+async def cancel_and_wait(
+    tasks: Iterable[asyncio.Task[Any]], *, expected: tuple[type[BaseException], ...] = ()
+) -> None:
+    """Cancel ``tasks`` and return once every one has ended. A task that ended on an error instead
+    (other than the ``expected`` ones) is logged with its traceback, not raised, so that one task's
+    failure never keeps the others from stopping. A cancellation of the caller still raises."""
     pending = set(tasks)
     for task in pending:
         task.cancel()
@@ -37,5 +43,8 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
         return
     await asyncio.wait(pending)
     for task in pending:
-        if not task.cancelled():
-            task.exception()  # retrieved: a task that failed while stopping has said so in its own log
+        if task.cancelled():
+            continue
+        error = task.exception()
+        if error is not None and not isinstance(error, expected):
+            logger.error("%s ended on an error while it was being stopped", task.get_name(), exc_info=error)

@@ -118,7 +118,7 @@ async def stream_events(socket: WebSocket[Any, Any, Any]) -> None:
             asyncio.create_task(_until_token_expires(socket, expires_at)),
         }
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        await cancel_and_wait(pending)
+        await cancel_and_wait(pending, expected=(WebSocketDisconnect,))  # the client may be gone already
         for task in done:
             with contextlib.suppress(WebSocketDisconnect):
                 task.result()
