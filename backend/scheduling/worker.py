@@ -72,7 +72,7 @@ JOB_TIMEOUT_MARGIN_SECONDS = 60
 REDIS_RETRY_FIRST_SECONDS = 0.5
 REDIS_RETRY_MAX_SECONDS = 5.0
 REDIS_AWAY_REMINDER_SECONDS = 60  # how often the log repeats that Redis is still away
-TICK_JOB = "schedule_tick"
+TICK_JOB = "schedule_tick"  # the tick's job is named after the queue: see tick_job_name
 # A tick claims the slots due within this many ticks: until the next tick, and as far again, for the
 # next tick may itself start late on a busy machine (its runs wait in Redis for their slots)
 CLAIM_AHEAD_TICKS = 2
@@ -398,6 +398,13 @@ class ResilientWorker(Worker):
             self.ctx["redis_back"].set()
 
 
+def tick_job_name(queue_name: str) -> str:
+    """The tick's job name, which arq also puts in each tick's job id: with the queue's name in it,
+    deployments sharing one Redis each get every tick (under a bare ``schedule_tick``, a second's
+    tick queued by one deployment would be the other's too, which would then skip it)."""
+    return f"{queue_name}:{TICK_JOB}"
+
+
 def redis_settings(url: str | None) -> RedisSettings:
     """arq's connection settings for REDIS_URL; ``rediss://`` accepts Heroku Redis's self-signed certificate."""
     if url is None:
@@ -420,7 +427,7 @@ def create_worker(
         cron_jobs=[
             cron(
                 schedule_tick,
-                name=TICK_JOB,
+                name=tick_job_name(settings.arq_queue_name),
                 second=set(range(0, 60, settings.scheduler_tick_seconds)),
                 run_at_startup=True,
                 unique=True,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from arq.connections import create_pool
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
@@ -17,6 +18,7 @@ from backend.app import create_app
 from backend.db.pool import Pool
 from backend.runs.repository import start_run
 from backend.scheduling.status import read_scheduler_status
+from backend.scheduling.worker import create_worker, redis_settings
 from backend.settings import Settings
 from tests.collection.fake_binance import FakeBinance
 from tests.scheduling.conftest import MakeConfig, StandInJob, StartWorker, eventually, login_admin
@@ -68,8 +70,7 @@ async def test_a_worker_runs_each_slot_on_its_anchor_and_records_lateness(
 async def test_redis_keeps_nothing_of_a_run_that_ended(
     pool: Pool, make_config: MakeConfig, start_worker: StartWorker, arq_settings: Settings
 ) -> None:
-    """A run's outcome is its log: a worker's Redis does not grow with every run (only the
-    scheduler's own tick keeps its short result)."""
+    """A run's outcome is its log: a worker's Redis does not grow with every run, nor with every tick."""
     await start_worker(StandInJob(pool))
     config_id = await make_config(interval_minutes=1)
     await _finished_runs(pool, config_id, 3)
@@ -310,6 +311,30 @@ async def test_redis_down_keeps_the_api_up_readiness_names_it_and_trigger_is_503
     assert trigger.status_code == 503
     assert "Redis" in trigger.json()["detail"]
     assert await pool.fetchval("SELECT count(*) FROM job_execution_logs") == 0
+
+
+async def test_deployments_sharing_one_redis_each_queue_their_own_tick_for_the_same_second(
+    arq_settings: Settings,
+) -> None:
+    """Each deployment has its queue; a tick queued by one for a second does not stand for the
+    other's tick of that second (which would then be skipped)."""
+    queues = [arq_settings.arq_queue_name, f"{arq_settings.arq_queue_name}-other"]
+    redis = await create_pool(redis_settings(arq_settings.redis_url))
+    workers = [
+        create_worker(replace(arq_settings, arq_queue_name=queue), redis_pool=redis, handle_signals=False)
+        for queue in queues
+    ]
+    try:
+        now = datetime.now(UTC)
+        for worker in workers:
+            await worker.run_cron(now, worker.poll_delay_s)  # what each worker's poll does
+
+        assert [await redis.zcard(queue) for queue in queues] == [1, 1]
+    finally:
+        keys = [key async for key in redis.scan_iter(match=f"*{arq_settings.arq_queue_name}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
 
 
 async def _every_config_ran(pool: Pool, *, configs: int, runs: int) -> bool:
