@@ -11,7 +11,7 @@ from arq.worker import Worker
 from backend.db.pool import Pool
 from tests.scheduling.conftest import MakeConfig, StandInJob, StartWorker, eventually
 
-# four ticks of a second each; on a loaded machine a worker has been seen to tick 3-6 s apart
+# four ticks of a second each, with room for a loaded machine (the wait ends at the fourth)
 TICKS_WAIT_SECONDS = 30
 
 
