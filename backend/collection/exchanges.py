@@ -30,6 +30,7 @@ import ccxt.async_support as ccxt_async
 from backend.collection.causes import plain_cause
 from backend.collection.dialects import Dialect
 from backend.collection.exchange_states import ExchangeActivity, PauseSnapshot
+from backend.collection.pacing import pace_requests
 from backend.collection.profiles import ExchangeProfile, profile_for
 from backend.db.pool import Pool
 from backend.process import process_identity
@@ -168,6 +169,7 @@ class ExchangeClient:
         exchange_class = getattr(ccxt_async, exchange_id)
         self.id = exchange_id
         self.ccxt: Any = exchange_class(dict(options))
+        pace_requests(self.ccxt)
         # ccxt would leave out every candle before `since` (so one sent in seconds would vanish) and cut
         # the answer to `limit`: candles are read as the exchange sent them, and judged by candle_rules
         self.ccxt.parse_ohlcvs = functools.partial(_every_candle, self.ccxt)
