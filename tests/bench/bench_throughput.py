@@ -8,13 +8,17 @@ arq workers scaling out. The real collector against the fake Binance, candles st
   budget from one address (3,000 one-minute series), off beyond. The first minute stores a few
   minutes of history per series; the next ``STEADY_MINUTES`` are measured: lateness, missed slots,
   runs that did not succeed, and CPU per run (this process and PostgreSQL's pool connections).
+- **A burst in one web process.** 1,000 configs created due on the same second (their first runs
+  create their series), then the same configs' slots moved onto one second of the next minute (a
+  run each: one new candle, as after a deploy or an outage); one in-process scheduler, ccxt's
+  limiter off: as 1,000 configs spread over exchanges whose budgets all hold them would run.
 - **arq, one worker then two** (``python -m backend worker`` processes, defaults: tick 2 s,
   ``MAX_CONCURRENT_JOBS`` at its default; ccxt's limiter off, so that the workers' own capacity shows): 1,000
   configs spread over the minute, their second minute measured (lateness, skipped slots; the first
   warms the workers up), then 1,000 configs due on the same second
   (how fast the workers drain them: runs a second, and two workers against one).
 
-    python -m tests.bench.bench_throughput [--configs 10000] [--burst-only] [--one-worker]
+    python -m tests.bench.bench_throughput [--configs 10000] [--burst-only] [--one-worker] [--in-process-burst]
 """
 
 from __future__ import annotations
@@ -178,6 +182,69 @@ async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
     )
 
 
+async def in_process_burst(url: str, fake: FakeBinance) -> None:
+    """``ARQ_CONFIGS`` new configs due on one second, then their slots on one second of the next
+    minute (one new candle each), through one in-process scheduler, ccxt's limiter off."""
+    settings = Settings(app_env="test", database_url=url, exchange_overrides=_without_limiter(fake))
+    pool = await create_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)
+    exchanges = ExchangeClients(settings.exchange_overrides)
+    await exchanges.get("binance").ensure_markets()
+    scheduler = InProcessScheduler(
+        pool, settings=settings, run_job=Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
+    )
+    print(
+        f"a burst in one web process: {ARQ_CONFIGS:,} configs due on the same second, one in-process scheduler "
+        f"(MAX_CONCURRENT_JOBS {settings.max_concurrent_jobs}), ccxt's limiter off"
+    )
+    try:
+        await scheduler.start()
+        first = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+        await _in_process_burst(
+            pool,
+            "new configs (their first runs: each creates its series)",
+            first,
+            INSERT_CONFIGS,
+            ARQ_CONFIGS,
+            first,
+            0,
+            "BURST0X",
+        )
+        again = (first + timedelta(minutes=1)).replace(second=FIRST_SLOT_IN_SECONDS)
+        await _in_process_burst(
+            pool,
+            "the same configs, their slots on one second of the next minute (a run each: one new candle)",
+            again,
+            ALIGN_SLOTS,
+            again,
+            "BURST0X%",
+        )
+    finally:
+        await scheduler.stop()
+        await exchanges.close()
+    await pool.execute(RESET)
+    await pool.close()
+
+
+async def _in_process_burst(pool: Pool, title: str, at: datetime, statement: str, *arguments: Any) -> None:
+    """Make ``ARQ_CONFIGS`` slots due on the second ``at`` (``statement`` with ``arguments``), wait for
+    their runs and print the figures."""
+    server, cpu = await _database_cpu(pool), time.process_time()
+    await pool.execute(statement, *arguments)
+    await _wait_ended(pool, at, at + timedelta(seconds=1), ARQ_CONFIGS)
+    cpu, server_after = time.process_time() - cpu, await _database_cpu(pool)
+    figures = await pool.fetchrow(FIGURES, at, at + timedelta(seconds=1))
+    assert figures is not None
+    runs = max(1, figures["ended"])
+    database = sum(seconds - server.get(pid, 0.0) for pid, seconds in server_after.items())
+    rate = figures["ended"] / figures["seconds"] if figures["seconds"] else 0.0
+    print(f"  {title}: {_figures_line(figures, ARQ_CONFIGS)}; {rate:.0f} runs/s")
+    print(f"    goal: p99 {_ms(figures['p99'])} (< 3 s); {_load()}")
+    print(
+        f"    CPU per run: this process (scheduler, collector, ccxt, fake Binance) {1000 * cpu / runs:.2f} ms, "
+        f"PostgreSQL {1000 * database / runs:.2f} ms"
+    )
+
+
 def _without_limiter(fake: FakeBinance) -> dict[str, Any]:
     overrides = fake.exchange_overrides()
     overrides["binance"]["enableRateLimit"] = False
@@ -326,11 +393,13 @@ def _cpu_since(before: dict[str, dict[int, float]], after: dict[str, dict[int, f
     }
 
 
-async def bench_throughput(configs: int, *, burst_only: bool = False, one_worker: bool = False) -> None:
+async def bench_throughput(
+    configs: int, *, burst_only: bool = False, one_worker: bool = False, in_process_only: bool = False
+) -> None:
     print(f"{_load()}; 2 cores shared with PostgreSQL, Redis and whatever else runs")
     symbols = [
         f"{prefix}{n}/USDT"
-        for prefix in ("S", "ARQ1X", "WARM1X", "BURST1X", "ARQ2X", "WARM2X", "BURST2X")
+        for prefix in ("S", "BURST0X", "ARQ1X", "WARM1X", "BURST1X", "ARQ2X", "WARM2X", "BURST2X")
         for n in range(max(configs, 1000))
     ]
     history_start_ms = int((time.time() - HISTORY_MINUTES * 60) * 1000)
@@ -340,7 +409,11 @@ async def bench_throughput(configs: int, *, burst_only: bool = False, one_worker
     ):
         await create_partitions_ahead(url)
         if not (burst_only or one_worker):
-            await steady_state(url, fake, configs)
+            if not in_process_only:
+                await steady_state(url, fake, configs)
+            await in_process_burst(url, fake)
+            if in_process_only:
+                return
         one = await arq_workers(url, fake, 1, burst_only=burst_only)
         if one_worker:
             return
@@ -358,5 +431,13 @@ if __name__ == "__main__":
     parser.add_argument("--configs", type=int, default=CONFIGS, help="configs in the steady state (default 1000)")
     parser.add_argument("--burst-only", action="store_true", help="arq's burst alone, after a few warm-up runs")
     parser.add_argument("--one-worker", action="store_true", help="arq with one worker alone (to compare two commits)")
+    parser.add_argument("--in-process-burst", action="store_true", help="the burst in one web process alone (2 min)")
     arguments = parser.parse_args()
-    asyncio.run(bench_throughput(arguments.configs, burst_only=arguments.burst_only, one_worker=arguments.one_worker))
+    asyncio.run(
+        bench_throughput(
+            arguments.configs,
+            burst_only=arguments.burst_only,
+            one_worker=arguments.one_worker,
+            in_process_only=arguments.in_process_burst,
+        )
+    )
