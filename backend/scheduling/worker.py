@@ -33,6 +33,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker, async_check_health
+from redis.commands.core import AsyncScript
 
 from backend.alerts.tasks import AlertTasks
 from backend.backoff import Backoff
@@ -82,6 +83,26 @@ POLL_DELAY_SECONDS = 0.1
 # the workers are behind once a queued run waits this many ticks past its slot (a busy machine
 # delays a run by a tick now and then without the workers falling behind)
 BEHIND_AFTER_TICKS = 2
+
+
+# Marks in progress (as arq does, for as long) each job of ARGV[3..] that no worker runs and whose
+# score in the queue KEYS[1] is due by ARGV[1] (the other KEYS: the jobs' in-progress keys); returns
+# the started jobs' ids and scores, flat. A script runs alone in Redis: a check and its mark are one.
+START_JOBS_SCRIPT = """
+local started = {}
+for i = 2, #KEYS do
+    local job_id = ARGV[i + 1]
+    if redis.call('EXISTS', KEYS[i]) == 0 then
+        local score = redis.call('ZSCORE', KEYS[1], job_id)
+        if score and tonumber(score) <= tonumber(ARGV[1]) then
+            redis.call('PSETEX', KEYS[i], ARGV[2], '1')
+            table.insert(started, job_id)
+            table.insert(started, score)
+        end
+    end
+end
+return started
+"""
 
 
 class RoutineLinesToDebug(logging.Filter):
@@ -263,6 +284,7 @@ class ResilientWorker(Worker):
         self._closed = False
         self.ctx["redis_back"] = asyncio.Event()  # set when Redis comes back after an outage
         self._place_freed = asyncio.Event()  # set when a job ends
+        self._start_script: AsyncScript | None = None
 
     async def main(self) -> None:
         if self.on_startup:
@@ -299,8 +321,8 @@ class ResilientWorker(Worker):
         self._place_freed.set()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's, one job at a time: when Redis fails between taking a place for a job and starting
-        it, the place is given back (arq would keep it, and a few outages would leave no room).
+        """arq's, for as many jobs at once as there are free places: one round trip to Redis starts
+        them all (arq takes four a job), so that runs due together begin together.
 
         A job stays in the queue until it ends, so the due jobs read first are mostly those already
         running, on this worker or another: they are left out with one round trip for all of them
@@ -308,10 +330,11 @@ class ResilientWorker(Worker):
         are read, so that a job queued behind more running jobs than one read holds still starts."""
         read = 0
         while True:
-            for job_id in await self._not_in_progress(job_ids):
-                if self.job_counter >= self.max_jobs or not self.allow_pick_jobs:
-                    return
-                await self._start_job(job_id)
+            waiting = await self._not_in_progress(job_ids)
+            while waiting and self.allow_pick_jobs and self.job_counter < self.max_jobs:
+                room = self.max_jobs - self.job_counter
+                await self._start_together(waiting[:room])
+                waiting = waiting[room:]
             read += len(job_ids)
             if len(job_ids) < self.queue_read_limit or self.job_counter >= self.max_jobs:
                 return
@@ -319,13 +342,24 @@ class ResilientWorker(Worker):
                 self.queue_name, min=float("-inf"), max=timestamp_ms(), start=read, num=self.queue_read_limit
             )
 
-    async def _start_job(self, job_id: bytes) -> None:
-        try:
-            await super().start_jobs([job_id])
-        except REDIS_ERRORS:
-            if job_id.decode() not in self.tasks:
-                self._release_sem_dec_counter_on_complete()
-            raise
+    async def _start_together(self, job_ids: list[bytes]) -> None:
+        """Start the jobs of ``job_ids`` that are still due and that no worker runs, as arq's own start
+        decides it for one job (and as atomically: another worker starting one of them at the same
+        moment starts it or leaves it, never both), then run them, a place each."""
+        if self._start_script is None:
+            self._start_script = self.pool.register_script(START_JOBS_SCRIPT)
+        ids = [job_id.decode() for job_id in job_ids]
+        started = await self._start_script(
+            keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in ids)],
+            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), *ids],
+            client=self.pool,
+        )
+        for job_id, score in zip(started[::2], started[1::2], strict=True):
+            await self.sem.acquire()  # never waits: there was a place for each
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id.decode(), int(float(score))))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id.decode()] = task
 
     async def _not_in_progress(self, job_ids: list[bytes]) -> list[bytes]:
         """The jobs no worker runs: those this worker runs are known here, the others are asked of Redis."""

@@ -11,6 +11,8 @@ from itertools import pairwise
 from typing import Any
 
 from arq.connections import create_pool
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
@@ -332,6 +334,39 @@ async def test_deployments_sharing_one_redis_each_queue_their_own_tick_for_the_s
         assert [await redis.zcard(queue) for queue in queues] == [1, 1]
     finally:
         keys = [key async for key in redis.scan_iter(match=f"*{arq_settings.arq_queue_name}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+
+async def test_a_worker_starts_only_the_jobs_still_due_that_no_worker_runs(arq_settings: Settings) -> None:
+    """Due job ids read a moment ago, while other workers went on: one was started by another
+    worker, one ended (it left the queue), one was deferred again; only the fourth starts here, and
+    only it and the other worker's are marked in progress."""
+    queue = arq_settings.arq_queue_name
+    redis = await create_pool(redis_settings(arq_settings.redis_url))
+    worker = create_worker(arq_settings, redis_pool=redis, handle_signals=False)
+    free, elsewhere, ended, deferred = (f"{queue}:{name}" for name in ("free", "elsewhere", "ended", "deferred"))
+    try:
+        for job_id in (free, elsewhere, ended, deferred):
+            await redis.enqueue_job("a_job_this_worker_lacks", _job_id=job_id, _queue_name=queue)
+        read = await redis.zrangebyscore(queue, min=float("-inf"), max=timestamp_ms())
+        await redis.psetex(in_progress_key_prefix + elsewhere, 60_000, b"1")
+        await redis.zrem(queue, ended)
+        await redis.zadd(queue, {deferred: timestamp_ms() + 60_000})
+
+        await worker.start_jobs(read)
+
+        assert set(worker.tasks) == {free}
+        marked = [
+            job_id
+            for job_id in (free, elsewhere, ended, deferred)
+            if await redis.exists(in_progress_key_prefix + job_id)
+        ]
+        assert marked == [free, elsewhere]
+        await asyncio.gather(*worker.tasks.values())
+    finally:
+        keys = [key async for key in redis.scan_iter(match=f"*{queue}*")]
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
