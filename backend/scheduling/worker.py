@@ -43,7 +43,14 @@ from backend.db.outage import DATABASE_OUTAGE, is_outage
 from backend.db.pool import Pool, close_pool
 from backend.db.pool import create_pool as create_database_pool
 from backend.scheduling import repository
-from backend.scheduling.queue import COLLECT_JOB, REDIS_ERRORS, enqueue_run, requeue_waiting_runs, scheduled_job_id
+from backend.scheduling.queue import (
+    COLLECT_JOB,
+    REDIS_ERRORS,
+    CollectJob,
+    enqueue_runs,
+    requeue_waiting_runs,
+    scheduled_job_id,
+)
 from backend.scheduling.retention import due_system_jobs
 from backend.scheduling.runs import (
     Clock,
@@ -78,6 +85,7 @@ TICK_JOB = "schedule_tick"  # the tick's job is named after the queue: see tick_
 # next tick may itself start late on a busy machine (its runs wait in Redis for their slots)
 CLAIM_AHEAD_TICKS = 2
 CLAIM_BATCH = 500  # slots claimed per transaction; a tick claims batches until none is left
+ENQUEUE_BATCH = 500  # jobs queued per round trip to Redis
 # how often a worker looks for jobs whose time came (arq's default is 0.5 s): bounds lateness
 POLL_DELAY_SECONDS = 0.1
 # the workers are behind once a queued run waits this many ticks past its slot (a busy machine
@@ -144,22 +152,18 @@ async def schedule_tick(ctx: dict[str, Any]) -> int:
         DATABASE_OUTAGE.unreachable(exc)
         return 0
     redis: ArqRedis = ctx["redis"]
-    for index, run in enumerate(started):
+    jobs = [
+        CollectJob(run.run_id, scheduled_job_id(settings.arq_queue_name, run), run.scheduled_for) for run in started
+    ]
+    for first in range(0, len(jobs), ENQUEUE_BATCH):
         try:
-            job_id = scheduled_job_id(settings.arq_queue_name, run)
-            await enqueue_run(
-                redis,
-                run_id=run.run_id,
-                job_id=job_id,
-                queue_name=settings.arq_queue_name,
-                not_before=run.scheduled_for,
-            )
+            await enqueue_runs(redis, jobs[first : first + ENQUEUE_BATCH], queue_name=settings.arq_queue_name)
         except REDIS_ERRORS as exc:
             # the runs stay queued in the database; they are queued again once Redis is back
             logger.warning(
                 "Redis is away (%s): %d claimed runs wait in the database until it is back",
                 type(exc).__name__,
-                len(started) - index,
+                len(jobs) - first,
             )
             break
     return len(started)
