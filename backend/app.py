@@ -84,7 +84,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             max_size=settings.database_pool_max_size,
         )
         app.state.redis = create_redis(settings.redis_url) if settings.redis_url else None
-        counter = RedisAttemptCounter(app.state.redis) if app.state.redis else MemoryAttemptCounter()
+        counter = (
+            RedisAttemptCounter(app.state.redis, prefix=f"{settings.arq_queue_name}:login-attempts:")
+            if app.state.redis
+            else MemoryAttemptCounter()
+        )
         app.state.login_throttle = LoginThrottle(
             counter=counter,
             max_failures_per_email_and_address=settings.login_max_failures_per_email_and_address,

@@ -161,7 +161,7 @@ class RedisAttemptCounter:
     """Counts in Redis, each step one script (atomic for every process); in memory while Redis is away."""
 
     redis: Redis
-    prefix: str = "login-attempts:"
+    prefix: str  # the deployment's own: deployments sharing one Redis keep their counts apart
     fallback: MemoryAttemptCounter = field(default_factory=MemoryAttemptCounter)
     _redis_away: bool = False
     _admit: AsyncScript = field(init=False)

@@ -184,3 +184,20 @@ async def test_a_login_the_database_could_not_answer_counts_against_no_limit(set
             ]
 
     assert statuses == [503] * (PER_PAIR + 2)
+
+
+async def test_another_deployment_on_the_same_redis_keeps_its_own_counts(
+    settings: Settings, redis_url: str, email: str
+) -> None:
+    """Failures at one deployment do not hold back a login at another sharing its Redis."""
+    address = new_address()
+    ours = patient(replace(settings, redis_url=redis_url, arq_queue_name=f"ours-{uuid.uuid4().hex[:8]}"))
+    theirs = replace(ours, arq_queue_name=f"theirs-{uuid.uuid4().hex[:8]}")
+    async for client in serve_logins(ours):
+        assert await client.guess(email, [address], PER_PAIR) == [401] * PER_PAIR
+        held_back = await client.login(email, PASSWORD, address)
+    async for client in serve_logins(theirs):
+        other = await client.login(email, PASSWORD, address)
+
+    assert held_back.status_code == 429
+    assert other.status_code == 200
