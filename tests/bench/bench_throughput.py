@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -133,21 +135,14 @@ async def _database_cpu(pool: Pool) -> dict[int, float]:
 async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
     limiter = configs <= 0.9 * (series_within_budget("binance", timeframe="1m", interval_minutes=1) or 0)
     overrides = fake.exchange_overrides() if limiter else _without_limiter(fake)
-    settings = Settings(app_env="test", database_url=url, exchange_overrides=overrides)
-    pool = await create_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)
-    exchanges = ExchangeClients(settings.exchange_overrides)
-    await exchanges.get("binance").ensure_markets()
-    scheduler = InProcessScheduler(
-        pool, settings=settings, run_job=Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
-    )
     first = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
     measured_from, measured_to = first + timedelta(minutes=1), first + timedelta(minutes=1 + STEADY_MINUTES)
-    print(
-        f"steady state: {configs:,} configs of one 1m series every minute, spread over the minute; one in-process "
-        f"scheduler, MAX_CONCURRENT_JOBS={settings.max_concurrent_jobs}; ccxt's limiter "
-        f"{'on (within Binance budget)' if limiter else 'off (beyond one address budget of Binance)'}"
-    )
-    try:
+    async with _in_process_scheduler(url, overrides) as (pool, scheduler):
+        print(
+            f"steady state: {configs:,} configs of one 1m series every minute, spread over the minute; one "
+            f"in-process scheduler, MAX_CONCURRENT_JOBS={Settings().max_concurrent_jobs}; ccxt's limiter "
+            f"{'on (within Binance budget)' if limiter else 'off (beyond one address budget of Binance)'}"
+        )
         await pool.execute(INSERT_CONFIGS, configs, first, 60 / configs, "S")
         await scheduler.start()
         await _sleep_until(measured_from)
@@ -155,13 +150,8 @@ async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
         await _sleep_until(measured_to)
         cpu, server_after = time.process_time() - cpu, await _database_cpu(pool)
         ended = await _wait_ended(pool, measured_from, measured_to, configs * STEADY_MINUTES)
-    finally:
-        await scheduler.stop()
-        await exchanges.close()
-    row = await pool.fetchrow(FIGURES, measured_from, measured_to)
-    duplicates = await pool.fetchval(DUPLICATES)
-    await pool.execute(RESET)
-    await pool.close()
+        row = await pool.fetchrow(FIGURES, measured_from, measured_to)
+        duplicates = await pool.fetchval(DUPLICATES)
     assert row is not None
     runs = max(1, ended)
     closed = server.keys() - server_after.keys()
@@ -185,64 +175,38 @@ async def steady_state(url: str, fake: FakeBinance, configs: int) -> None:
 async def in_process_burst(url: str, fake: FakeBinance) -> None:
     """``ARQ_CONFIGS`` new configs due on one second, then their slots on one second of the next
     minute (one new candle each), through one in-process scheduler, ccxt's limiter off."""
-    settings = Settings(app_env="test", database_url=url, exchange_overrides=_without_limiter(fake))
+    async with _in_process_scheduler(url, _without_limiter(fake)) as (pool, scheduler):
+        print(
+            f"a burst in one web process: {ARQ_CONFIGS:,} configs due on the same second, one in-process scheduler "
+            f"(MAX_CONCURRENT_JOBS {Settings().max_concurrent_jobs}), ccxt's limiter off"
+        )
+        await scheduler.start()
+        created = await _burst(pool, [], INSERT_CONFIGS, ARQ_CONFIGS, 0, "BURST0X")
+        _print_burst("new configs (their first runs: each creates its series)", created)
+        again = (created.at + timedelta(minutes=1)).replace(second=FIRST_SLOT_IN_SECONDS)
+        aligned = await _burst(pool, [], ALIGN_SLOTS, "BURST0X%", at=again)
+        _print_burst("the same configs, their slots on one second of the next minute (one new candle each)", aligned)
+
+
+@asynccontextmanager
+async def _in_process_scheduler(url: str, overrides: dict[str, Any]) -> AsyncIterator[tuple[Pool, InProcessScheduler]]:
+    """A pool and an in-process scheduler running the real collector with these exchange overrides
+    (the scheduler is started by the caller); at the end, stopped, and the database emptied."""
+    settings = Settings(app_env="test", database_url=url, exchange_overrides=overrides)
     pool = await create_pool(url, min_size=POOL_SIZE, max_size=POOL_SIZE)
     exchanges = ExchangeClients(settings.exchange_overrides)
-    await exchanges.get("binance").ensure_markets()
-    scheduler = InProcessScheduler(
-        pool, settings=settings, run_job=Collector(pool=pool, exchanges=exchanges, settings=settings).execute_run
-    )
-    print(
-        f"a burst in one web process: {ARQ_CONFIGS:,} configs due on the same second, one in-process scheduler "
-        f"(MAX_CONCURRENT_JOBS {settings.max_concurrent_jobs}), ccxt's limiter off"
-    )
     try:
-        await scheduler.start()
-        first = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
-        await _in_process_burst(
-            pool,
-            "new configs (their first runs: each creates its series)",
-            first,
-            INSERT_CONFIGS,
-            ARQ_CONFIGS,
-            first,
-            0,
-            "BURST0X",
-        )
-        again = (first + timedelta(minutes=1)).replace(second=FIRST_SLOT_IN_SECONDS)
-        await _in_process_burst(
-            pool,
-            "the same configs, their slots on one second of the next minute (a run each: one new candle)",
-            again,
-            ALIGN_SLOTS,
-            again,
-            "BURST0X%",
-        )
+        await exchanges.get("binance").ensure_markets()
+        collector = Collector(pool=pool, exchanges=exchanges, settings=settings)
+        scheduler = InProcessScheduler(pool, settings=settings, run_job=collector.execute_run)
+        try:
+            yield pool, scheduler
+        finally:
+            await scheduler.stop()
     finally:
-        await scheduler.stop()
         await exchanges.close()
-    await pool.execute(RESET)
-    await pool.close()
-
-
-async def _in_process_burst(pool: Pool, title: str, at: datetime, statement: str, *arguments: Any) -> None:
-    """Make ``ARQ_CONFIGS`` slots due on the second ``at`` (``statement`` with ``arguments``), wait for
-    their runs and print the figures."""
-    server, cpu = await _database_cpu(pool), time.process_time()
-    await pool.execute(statement, *arguments)
-    await _wait_ended(pool, at, at + timedelta(seconds=1), ARQ_CONFIGS)
-    cpu, server_after = time.process_time() - cpu, await _database_cpu(pool)
-    figures = await pool.fetchrow(FIGURES, at, at + timedelta(seconds=1))
-    assert figures is not None
-    runs = max(1, figures["ended"])
-    database = sum(seconds - server.get(pid, 0.0) for pid, seconds in server_after.items())
-    rate = figures["ended"] / figures["seconds"] if figures["seconds"] else 0.0
-    print(f"  {title}: {_figures_line(figures, ARQ_CONFIGS)}; {rate:.0f} runs/s")
-    print(f"    goal: p99 {_ms(figures['p99'])} (< 3 s); {_load()}")
-    print(
-        f"    CPU per run: this process (scheduler, collector, ccxt, fake Binance) {1000 * cpu / runs:.2f} ms, "
-        f"PostgreSQL {1000 * database / runs:.2f} ms"
-    )
+        await pool.execute(RESET)
+        await pool.close()
 
 
 def _without_limiter(fake: FakeBinance) -> dict[str, Any]:
@@ -336,15 +300,19 @@ async def arq_workers(url: str, fake: FakeBinance, count: int, *, burst_only: bo
 
 
 class Burst(NamedTuple):
+    at: datetime  # the second the slots fell on
     figures: Any
     cpu: dict[str, float]
     duplicates: int
 
 
-async def _burst(pool: Pool, workers: list[subprocess.Popen[bytes]], statement: str, *arguments: Any) -> Burst:
-    """Make ``ARQ_CONFIGS`` slots due on one second a few seconds ahead (``statement`` with that second
-    first, then ``arguments``) and wait for their runs: figures, CPU by process, duplicates so far."""
-    burst_at = (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
+async def _burst(
+    pool: Pool, workers: list[subprocess.Popen[bytes]], statement: str, *arguments: Any, at: datetime | None = None
+) -> Burst:
+    """Make ``ARQ_CONFIGS`` slots due on one second, ``at`` or a few seconds ahead (``statement`` with
+    that second first, then ``arguments``) and wait for their runs: figures, CPU by process, duplicates
+    so far."""
+    burst_at = at or (datetime.now(UTC) + timedelta(seconds=FIRST_SLOT_IN_SECONDS)).replace(microsecond=0)
     cpu_before = await _cpu_by_process(pool, workers)
     if statement is INSERT_CONFIGS:
         await pool.execute(statement, arguments[0], burst_at, *arguments[1:])
@@ -353,7 +321,7 @@ async def _burst(pool: Pool, workers: list[subprocess.Popen[bytes]], statement: 
     await _wait_ended(pool, burst_at, burst_at + timedelta(seconds=1), ARQ_CONFIGS)
     cpu_used = _cpu_since(cpu_before, await _cpu_by_process(pool, workers))
     figures = await pool.fetchrow(FIGURES, burst_at, burst_at + timedelta(seconds=1))
-    return Burst(figures, cpu_used, await pool.fetchval(DUPLICATES))
+    return Burst(burst_at, figures, cpu_used, await pool.fetchval(DUPLICATES))
 
 
 def _print_burst(title: str, burst: Burst) -> float:
@@ -373,9 +341,11 @@ def _print_burst(title: str, burst: Burst) -> float:
 
 
 async def _cpu_by_process(pool: Pool, workers: list[subprocess.Popen[bytes]]) -> dict[str, dict[int, float]]:
-    """CPU seconds so far of each worker, of this process (the fake Binance) and of the database's
-    server processes (those of this benchmark's database; a connection opened later counts from 0)."""
+    """CPU seconds so far of each worker, of this process (the fake Binance, and the scheduler and
+    collector when no worker runs them) and of the database's server processes (those of this
+    benchmark's database; a connection opened later counts from 0)."""
     database = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    this_process = "this process (fake Binance)" if workers else "this process (scheduler, collector, fake Binance)"
     groups = {
         **{f"worker {n + 1}": [worker.pid] for n, worker in enumerate(workers)},
         "PostgreSQL": [row["pid"] for row in database],
@@ -383,7 +353,7 @@ async def _cpu_by_process(pool: Pool, workers: list[subprocess.Popen[bytes]]) ->
     seconds = {name: {pid: cpu_seconds([pid]) for pid in pids} for name, pids in groups.items()}
     return {
         name: {pid: value for pid, value in values.items() if value is not None} for name, values in seconds.items()
-    } | {"this process (fake Binance)": {os.getpid(): time.process_time()}}
+    } | {this_process: {os.getpid(): time.process_time()}}
 
 
 def _cpu_since(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:

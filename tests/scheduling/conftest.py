@@ -12,17 +12,17 @@ from itertools import count
 from typing import Any, Protocol
 
 import pytest
+from arq.connections import ArqRedis, create_pool
 from arq.worker import Worker
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
-from redis.asyncio import Redis
 
 from backend.auth import repository as users
 from backend.db.pool import Pool
 from backend.runs.repository import begin_run, complete_run, delete_run, refresh_heartbeat
 from backend.scheduling.runs import Clock, utc_now
 from backend.scheduling.scheduler import InProcessScheduler
-from backend.scheduling.worker import create_worker
+from backend.scheduling.worker import create_worker, redis_settings
 from backend.settings import Settings
 from tests.collection.fake_binance import FakeBinance, running_fake_binance
 from tests.conftest import ADMIN_EMAIL, PASSWORD, PASSWORD_HASH
@@ -200,9 +200,21 @@ StartWorker = Callable[..., Awaitable[Worker]]
 
 
 @pytest.fixture
-async def start_worker(arq_settings: Settings) -> AsyncIterator[StartWorker]:
+async def arq_redis(arq_settings: Settings) -> AsyncIterator[ArqRedis]:
+    """arq's connection to the test Redis; every key of the test's queue (and of queues named after
+    it) leaves Redis at the end."""
+    redis = await create_pool(redis_settings(arq_settings.redis_url))
+    yield redis
+    keys = [key async for key in redis.scan_iter(match=f"*{arq_settings.arq_queue_name}*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+@pytest.fixture
+async def start_worker(arq_settings: Settings, arq_redis: ArqRedis) -> AsyncIterator[StartWorker]:
     """Run real arq Workers in this process (``job``: the stand-in at the job boundary; None: the real
-    collector; ``arq_options``: arq's own); all stop at the end, and the test queue's keys leave Redis."""
+    collector; ``arq_options``: arq's own); all stop at the end, before the test queue's keys leave Redis."""
     workers: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(
@@ -218,8 +230,3 @@ async def start_worker(arq_settings: Settings) -> AsyncIterator[StartWorker]:
         await worker.close()  # also runs on_shutdown of a worker whose main task ended (SIGTERM)
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    redis = Redis.from_url(arq_settings.redis_url or "")
-    keys = [key async for key in redis.scan_iter(match=f"*{arq_settings.arq_queue_name}*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from arq.connections import create_pool
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from litestar.testing import AsyncTestClient
@@ -20,7 +20,7 @@ from backend.app import create_app
 from backend.db.pool import Pool
 from backend.runs.repository import start_run
 from backend.scheduling.status import read_scheduler_status
-from backend.scheduling.worker import create_worker, redis_settings
+from backend.scheduling.worker import create_worker
 from backend.settings import Settings
 from tests.collection.fake_binance import FakeBinance
 from tests.scheduling.conftest import MakeConfig, StandInJob, StartWorker, eventually, login_admin
@@ -316,60 +316,48 @@ async def test_redis_down_keeps_the_api_up_readiness_names_it_and_trigger_is_503
 
 
 async def test_deployments_sharing_one_redis_each_queue_their_own_tick_for_the_same_second(
-    arq_settings: Settings,
+    arq_settings: Settings, arq_redis: ArqRedis
 ) -> None:
     """Each deployment has its queue; a tick queued by one for a second does not stand for the
     other's tick of that second (which would then be skipped)."""
     queues = [arq_settings.arq_queue_name, f"{arq_settings.arq_queue_name}-other"]
-    redis = await create_pool(redis_settings(arq_settings.redis_url))
     workers = [
-        create_worker(replace(arq_settings, arq_queue_name=queue), redis_pool=redis, handle_signals=False)
+        create_worker(replace(arq_settings, arq_queue_name=queue), redis_pool=arq_redis, handle_signals=False)
         for queue in queues
     ]
-    try:
-        now = datetime.now(UTC)
-        for worker in workers:
-            await worker.run_cron(now, worker.poll_delay_s)  # what each worker's poll does
+    now = datetime.now(UTC)
+    for worker in workers:
+        await worker.run_cron(now, worker.poll_delay_s)  # what each worker's poll does
 
-        assert [await redis.zcard(queue) for queue in queues] == [1, 1]
-    finally:
-        keys = [key async for key in redis.scan_iter(match=f"*{arq_settings.arq_queue_name}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    assert [await arq_redis.zcard(queue) for queue in queues] == [1, 1]
 
 
-async def test_a_worker_starts_only_the_jobs_still_due_that_no_worker_runs(arq_settings: Settings) -> None:
+async def test_a_worker_starts_only_the_jobs_still_due_that_no_worker_runs(
+    arq_settings: Settings, arq_redis: ArqRedis
+) -> None:
     """Due job ids read a moment ago, while other workers went on: one was started by another
     worker, one ended (it left the queue), one was deferred again; only the fourth starts here, and
     only it and the other worker's are marked in progress."""
     queue = arq_settings.arq_queue_name
-    redis = await create_pool(redis_settings(arq_settings.redis_url))
-    worker = create_worker(arq_settings, redis_pool=redis, handle_signals=False)
+    worker = create_worker(arq_settings, redis_pool=arq_redis, handle_signals=False)
     free, elsewhere, ended, deferred = (f"{queue}:{name}" for name in ("free", "elsewhere", "ended", "deferred"))
-    try:
-        for job_id in (free, elsewhere, ended, deferred):
-            await redis.enqueue_job("a_job_this_worker_lacks", _job_id=job_id, _queue_name=queue)
-        read = await redis.zrangebyscore(queue, min=float("-inf"), max=timestamp_ms())
-        await redis.psetex(in_progress_key_prefix + elsewhere, 60_000, b"1")
-        await redis.zrem(queue, ended)
-        await redis.zadd(queue, {deferred: timestamp_ms() + 60_000})
+    for job_id in (free, elsewhere, ended, deferred):
+        await arq_redis.enqueue_job("a_job_this_worker_lacks", _job_id=job_id, _queue_name=queue)
+    read = await arq_redis.zrangebyscore(queue, min=float("-inf"), max=timestamp_ms())
+    await arq_redis.psetex(in_progress_key_prefix + elsewhere, 60_000, b"1")
+    await arq_redis.zrem(queue, ended)
+    await arq_redis.zadd(queue, {deferred: timestamp_ms() + 60_000})
 
-        await worker.start_jobs(read)
+    await worker.start_jobs(read)
 
-        assert set(worker.tasks) == {free}
-        marked = [
-            job_id
-            for job_id in (free, elsewhere, ended, deferred)
-            if await redis.exists(in_progress_key_prefix + job_id)
-        ]
-        assert marked == [free, elsewhere]
-        await asyncio.gather(*worker.tasks.values())
-    finally:
-        keys = [key async for key in redis.scan_iter(match=f"*{queue}*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    assert set(worker.tasks) == {free}
+    marked = [
+        job_id
+        for job_id in (free, elsewhere, ended, deferred)
+        if await arq_redis.exists(in_progress_key_prefix + job_id)
+    ]
+    assert marked == [free, elsewhere]
+    await asyncio.gather(*worker.tasks.values())
 
 
 async def _every_config_ran(pool: Pool, *, configs: int, runs: int) -> bool:

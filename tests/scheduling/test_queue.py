@@ -3,39 +3,26 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 
 from backend.scheduling.queue import CollectJob, enqueue_runs
-from backend.scheduling.worker import redis_settings
 from backend.settings import Settings
 
 
-@pytest.fixture
-async def redis(arq_settings: Settings) -> AsyncIterator[ArqRedis]:
-    redis = await create_pool(redis_settings(arq_settings.redis_url))
-    yield redis
-    keys = [key async for key in redis.scan_iter(match=f"*{arq_settings.arq_queue_name}*")]
-    if keys:
-        await redis.delete(*keys)
-    await redis.aclose()
-
-
 async def test_jobs_are_queued_each_for_its_slot_and_an_id_already_there_is_left(
-    redis: ArqRedis, arq_settings: Settings
+    arq_redis: ArqRedis, arq_settings: Settings
 ) -> None:
     queue = arq_settings.arq_queue_name
     slot = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
     queued_before, kept_result = f"{queue}:queued-before", f"{queue}:kept-result"
-    await redis.enqueue_job("collect", 1, None, _job_id=queued_before, _queue_name=queue)
-    await redis.set(f"arq:result:{kept_result}", b"a kept result")
+    await arq_redis.enqueue_job("collect", 1, None, _job_id=queued_before, _queue_name=queue)
+    await arq_redis.set(f"arq:result:{kept_result}", b"a kept result")
 
     queued = await enqueue_runs(
-        redis,
+        arq_redis,
         [
             CollectJob(7, f"{queue}:for-its-slot", slot),
             CollectJob(8, f"{queue}:now"),
@@ -46,12 +33,12 @@ async def test_jobs_are_queued_each_for_its_slot_and_an_id_already_there_is_left
     )
 
     assert queued == [True, True, False, False]
-    for_its_slot = await Job(f"{queue}:for-its-slot", redis, _queue_name=queue).info()
+    for_its_slot = await Job(f"{queue}:for-its-slot", arq_redis, _queue_name=queue).info()
     assert for_its_slot is not None
     assert (for_its_slot.function, for_its_slot.args) == ("collect", (7, slot))
     assert for_its_slot.score == int(slot.timestamp() * 1000) + 1  # never before the slot
-    assert await Job(f"{queue}:now", redis, _queue_name=queue).status() == JobStatus.queued
-    before = await Job(queued_before, redis, _queue_name=queue).info()
+    assert await Job(f"{queue}:now", arq_redis, _queue_name=queue).status() == JobStatus.queued
+    before = await Job(queued_before, arq_redis, _queue_name=queue).info()
     assert before is not None
     assert before.args == (1, None)
-    assert await redis.zscore(queue, kept_result) is None
+    assert await arq_redis.zscore(queue, kept_result) is None
